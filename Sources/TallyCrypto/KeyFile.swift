@@ -1,0 +1,186 @@
+import CSodium
+import Foundation
+
+/// An encrypted Ed25519 key file (JSON):
+///
+/// ```json
+/// { "version": 1, "public_key": "<hex>", "address": "tally1…",
+///   "kdf": { "algorithm": "argon2id13", "opslimit": "3", "memlimit": "268435456", "salt": "<hex 16>" },
+///   "cipher": { "algorithm": "xchacha20poly1305-ietf", "nonce": "<hex 24>" },
+///   "ciphertext": "<hex: 32-byte seed + 16-byte tag>" }
+/// ```
+///
+/// The passphrase is stretched with Argon2id (`crypto_pwhash`) into a 32-byte key
+/// that seals the seed with XChaCha20-Poly1305. Everything but the ciphertext is
+/// bound as associated data (`associatedData`), so editing the KDF parameters, the
+/// salt or the public key makes decryption fail instead of yielding another key.
+public struct KeyFile: Codable, Equatable, Sendable {
+    public struct KDF: Codable, Equatable, Sendable {
+        public var algorithm: String
+        public var opslimit: String
+        public var memlimit: String
+        public var salt: String
+    }
+
+    public struct Cipher: Codable, Equatable, Sendable {
+        public var algorithm: String
+        public var nonce: String
+    }
+
+    /// Argon2id cost. The default is libsodium's MODERATE (3 passes, 256 MiB): a key
+    /// file is unlocked once per command or node start, so ~0.5-1 s is acceptable and
+    /// it makes offline guessing four times dearer in memory than INTERACTIVE.
+    /// Tests use `.light`.
+    public struct Cost: Equatable, Sendable {
+        public var opsLimit: UInt64
+        public var memLimitBytes: UInt64
+
+        public static let moderate = Cost(
+            opsLimit: UInt64(crypto_pwhash_OPSLIMIT_MODERATE), memLimitBytes: UInt64(crypto_pwhash_MEMLIMIT_MODERATE))
+        public static let interactive = Cost(
+            opsLimit: UInt64(crypto_pwhash_OPSLIMIT_INTERACTIVE), memLimitBytes: UInt64(crypto_pwhash_MEMLIMIT_INTERACTIVE))
+        /// Minimum libsodium allows; for tests only.
+        public static let light = Cost(
+            opsLimit: UInt64(crypto_pwhash_OPSLIMIT_MIN), memLimitBytes: UInt64(crypto_pwhash_MEMLIMIT_MIN))
+    }
+
+    public enum Error: Swift.Error, Equatable, CustomStringConvertible {
+        case wrongPassphrase
+        case malformed(String)
+        case unsupported(String)
+        case io(String)
+
+        public var description: String {
+            switch self {
+            case .wrongPassphrase: return "wrong passphrase (or the key file was altered)"
+            case .malformed(let field): return "malformed key file: \(field)"
+            case .unsupported(let what): return "unsupported key file: \(what)"
+            case .io(let message): return "key file I/O failed: \(message)"
+            }
+        }
+    }
+
+    static let kdfAlgorithm = "argon2id13"
+    static let cipherAlgorithm = "xchacha20poly1305-ietf"
+    /// Bounds on what we accept from a file, so a hostile file cannot make us
+    /// allocate terabytes or spin for hours.
+    static let maxOpsLimit: UInt64 = 64
+    static let maxMemLimitBytes: UInt64 = 4 << 30
+
+    public var version: Int
+    public var publicKey: String
+    public var address: String
+    public var kdf: KDF
+    public var cipher: Cipher
+    public var ciphertext: String
+
+    enum CodingKeys: String, CodingKey {
+        case version, address, kdf, cipher, ciphertext
+        case publicKey = "public_key"
+    }
+
+    /// Encrypts `key`'s seed under `passphrase`.
+    public static func seal(_ key: SigningKey, passphrase: String, cost: Cost = .moderate) throws(Error) -> KeyFile {
+        Sodium.ready()
+        let salt = SecureRandom.bytes(Int(crypto_pwhash_SALTBYTES))
+        let nonce = SecureRandom.bytes(Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES))
+        var file = KeyFile(
+            version: 1, publicKey: key.publicKey.hex, address: Address(publicKey: key.publicKey).bech32m,
+            kdf: KDF(algorithm: kdfAlgorithm, opslimit: String(cost.opsLimit), memlimit: String(cost.memLimitBytes),
+                     salt: Hex.encode(salt)),
+            cipher: Cipher(algorithm: cipherAlgorithm, nonce: Hex.encode(nonce)),
+            ciphertext: "")
+        let secretKey = try deriveKey(passphrase: passphrase, salt: salt, cost: cost)
+        let seed = key.seed
+        var sealed = [UInt8](repeating: 0, count: seed.count + Int(crypto_aead_xchacha20poly1305_ietf_ABYTES))
+        var sealedLength: UInt64 = 0
+        let additional = file.associatedData
+        let result = seed.withUnsafeBytes { message in
+            secretKey.withUnsafeBytes { keyBytes in
+                crypto_aead_xchacha20poly1305_ietf_encrypt(
+                    &sealed, &sealedLength, message.bindMemory(to: UInt8.self).baseAddress!, UInt64(message.count),
+                    additional, UInt64(additional.count), nil, nonce, keyBytes.bindMemory(to: UInt8.self).baseAddress!)
+            }
+        }
+        precondition(result == 0 && Int(sealedLength) == sealed.count, "XChaCha20-Poly1305 encryption failed")
+        file.ciphertext = Hex.encode(sealed)
+        return file
+    }
+
+    /// Decrypts the seed. A wrong passphrase or any edit to the file gives
+    /// `.wrongPassphrase`, never another key.
+    public func open(passphrase: String) throws(Error) -> SigningKey {
+        guard version == 1 else { throw .unsupported("version \(version)") }
+        guard kdf.algorithm == KeyFile.kdfAlgorithm else { throw .unsupported("kdf \(kdf.algorithm)") }
+        guard cipher.algorithm == KeyFile.cipherAlgorithm else { throw .unsupported("cipher \(cipher.algorithm)") }
+        guard let ops = UInt64(kdf.opslimit), ops >= UInt64(crypto_pwhash_OPSLIMIT_MIN), ops <= KeyFile.maxOpsLimit
+        else { throw .malformed("kdf.opslimit") }
+        guard let mem = UInt64(kdf.memlimit), mem >= UInt64(crypto_pwhash_MEMLIMIT_MIN), mem <= KeyFile.maxMemLimitBytes
+        else { throw .malformed("kdf.memlimit") }
+        guard let salt = Hex.decode(kdf.salt), salt.count == Int(crypto_pwhash_SALTBYTES) else { throw .malformed("kdf.salt") }
+        guard let nonce = Hex.decode(cipher.nonce), nonce.count == Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
+        else { throw .malformed("cipher.nonce") }
+        let tagBytes = Int(crypto_aead_xchacha20poly1305_ietf_ABYTES)
+        guard let sealed = Hex.decode(ciphertext), sealed.count == SigningKey.seedByteCount + tagBytes
+        else { throw .malformed("ciphertext") }
+        guard let expectedPublicKey = PublicKey(hex: publicKey) else { throw .malformed("public_key") }
+
+        let secretKey = try KeyFile.deriveKey(passphrase: passphrase, salt: salt, cost: Cost(opsLimit: ops, memLimitBytes: mem))
+        var seed = [UInt8](repeating: 0, count: SigningKey.seedByteCount)
+        defer { seed.withUnsafeMutableBytes { sodium_memzero($0.baseAddress!, $0.count) } }
+        var seedLength: UInt64 = 0
+        let additional = associatedData
+        let result = secretKey.withUnsafeBytes { keyBytes in
+            crypto_aead_xchacha20poly1305_ietf_decrypt(
+                &seed, &seedLength, nil, sealed, UInt64(sealed.count), additional, UInt64(additional.count),
+                nonce, keyBytes.bindMemory(to: UInt8.self).baseAddress!)
+        }
+        guard result == 0, Int(seedLength) == SigningKey.seedByteCount else { throw .wrongPassphrase }
+        let key = SigningKey(seed: seed)!
+        // The public key is authenticated as associated data; this only guards against
+        // a bug on our side.
+        precondition(key.publicKey == expectedPublicKey, "authenticated key file decrypted to another key")
+        return key
+    }
+
+    /// Everything in the file except the ciphertext, in a fixed order.
+    var associatedData: [UInt8] {
+        Array("tally-keyfile|\(version)|\(publicKey)|\(address)|\(kdf.algorithm)|\(kdf.opslimit)|\(kdf.memlimit)|\(kdf.salt)|\(cipher.algorithm)|\(cipher.nonce)".utf8)
+    }
+
+    static func deriveKey(passphrase: String, salt: [UInt8], cost: Cost) throws(Error) -> SecretBytes {
+        var key = [UInt8](repeating: 0, count: Int(crypto_aead_xchacha20poly1305_ietf_KEYBYTES))
+        let password = Array(passphrase.utf8)
+        let result = crypto_pwhash(
+            &key, UInt64(key.count), password, UInt64(password.count), salt,
+            cost.opsLimit, Int(cost.memLimitBytes), crypto_pwhash_ALG_ARGON2ID13)
+        guard result == 0 else { throw .io("crypto_pwhash could not allocate \(cost.memLimitBytes) bytes") }
+        let secret = SecretBytes(key)
+        key.withUnsafeMutableBytes { sodium_memzero($0.baseAddress!, $0.count) }
+        return secret
+    }
+
+    // MARK: Files
+
+    public func encoded() -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try! encoder.encode(self)
+    }
+
+    public static func decode(_ data: Data) throws(Error) -> KeyFile {
+        do { return try JSONDecoder().decode(KeyFile.self, from: data) } catch {
+            throw .malformed("not a Tally key file (\(error))")
+        }
+    }
+
+    public static func load(path: String) throws(Error) -> KeyFile {
+        guard let data = FileManager.default.contents(atPath: path) else { throw .io("cannot read \(path)") }
+        return try decode(data)
+    }
+
+    /// Writes the file atomically with mode 0600 (see `AtomicFile`).
+    public func write(path: String) throws(Error) {
+        do { try AtomicFile.write(encoded(), to: path, mode: 0o600) } catch { throw .io("\(error)") }
+    }
+}

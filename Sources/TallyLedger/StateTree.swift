@@ -1,0 +1,130 @@
+import TallyCrypto
+
+/// The Merkle commitment over all accounts.
+///
+/// Accounts are leaves in creation order (genesis order, then first-credit order,
+/// which block execution makes deterministic). The tree is a perfect binary tree of
+/// depth `d`, the smallest with `2^d ≥ count`; missing leaves are `Hash.zero`.
+/// - leaf  = SHA-256(0x00 ‖ address ‖ balance: u64 LE ‖ nonce: u64 LE)
+/// - node  = SHA-256(0x01 ‖ left ‖ right)            (RFC 6962 prefixes)
+/// - root  = SHA-256("tally/state-root/v1" ‖ count: u64 LE ‖ top node)
+///
+/// Every level is kept, so changing k leaves rehashes k·d nodes (O(changes · log
+/// accounts)), and `root(applying:)` computes the root after a set of changes
+/// without touching the stored tree (for proposals that may never commit).
+public struct StateTree: Sendable {
+    /// levels[0] are the leaves; levels[k] holds ⌈count / 2^k⌉ nodes.
+    private var levels: [[Hash]] = [[]]
+    /// emptyNodes[k]: the root of a depth-k subtree with no leaves.
+    private static let emptyNodes: [Hash] = {
+        var nodes = [Hash.zero]
+        for _ in 0..<64 { nodes.append(Merkle.nodeHash(nodes.last!, nodes.last!)) }
+        return nodes
+    }()
+    static let rootTag = Array("tally/state-root/v1".utf8)
+
+    public init() {}
+
+    public var count: Int { levels[0].count }
+
+    /// Number of levels above the leaves.
+    static func depth(for count: Int) -> Int {
+        var depth = 0
+        while (1 << depth) < count { depth += 1 }
+        return depth
+    }
+
+    public static func leafHash(address: Address, balance: UInt64, nonce: UInt64) -> Hash {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(1 + Address.byteCount + 16)
+        bytes.append(0x00)
+        bytes.append(contentsOf: address.bytes)
+        withUnsafeBytes(of: balance.littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: nonce.littleEndian) { bytes.append(contentsOf: $0) }
+        return SHA256.hash(bytes)
+    }
+
+    public var root: Hash {
+        StateTree.finalRoot(count: count, top: node(level: StateTree.depth(for: count), index: 0))
+    }
+
+    static func finalRoot(count: Int, top: Hash) -> Hash {
+        var countBytes = [UInt8]()
+        withUnsafeBytes(of: UInt64(count).littleEndian) { countBytes.append(contentsOf: $0) }
+        return SHA256.hash(parts: [rootTag, countBytes, top.bytes])
+    }
+
+    private func node(level: Int, index: Int) -> Hash {
+        if level < levels.count, index < levels[level].count { return levels[level][index] }
+        return StateTree.emptyNodes[level]
+    }
+
+    /// Sets leaf `index` (`index == count` appends) and rehashes its path.
+    public mutating func update(leaves changes: [Int: Hash]) {
+        for (index, _) in changes.sorted(by: { $0.key < $1.key }) where index >= count {
+            precondition(index == count, "leaves are appended in order")
+            levels[0].append(.zero)
+        }
+        for (index, leaf) in changes { levels[0][index] = leaf }
+        let depth = StateTree.depth(for: count)
+        while levels.count <= depth { levels.append([]) }
+        var dirty = Set(changes.keys)
+        for level in 1...max(depth, 1) where level <= depth {
+            let needed = (count + (1 << level) - 1) >> level
+            while levels[level].count < needed { levels[level].append(.zero) }
+            var parents = Set<Int>()
+            for child in dirty { parents.insert(child >> 1) }
+            for parent in parents {
+                levels[level][parent] = Merkle.nodeHash(
+                    node(level: level - 1, index: parent * 2), node(level: level - 1, index: parent * 2 + 1))
+            }
+            dirty = parents
+        }
+        // Growing a level needs no special case: the appended leaf's path reaches
+        // the new top, so the loop above computed it.
+    }
+
+    /// The root after `changes` (leaf index → leaf hash, indices ≥ count append in
+    /// order), computed from an overlay; the tree itself is unchanged.
+    public func root(applying changes: [Int: Hash]) -> Hash {
+        let newCount = max(count, (changes.keys.max() ?? -1) + 1)
+        let depth = StateTree.depth(for: newCount)
+        var overlay: [Int: Hash] = changes
+        var dirty = Set(changes.keys)
+        if depth == 0 {
+            let top = newCount == 0 ? Hash.zero : (overlay[0] ?? node(level: 0, index: 0))
+            return StateTree.finalRoot(count: newCount, top: top)
+        }
+        // Index 0's path is always recomputed: growing the tree adds levels above it.
+        dirty.insert(0)
+        for level in 1...depth {
+            var parents: [Int: Hash] = [:]
+            for child in Set(dirty.map { $0 >> 1 }) {
+                let left = overlay[child * 2] ?? node(level: level - 1, index: child * 2)
+                let right = overlay[child * 2 + 1] ?? node(level: level - 1, index: child * 2 + 1)
+                parents[child] = Merkle.nodeHash(left, right)
+            }
+            overlay = parents
+            dirty = Set(parents.keys)
+        }
+        return StateTree.finalRoot(count: newCount, top: overlay[0]!)
+    }
+
+    /// The root computed from scratch over `leaves`: the reference the tests hold the
+    /// incremental tree to.
+    public static func rootFromScratch(_ leaves: [Hash]) -> Hash {
+        let depth = depth(for: leaves.count)
+        var level = leaves
+        for height in 0..<depth {
+            var next: [Hash] = []
+            var index = 0
+            while index < level.count {
+                let right = index + 1 < level.count ? level[index + 1] : emptyNodes[height]
+                next.append(Merkle.nodeHash(level[index], right))
+                index += 2
+            }
+            level = next
+        }
+        return finalRoot(count: leaves.count, top: level.first ?? .zero)
+    }
+}

@@ -1,0 +1,27 @@
+# Shared by the tools/ scripts: install what a fresh Debian machine lacks.
+# shellcheck shell=bash
+
+tally_install_dependencies() {
+    local missing=()
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    if ! pkg-config --exists libsodium 2>/dev/null; then missing+=(libsodium-dev); fi
+    if ! pkg-config --exists libcrypto 2>/dev/null; then missing+=(libssl-dev); fi
+    for tool in "$@"; do
+        command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+    done
+    if ((${#missing[@]} == 0)); then return 0; fi
+    echo "tally: installing ${missing[*]}" >&2
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+tally_require_swift() {
+    if ! command -v swift >/dev/null 2>&1; then
+        if [ -x /opt/swift/usr/bin/swift ]; then export PATH="/opt/swift/usr/bin:$PATH"; else
+            echo "tally: the Swift toolchain (6.x) is required: https://www.swift.org/install/linux/" >&2
+            exit 1
+        fi
+    fi
+}
