@@ -114,6 +114,8 @@ public struct Ledger: Sendable {
     }
 
     public var stateRoot: Hash { tree.root }
+    /// Inner-node hashes the state tree has computed (see `StateTree`).
+    public var stateTreeNodeHashes: Int { tree.nodeHashesComputed }
     public var accountCount: Int { accounts.count }
 
     public func account(_ address: Address) -> Account? {

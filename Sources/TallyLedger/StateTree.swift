@@ -15,6 +15,9 @@ import TallyCrypto
 public struct StateTree: Sendable {
     /// levels[0] are the leaves; levels[k] holds ⌈count / 2^k⌉ nodes.
     private var levels: [[Hash]] = [[]]
+    /// Inner-node hashes computed by `update` so far: benchmarks report this per
+    /// changed leaf to show the O(changes · log accounts) cost.
+    public private(set) var nodeHashesComputed = 0
     /// emptyNodes[k]: the root of a depth-k subtree with no leaves.
     private static let emptyNodes: [Hash] = {
         var nodes = [Hash.zero]
@@ -74,6 +77,7 @@ public struct StateTree: Sendable {
             while levels[level].count < needed { levels[level].append(.zero) }
             var parents = Set<Int>()
             for child in dirty { parents.insert(child >> 1) }
+            nodeHashesComputed += parents.count
             for parent in parents {
                 levels[level][parent] = Merkle.nodeHash(
                     node(level: level - 1, index: parent * 2), node(level: level - 1, index: parent * 2 + 1))
