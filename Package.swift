@@ -42,5 +42,11 @@ let package = Package(
             resources: [.copy("Golden")]
         ),
         .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
+        // MARK: node
+        .target(
+            name: "TallyNode",
+            dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]
+        ),
+        .testTarget(name: "TallyNodeTests", dependencies: ["TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto"]),
     ]
 )
