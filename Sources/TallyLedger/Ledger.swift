@@ -65,18 +65,21 @@ public enum TransactionRejection: Error, Hashable, Sendable, CustomStringConvert
     }
 }
 
-/// The outcome of executing a list of transactions against a ledger, not yet
-/// applied: the per-transaction results, the accounts it changes and the state root
-/// it leads to. `Ledger.commit` applies it.
+/// The outcome of executing a list of transactions against a ledger (and the
+/// executions of blocks in flight below it), not yet applied: the per-transaction
+/// results, the accounts it changes and the state root it leads to.
+/// `Ledger.commit` applies it.
 public struct BlockExecution: Sendable {
     public let results: [Result<Void, TransactionRejection>]
     /// Changed accounts, keyed by address, with their final state.
     public let changes: [Address: Account]
-    /// Addresses first seen in this execution, in creation order.
+    /// Addresses first seen in this execution, in creation order, and their leaf
+    /// indices (consecutive, after every account that exists below this block).
     public let created: [Address]
+    let createdIndex: [Address: Int]
     let overlay: StateTreeOverlay
     public var stateRoot: Hash { overlay.root }
-    /// Height of the ledger this execution was computed on.
+    /// Height of the ledger (plus in-flight parents) this execution was computed on.
     public let baseHeight: UInt64
 
     public var allApplied: Bool { results.allSatisfy { if case .success = $0 { true } else { false } } }
@@ -154,22 +157,37 @@ public struct Ledger: Sendable {
         return .success((newSender, newRecipient))
     }
 
-    /// Executes `transactions` in order on top of this ledger without changing it.
-    /// Each transaction applies whole or not at all; fees of applied ones go to the
-    /// proposer's account after all transfers.
-    public func execute(_ transactions: [VerifiedTransaction], proposer: Int) -> BlockExecution {
+    /// Executes `transactions` in order on top of this ledger and of `parents`
+    /// (executions of blocks in flight above it, oldest first, not committed yet),
+    /// without changing anything. Each transaction applies whole or not at all; fees
+    /// of applied ones go to the proposer's account after all transfers.
+    public func execute(_ transactions: [VerifiedTransaction], proposer: Int, parents: [BlockExecution] = []) -> BlockExecution {
         precondition(proposer >= 0 && proposer < validators.count, "proposer index out of range")
+        for (offset, parent) in parents.enumerated() {
+            precondition(parent.baseHeight == height + UInt64(offset), "parents must be consecutive executions above this ledger")
+        }
         var changes: [Address: Account] = [:]
         var created: [Address] = []
+        var createdIndex: [Address: Int] = [:]
+        var nextIndex = accounts.count + parents.reduce(0) { $0 + $1.created.count }
         var results: [Result<Void, TransactionRejection>] = []
         results.reserveCapacity(transactions.count)
         var fees: UInt64 = 0
 
         func current(_ address: Address) -> Account {
-            changes[address] ?? account(address) ?? .empty
+            if let changed = changes[address] { return changed }
+            for parent in parents.reversed() { if let changed = parent.changes[address] { return changed } }
+            return account(address) ?? .empty
+        }
+        func exists(_ address: Address) -> Bool {
+            indexByAddress[address] != nil || parents.contains { $0.createdIndex[address] != nil }
         }
         func store(_ address: Address, _ value: Account) {
-            if changes[address] == nil && indexByAddress[address] == nil { created.append(address) }
+            if changes[address] == nil && createdIndex[address] == nil && !exists(address) {
+                created.append(address)
+                createdIndex[address] = nextIndex
+                nextIndex += 1
+            }
             changes[address] = value
         }
 
@@ -197,25 +215,24 @@ public struct Ledger: Sendable {
             proposerAccount.balance += fees
             store(proposerAddress, proposerAccount)
         }
-        return BlockExecution(
-            results: results, changes: changes, created: created,
-            overlay: tree.overlay(applying: leafChanges(changes, created: created)), baseHeight: height)
-    }
-
-    private func leafChanges(_ changes: [Address: Account], created: [Address]) -> [Int: Hash] {
         var leaves: [Int: Hash] = [:]
         leaves.reserveCapacity(changes.count)
         for (address, value) in changes {
-            let index = indexByAddress[address] ?? (accounts.count + created.firstIndex(of: address)!)
+            let index = indexByAddress[address] ?? createdIndex[address]
+                ?? parents.lazy.compactMap { $0.createdIndex[address] }.first!
             leaves[index] = StateTree.leafHash(address: address, balance: value.balance, nonce: value.nonce)
         }
-        return leaves
+        return BlockExecution(
+            results: results, changes: changes, created: created, createdIndex: createdIndex,
+            overlay: tree.overlay(applying: leaves, over: parents.map(\.overlay)),
+            baseHeight: height + UInt64(parents.count))
     }
 
     /// Applies an execution computed on this ledger at this height.
     public mutating func commit(_ execution: BlockExecution) {
         precondition(execution.baseHeight == height, "execution was computed on another height")
         for address in execution.created {
+            precondition(execution.createdIndex[address] == addresses.count, "accounts are created in leaf order")
             indexByAddress[address] = addresses.count
             addresses.append(address)
             accounts.append(.empty)

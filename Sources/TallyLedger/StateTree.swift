@@ -102,15 +102,25 @@ public struct StateTree: Sendable {
         overlay(applying: changes).root
     }
 
-    /// Every node that `changes` would rewrite, computed without touching the tree.
+    /// Every node that `changes` would rewrite, computed without touching the tree,
+    /// on top of `parents` (overlays of blocks not yet installed, oldest first).
     /// `install` writes them, so a block's root is hashed once: when it is proposed
     /// or validated, not again when it commits.
-    public func overlay(applying changes: [Int: Hash]) -> StateTreeOverlay {
-        let newCount = max(count, (changes.keys.max() ?? -1) + 1)
+    public func overlay(applying changes: [Int: Hash], over parents: [StateTreeOverlay] = []) -> StateTreeOverlay {
+        let baseCount = parents.last?.count ?? count
+        let newCount = max(baseCount, (changes.keys.max() ?? -1) + 1)
         let depth = StateTree.depth(for: newCount)
+        // A node a parent rewrote wins over the stored one; a parent computed every
+        // node above the leaves it appended, so nothing else can be stale.
+        func lookup(_ level: Int, _ index: Int) -> Hash {
+            for parent in parents.reversed() where level < parent.levels.count {
+                if let hash = parent.levels[level][index] { return hash }
+            }
+            return node(level: level, index: index)
+        }
         var levels: [[Int: Hash]] = [changes]
         if depth == 0 {
-            let top = newCount == 0 ? Hash.zero : (changes[0] ?? node(level: 0, index: 0))
+            let top = newCount == 0 ? Hash.zero : (changes[0] ?? lookup(0, 0))
             return StateTreeOverlay(count: newCount, levels: levels, root: StateTree.finalRoot(count: newCount, top: top))
         }
         // Index 0's path is always recomputed: the top must exist even when no leaf
@@ -119,14 +129,14 @@ public struct StateTree: Sendable {
         dirty.insert(0)
         for level in 1...depth {
             let below = levels[level - 1]
-            var parents: [Int: Hash] = [:]
+            var parentsAtLevel: [Int: Hash] = [:]
             for parent in Set(dirty.map { $0 >> 1 }) {
-                let left = below[parent * 2] ?? node(level: level - 1, index: parent * 2)
-                let right = below[parent * 2 + 1] ?? node(level: level - 1, index: parent * 2 + 1)
-                parents[parent] = Merkle.nodeHash(left, right)
+                let left = below[parent * 2] ?? lookup(level - 1, parent * 2)
+                let right = below[parent * 2 + 1] ?? lookup(level - 1, parent * 2 + 1)
+                parentsAtLevel[parent] = Merkle.nodeHash(left, right)
             }
-            levels.append(parents)
-            dirty = Set(parents.keys)
+            levels.append(parentsAtLevel)
+            dirty = Set(parentsAtLevel.keys)
         }
         return StateTreeOverlay(count: newCount, levels: levels, root: StateTree.finalRoot(count: newCount, top: levels[depth][0]!))
     }

@@ -168,4 +168,31 @@ final class LedgerTests: XCTestCase {
         tree.update(leaves: [0: SHA256.hash([1])])
         XCTAssertNotEqual(tree.root, tree.root(applying: [1: .zero]))
     }
+
+    /// Blocks in flight: executing B on top of A's execution (and C on both) gives
+    /// the same results and roots as applying them one by one, and committing the
+    /// executions in order reaches the same ledger.
+    func testChainedExecutionMatchesSequentialApply() {
+        let blocks: [[VerifiedTransaction]] = [
+            [transfer(0, 8, amount: 100, nonce: 0), transfer(1, 9, amount: 50, nonce: 0)],
+            [transfer(8, 10, amount: 30, fee: 2, nonce: 0), transfer(0, 1, amount: 5, nonce: 1)],
+            [transfer(10, 11, amount: 10, nonce: 0), transfer(9, 8, amount: 1, nonce: 0), transfer(0, 8, amount: 1, nonce: 1)],
+        ]
+        var sequential = Ledger(genesis: genesis(funded: 4))
+        let expected = blocks.enumerated().map { sequential.apply($0.element, proposer: $0.offset) }
+
+        var chained = Ledger(genesis: genesis(funded: 4))
+        var inFlight: [BlockExecution] = []
+        for (offset, block) in blocks.enumerated() {
+            let execution = chained.execute(block, proposer: offset, parents: inFlight)
+            XCTAssertEqual(execution.stateRoot, expected[offset].stateRoot, "block \(offset)")
+            XCTAssertEqual(execution.results.map { (try? $0.get()) != nil }, expected[offset].results.map { (try? $0.get()) != nil })
+            inFlight.append(execution)
+        }
+        XCTAssertEqual(chained.stateRoot, Ledger(genesis: genesis(funded: 4)).stateRoot, "execute must not mutate")
+        for execution in inFlight { chained.commit(execution) }
+        XCTAssertEqual(chained.stateRoot, sequential.stateRoot)
+        XCTAssertEqual(chained.allAccounts.map(\.address), sequential.allAccounts.map(\.address))
+        XCTAssertEqual(chained.balanceSum, chained.totalSupply)
+    }
 }

@@ -1,0 +1,268 @@
+import Foundation
+import TOMLKit
+
+/// A node's configuration: `HOME/config.toml`. Every key is optional in the file
+/// (the defaults below apply) and every value can be overridden on the command line.
+public struct NodeConfig: Codable, Equatable, Sendable {
+    public struct API: Codable, Equatable, Sendable {
+        /// host:port of the HTTP API. Loopback by default: expose it deliberately.
+        public var listen = "127.0.0.1:7700"
+        /// Largest request body accepted (bigger ones get 413 without being read).
+        public var maxBodyBytes = 8 << 20
+        /// Most transactions in one POST /txs batch.
+        public var maxBatchTransactions = 10_000
+        /// Server-sent-event subscribers at once.
+        public var maxEventSubscribers = 64
+        enum CodingKeys: String, CodingKey {
+            case listen
+            case maxBodyBytes = "max_body_bytes"
+            case maxBatchTransactions = "max_batch_transactions"
+            case maxEventSubscribers = "max_event_subscribers"
+        }
+    }
+
+    public struct P2P: Codable, Equatable, Sendable {
+        /// host:port this validator listens on for its peers (genesis lists the same).
+        public var listen = "127.0.0.1:7800"
+        /// Largest encrypted frame from a peer; a bigger one closes that connection.
+        public var maxFrameBytes = 16 << 20
+        /// Frames queued per peer before the oldest are dropped.
+        public var outboundQueueFrames = 4096
+        /// Reconnect back-off cap.
+        public var maxDialBackoffMs = 5_000
+        enum CodingKeys: String, CodingKey {
+            case listen
+            case maxFrameBytes = "max_frame_bytes"
+            case outboundQueueFrames = "outbound_queue_frames"
+            case maxDialBackoffMs = "max_dial_backoff_ms"
+        }
+    }
+
+    public struct Mempool: Codable, Equatable, Sendable {
+        public var maxTransactions = MempoolLimits.default.maxTransactions
+        public var maxBytes = MempoolLimits.default.maxBytes
+        public var maxNonceGap = MempoolLimits.default.maxNonceGap
+        public var maxPerSender = MempoolLimits.default.maxPerSender
+        enum CodingKeys: String, CodingKey {
+            case maxTransactions = "max_transactions"
+            case maxBytes = "max_bytes"
+            case maxNonceGap = "max_nonce_gap"
+            case maxPerSender = "max_per_sender"
+        }
+        public var limits: MempoolLimits {
+            MempoolLimits(maxTransactions: maxTransactions, maxBytes: maxBytes, maxNonceGap: maxNonceGap, maxPerSender: maxPerSender)
+        }
+    }
+
+    public struct Storage: Codable, Equatable, Sendable {
+        /// Block segments, consensus state and snapshots; relative to the home directory.
+        public var dataDir = "data"
+        enum CodingKeys: String, CodingKey { case dataDir = "data_dir" }
+    }
+
+    public struct Log: Codable, Equatable, Sendable {
+        /// "text" or "json".
+        public var format = "text"
+        /// trace, debug, info, notice, warning, error, critical.
+        public var level = "info"
+    }
+
+    /// Validator key file (encrypted), relative to the home directory.
+    public var keyFile = "validator.key"
+    /// File holding the key's passphrase (testnets); otherwise $TALLY_NODE_PASSWORD
+    /// or a prompt.
+    public var keyPasswordFile: String?
+    /// Genesis file, relative to the home directory.
+    public var genesisFile = "genesis.json"
+    public var api = API()
+    public var p2p = P2P()
+    public var mempool = Mempool()
+    public var storage = Storage()
+    public var log = Log()
+
+    enum CodingKeys: String, CodingKey {
+        case keyFile = "key_file"
+        case keyPasswordFile = "key_password_file"
+        case genesisFile = "genesis_file"
+        case api, p2p, mempool, storage, log
+    }
+
+    public init() {}
+
+    public enum Error: Swift.Error, CustomStringConvertible {
+        case unreadable(String)
+        case invalid(String)
+        public var description: String {
+            switch self {
+            case .unreadable(let message): return "config unreadable: \(message)"
+            case .invalid(let message): return "config invalid: \(message)"
+            }
+        }
+    }
+
+    public static func load(path: String) throws -> NodeConfig {
+        guard let data = FileManager.default.contents(atPath: path) else { throw Error.unreadable("cannot read \(path)") }
+        let config: NodeConfig
+        do { config = try TOMLDecoder().decode(NodeConfig.self, from: String(decoding: data, as: UTF8.self)) } catch {
+            throw Error.unreadable("\(path): \(error)")
+        }
+        try config.check()
+        return config
+    }
+
+    public func check() throws {
+        func bounded(_ value: Int, _ range: ClosedRange<Int>, _ name: String) throws {
+            guard range.contains(value) else { throw Error.invalid("\(name) = \(value) is outside \(range.lowerBound)…\(range.upperBound)") }
+        }
+        try bounded(api.maxBodyBytes, 1024...(256 << 20), "api.max_body_bytes")
+        try bounded(api.maxBatchTransactions, 1...100_000, "api.max_batch_transactions")
+        try bounded(api.maxEventSubscribers, 0...10_000, "api.max_event_subscribers")
+        try bounded(p2p.maxFrameBytes, 64 << 10...(256 << 20), "p2p.max_frame_bytes")
+        try bounded(p2p.outboundQueueFrames, 16...1_000_000, "p2p.outbound_queue_frames")
+        try bounded(p2p.maxDialBackoffMs, 10...600_000, "p2p.max_dial_backoff_ms")
+        try bounded(mempool.maxTransactions, 1...10_000_000, "mempool.max_transactions")
+        try bounded(mempool.maxBytes, 1024...(4 << 30), "mempool.max_bytes")
+        try bounded(mempool.maxPerSender, 1...1_000_000, "mempool.max_per_sender")
+        guard ["text", "json"].contains(log.format) else { throw Error.invalid("log.format must be \"text\" or \"json\"") }
+        _ = try HostPort(api.listen, field: "api.listen")
+        _ = try HostPort(p2p.listen, field: "p2p.listen")
+    }
+
+    /// The commented file `init` and `testnet` write.
+    public func rendered() -> String {
+        """
+        # Tally validator configuration. Paths are relative to this file's directory (the
+        # node's home). Every value can be overridden on the command line: see
+        # `tally-node start --help`.
+
+        # Encrypted Ed25519 validator key (Argon2id + XChaCha20-Poly1305).
+        key_file = \(quoted(keyFile))
+        \(keyPasswordFile.map { "# Passphrase file: for local test networks only; otherwise use $TALLY_NODE_PASSWORD or the prompt.\nkey_password_file = \(quoted($0))" } ?? "# key_password_file = \"validator.password\"   # test networks only")
+        genesis_file = \(quoted(genesisFile))
+
+        [api]
+        # HTTP API (JSON + binary). Loopback by default: expose it deliberately.
+        listen = \(quoted(api.listen))
+        # Request bodies over this are refused with 413 before they are read in full.
+        max_body_bytes = \(api.maxBodyBytes)
+        max_batch_transactions = \(api.maxBatchTransactions)
+        max_event_subscribers = \(api.maxEventSubscribers)
+
+        [p2p]
+        # Where this validator accepts its peers; genesis lists the same address.
+        listen = \(quoted(p2p.listen))
+        # A larger frame from a peer closes that connection.
+        max_frame_bytes = \(p2p.maxFrameBytes)
+        # Per-peer send queue; when full, the oldest frames are dropped (and counted).
+        outbound_queue_frames = \(p2p.outboundQueueFrames)
+        max_dial_backoff_ms = \(p2p.maxDialBackoffMs)
+
+        [mempool]
+        # Bounds: a full mempool answers 503 mempool_full instead of growing.
+        max_transactions = \(mempool.maxTransactions)
+        max_bytes = \(mempool.maxBytes)
+        # How far ahead of an account's next nonce a transaction may wait.
+        max_nonce_gap = \(mempool.maxNonceGap)
+        max_per_sender = \(mempool.maxPerSender)
+
+        [storage]
+        # Block segments, consensus state and snapshots.
+        data_dir = \(quoted(storage.dataDir))
+
+        [log]
+        # "text" or "json"
+        format = \(quoted(log.format))
+        level = \(quoted(log.level))
+
+        """
+    }
+
+    private func quoted(_ text: String) -> String {
+        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+}
+
+extension NodeConfig.API {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? d.listen
+        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? d.maxBodyBytes
+        maxBatchTransactions = try c.decodeIfPresent(Int.self, forKey: .maxBatchTransactions) ?? d.maxBatchTransactions
+        maxEventSubscribers = try c.decodeIfPresent(Int.self, forKey: .maxEventSubscribers) ?? d.maxEventSubscribers
+    }
+}
+
+extension NodeConfig.P2P {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? d.listen
+        maxFrameBytes = try c.decodeIfPresent(Int.self, forKey: .maxFrameBytes) ?? d.maxFrameBytes
+        outboundQueueFrames = try c.decodeIfPresent(Int.self, forKey: .outboundQueueFrames) ?? d.outboundQueueFrames
+        maxDialBackoffMs = try c.decodeIfPresent(Int.self, forKey: .maxDialBackoffMs) ?? d.maxDialBackoffMs
+    }
+}
+
+extension NodeConfig.Mempool {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        maxTransactions = try c.decodeIfPresent(Int.self, forKey: .maxTransactions) ?? d.maxTransactions
+        maxBytes = try c.decodeIfPresent(Int.self, forKey: .maxBytes) ?? d.maxBytes
+        maxNonceGap = try c.decodeIfPresent(UInt64.self, forKey: .maxNonceGap) ?? d.maxNonceGap
+        maxPerSender = try c.decodeIfPresent(Int.self, forKey: .maxPerSender) ?? d.maxPerSender
+    }
+}
+
+extension NodeConfig.Storage {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir) ?? Self().dataDir
+    }
+}
+
+extension NodeConfig.Log {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        format = try c.decodeIfPresent(String.self, forKey: .format) ?? d.format
+        level = try c.decodeIfPresent(String.self, forKey: .level) ?? d.level
+    }
+}
+
+extension NodeConfig {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        keyFile = try c.decodeIfPresent(String.self, forKey: .keyFile) ?? d.keyFile
+        keyPasswordFile = try c.decodeIfPresent(String.self, forKey: .keyPasswordFile)
+        genesisFile = try c.decodeIfPresent(String.self, forKey: .genesisFile) ?? d.genesisFile
+        api = try c.decodeIfPresent(API.self, forKey: .api) ?? d.api
+        p2p = try c.decodeIfPresent(P2P.self, forKey: .p2p) ?? d.p2p
+        mempool = try c.decodeIfPresent(Mempool.self, forKey: .mempool) ?? d.mempool
+        storage = try c.decodeIfPresent(Storage.self, forKey: .storage) ?? d.storage
+        log = try c.decodeIfPresent(Log.self, forKey: .log) ?? d.log
+    }
+}
+
+/// A parsed `host:port`.
+public struct HostPort: Equatable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init(_ text: String, field: String = "address") throws {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port), colon != text.startIndex
+        else { throw NodeConfig.Error.invalid("\(field) '\(text)' is not host:port") }
+        host = String(text[..<colon])
+        self.port = port
+    }
+
+    public var description: String { "\(host):\(port)" }
+}

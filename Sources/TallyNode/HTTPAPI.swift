@@ -1,0 +1,249 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import TallyCrypto
+import TallyLedger
+import TallyTypes
+
+/// The node's HTTP API (docs/API.md): routes only; every decision is the
+/// `NodeService`'s. JSON numbers wider than 31 bits are strings.
+public struct HTTPAPI: Sendable {
+    public let node: any NodeService
+    public let maxBodyBytes: Int
+    public let maxBatchTransactions: Int
+    public let metricsText: @Sendable () -> String
+
+    public init(node: any NodeService, maxBodyBytes: Int, maxBatchTransactions: Int, metricsText: @escaping @Sendable () -> String) {
+        self.node = node
+        self.maxBodyBytes = maxBodyBytes
+        self.maxBatchTransactions = maxBatchTransactions
+        self.metricsText = metricsText
+    }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.get("/status") { _, _ in try await self.status() }
+        router.post("/txs") { request, _ in try await self.submit(request) }
+        router.get("/txs/:hash") { _, context in try await self.transaction(context.parameters.get("hash") ?? "") }
+        router.get("/accounts/:address") { _, context in try await self.account(context.parameters.get("address") ?? "") }
+        router.get("/blocks/latest") { request, _ in try await self.block(nil, request) }
+        router.get("/blocks/:height") { request, context in
+            guard let height = UInt64(context.parameters.get("height") ?? "") else {
+                return try Self.error(.badRequest, "malformed", "height must be a decimal integer")
+            }
+            return try await self.block(height, request)
+        }
+        router.get("/validators") { _, _ in try self.validators() }
+        router.get("/genesis") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: self.node.genesisJSON)))
+        }
+        router.get("/events") { _, _ in try await self.events() }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(string: self.metricsText())))
+        }
+        return router
+    }
+
+    // MARK: Routes
+
+    func status() async throws -> Response {
+        let status = await node.status()
+        var object: [String: Any] = [
+            "chain_id": status.chainID, "height": String(status.height), "latest_block_hash": status.latestBlockHash.hex,
+            "view": String(status.view), "primary": status.primary, "catching_up": status.catchingUp,
+            "peers_connected": status.peersConnected, "mempool_size": status.mempoolSize,
+        ]
+        object["validator_index"] = status.validatorIndex ?? NSNull()
+        object["validator_name"] = status.validatorName ?? NSNull()
+        return try Self.json(object)
+    }
+
+    func submit(_ request: Request) async throws -> Response {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBodyBytes {
+            return try Self.error(.contentTooLarge, "too_large", "request body of \(length) bytes is over the limit of \(maxBodyBytes)")
+        }
+        let body: ByteBuffer
+        do { body = try await request.body.collect(upTo: maxBodyBytes) } catch is NIOTooManyBytesError {
+            return try Self.error(.contentTooLarge, "too_large", "request body is over the limit of \(maxBodyBytes) bytes")
+        }
+        let bytes = Array(body.readableBytesView)
+        let isBinary = request.headers[.contentType]?.hasPrefix("application/octet-stream") ?? false
+        let parsed: (transactions: [Transaction], batch: Bool)
+        switch isBinary ? Self.parseBinary(bytes) : Self.parseJSON(bytes, maxBatch: maxBatchTransactions) {
+        case .success(let value): parsed = value
+        case .failure(let failure):
+            return try Self.error(failure.tooLarge ? .contentTooLarge : .badRequest, failure.tooLarge ? "too_large" : "malformed", failure.message)
+        }
+        let results = await node.submit(parsed.transactions)
+        if !parsed.batch {
+            switch results[0] {
+            case .success(let hash): return try Self.json(["hash": hash.hex], status: .accepted)
+            case .failure(let error): return try Self.error(Self.status(for: error), error.code, error.message)
+            }
+        }
+        let items: [[String: Any]] = zip(parsed.transactions, results).map { transaction, result in
+            switch result {
+            case .success(let hash): return ["hash": hash.hex]
+            case .failure(let error):
+                return ["hash": transaction.hash.hex, "error": ["code": error.code, "message": error.message]]
+            }
+        }
+        return try Self.json(["results": items])
+    }
+
+    func transaction(_ text: String) async throws -> Response {
+        guard let hash = Hash(hex: text) else { return try Self.error(.badRequest, "malformed", "transaction hash must be 64 hex characters") }
+        switch await node.transactionStatus(hash) {
+        case .pending: return try Self.json(["hash": hash.hex, "status": "pending"])
+        case .unknown: return try Self.json(["hash": hash.hex, "status": "unknown"], status: .notFound)
+        case .committed(let height, let index, let blockHash, let proof):
+            return try Self.json([
+                "hash": hash.hex, "status": "committed", "height": String(height), "index": index, "block_hash": blockHash.hex,
+                "proof": ["index": String(proof.index), "leaf_count": String(proof.leafCount), "path": proof.path.map(\.hex)],
+            ])
+        }
+    }
+
+    func account(_ text: String) async throws -> Response {
+        let address: Address
+        do { address = try Address(bech32m: text) } catch {
+            return try Self.error(.badRequest, "malformed", "\(error)")
+        }
+        let account = await node.account(address)
+        return try Self.json(["address": address.bech32m, "balance": String(account.balance), "nonce": String(account.nonce)])
+    }
+
+    func block(_ requested: UInt64?, _ request: Request) async throws -> Response {
+        let height: UInt64
+        if let requested { height = requested } else { height = await node.latestHeight() }
+        guard height > 0, let certified = await node.block(at: height) else {
+            return try Self.error(.notFound, "not_found", height == 0 ? "no block committed yet" : "no block at height \(height)")
+        }
+        if request.headers[.accept]?.contains("application/octet-stream") ?? false {
+            return Response(status: .ok, headers: [.contentType: "application/octet-stream"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: certified.canonicalBytes)))
+        }
+        return try Self.json(Self.blockJSON(certified))
+    }
+
+    func validators() throws -> Response {
+        let list: [[String: Any]] = node.genesis.validators.validators.enumerated().map {
+            ["index": $0.offset, "name": $0.element.name, "public_key": $0.element.publicKey.hex, "address": $0.element.networkAddress]
+        }
+        return try Self.json(list)
+    }
+
+    func events() async throws -> Response {
+        guard let stream = await node.subscribe() else {
+            return try Self.error(.serviceUnavailable, "too_many_subscribers", "too many event subscribers; retry later")
+        }
+        let body = stream.map { event -> ByteBuffer in ByteBuffer(string: Self.serverSentEvent(event)) }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                        body: .init(asyncSequence: body))
+    }
+
+    // MARK: Encoding
+
+    static func serverSentEvent(_ event: NodeEvent) -> String {
+        let name: String
+        let data: [String: Any]
+        switch event {
+        case .block(let height, let hash, let count):
+            name = "block"
+            data = ["height": String(height), "hash": hash.hex, "transactions": count]
+        case .transaction(let hash, let height, let index):
+            name = "tx"
+            data = ["hash": hash.hex, "height": String(height), "index": index]
+        }
+        let json = (try? JSONSerialization.data(withJSONObject: data, options: [.sortedKeys])) ?? Data()
+        return "event: \(name)\ndata: \(String(decoding: json, as: UTF8.self))\n\n"
+    }
+
+    static func blockJSON(_ certified: CertifiedBlock) -> [String: Any] {
+        let header = certified.block.header
+        return [
+            "height": String(header.height), "hash": header.hash.hex, "previous_hash": header.previousHash.hex,
+            "view": String(header.view), "timestamp_ms": String(header.timestampMs), "proposer": Int(header.proposer),
+            "transactions_root": header.transactionsRoot.hex, "state_root": header.stateRoot.hex,
+            "transactions": certified.block.transactions.map { transaction -> [String: Any] in
+                ["hash": transaction.hash.hex, "from": transaction.senderAddress.bech32m, "to": transaction.recipient.bech32m,
+                 "amount": String(transaction.amount), "fee": String(transaction.fee), "nonce": String(transaction.nonce)]
+            },
+            "certificate": [
+                "view": String(certified.certificate.view), "height": String(certified.certificate.height),
+                "block_hash": certified.certificate.blockHash.hex,
+                "signatures": certified.certificate.signatures.map {
+                    ["validator_index": Int($0.validatorIndex), "signature": $0.signature.hex] as [String: Any]
+                },
+            ] as [String: Any],
+        ]
+    }
+
+    struct ParseFailure: Error {
+        let message: String
+        var tooLarge = false
+    }
+
+    static func parseBinary(_ bytes: [UInt8]) -> Result<([Transaction], Bool), ParseFailure> {
+        do { return .success(([try Transaction(canonicalBytes: bytes)], false)) } catch {
+            return .failure(ParseFailure(message: "body is not a canonical transaction: \(error)"))
+        }
+    }
+
+    static func parseJSON(_ bytes: [UInt8], maxBatch: Int) -> Result<([Transaction], Bool), ParseFailure> {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            return .failure(ParseFailure(message: "body must be a JSON object {\"tx\": hex} or {\"txs\": [hex, …]}"))
+        }
+        let texts: [Any]
+        let batch: Bool
+        if let one = object["tx"] {
+            texts = [one]
+            batch = false
+        } else if let many = object["txs"] as? [Any] {
+            guard !many.isEmpty else { return .failure(ParseFailure(message: "\"txs\" is empty")) }
+            guard many.count <= maxBatch else {
+                return .failure(ParseFailure(message: "batch of \(many.count) is over the limit of \(maxBatch)", tooLarge: true))
+            }
+            texts = many
+            batch = true
+        } else {
+            return .failure(ParseFailure(message: "body must have \"tx\" (hex) or \"txs\" (array of hex)"))
+        }
+        var transactions: [Transaction] = []
+        transactions.reserveCapacity(texts.count)
+        for (index, text) in texts.enumerated() {
+            let label = batch ? "txs[\(index)]" : "tx"
+            guard let hex = text as? String, let raw = Hex.decode(hex) else {
+                return .failure(ParseFailure(message: "\(label) must be a hex string"))
+            }
+            do { transactions.append(try Transaction(canonicalBytes: raw)) } catch {
+                return .failure(ParseFailure(message: "\(label) is not a canonical transaction: \(error)"))
+            }
+        }
+        return .success((transactions, batch))
+    }
+
+    static func status(for error: SubmissionError) -> HTTPResponse.Status {
+        switch error {
+        case .malformed: return .badRequest
+        case .rejected(let reason):
+            switch reason {
+            case .staleNonce, .duplicate, .nonceTaken: return .conflict
+            case .full, .senderFull: return .serviceUnavailable
+            default: return .unprocessableContent
+            }
+        }
+    }
+
+    static func json(_ object: Any, status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String) throws -> Response {
+        try json(["error": ["code": code, "message": message]], status: status)
+    }
+}

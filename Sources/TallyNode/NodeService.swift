@@ -1,0 +1,83 @@
+import Foundation
+import TallyCrypto
+import TallyLedger
+import TallyTypes
+
+/// What `/status` reports.
+public struct NodeStatus: Sendable, Equatable {
+    public var chainID: String
+    public var height: UInt64
+    public var latestBlockHash: Hash
+    public var view: UInt64
+    public var primary: Int
+    public var validatorIndex: Int?
+    public var validatorName: String?
+    public var catchingUp: Bool
+    public var peersConnected: Int
+    public var mempoolSize: Int
+
+    public init(
+        chainID: String, height: UInt64, latestBlockHash: Hash, view: UInt64, primary: Int, validatorIndex: Int?,
+        validatorName: String?, catchingUp: Bool, peersConnected: Int, mempoolSize: Int
+    ) {
+        self.chainID = chainID
+        self.height = height
+        self.latestBlockHash = latestBlockHash
+        self.view = view
+        self.primary = primary
+        self.validatorIndex = validatorIndex
+        self.validatorName = validatorName
+        self.catchingUp = catchingUp
+        self.peersConnected = peersConnected
+        self.mempoolSize = mempoolSize
+    }
+}
+
+/// Where a transaction is.
+public enum TransactionStatus: Sendable, Equatable {
+    case pending
+    case committed(height: UInt64, index: Int, blockHash: Hash, proof: InclusionProof)
+    case unknown
+}
+
+/// What `/events` streams.
+public enum NodeEvent: Sendable, Equatable {
+    case block(height: UInt64, hash: Hash, transactionCount: Int)
+    case transaction(hash: Hash, height: UInt64, index: Int)
+}
+
+/// Why a submitted transaction was refused before it reached the mempool, or by it.
+public enum SubmissionError: Error, Equatable, Sendable {
+    case malformed(String)
+    case rejected(AdmissionError)
+
+    public var code: String {
+        switch self {
+        case .malformed: return "malformed"
+        case .rejected(let reason): return reason.code
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .malformed(let reason): return reason
+        case .rejected(let reason): return reason.description
+        }
+    }
+}
+
+/// The node as the HTTP API sees it. `Node` implements it; tests may use a fake.
+public protocol NodeService: Sendable {
+    var genesis: Genesis { get }
+    /// The genesis file as loaded, byte for byte.
+    var genesisJSON: Data { get }
+    func status() async -> NodeStatus
+    /// Verifies signatures (in parallel) and admits to the mempool; one result each.
+    func submit(_ transactions: [Transaction]) async -> [Result<Hash, SubmissionError>]
+    func transactionStatus(_ hash: Hash) async -> TransactionStatus
+    func account(_ address: Address) async -> Account
+    func block(at height: UInt64) async -> CertifiedBlock?
+    func latestHeight() async -> UInt64
+    /// A bounded stream of events from now on; nil when too many subscribers.
+    func subscribe() async -> AsyncStream<NodeEvent>?
+}
