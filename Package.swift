@@ -64,6 +64,12 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "TallyNodeTests", dependencies: ["TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .testTarget(
+            name: "TallyNodeTests",
+            dependencies: [
+                "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
     ]
 )
