@@ -10,9 +10,13 @@ let package = Package(
         .library(name: "TallyCrypto", targets: ["TallyCrypto"]),
         .library(name: "TallyTypes", targets: ["TallyTypes"]),
         .library(name: "TallyLedger", targets: ["TallyLedger"]),
+        .library(name: "TallyNetwork", targets: ["TallyNetwork"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -28,6 +32,17 @@ let package = Package(
         .target(name: "TallyCrypto", dependencies: ["CSodium", "COpenSSL"]),
         .target(name: "TallyTypes", dependencies: ["TallyCrypto"]),
         .target(name: "TallyLedger", dependencies: ["TallyTypes", "TallyCrypto"]),
+        .target(
+            name: "TallyNetwork",
+            dependencies: [
+                "TallyTypes", "TallyCrypto", "CSodium",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
         .executableTarget(
             name: "tally-ledger-bench",
             dependencies: [
@@ -42,5 +57,14 @@ let package = Package(
             resources: [.copy("Golden")]
         ),
         .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .testTarget(
+            name: "TallyNetworkTests",
+            dependencies: [
+                "TallyNetwork", "TallyTypes", "TallyCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ]
 )
