@@ -248,6 +248,9 @@ struct Handshake {
             return try receiveHello(frame)
         case .awaitingAuthentication(let peerKey, let transcript, let sealer, var opener):
             state = .finished
+            // The listener answers our hello before it judges ours, so a rejection can
+            // arrive here. It is unauthenticated: all it can do is end the handshake.
+            if let reason = Rejection.decode(frame) { throw .rejectedByPeer(reason) }
             guard let signatureBytes = opener.open(frame) else {
                 throw .authenticationFailed("authentication frame does not decrypt")
             }

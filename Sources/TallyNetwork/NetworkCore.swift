@@ -174,7 +174,11 @@ final class NetworkCore: Sendable {
             .channelOption(.writeBufferWaterMark, value: waterMark)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    state.withLockedValue { $0.openChannels[target.id] = channel }
+                    let running = state.withLockedValue { state in
+                        if state.running { state.openChannels[target.id] = channel }
+                        return state.running
+                    }
+                    guard running else { throw ChannelError.ioOnClosedChannel }
                     try addHandlers(to: channel, id: target.id, role: .dialer, peerCheck: .expect(key), pending: false)
                 }
             }
@@ -414,12 +418,22 @@ final class NetworkCore: Sendable {
     // MARK: Status and shutdown
 
     func peerStatuses() -> [PeerStatus] {
-        state.withLockedValue { state in
+        state.withLockedValue { NetworkCore.statuses($0) }
+    }
+
+    func snapshot() -> ([PeerStatus], NetworkStatistics) {
+        state.withLockedValue { (NetworkCore.statuses($0), $0.statistics) }
+    }
+
+    private static func statuses(_ state: State) -> [PeerStatus] {
             state.peers.values.map {
                 PeerStatus(key: $0.key, validatorIndex: $0.validatorIndex, isConnected: $0.connection != nil,
                            queuedMessages: $0.queue.count, queuedBytes: $0.queue.byteCount)
             }.sorted { ($0.validatorIndex ?? Int.max, $0.key.hex) < ($1.validatorIndex ?? Int.max, $1.key.hex) }
-        }
+    }
+
+    func activeChannel(_ key: PublicKey) -> (any Channel)? {
+        state.withLockedValue { $0.peers[key]?.connection?.channel }
     }
 
     func statistics() -> NetworkStatistics {

@@ -123,6 +123,16 @@ public final class PeerNetwork: Sendable {
 
     public var statistics: NetworkStatistics { core.statistics() }
 
+    /// Peer statuses and statistics taken together (consistent with each other).
+    func snapshot() -> ([PeerStatus], NetworkStatistics) { core.snapshot() }
+
+    /// Bytes NIO holds for validator `index`'s connection beyond our queue (tests check
+    /// the memory bound with it).
+    func bufferedWritableBytes(validator index: Int) async throws -> Int {
+        guard let key = core.validatorKey(index), let channel = core.activeChannel(key) else { return 0 }
+        return try await channel.getOption(ChannelOptions.bufferedWritableBytes).get()
+    }
+
     /// Stops dialing, closes the listener and every connection, and finishes `inbound`.
     public func shutdown() async {
         let channels = core.stop()
