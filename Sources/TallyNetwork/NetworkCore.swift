@@ -90,6 +90,7 @@ final class NetworkCore: Sendable {
             .serverChannelOption(.backlog, value: 128)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: waterMark)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { try acceptConnection(channel) }
             }
@@ -172,6 +173,7 @@ final class NetworkCore: Sendable {
             .connectTimeout(.milliseconds(limits.connectTimeoutMs))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.writeBufferWaterMark, value: waterMark)
+            .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let running = state.withLockedValue { state in
@@ -229,7 +231,8 @@ final class NetworkCore: Sendable {
     // MARK: Connection events (called by PeerConnectionHandler on the channel's event loop)
 
     /// The peer on connection `id` authenticated as `key`. Returns false when the
-    /// connection must be closed as a duplicate.
+    /// connection lost deduplication and must be retired; when it wins over an existing
+    /// connection, that one is retired instead.
     func established(id: UInt64, channel: any Channel, key: PublicKey, role: ConnectionRole, pending: Bool) -> Bool {
         let (accepted, replaced): (Bool, (any Channel)?) = state.withLockedValue { state in
             if pending { state.pendingHandshakes -= 1 }
@@ -254,7 +257,7 @@ final class NetworkCore: Sendable {
             updateConnectedGauge()
             logger.info("peer connected", metadata: [
                 "peer": "\(key)", "validator": "\(validatorIndex(of: key).map(String.init) ?? "-")", "role": "\(role)"])
-            replaced?.close(promise: nil)
+            replaced?.pipeline.fireUserInboundEventTriggered(RetireConnection())
             drain(key: key, connectionID: id)
         }
         return accepted
