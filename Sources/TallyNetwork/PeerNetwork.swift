@@ -25,9 +25,18 @@ public enum SendOutcome: Sendable, Equatable {
 
 /// One peer as `PeerNetwork.peers` reports it.
 public struct PeerStatus: Sendable, Equatable {
+    public enum Direction: Sendable, Equatable {
+        /// We dialed the peer.
+        case outbound
+        /// The peer dialed us.
+        case inbound
+    }
+
     public let key: PublicKey
     public let validatorIndex: Int?
-    public let isConnected: Bool
+    /// Who dialed the live connection; nil when not connected.
+    public let direction: Direction?
+    public var isConnected: Bool { direction != nil }
     public let queuedMessages: Int
     public let queuedBytes: Int
 }
