@@ -430,7 +430,8 @@ final class NetworkCore: Sendable {
 
     private static func statuses(_ state: State) -> [PeerStatus] {
             state.peers.values.map {
-                PeerStatus(key: $0.key, validatorIndex: $0.validatorIndex, isConnected: $0.connection != nil,
+                PeerStatus(key: $0.key, validatorIndex: $0.validatorIndex,
+                           direction: $0.connection.map { $0.role == .dialer ? .outbound : .inbound },
                            queuedMessages: $0.queue.count, queuedBytes: $0.queue.byteCount)
             }.sorted { ($0.validatorIndex ?? Int.max, $0.key.hex) < ($1.validatorIndex ?? Int.max, $1.key.hex) }
     }
