@@ -205,10 +205,15 @@ final class NetworkCore: Sendable {
             defer { state.peers[key] = peer }
             guard state.running, peer.connection == nil, peer.address != nil else { return nil }
             let delay = NetworkCore.jittered(peer.backoffMs, random: &state.random)
-            peer.backoffMs = min(peer.backoffMs * 2, limits.reconnectMaxDelayMs)
+            peer.backoffMs = NetworkCore.nextBackoff(after: peer.backoffMs, max: limits.reconnectMaxDelayMs)
             return delay
         }
         if let delayMs { scheduleDial(key, afterMs: delayMs) }
+    }
+
+    /// Exponential back-off: double the delay after each failed attempt, up to `max`.
+    static func nextBackoff(after delayMs: Int64, max: Int64) -> Int64 {
+        min(delayMs.multipliedReportingOverflow(by: 2).partialValue, max)
     }
 
     /// 50–100 % of `delayMs`, so peers that lost each other at once do not redial in lockstep.

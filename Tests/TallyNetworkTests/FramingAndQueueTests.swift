@@ -79,6 +79,16 @@ final class FramingAndQueueTests: XCTestCase {
         XCTAssertThrowsError(try limits.check())
     }
 
+    func testBackoffDoublesUpToTheCap() {
+        var delay: Int64 = 20
+        var delays: [Int64] = []
+        for _ in 0..<6 {
+            delays.append(delay)
+            delay = NetworkCore.nextBackoff(after: delay, max: 200)
+        }
+        XCTAssertEqual(delays, [20, 40, 80, 160, 200, 200])
+    }
+
     /// Back-off jitter stays within 50–100 % and is reproducible from the injected seed.
     func testJitterIsBoundedAndSeeded() {
         var first: any RandomNumberGenerator & Sendable = SeededGenerator(state: 42)

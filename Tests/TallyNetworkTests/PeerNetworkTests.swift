@@ -86,6 +86,62 @@ final class PeerNetworkTests: XCTestCase {
         await cluster.shutdown()
     }
 
+    /// Node 0 has validator 2's address written down for validator 1: it must notice it
+    /// reached the wrong validator and hang up, rather than talk to 2 as if it were 1.
+    func testDialerRefusesAPeerThatIsNotTheValidatorItMeantToReach() async throws {
+        let keys = (0..<3).map(validatorKey)
+        var nodes: [PeerNetwork] = []
+        for index in 0..<3 {
+            nodes.append(try await Cluster.start(index: index, keys: keys, port: 0, addresses: [:], limits: testLimits(), extra: []))
+        }
+        nodes[0].setAddress(PeerAddress(host: "127.0.0.1", port: nodes[2].listenPort), ofValidator: 1)
+        await eventually("misdial counted") { nodes[0].statistics.closed(.unexpectedPeer) >= 1 }
+        XCTAssertEqual(nodes[0].connectedValidators, [])
+        XCTAssertEqual(nodes[2].connectedValidators, [])
+        // With the right address it connects.
+        nodes[0].setAddress(PeerAddress(host: "127.0.0.1", port: nodes[1].listenPort), ofValidator: 1)
+        await eventually("connected after the fix") { nodes[0].connectedValidators == [1] }
+        for node in nodes { await node.shutdown() }
+    }
+
+    /// The node does not read its inbound stream: each peer may have only its bound of
+    /// messages waiting; the rest are dropped and counted, and reading frees the budget.
+    func testInboundQueueIsBoundedPerPeer() async throws {
+        var limits = testLimits()
+        limits.maxMessageBytes = 1024
+        limits.maxInboundQueueMessagesPerPeer = 10
+        limits.maxInboundQueueBytesPerPeer = 4096
+        let keys = (0..<2).map(validatorKey)
+        let receiver = try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: limits, extra: [])
+        let sender = try await Cluster.start(
+            index: 1, keys: keys, port: 0, addresses: [0: PeerAddress(host: "127.0.0.1", port: receiver.listenPort)],
+            limits: limits, extra: [])
+        await eventually("connected") { sender.connectedValidators == [0] }
+        for index in 0..<8 { sender.send(to: 0, [UInt8(index)]) }
+        for _ in 0..<4 { sender.send(to: 0, [UInt8](repeating: 9, count: 1000)) }
+        // 8 small + 4 large = 4008 bytes would fit the byte bound (4096), but the count
+        // bound (10) admits only two of the large ones.
+        await eventually("drops counted") { receiver.statistics.dropped(.inboundQueueFull) == 2 }
+        XCTAssertEqual(receiver.statistics.messagesReceived, 10)
+
+        var iterator = receiver.inbound.makeAsyncIterator()
+        for index in 0..<8 {
+            let message = await iterator.next()
+            XCTAssertEqual(message?.bytes, [UInt8(index)])
+        }
+        for _ in 0..<2 { _ = await iterator.next() }
+        // Budget freed: 5 large (5000 bytes) → the byte bound drops the fifth.
+        for _ in 0..<5 { sender.send(to: 0, [UInt8](repeating: 7, count: 1000)) }
+        await eventually("byte bound") { receiver.statistics.dropped(.inboundQueueFull) == 3 }
+        XCTAssertEqual(receiver.statistics.messagesReceived, 14)
+        for _ in 0..<4 {
+            let message = await iterator.next()
+            XCTAssertEqual(message?.bytes.count, 1000)
+        }
+        await sender.shutdown()
+        await receiver.shutdown()
+    }
+
     /// A raw client that claims validator 1's key in its hello but cannot sign for it.
     func testPeerClaimingAValidatorKeyWithoutOwningItIsRejected() async throws {
         let cluster = try await Cluster(count: 3)
