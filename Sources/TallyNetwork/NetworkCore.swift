@@ -364,15 +364,14 @@ final class NetworkCore: Sendable {
             return .tooLarge
         }
         let result: (dropped: Int, drain: (any Channel, UInt64)?)? = state.withLockedValue { state in
-            guard var peer = state.peers[key] else { return nil }
-            let dropped = peer.queue.push(message)
+            // Mutated in place: a copy of `Peer` would copy its whole queue (O(n) per send).
+            guard let slot = state.peers.index(forKey: key) else { return nil }
+            let dropped = state.peers.values[slot].queue.push(message)
             var drain: (any Channel, UInt64)?
-            if var connection = peer.connection, !connection.drainScheduled {
-                connection.drainScheduled = true
-                peer.connection = connection
+            if let connection = state.peers.values[slot].connection, !connection.drainScheduled {
+                state.peers.values[slot].connection!.drainScheduled = true
                 drain = (connection.channel, connection.id)
             }
-            state.peers[key] = peer
             return (dropped, drain)
         }
         guard let result else {
@@ -402,14 +401,12 @@ final class NetworkCore: Sendable {
         var written = 0
         while true {
             let next: [UInt8]? = state.withLockedValue { state in
-                guard var peer = state.peers[key], var connection = peer.connection, connection.id == connectionID else {
-                    return nil
-                }
-                connection.drainScheduled = false
+                guard let slot = state.peers.index(forKey: key), let connection = state.peers.values[slot].connection,
+                      connection.id == connectionID
+                else { return nil }
+                state.peers.values[slot].connection!.drainScheduled = false
                 channel = connection.channel
-                peer.connection = connection
-                let message = connection.channel.isWritable ? peer.queue.pop() : nil
-                state.peers[key] = peer
+                let message = connection.channel.isWritable ? state.peers.values[slot].queue.pop() : nil
                 if message != nil { state.statistics.messagesSent += 1 }
                 return message
             }
