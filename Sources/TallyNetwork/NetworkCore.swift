@@ -105,6 +105,11 @@ final class NetworkCore: Sendable {
             return register(channel, in: &state)
         }
         guard let id else {
+            guard state.withLockedValue({ $0.running }) else {
+                count(closed: .shutdown)
+                channel.close(promise: nil)
+                return
+            }
             count(closed: .tooManyPendingHandshakes)
             logger.warning("refusing connection", metadata: ["remote": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
                                                             "reason": "\(CloseReason.tooManyPendingHandshakes.rawValue)"])

@@ -6,6 +6,7 @@ public enum CloseReason: String, Sendable, CaseIterable {
     case oversizeFrame = "oversize_frame"
     case emptyFrame = "empty_frame"
     case decryptFailed = "decrypt_failed"
+    case shortFrame = "short_frame"
     case malformedHandshake = "malformed_handshake"
     case protocolVersion = "protocol_version"
     case wrongChain = "wrong_chain"
@@ -43,6 +44,7 @@ public enum CloseReason: String, Sendable, CaseIterable {
         case let error as SessionError:
             switch error {
             case .decryptFailed: self = .decryptFailed
+            case .shortFrame: self = .shortFrame
             case .handshakeTimeout: self = .handshakeTimeout
             case .closedDuringHandshake: self = .closedDuringHandshake
             }

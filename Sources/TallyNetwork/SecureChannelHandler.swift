@@ -11,6 +11,8 @@ struct SecureChannelEstablished {
 enum SessionError: Error, Equatable {
     /// A frame failed to open: tampered, replayed, reordered or from someone else.
     case decryptFailed
+    /// A frame too short to hold even the authentication tag.
+    case shortFrame
     /// The peer did not finish the handshake in time.
     case handshakeTimeout
     /// The peer closed the connection during the handshake.
@@ -105,6 +107,10 @@ final class SecureChannelHandler: ChannelDuplexHandler {
                 context.fireUserInboundEventTriggered(SecureChannelEstablished(peerKey: session.peerKey, role: handshake.role))
             }
         case .established(var session):
+            guard frame.readableBytes >= NetworkLimits.frameOverheadBytes else {
+                fail(SessionError.shortFrame, context: context)
+                return
+            }
             let opened = frame.withUnsafeReadableBytes { session.opener.open($0) }
             guard let message = opened else {
                 fail(SessionError.decryptFailed, context: context)

@@ -231,6 +231,14 @@ final class PeerNetworkTests: XCTestCase {
         }
         await eventually("oversize counted") { node.statistics.closed(.oversizeFrame) == 1 }
 
+        // A frame shorter than the authentication tag.
+        try await RawPeer.connect(port: node.listenPort).run { session in
+            _ = try await session.handshake(identity: cluster.keys[1], expected: cluster.keys[0].publicKey)
+            try await session.writeFrame([UInt8](repeating: 0, count: NetworkLimits.frameOverheadBytes - 1))
+            await session.expectClosed()
+        }
+        await eventually("short frame counted") { node.statistics.closed(.shortFrame) == 1 }
+
         // Before authentication only handshake-sized frames are accepted.
         try await RawPeer.connect(port: node.listenPort).run { session in
             try await session.writeFrame([UInt8](repeating: 1, count: NetworkLimits.maxHandshakeFrameBytes + 1))
@@ -260,6 +268,36 @@ final class PeerNetworkTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(190))
         await eventually("timeout counted") { node.statistics.closed(.handshakeTimeout) == 1 }
         await cluster.shutdown()
+    }
+
+    /// Unauthenticated connections are capped: beyond the cap a new one is closed at once,
+    /// and closing the silent ones frees the slots for real peers.
+    func testPendingHandshakesAreBounded() async throws {
+        var limits = testLimits()
+        limits.maxPendingHandshakes = 2
+        let keys = (0..<2).map(validatorKey)
+        let node = try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: limits, extra: [])
+        let first = try await RawPeer.connect(port: node.listenPort)
+        let second = try await RawPeer.connect(port: node.listenPort)
+        try await first.run { firstSession in
+            try await second.run { secondSession in
+                let firstHello = await firstSession.readFrame()
+                let secondHello = await secondSession.readFrame()
+                XCTAssertNotNil(firstHello)
+                XCTAssertNotNil(secondHello)
+                try await RawPeer.connect(port: node.listenPort).run { third in
+                    await third.expectClosed(maxFrames: 0)
+                }
+                XCTAssertEqual(node.statistics.closed(.tooManyPendingHandshakes), 1)
+            }
+        }
+        await eventually("slots freed") { node.statistics.closed(.closedDuringHandshake) == 2 }
+        let peer = try await Cluster.start(
+            index: 1, keys: keys, port: 0, addresses: [0: PeerAddress(host: "127.0.0.1", port: node.listenPort)],
+            limits: limits, extra: [])
+        await eventually("a real peer connects") { node.connectedValidators == [1] }
+        await peer.shutdown()
+        await node.shutdown()
     }
 
     /// A validator that stops reading: the sender's memory for it stays within the outbound
