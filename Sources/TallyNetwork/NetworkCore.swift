@@ -193,6 +193,8 @@ final class NetworkCore: Sendable {
             .whenComplete { [self] result in
                 switch result {
                 case .failure(let error):
+                    // The initializer ran before the connect failed: forget the channel.
+                    state.withLockedValue { _ = $0.openChannels.removeValue(forKey: target.id) }
                     logger.debug("dial failed", metadata: ["peer": "\(target.address)", "error": "\(error)"])
                     dialEnded(key)
                 case .success(let channel):
@@ -442,6 +444,9 @@ final class NetworkCore: Sendable {
                            queuedMessages: $0.queue.count, queuedBytes: $0.queue.byteCount)
             }.sorted { ($0.validatorIndex ?? Int.max, $0.key.hex) < ($1.validatorIndex ?? Int.max, $1.key.hex) }
     }
+
+    /// Channels not yet closed (tests check that failed dials leave none behind).
+    var openChannelCount: Int { state.withLockedValue { $0.openChannels.count } }
 
     func activeChannel(_ key: PublicKey) -> (any Channel)? {
         state.withLockedValue { $0.peers[key]?.connection?.channel }

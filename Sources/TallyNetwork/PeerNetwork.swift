@@ -132,6 +132,8 @@ public final class PeerNetwork: Sendable {
 
     public var statistics: NetworkStatistics { core.statistics() }
 
+    var openChannelCount: Int { core.openChannelCount }
+
     /// Peer statuses and statistics taken together (consistent with each other).
     func snapshot() -> ([PeerStatus], NetworkStatistics) { core.snapshot() }
 

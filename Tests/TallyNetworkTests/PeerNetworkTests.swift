@@ -351,6 +351,8 @@ final class PeerNetworkTests: XCTestCase {
         await eventually("disconnect noticed") { cluster.network(0).connectedValidators.isEmpty }
         cluster.network(0).send(to: 1, [1, 1])
         try await Task.sleep(for: .milliseconds(300))  // a few failed redials
+        XCTAssertGreaterThan(cluster.network(0).statistics.closed(.peerClosed), 0)
+        await eventually("failed dials leave no channel behind") { cluster.network(0).openChannelCount == 0 }
 
         let restarted = try await Cluster.start(
             index: 1, keys: cluster.keys, port: port,
