@@ -35,7 +35,7 @@ let package = Package(
         .target(
             name: "TallyNetwork",
             dependencies: [
-                "TallyTypes", "TallyCrypto", "CSodium",
+                "TallyTypes", "TallyCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
