@@ -134,6 +134,8 @@ final class NetworkCore: Sendable {
         let operations = channel.pipeline.syncOperations
         try operations.addHandler(ByteToMessageHandler(decoder))
         try operations.addHandler(MessageToByteHandler(FrameEncoder()))
+        try operations.addHandler(IdleStateHandler(
+            readTimeout: .milliseconds(limits.idleTimeoutMs), writeTimeout: .milliseconds(limits.keepaliveIntervalMs)))
         try operations.addHandler(SecureChannelHandler(
             handshake: handshake, frameDecoder: decoder, maxFrameBodyBytes: limits.maxFrameBodyBytes,
             handshakeTimeout: .milliseconds(limits.handshakeTimeoutMs)))

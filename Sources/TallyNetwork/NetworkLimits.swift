@@ -26,6 +26,13 @@ public struct NetworkLimits: Sendable, Equatable {
     public var maxPendingHandshakes: Int
     /// A peer that does not finish the handshake within this time is disconnected.
     public var handshakeTimeoutMs: Int64
+    /// After this long without sending anything, an established connection sends a
+    /// keepalive frame, so a quiet but healthy peer is not mistaken for a dead one.
+    public var keepaliveIntervalMs: Int64
+    /// After this long without receiving anything (not even a keepalive), the peer is
+    /// presumed gone (a dead TCP connection can otherwise linger for many minutes) and
+    /// the connection is closed and redialed.
+    public var idleTimeoutMs: Int64
     /// Reconnect back-off: the first retry waits `reconnectInitialDelayMs`, each failure
     /// doubles it up to `reconnectMaxDelayMs`; the actual wait is jittered to 50–100 %.
     public var reconnectInitialDelayMs: Int64
@@ -44,19 +51,21 @@ public struct NetworkLimits: Sendable, Equatable {
         maxInboundQueueBytesPerPeer: 64 * 1024 * 1024,
         maxPendingHandshakes: 64,
         handshakeTimeoutMs: 5_000,
+        keepaliveIntervalMs: 5_000,
+        idleTimeoutMs: 20_000,
         reconnectInitialDelayMs: 100,
         reconnectMaxDelayMs: 5_000,
         connectTimeoutMs: 3_000,
         writeBufferLowWatermarkBytes: 256 * 1024,
         writeBufferHighWatermarkBytes: 1024 * 1024)
 
-    /// What encryption adds to a message inside one frame (the Poly1305 tag).
-    public static let frameOverheadBytes = XChaCha20Poly1305.tagByteCount
+    /// What a frame adds to a message: the frame-kind byte and the Poly1305 tag.
+    public static let frameOverheadBytes = 1 + XChaCha20Poly1305.tagByteCount
 
     public init(
         maxMessageBytes: Int, maxOutboundQueueMessages: Int, maxOutboundQueueBytes: Int,
         maxInboundQueueMessagesPerPeer: Int, maxInboundQueueBytesPerPeer: Int, maxPendingHandshakes: Int,
-        handshakeTimeoutMs: Int64, reconnectInitialDelayMs: Int64, reconnectMaxDelayMs: Int64,
+        handshakeTimeoutMs: Int64, keepaliveIntervalMs: Int64, idleTimeoutMs: Int64, reconnectInitialDelayMs: Int64, reconnectMaxDelayMs: Int64,
         connectTimeoutMs: Int64, writeBufferLowWatermarkBytes: Int, writeBufferHighWatermarkBytes: Int
     ) {
         self.maxMessageBytes = maxMessageBytes
@@ -66,6 +75,8 @@ public struct NetworkLimits: Sendable, Equatable {
         self.maxInboundQueueBytesPerPeer = maxInboundQueueBytesPerPeer
         self.maxPendingHandshakes = maxPendingHandshakes
         self.handshakeTimeoutMs = handshakeTimeoutMs
+        self.keepaliveIntervalMs = keepaliveIntervalMs
+        self.idleTimeoutMs = idleTimeoutMs
         self.reconnectInitialDelayMs = reconnectInitialDelayMs
         self.reconnectMaxDelayMs = reconnectMaxDelayMs
         self.connectTimeoutMs = connectTimeoutMs
@@ -92,6 +103,8 @@ public struct NetworkLimits: Sendable, Equatable {
         try require(maxInboundQueueBytesPerPeer >= maxMessageBytes, "inbound queue bytes must hold one largest message")
         try require(maxPendingHandshakes >= 1, "at least one pending handshake")
         try require(handshakeTimeoutMs >= 1, "handshake timeout must be positive")
+        try require(keepaliveIntervalMs >= 1 && idleTimeoutMs >= 2 * keepaliveIntervalMs,
+                    "idle timeout must be at least twice the keepalive interval")
         try require(reconnectInitialDelayMs >= 1 && reconnectMaxDelayMs >= reconnectInitialDelayMs,
                     "reconnect delays: 1 ≤ initial ≤ max")
         try require(connectTimeoutMs >= 1, "connect timeout must be positive")

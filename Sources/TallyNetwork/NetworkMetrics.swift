@@ -7,6 +7,8 @@ public enum CloseReason: String, Sendable, CaseIterable {
     case emptyFrame = "empty_frame"
     case decryptFailed = "decrypt_failed"
     case shortFrame = "short_frame"
+    case malformedFrame = "malformed_frame"
+    case idleTimeout = "idle_timeout"
     case malformedHandshake = "malformed_handshake"
     case protocolVersion = "protocol_version"
     case wrongChain = "wrong_chain"
@@ -27,7 +29,8 @@ public enum CloseReason: String, Sendable, CaseIterable {
     /// True for reasons that are the peer's fault (bad or hostile input).
     public var isPeerFault: Bool {
         switch self {
-        case .peerClosed, .ioError, .shutdown, .duplicateConnection, .rejectedByPeer, .tooManyPendingHandshakes:
+        case .peerClosed, .ioError, .shutdown, .duplicateConnection, .rejectedByPeer, .tooManyPendingHandshakes,
+             .idleTimeout:
             return false
         default:
             return true
@@ -45,6 +48,8 @@ public enum CloseReason: String, Sendable, CaseIterable {
             switch error {
             case .decryptFailed: self = .decryptFailed
             case .shortFrame: self = .shortFrame
+            case .malformedFrame: self = .malformedFrame
+            case .idleTimeout: self = .idleTimeout
             case .handshakeTimeout: self = .handshakeTimeout
             case .closedDuringHandshake: self = .closedDuringHandshake
             }

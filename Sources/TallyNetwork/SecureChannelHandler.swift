@@ -7,12 +7,22 @@ struct SecureChannelEstablished {
     let role: ConnectionRole
 }
 
+/// The first plaintext byte of every frame after the handshake.
+enum FrameKind: UInt8 {
+    case keepalive = 0
+    case message = 1
+}
+
 /// Errors this handler raises on what the peer sent.
 enum SessionError: Error, Equatable {
     /// A frame failed to open: tampered, replayed, reordered or from someone else.
     case decryptFailed
-    /// A frame too short to hold even the authentication tag.
+    /// A frame too short to hold a frame kind and the authentication tag.
     case shortFrame
+    /// A frame that decrypted to an unknown kind, or a keepalive with a body.
+    case malformedFrame
+    /// Nothing arrived within the idle timeout, not even a keepalive.
+    case idleTimeout
     /// The peer did not finish the handshake in time.
     case handshakeTimeout
     /// The peer closed the connection during the handshake.
@@ -22,6 +32,11 @@ enum SessionError: Error, Equatable {
 /// Runs the handshake (`Handshake`, a pure state machine) and then seals outbound and
 /// opens inbound frames. It only frames, decrypts and decodes: what the messages mean
 /// is the node's business.
+///
+/// After the handshake every frame body is `seal(kind: u8 ‖ payload)`:
+/// kind 1 = a message (payload: the node's bytes), kind 0 = a keepalive (no payload),
+/// sent when we have written nothing for `keepaliveIntervalMs` (an `IdleStateHandler`
+/// in front of us reports idleness). Any other kind closes the connection.
 ///
 /// Inbound: frame bodies (`ByteBuffer`) → plaintext messages (`[UInt8]`).
 /// Outbound: plaintext messages (`[UInt8]`) → frame bodies (`ByteBuffer`).
@@ -112,12 +127,19 @@ final class SecureChannelHandler: ChannelDuplexHandler {
                 return
             }
             let opened = frame.withUnsafeReadableBytes { session.opener.open($0) }
-            guard let message = opened else {
+            guard let plaintext = opened else {
                 fail(SessionError.decryptFailed, context: context)
                 return
             }
             state = .established(session)
-            context.fireChannelRead(wrapInboundOut(message))
+            switch FrameKind(rawValue: plaintext[0]) {
+            case .message:
+                context.fireChannelRead(wrapInboundOut(Array(plaintext.dropFirst())))
+            case .keepalive where plaintext.count == 1:
+                return
+            default:
+                fail(SessionError.malformedFrame, context: context)
+            }
         case .failed:
             // Frames already buffered when we failed; the channel is closing.
             return
@@ -129,12 +151,35 @@ final class SecureChannelHandler: ChannelDuplexHandler {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        let message = unwrapOutboundIn(data)
-        let sealed = session.sealer.seal(message)
+        var plaintext = [UInt8]()
+        plaintext.reserveCapacity(1 + unwrapOutboundIn(data).count)
+        plaintext.append(FrameKind.message.rawValue)
+        plaintext.append(contentsOf: unwrapOutboundIn(data))
+        let sealed = session.sealer.seal(plaintext)
         state = .established(session)
         var buffer = context.channel.allocator.buffer(capacity: sealed.count)
         buffer.writeBytes(sealed)
         context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let idle = event as? IdleStateHandler.IdleStateEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        // During the handshake its own timeout applies.
+        guard case .established(var session) = state else { return }
+        switch idle {
+        case .write:
+            let sealed = session.sealer.seal([FrameKind.keepalive.rawValue])
+            state = .established(session)
+            writeFrame(sealed, context: context)
+            context.flush()
+        case .read:
+            fail(SessionError.idleTimeout, context: context)
+        case .all:
+            return
+        }
     }
 
     private func writeFrame(_ bytes: [UInt8], context: ChannelHandlerContext) {

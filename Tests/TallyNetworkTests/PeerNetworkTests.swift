@@ -213,8 +213,8 @@ final class PeerNetworkTests: XCTestCase {
         // Tampered ciphertext: the first sealed message passes, a flipped bit does not.
         try await RawPeer.connect(port: node.listenPort).run { session in
             var secure = try await session.handshake(identity: cluster.keys[1], expected: cluster.keys[0].publicKey)
-            try await session.writeFrame(secure.sealer.seal([7, 7]))
-            var tampered = secure.sealer.seal([8, 8])
+            try await session.writeFrame(secure.sealer.seal([FrameKind.message.rawValue, 7, 7]))
+            var tampered = secure.sealer.seal([FrameKind.message.rawValue, 8, 8])
             tampered[tampered.count - 1] ^= 0x80
             try await session.writeFrame(tampered)
             await session.expectClosed()
@@ -239,6 +239,17 @@ final class PeerNetworkTests: XCTestCase {
         }
         await eventually("short frame counted") { node.statistics.closed(.shortFrame) == 1 }
 
+        // A frame of unknown kind, and a keepalive carrying bytes.
+        for plaintext: [UInt8] in [[7, 1, 2], [FrameKind.keepalive.rawValue, 1]] {
+            try await RawPeer.connect(port: node.listenPort).run { session in
+                var secure = try await session.handshake(identity: cluster.keys[1], expected: cluster.keys[0].publicKey)
+                try await session.writeFrame(secure.sealer.seal([FrameKind.keepalive.rawValue]))
+                try await session.writeFrame(secure.sealer.seal(plaintext))
+                await session.expectClosed()
+            }
+        }
+        await eventually("malformed frames counted") { node.statistics.closed(.malformedFrame) == 2 }
+
         // Before authentication only handshake-sized frames are accepted.
         try await RawPeer.connect(port: node.listenPort).run { session in
             try await session.writeFrame([UInt8](repeating: 1, count: NetworkLimits.maxHandshakeFrameBytes + 1))
@@ -249,6 +260,42 @@ final class PeerNetworkTests: XCTestCase {
         // Node 0 and node 2 are unaffected throughout.
         cluster.network(2).send(to: 0, [2])
         await eventually("validator 2 unaffected") { cluster.inbox(0).payloads(from: 2) == [[2]] }
+        await cluster.shutdown()
+    }
+
+    /// Quiet but healthy peers keep each other alive with keepalives; a peer that goes
+    /// silent after the handshake is dropped when the idle timeout passes.
+    func testKeepalivesHoldQuietConnectionsAndSilentPeersTimeOut() async throws {
+        var limits = testLimits()
+        limits.keepaliveIntervalMs = 50
+        limits.idleTimeoutMs = 250
+        let cluster = try await Cluster(count: 3, limits: limits)
+        await cluster.waitFullyConnected()
+        await cluster.networks[2]!.shutdown()
+        cluster.networks[2] = nil
+        let node = cluster.network(0)
+        await eventually("node 2 gone") { node.connectedValidators == [1] }
+        let establishedBefore = node.statistics.connectionsEstablished
+
+        // A hand-played validator 2 that handshakes, then reads but never writes.
+        let started = ContinuousClock.now
+        try await RawPeer.connect(port: node.listenPort).run { session in
+            var secure = try await session.handshake(identity: cluster.keys[2], expected: cluster.keys[0].publicKey)
+            var keepalives = 0
+            while let frame = await session.readFrame() {
+                XCTAssertEqual(secure.opener.open(frame), [FrameKind.keepalive.rawValue])
+                keepalives += 1
+            }
+            XCTAssertGreaterThanOrEqual(keepalives, 2, "the node kept sending keepalives while it waited")
+        }
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(240))
+        XCTAssertEqual(node.statistics.closed(.idleTimeout), 1)
+
+        // Meanwhile nodes 0 and 1 exchanged nothing but keepalives for longer than the idle
+        // timeout, and stayed connected on their first connection.
+        XCTAssertEqual(node.connectedValidators, [1])
+        XCTAssertEqual(node.statistics.connectionsEstablished, establishedBefore + 1, "only the raw peer connected")
+        XCTAssertEqual(cluster.inbox(0).all.count, 0, "keepalives are not delivered")
         await cluster.shutdown()
     }
 
