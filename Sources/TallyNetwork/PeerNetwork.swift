@@ -44,6 +44,12 @@ public struct PeerStatus: Sendable, Equatable {
 /// The validator-to-validator transport: a TCP listener plus a dialer per validator,
 /// each connection authenticated and encrypted (see `Handshake`), framed and bounded.
 ///
+/// Wire format, per connection: frames of `length: u32 LE ‖ body` (`FrameDecoder`); the
+/// first frame each way is a plaintext `Hello`, then one encrypted authentication frame
+/// (`Handshake`), then encrypted `kind ‖ payload` frames (`SecureChannelHandler`).
+/// Anything malformed, oversize, undecryptable or unauthenticated closes that connection
+/// with a counted `CloseReason`; the rest of the network is unaffected.
+///
 /// Use: `start`, then read `inbound` (one consumer) and call `send` / `broadcast` from
 /// anywhere (they never block: they enqueue into the peer's bounded outbound queue).
 /// Simultaneous connections between two validators are deduplicated by keeping the one
