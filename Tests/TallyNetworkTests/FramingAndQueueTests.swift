@@ -1,5 +1,6 @@
 import NIOCore
 import NIOEmbedded
+import TallyTypes
 import XCTest
 
 @testable import TallyNetwork
@@ -98,5 +99,26 @@ final class FramingAndQueueTests: XCTestCase {
             XCTAssertTrue((500...1000).contains(delay))
             XCTAssertEqual(delay, NetworkCore.jittered(1000, random: &second))
         }
+    }
+}
+
+final class ConfigurationTests: XCTestCase {
+    func testConfigurationFromGenesisTakesKeysAddressesAndChain() throws {
+        let validators = (0..<4).map {
+            Validator(name: "v\($0)", publicKey: validatorKey($0).publicKey, networkAddress: "10.0.0.\($0 + 1):2665\($0)")
+        }
+        let genesis = try Genesis(chainID: "tally-devnet", genesisTimeMs: 0, validators: validators, accounts: [])
+        let configuration = try NetworkConfiguration(
+            genesis: genesis, identity: validatorKey(2), listenHost: "0.0.0.0", listenPort: 26652)
+        XCTAssertEqual(configuration.chainID, "tally-devnet")
+        XCTAssertEqual(configuration.validators, validators.map(\.publicKey))
+        XCTAssertEqual(configuration.validatorAddresses[1], PeerAddress(host: "10.0.0.2", port: 26651))
+        XCTAssertEqual(configuration.ownIndex, 2)
+        XCTAssertNoThrow(try configuration.check())
+
+        var broken = validators
+        broken[3].networkAddress = "no-port"
+        let bad = try Genesis(chainID: "tally-devnet", genesisTimeMs: 0, validators: broken, accounts: [])
+        XCTAssertThrowsError(try NetworkConfiguration(genesis: bad, identity: validatorKey(0), listenHost: "0.0.0.0", listenPort: 1))
     }
 }
