@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "TallyCrypto", targets: ["TallyCrypto"]),
         .library(name: "TallyTypes", targets: ["TallyTypes"]),
         .library(name: "TallyLedger", targets: ["TallyLedger"]),
+        .library(name: "TallyNetwork", targets: ["TallyNetwork"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,6 +37,17 @@ let package = Package(
         .target(name: "TallyCrypto", dependencies: ["CSodium", "COpenSSL"]),
         .target(name: "TallyTypes", dependencies: ["TallyCrypto"]),
         .target(name: "TallyLedger", dependencies: ["TallyTypes", "TallyCrypto"]),
+        .target(
+            name: "TallyNetwork",
+            dependencies: [
+                "TallyTypes", "TallyCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
         .executableTarget(
             name: "tally-ledger-bench",
             dependencies: [
@@ -54,7 +66,7 @@ let package = Package(
         .target(
             name: "TallyNode",
             dependencies: [
-                "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -69,6 +81,17 @@ let package = Package(
             dependencies: [
                 "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        .testTarget(
+            name: "TallyNetworkTests",
+            dependencies: [
+                "TallyNetwork", "TallyTypes", "TallyCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ]

@@ -191,4 +191,8 @@ public enum DomainTag: String, CaseIterable, Sendable {
     case commitVote = "tally/commit/v1"
     case commitCertificate = "tally/commit-cert/v1"
     case genesis = "tally/genesis/v1"
+    case peerHello = "tally/p2p-hello/v1"
+    case peerTranscript = "tally/p2p-transcript/v1"
+    case peerAuthentication = "tally/p2p-auth/v1"
+    case peerRejection = "tally/p2p-reject/v1"
 }

@@ -1,0 +1,114 @@
+import TallyCrypto
+import TallyTypes
+
+/// Bounds and timings of the peer transport. Every queue and frame is bounded by one
+/// of these; `check()` runs at start-up so an inconsistent configuration fails early.
+public struct NetworkLimits: Sendable, Equatable {
+    /// Hard ceiling on one message: a full block (`Limits.maxBlockBytes`, about 10 MiB
+    /// for 20,000 transactions) plus room for its certificate and envelope.
+    public static let maxFrameBytes = 16 * 1024 * 1024
+    /// Handshake frames are a few hundred bytes; an unauthenticated peer gets no more.
+    public static let maxHandshakeFrameBytes = 1024
+
+    /// Largest message payload this node sends or accepts (≤ `maxFrameBytes`).
+    public var maxMessageBytes: Int
+    /// Outbound queue per peer. When either bound is hit the OLDEST queued message is
+    /// dropped: consensus messages supersede older ones (newer views and heights), and
+    /// PBFT recovers any lost message by retransmission, view change or block sync.
+    public var maxOutboundQueueMessages: Int
+    public var maxOutboundQueueBytes: Int
+    /// Inbound messages per peer waiting for the node to read them. When full, the
+    /// NEWEST message from that peer is dropped (and counted), so one flooding peer
+    /// cannot crowd out the others or grow our memory.
+    public var maxInboundQueueMessagesPerPeer: Int
+    public var maxInboundQueueBytesPerPeer: Int
+    /// Inbound connections that have not finished the handshake yet.
+    public var maxPendingHandshakes: Int
+    /// A peer that does not finish the handshake within this time is disconnected.
+    public var handshakeTimeoutMs: Int64
+    /// After this long without sending anything, an established connection sends a
+    /// keepalive frame, so a quiet but healthy peer is not mistaken for a dead one.
+    public var keepaliveIntervalMs: Int64
+    /// After this long without receiving anything (not even a keepalive), the peer is
+    /// presumed gone (a dead TCP connection can otherwise linger for many minutes) and
+    /// the connection is closed and redialed.
+    public var idleTimeoutMs: Int64
+    /// Reconnect back-off: the first retry waits `reconnectInitialDelayMs`, each failure
+    /// doubles it up to `reconnectMaxDelayMs`; the actual wait is jittered to 50–100 %.
+    public var reconnectInitialDelayMs: Int64
+    public var reconnectMaxDelayMs: Int64
+    public var connectTimeoutMs: Int64
+    /// NIO's write-buffer watermarks: above `high` the channel is not writable and we
+    /// stop moving messages from the bounded queue into the socket.
+    public var writeBufferLowWatermarkBytes: Int
+    public var writeBufferHighWatermarkBytes: Int
+
+    public static let `default` = NetworkLimits(
+        maxMessageBytes: maxFrameBytes - frameOverheadBytes,
+        maxOutboundQueueMessages: 4096,
+        maxOutboundQueueBytes: 64 * 1024 * 1024,
+        maxInboundQueueMessagesPerPeer: 4096,
+        maxInboundQueueBytesPerPeer: 64 * 1024 * 1024,
+        maxPendingHandshakes: 64,
+        handshakeTimeoutMs: 5_000,
+        keepaliveIntervalMs: 5_000,
+        idleTimeoutMs: 20_000,
+        reconnectInitialDelayMs: 100,
+        reconnectMaxDelayMs: 5_000,
+        connectTimeoutMs: 3_000,
+        writeBufferLowWatermarkBytes: 256 * 1024,
+        writeBufferHighWatermarkBytes: 1024 * 1024)
+
+    /// What a frame adds to a message: the frame-kind byte and the Poly1305 tag.
+    public static let frameOverheadBytes = 1 + XChaCha20Poly1305.tagByteCount
+
+    public init(
+        maxMessageBytes: Int, maxOutboundQueueMessages: Int, maxOutboundQueueBytes: Int,
+        maxInboundQueueMessagesPerPeer: Int, maxInboundQueueBytesPerPeer: Int, maxPendingHandshakes: Int,
+        handshakeTimeoutMs: Int64, keepaliveIntervalMs: Int64, idleTimeoutMs: Int64, reconnectInitialDelayMs: Int64, reconnectMaxDelayMs: Int64,
+        connectTimeoutMs: Int64, writeBufferLowWatermarkBytes: Int, writeBufferHighWatermarkBytes: Int
+    ) {
+        self.maxMessageBytes = maxMessageBytes
+        self.maxOutboundQueueMessages = maxOutboundQueueMessages
+        self.maxOutboundQueueBytes = maxOutboundQueueBytes
+        self.maxInboundQueueMessagesPerPeer = maxInboundQueueMessagesPerPeer
+        self.maxInboundQueueBytesPerPeer = maxInboundQueueBytesPerPeer
+        self.maxPendingHandshakes = maxPendingHandshakes
+        self.handshakeTimeoutMs = handshakeTimeoutMs
+        self.keepaliveIntervalMs = keepaliveIntervalMs
+        self.idleTimeoutMs = idleTimeoutMs
+        self.reconnectInitialDelayMs = reconnectInitialDelayMs
+        self.reconnectMaxDelayMs = reconnectMaxDelayMs
+        self.connectTimeoutMs = connectTimeoutMs
+        self.writeBufferLowWatermarkBytes = writeBufferLowWatermarkBytes
+        self.writeBufferHighWatermarkBytes = writeBufferHighWatermarkBytes
+    }
+
+    /// Largest frame body (ciphertext) after the handshake.
+    var maxFrameBodyBytes: Int { maxMessageBytes + NetworkLimits.frameOverheadBytes }
+
+    public struct InvalidLimits: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public func check() throws(InvalidLimits) {
+        func require(_ condition: Bool, _ message: String) throws(InvalidLimits) {
+            if !condition { throw InvalidLimits(description: "network limits: " + message) }
+        }
+        try require(maxMessageBytes >= 1 && maxFrameBodyBytes <= NetworkLimits.maxFrameBytes,
+                    "max message bytes must be 1…\(NetworkLimits.maxFrameBytes - NetworkLimits.frameOverheadBytes)")
+        try require(maxOutboundQueueMessages >= 1, "outbound queue must hold at least one message")
+        try require(maxOutboundQueueBytes >= maxMessageBytes, "outbound queue bytes must hold one largest message")
+        try require(maxInboundQueueMessagesPerPeer >= 1, "inbound queue must hold at least one message")
+        try require(maxInboundQueueBytesPerPeer >= maxMessageBytes, "inbound queue bytes must hold one largest message")
+        try require(maxPendingHandshakes >= 1, "at least one pending handshake")
+        try require(handshakeTimeoutMs >= 1, "handshake timeout must be positive")
+        try require(keepaliveIntervalMs >= 1 && idleTimeoutMs >= 2 * keepaliveIntervalMs,
+                    "idle timeout must be at least twice the keepalive interval")
+        try require(reconnectInitialDelayMs >= 1 && reconnectMaxDelayMs >= reconnectInitialDelayMs,
+                    "reconnect delays: 1 ≤ initial ≤ max")
+        try require(connectTimeoutMs >= 1, "connect timeout must be positive")
+        try require(writeBufferLowWatermarkBytes >= 1 && writeBufferHighWatermarkBytes >= writeBufferLowWatermarkBytes,
+                    "write-buffer watermarks: 1 ≤ low ≤ high")
+    }
+}

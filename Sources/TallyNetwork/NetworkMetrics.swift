@@ -1,0 +1,127 @@
+import Metrics
+import NIOCore
+
+/// Why a connection closed; the `reason` dimension of `tally_network_connections_closed_total`.
+public enum CloseReason: String, Sendable, CaseIterable {
+    case oversizeFrame = "oversize_frame"
+    case emptyFrame = "empty_frame"
+    case decryptFailed = "decrypt_failed"
+    case shortFrame = "short_frame"
+    case malformedFrame = "malformed_frame"
+    case idleTimeout = "idle_timeout"
+    case malformedHandshake = "malformed_handshake"
+    case protocolVersion = "protocol_version"
+    case wrongChain = "wrong_chain"
+    case unknownPeer = "unknown_peer"
+    case unexpectedPeer = "unexpected_peer"
+    case selfConnection = "self_connection"
+    case weakKey = "weak_key"
+    case authenticationFailed = "authentication_failed"
+    case rejectedByPeer = "rejected_by_peer"
+    case handshakeTimeout = "handshake_timeout"
+    case closedDuringHandshake = "closed_during_handshake"
+    case tooManyPendingHandshakes = "too_many_pending_handshakes"
+    case duplicateConnection = "duplicate_connection"
+    case peerClosed = "peer_closed"
+    case ioError = "io_error"
+    case shutdown = "shutdown"
+
+    /// True for reasons that are the peer's fault (bad or hostile input).
+    public var isPeerFault: Bool {
+        switch self {
+        case .peerClosed, .ioError, .shutdown, .duplicateConnection, .rejectedByPeer, .tooManyPendingHandshakes,
+             .idleTimeout:
+            return false
+        default:
+            return true
+        }
+    }
+
+    init(_ error: Error) {
+        switch error {
+        case let error as FrameError:
+            switch error {
+            case .oversize: self = .oversizeFrame
+            case .empty: self = .emptyFrame
+            }
+        case let error as SessionError:
+            switch error {
+            case .decryptFailed: self = .decryptFailed
+            case .shortFrame: self = .shortFrame
+            case .malformedFrame: self = .malformedFrame
+            case .idleTimeout: self = .idleTimeout
+            case .handshakeTimeout: self = .handshakeTimeout
+            case .closedDuringHandshake: self = .closedDuringHandshake
+            }
+        case let error as HandshakeError:
+            switch error {
+            case .malformed: self = .malformedHandshake
+            case .wrongProtocolVersion: self = .protocolVersion
+            case .wrongChain: self = .wrongChain
+            case .unknownPeer: self = .unknownPeer
+            case .unexpectedPeer: self = .unexpectedPeer
+            case .selfConnection: self = .selfConnection
+            case .weakEphemeralKey: self = .weakKey
+            case .authenticationFailed: self = .authenticationFailed
+            case .rejectedByPeer: self = .rejectedByPeer
+            }
+        default:
+            self = .ioError
+        }
+    }
+}
+
+/// Why an outbound or inbound message was dropped; the `reason` dimension of
+/// `tally_network_messages_dropped_total`.
+public enum DropReason: String, Sendable, CaseIterable {
+    /// The peer's outbound queue was full: its oldest message was dropped.
+    case outboundQueueFull = "outbound_queue_full"
+    /// The node was not reading fast enough: the peer's newest inbound message was dropped.
+    case inboundQueueFull = "inbound_queue_full"
+    /// `send` with a message over `NetworkLimits.maxMessageBytes`.
+    case messageTooLarge = "message_too_large"
+    /// `send` to a validator index or key we have no queue for.
+    case unknownPeer = "unknown_peer"
+}
+
+/// The swift-metrics instruments of one network, plus the same counts kept locally
+/// for `PeerNetwork.statistics` (tests and the node's status page read those).
+struct NetworkMetrics: Sendable {
+    static let connectionsClosed = "tally_network_connections_closed_total"
+    static let connectionsEstablished = "tally_network_connections_established_total"
+    static let messagesDropped = "tally_network_messages_dropped_total"
+    static let messagesSent = "tally_network_messages_sent_total"
+    static let messagesReceived = "tally_network_messages_received_total"
+    static let peersConnected = "tally_network_peers_connected"
+
+    private let closed: [CloseReason: Counter]
+    private let dropped: [DropReason: Counter]
+    let established = Counter(label: connectionsEstablished)
+    let sent = Counter(label: messagesSent)
+    let received = Counter(label: messagesReceived)
+    let connectedPeers = Gauge(label: peersConnected)
+
+    init() {
+        closed = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map {
+            ($0, Counter(label: NetworkMetrics.connectionsClosed, dimensions: [("reason", $0.rawValue)]))
+        })
+        dropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map {
+            ($0, Counter(label: NetworkMetrics.messagesDropped, dimensions: [("reason", $0.rawValue)]))
+        })
+    }
+
+    func closed(_ reason: CloseReason) { closed[reason]!.increment() }
+    func dropped(_ reason: DropReason, count: Int = 1) { dropped[reason]!.increment(by: count) }
+}
+
+/// A snapshot of the network's counters.
+public struct NetworkStatistics: Sendable, Equatable {
+    public var connectionsClosed: [CloseReason: Int] = [:]
+    public var connectionsEstablished = 0
+    public var messagesDropped: [DropReason: Int] = [:]
+    public var messagesSent = 0
+    public var messagesReceived = 0
+
+    public func closed(_ reason: CloseReason) -> Int { connectionsClosed[reason, default: 0] }
+    public func dropped(_ reason: DropReason) -> Int { messagesDropped[reason, default: 0] }
+}
