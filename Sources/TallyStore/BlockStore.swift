@@ -241,7 +241,7 @@ final class BlockIndex {
         let existing = try AtomicReplace.read(path, fileSystem: fileSystem)
         if existing != wanted {
             let why = existing == nil ? "missing" : "disagrees with the segments"
-            logger.info("rebuilding the block index from the segments", metadata: ["reason": "\(why)", "blocks": "\(expected.count)"])
+            if existing != nil || !expected.isEmpty { logger.info("rebuilding the block index from the segments", metadata: ["reason": "\(why)", "blocks": "\(expected.count)"]) }
             try AtomicReplace.write(wanted, to: path, fileSystem: fileSystem)
         }
         return BlockIndex(file: try fileSystem.open(path, mode: .readWrite), count: expected.count)
