@@ -221,11 +221,19 @@ public enum SignatureCalibration {
         }
     }
 
-    /// Signatures verified per second, across all threads.
-    public static func rawVerifyRate(samples: [Sample], threads: Int, verificationsPerThread: Int) -> Double {
+    public struct Measurement: Sendable {
+        /// Signatures verified per second of wall-clock time, across all threads.
+        public let verificationsPerSecond: Double
+        /// Process CPU time per verification (independent of how busy the machine is).
+        public let cpuSecondsPerVerification: Double
+    }
+
+    /// Runs `threads` threads, each verifying `verificationsPerThread` signatures.
+    public static func measureRawVerify(samples: [Sample], threads: Int, verificationsPerThread: Int) -> Measurement {
         precondition(!samples.isEmpty && threads >= 1 && verificationsPerThread >= 1)
         let group = DispatchGroup()
         let failures = SharedBuffer(repeating: 0, count: threads)
+        let cpuBefore = processCPUSeconds()
         let start = DispatchTime.now().uptimeNanoseconds
         for thread in 0..<threads {
             group.enter()
@@ -245,8 +253,18 @@ public enum SignatureCalibration {
         }
         group.wait()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let cpu = processCPUSeconds() - cpuBefore
         precondition(failures.array.allSatisfy { $0 == 0 }, "calibration samples must hold valid signatures")
-        return Double(threads * verificationsPerThread) / seconds
+        let total = Double(threads * verificationsPerThread)
+        return Measurement(verificationsPerSecond: total / seconds, cpuSecondsPerVerification: cpu / total)
+    }
+
+    /// User + system CPU time of this process so far.
+    public static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// Samples from the first transactions of a stored chain.

@@ -72,9 +72,19 @@ struct Verify: ParsableCommand {
             throw ExitCode(Code.unusableInput)
         }
 
+        // Calibration brackets the verification: libsodium's raw rate just before and
+        // just after, so a machine whose load changes during the run is visible.
+        var samples: [SignatureCalibration.Sample] = []
+        var rawBefore: SignatureCalibration.Measurement?
+        if calibrate {
+            samples = (try? SignatureCalibration.samples(dataDirectory: dataDirectory, count: 20_000)) ?? []
+            if !samples.isEmpty { rawBefore = measureRaw(samples) }
+        }
+
         let progress = ProgressBar(enabled: !json && isatty(STDERR_FILENO) == 1)
         let report: VerificationReport
         let onProgress: ((VerificationProgress) -> Void)? = progress.enabled ? { progress.update($0) } : nil
+        let cpuBefore = SignatureCalibration.processCPUSeconds()
         do {
             report = try ChainVerification.run(dataDirectory: dataDirectory, genesis: genesisValue, progress: onProgress)
         } catch {
@@ -82,27 +92,42 @@ struct Verify: ParsableCommand {
             output.unusable("cannot read \(dataDirectory): \(error)")
             throw ExitCode(Code.unusableInput)
         }
+        let verifyCPUSeconds = SignatureCalibration.processCPUSeconds() - cpuBefore
         progress.finish()
 
         var calibration: Calibration?
-        if calibrate {
-            let samples = (try? SignatureCalibration.samples(dataDirectory: dataDirectory, count: 20_000)) ?? []
-            if !samples.isEmpty {
-                let raw = SignatureCalibration.rawVerifyRate(
-                    samples: samples, threads: calibrateThreads, verificationsPerThread: 40_000)
-                let rate = report.seconds > 0 ? Double(report.signaturesChecked) / report.seconds : 0
-                calibration = Calibration(threads: calibrateThreads, rawVerifiesPerSecond: raw, ratio: rate / raw)
-            }
+        if let rawBefore {
+            let rawAfter = measureRaw(samples)
+            let raw = (rawBefore.verificationsPerSecond + rawAfter.verificationsPerSecond) / 2
+            let rawCPU = (rawBefore.cpuSecondsPerVerification + rawAfter.cpuSecondsPerVerification) / 2
+            let rate = report.seconds > 0 ? Double(report.signaturesChecked) / report.seconds : 0
+            let cpuPerSignature = report.signaturesChecked > 0 ? verifyCPUSeconds / Double(report.signaturesChecked) : 0
+            calibration = Calibration(
+                threads: calibrateThreads, rawBefore: rawBefore.verificationsPerSecond, rawAfter: rawAfter.verificationsPerSecond,
+                rawVerifiesPerSecond: raw, ratio: raw > 0 ? rate / raw : 0,
+                cpuRatio: cpuPerSignature > 0 ? rawCPU / cpuPerSignature : 0)
         }
         output.report(report, calibration: calibration)
         if !report.isValid { throw ExitCode(Code.invalidChain) }
+    }
+
+    func measureRaw(_ samples: [SignatureCalibration.Sample]) -> SignatureCalibration.Measurement {
+        SignatureCalibration.measureRawVerify(samples: samples, threads: calibrateThreads, verificationsPerThread: 20_000)
     }
 }
 
 struct Calibration {
     let threads: Int
+    let rawBefore: Double
+    let rawAfter: Double
+    /// Mean of the measurements before and after.
     let rawVerifiesPerSecond: Double
+    /// This run's signatures per second over the raw rate (wall clock).
     let ratio: Double
+    /// libsodium CPU time per raw verification over this run's CPU time per
+    /// signature: the share of the run's work that is signature verification,
+    /// unaffected by other load on the machine.
+    let cpuRatio: Double
 }
 
 /// Human or JSON output of the final report.
@@ -132,7 +157,9 @@ struct Output {
             if let calibration {
                 object["calibration"] = [
                     "threads": calibration.threads, "raw_verifies_per_second": calibration.rawVerifiesPerSecond,
-                    "ratio": calibration.ratio,
+                    "raw_verifies_per_second_before": calibration.rawBefore,
+                    "raw_verifies_per_second_after": calibration.rawAfter,
+                    "ratio": calibration.ratio, "cpu_ratio": calibration.cpuRatio,
                 ]
             }
             printJSON(object)
@@ -151,8 +178,10 @@ struct Output {
             signatureRate))
         if let calibration {
             print(String(
-                format: "  libsodium raw verify, %d threads: %.0f signatures/s; this run reached %.2f of it",
-                calibration.threads, calibration.rawVerifiesPerSecond, calibration.ratio))
+                format: "  libsodium raw verify, %d threads: %.0f signatures/s (%.0f before, %.0f after); this run reached %.2f of it",
+                calibration.threads, calibration.rawVerifiesPerSecond, calibration.rawBefore, calibration.rawAfter,
+                calibration.ratio))
+            print(String(format: "  CPU-time ratio (raw libsodium CPU per verify / this run's CPU per signature): %.2f", calibration.cpuRatio))
         }
     }
 
