@@ -168,24 +168,28 @@ public enum ChainVerification {
                     break
                 }
             }
-            let decoded = SharedBuffer<Result<CertifiedBlock, CanonicalDecodingError>?>(repeating: nil, count: max(records.count, 1))
+            let decoded = SharedBuffer<Result<(CertifiedBlock, EncodedBlock), CanonicalDecodingError>?>(
+                repeating: nil, count: max(records.count, 1))
             let input = records
             Parallel.forEach(input.count) { position in
                 decoded[position] = Result { () throws(CanonicalDecodingError) in
-                    try CertifiedBlock(canonicalBytes: input[position].payload)
+                    try EncodedBlock.decode(input[position].payload)
                 }
             }
             var blocks: [CertifiedBlock] = []
+            var encoded: [EncodedBlock] = []
             var undecodable: Item?
             for position in 0..<records.count {
                 switch decoded[position]! {
-                case .success(let block): blocks.append(block)
+                case .success(let (block, bytes)):
+                    blocks.append(block)
+                    encoded.append(bytes)
                 case .failure(let error): undecodable = .undecodable(height: records[position].height, error)
                 }
                 if undecodable != nil { break }
             }
             if !blocks.isEmpty {
-                let prechecked = BlockPrecheck.run(blocks, chainID: chainID, validators: validators)
+                let prechecked = BlockPrecheck.run(blocks, encoded: encoded, chainID: chainID, validators: validators)
                 guard channel.put(.blocks(prechecked, bytesRead: box.reader.bytesRead)) else { return }
             }
             if let undecodable {

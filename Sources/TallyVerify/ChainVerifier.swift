@@ -97,6 +97,15 @@ public enum BlockPrecheck {
 
     /// Prechecks `blocks` on all cores. Order of the result matches the input.
     public static func run(_ blocks: [CertifiedBlock], chainID: String, validators: ValidatorSet) -> [PrecheckedBlock] {
+        run(blocks, encoded: nil, chainID: chainID, validators: validators)
+    }
+
+    /// With `encoded` (the stored payloads and each transaction's byte range in it),
+    /// hashes and signing bytes come from the stored bytes instead of re-encoding.
+    static func run(
+        _ blocks: [CertifiedBlock], encoded: [EncodedBlock]?, chainID: String, validators: ValidatorSet
+    ) -> [PrecheckedBlock] {
+        precondition(encoded == nil || encoded!.count == blocks.count)
         var tasks: [(block: Int, start: Int, end: Int)] = []
         var firstTransaction: [Int] = []
         var total = 0
@@ -131,10 +140,21 @@ public enum BlockPrecheck {
             let task = chunks[item - blocks.count]
             let transactions = blocks[task.block].block.transactions
             let base = starts[task.block]
-            for index in task.start..<task.end {
-                let transaction = transactions[index]
-                hashes[base + index] = transaction.hash
-                signatureValid[base + index] = transaction.hasValidSignature
+            if let encoded {
+                let source = encoded[task.block]
+                for index in task.start..<task.end {
+                    let transaction = transactions[index]
+                    let range = source.transactionRanges[index]
+                    hashes[base + index] = SHA256.hash(source.payload[range])
+                    signatureValid[base + index] = transaction.sender.isValidSignature(
+                        transaction.signature, for: EncodedBlock.signingBytes(payload: source.payload, transaction: range))
+                }
+            } else {
+                for index in task.start..<task.end {
+                    let transaction = transactions[index]
+                    hashes[base + index] = transaction.hash
+                    signatureValid[base + index] = transaction.hasValidSignature
+                }
             }
         }
         Parallel.forEach(blocks.count) { position in
