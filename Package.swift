@@ -40,7 +40,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "TallyVerify", dependencies: ["TallyTypes", "TallyCrypto", "TallyLedger", "TallyStore"]),
+        .target(
+            name: "TallyVerify",
+            dependencies: [
+                "TallyTypes", "TallyCrypto", "TallyLedger", "TallyStore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "tally",
             dependencies: [

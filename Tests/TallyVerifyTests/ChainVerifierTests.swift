@@ -111,3 +111,35 @@ final class ChainVerifierTests: XCTestCase {
         XCTAssertEqual(Fixture.genesis.validators.quorum, 3)
     }
 }
+
+final class ChainRecoveryTests: XCTestCase {
+    func testRestartLoadsTheSnapshotAndReplaysOnlyTheBlocksAbove() throws {
+        let fileSystem = SimulatedFileSystem()
+        let store = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem)
+        let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem)
+        var verifier = ChainVerifier(genesis: Fixture.genesis)
+        for block in Fixture.blocks {
+            try verifier.verifyNext(block)
+            try store.append(block)
+            if verifier.height == 4 || verifier.height == 8 {
+                try snapshots.write(Snapshot(ledger: verifier.ledger, blockHash: verifier.lastBlockHash))
+            }
+        }
+        let outcome = try ChainRecovery.resume(store: store, snapshots: snapshots, genesis: Fixture.genesis)
+        XCTAssertEqual(outcome.snapshotHeight, 8)
+        XCTAssertEqual(outcome.replayedBlocks, 2)
+        XCTAssertEqual(outcome.verifier.ledger.stateRoot, verifier.ledger.stateRoot)
+        XCTAssertEqual(outcome.verifier.lastBlockHash, Fixture.blocks.last!.block.hash)
+
+        // A snapshot of another history is not trusted: replay from genesis instead.
+        var other = ChainGenerator(ChainGenerator.Parameters(blocks: 9, transactionsPerBlock: 5, fundedAccounts: 40, seed: 99))
+        var otherVerifier = ChainVerifier(genesis: other.genesis)
+        for _ in 0..<9 { try otherVerifier.verifyNext(other.nextBlock()) }
+        XCTAssertEqual(other.genesis, Fixture.genesis)
+        try snapshots.write(Snapshot(ledger: otherVerifier.ledger, blockHash: otherVerifier.lastBlockHash))
+        let fallback = try ChainRecovery.resume(store: store, snapshots: snapshots, genesis: Fixture.genesis)
+        XCTAssertEqual(fallback.snapshotHeight, 0)
+        XCTAssertEqual(fallback.replayedBlocks, 10)
+        XCTAssertEqual(fallback.verifier.ledger.stateRoot, verifier.ledger.stateRoot)
+    }
+}
