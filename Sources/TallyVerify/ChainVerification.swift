@@ -42,7 +42,7 @@ public enum ChainVerification {
     static let batchesInFlight = 2
 
     enum Item: @unchecked Sendable {
-        case blocks([PrecheckedBlock], bytesRead: Int)
+        case blocks([PrecheckedBlock], bytesReadThrough: [Int])
         case undecodable(height: UInt64, CanonicalDecodingError)
         case damaged(StoreError)
         case end
@@ -107,8 +107,8 @@ public enum ChainVerification {
         var report = VerificationReport(tipHash: genesis.hash, stateRoot: verifier.ledger.stateRoot)
         consume: while true {
             switch channel.take() {
-            case .blocks(let batch, let bytesRead):
-                for prechecked in batch {
+            case .blocks(let batch, let bytesReadThrough):
+                for (prechecked, bytesRead) in zip(batch, bytesReadThrough) {
                     do throws(VerificationFailure) {
                         try verifier.verifyNext(prechecked)
                     } catch {
@@ -154,6 +154,7 @@ public enum ChainVerification {
     static func produce(_ box: ReaderBox, channel: Channel, chainID: String, validators: ValidatorSet) {
         while true {
             var records: [StoredRecord] = []
+            var bytesReadThrough: [Int] = []
             var transactions = 0
             var damage: StoreError?
             while transactions < batchTransactions && records.count < maxBatchBlocks {
@@ -163,6 +164,7 @@ public enum ChainVerification {
                     // that keeps batches near `batchTransactions`.
                     transactions += max(1, record.payload.count / 200)
                     records.append(record)
+                    bytesReadThrough.append(box.reader.bytesRead)
                 } catch {
                     damage = error
                     break
@@ -190,7 +192,7 @@ public enum ChainVerification {
             }
             if !blocks.isEmpty {
                 let prechecked = BlockPrecheck.run(blocks, encoded: encoded, chainID: chainID, validators: validators)
-                guard channel.put(.blocks(prechecked, bytesRead: box.reader.bytesRead)) else { return }
+                guard channel.put(.blocks(prechecked, bytesReadThrough: bytesReadThrough)) else { return }
             }
             if let undecodable {
                 _ = channel.put(undecodable)
