@@ -127,3 +127,15 @@ final class SnapshotTests: XCTestCase {
         XCTAssertThrowsError(try snapshot.restore(genesis: genesis))
     }
 }
+
+final class DataLayoutTests: XCTestCase {
+    func testStateFilesLiveUnderState() throws {
+        let fileSystem = SimulatedFileSystem()
+        let signer = try DataLayout.stateFile("/n", name: DataLayout.signerStateName, fileSystem: fileSystem)
+        try signer.write([7])
+        XCTAssertEqual(fileSystem.contents("/n/state/signer").map { Array($0[12..<13]) }, [7])
+        let consensus = try DataLayout.stateFile("/n", name: DataLayout.consensusStateName, fileSystem: fileSystem)
+        XCTAssertNil(try consensus.read())
+        XCTAssertEqual(try DataLayout.stateFile("/n", name: "signer", fileSystem: fileSystem).read(), [7])
+    }
+}
