@@ -58,6 +58,7 @@ final class VerifyCommandTests: XCTestCase {
         XCTAssertEqual(report["blocks"] as? Int, 6)
         XCTAssertEqual(report["transactions"] as? Int, 120)
         XCTAssertTrue(report["first_bad_height"] is NSNull)
+        XCTAssertEqual(report["verified_height"] as? Int, 6)
         XCTAssertEqual(valid.stderr, "", "no progress with --json")
 
         let human = try run("tally", ["verify", "--data", home + "/data", "--genesis", home + "/genesis.json"])
@@ -76,6 +77,7 @@ final class VerifyCommandTests: XCTestCase {
         let bad = try json(invalid.stdout)
         XCTAssertEqual(bad["valid"] as? Bool, false)
         XCTAssertEqual(bad["first_bad_height"] as? Int, 4)
+        XCTAssertEqual(bad["verified_height"] as? Int, 3)
         XCTAssertEqual(bad["reason_code"] as? String, "storage_damaged")
         XCTAssertTrue((bad["reason"] as? String ?? "").contains("checksum"), "\(bad)")
         let invalidHuman = try run("tally", ["verify", "--home", home])
