@@ -143,3 +143,34 @@ final class ChainRecoveryTests: XCTestCase {
         XCTAssertEqual(fallback.verifier.ledger.stateRoot, verifier.ledger.stateRoot)
     }
 }
+
+/// Chains longer than one batch: the reader thread runs ahead, and a failure must
+/// stop it cleanly wherever it is.
+final class LongChainTests: XCTestCase {
+    static let chain: (genesis: Genesis, blocks: [CertifiedBlock]) = {
+        var generator = ChainGenerator(ChainGenerator.Parameters(blocks: 0, transactionsPerBlock: 1, fundedAccounts: 8, seed: 5))
+        let count = ChainVerification.maxBatchBlocks * 2 + 20
+        return (generator.genesis, (0..<count).map { _ in generator.nextBlock() })
+    }()
+
+    func verify(_ blocks: [CertifiedBlock]) throws -> VerificationReport {
+        let fileSystem = SimulatedFileSystem()
+        try Fixture.write(blocks, fileSystem: fileSystem)
+        return try ChainVerification.run(dataDirectory: "/chain/data", genesis: LongChainTests.chain.genesis, fileSystem: fileSystem)
+    }
+
+    func testSeveralBatchesVerify() throws {
+        let report = try verify(LongChainTests.chain.blocks)
+        XCTAssertNil(report.failure)
+        XCTAssertEqual(report.blocks, UInt64(LongChainTests.chain.blocks.count))
+        XCTAssertEqual(report.tipHash, LongChainTests.chain.blocks.last!.block.hash)
+    }
+
+    func testFailureInAnyBatchIsReportedAndStopsTheReader() throws {
+        for height in [3, ChainVerification.maxBatchBlocks + 1, LongChainTests.chain.blocks.count] {
+            var blocks = LongChainTests.chain.blocks
+            blocks[height - 1].certificate.signatures.removeLast(blocks[height - 1].certificate.signatures.count - 1)
+            assertFailure(try verify(blocks), height: UInt64(height), code: "certificate_below_quorum", mentioning: "quorum")
+        }
+    }
+}
