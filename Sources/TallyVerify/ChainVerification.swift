@@ -41,7 +41,7 @@ public enum ChainVerification {
     /// Batches prechecked ahead of the replay (bounds memory).
     static let batchesInFlight = 2
 
-    enum Item: @unchecked Sendable {
+    enum Item: Sendable {
         case blocks([PrecheckedBlock], bytesReadThrough: [Int])
         case undecodable(height: UInt64, CanonicalDecodingError)
         case damaged(StoreError)
