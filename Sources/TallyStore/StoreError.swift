@@ -32,7 +32,6 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     /// An earlier write or fsync failed; the store refuses further writes (after a
     /// failed fsync the page cache may be lying: restart and recover instead).
     case failed(String)
-    case readOnly
 
     public var description: String {
         switch self {
@@ -42,7 +41,6 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case .recordTooLarge(let bytes, let max): return "record of \(bytes) bytes exceeds the limit of \(max)"
         case .undecodable(let height, let error): return "stored block at height \(height) does not decode: \(error)"
         case .failed(let reason): return "store stopped after an earlier failure: \(reason)"
-        case .readOnly: return "store was opened read-only"
         }
     }
 }

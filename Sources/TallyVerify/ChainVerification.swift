@@ -11,6 +11,10 @@ public struct VerificationReport: Sendable {
     public var transactions = 0
     public var signaturesChecked = 0
     public var seconds = 0.0
+    /// Time the sequential replay waited for prechecked blocks, and the time the
+    /// parallel stage waited for room ahead of the replay: where the pipeline idled.
+    public var replayWaitSeconds = 0.0
+    public var precheckWaitSeconds = 0.0
     public var tipHash: Hash
     public var stateRoot: Hash
     /// The first bad height and why; nil when the chain is valid.
@@ -54,6 +58,8 @@ public enum ChainVerification {
         private var items: [Item] = []
         private var cancelled = false
         let capacity: Int
+        private(set) var takeWaitNanoseconds: UInt64 = 0
+        private(set) var putWaitNanoseconds: UInt64 = 0
 
         init(capacity: Int) { self.capacity = capacity }
 
@@ -61,7 +67,11 @@ public enum ChainVerification {
         func put(_ item: Item) -> Bool {
             condition.lock()
             defer { condition.unlock() }
-            while items.count >= capacity && !cancelled { condition.wait() }
+            if items.count >= capacity && !cancelled {
+                let start = DispatchTime.now().uptimeNanoseconds
+                while items.count >= capacity && !cancelled { condition.wait() }
+                putWaitNanoseconds += DispatchTime.now().uptimeNanoseconds - start
+            }
             if cancelled { return false }
             items.append(item)
             condition.broadcast()
@@ -71,10 +81,21 @@ public enum ChainVerification {
         func take() -> Item {
             condition.lock()
             defer { condition.unlock() }
-            while items.isEmpty { condition.wait() }
+            if items.isEmpty {
+                let start = DispatchTime.now().uptimeNanoseconds
+                while items.isEmpty { condition.wait() }
+                takeWaitNanoseconds += DispatchTime.now().uptimeNanoseconds - start
+            }
             let item = items.removeFirst()
             condition.broadcast()
             return item
+        }
+
+        /// (replay waited, precheck waited) in seconds so far.
+        var waits: (take: Double, put: Double) {
+            condition.lock()
+            defer { condition.unlock() }
+            return (Double(takeWaitNanoseconds) / 1e9, Double(putWaitNanoseconds) / 1e9)
         }
 
         func cancel() {
@@ -140,6 +161,7 @@ public enum ChainVerification {
         }
         channel.cancel()
         report.seconds = elapsed()
+        (report.replayWaitSeconds, report.precheckWaitSeconds) = channel.waits
         report.tipHash = verifier.lastBlockHash
         report.stateRoot = verifier.ledger.stateRoot
         return report

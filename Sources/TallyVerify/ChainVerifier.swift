@@ -93,7 +93,7 @@ public struct PrecheckedBlock: Sendable {
 public enum BlockPrecheck {
     /// Transactions per parallel work item: big enough to amortise scheduling,
     /// small enough to balance cores within one block.
-    static let transactionsPerTask = 256
+    static let transactionsPerTask = 128
 
     /// Prechecks `blocks` on all cores. Order of the result matches the input.
     public static func run(_ blocks: [CertifiedBlock], chainID: String, validators: ValidatorSet) -> [PrecheckedBlock] {

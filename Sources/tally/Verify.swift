@@ -149,6 +149,7 @@ struct Output {
                 "valid": report.isValid, "blocks": report.blocks, "transactions": report.transactions,
                 "signatures_checked": report.signaturesChecked, "seconds": report.seconds,
                 "transactions_per_second": report.transactionsPerSecond, "signatures_per_second": signatureRate,
+                "replay_wait_seconds": report.replayWaitSeconds, "precheck_wait_seconds": report.precheckWaitSeconds,
                 "verified_height": report.blocks, "last_verified_hash": report.tipHash.hex, "state_root": report.stateRoot.hex,
                 "first_bad_height": report.failure.map { $0.height as Any } ?? NSNull(),
                 "reason": report.failure.map { $0.explanation as Any } ?? NSNull(),
