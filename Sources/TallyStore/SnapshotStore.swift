@@ -127,7 +127,13 @@ public final class SnapshotStore {
         self.fileSystem = fileSystem
         self.retained = retained
         self.logger = logger
-        do { try fileSystem.createDirectory(directory) } catch { throw .io(error) }
+        do {
+            try fileSystem.createDirectory(directory)
+            // A crash in the middle of `write` can leave a temp file behind.
+            for name in try fileSystem.listDirectory(directory) where name.hasSuffix(".tmp") {
+                try fileSystem.remove(directory + "/" + name)
+            }
+        } catch { throw .io(error) }
     }
 
     static let prefix = "snapshot-"

@@ -188,6 +188,7 @@ final class CrashMatrixTests: XCTestCase {
             },
             check: { fileSystem, acknowledged, point, outcome in
                 let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem, retained: 2)
+                XCTAssertFalse(try fileSystem.listDirectory("/n/snapshots").contains { $0.hasSuffix(".tmp") })
                 let loaded = try XCTUnwrap(snapshots.loadLatest(genesis: genesis), "crash \(point) \(outcome)")
                 if acknowledged {
                     XCTAssertEqual(loaded.snapshot.height, 3)
