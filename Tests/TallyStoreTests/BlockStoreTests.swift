@@ -1,5 +1,6 @@
 import Foundation
 import TallyCrypto
+import TallyLedger
 import TallyTypes
 import XCTest
 
@@ -205,5 +206,32 @@ final class BlockStoreTests: XCTestCase {
         // CRC-32C check value from RFC 3720 (iSCSI): "123456789" → 0xE3069283.
         XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
         XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0, count: 32)), 0x8A91_36AA)
+    }
+}
+
+final class FormatGoldenTests: XCTestCase {
+    func testIndexEntryBytes() {
+        let entry = BlockIndex.entry(RecordLocation(segment: 2, offset: 0x0102, length: 0x30, height: 9))
+        let body = "0900000000000000" + "02000000" + "0201000000000000" + "30000000"
+        XCTAssertEqual(Hex.encode(entry.prefix(24)), body)
+        XCTAssertEqual(Array(entry.suffix(4)), withUnsafeBytes(of: CRC32C.checksum(Hex.decode(body)!).littleEndian, Array.init))
+        XCTAssertEqual(Hex.encode(BlockIndex.encode([]).prefix(8)), "54494458" + "01000000")
+    }
+
+    func testSnapshotBytes() throws {
+        let address = try XCTUnwrap(Address(bytes: [UInt8](repeating: 0xAB, count: 20)))
+        let snapshot = Snapshot(
+            height: 16, stateRoot: Hash(bytes: [UInt8](repeating: 1, count: 32))!, blockHash: Hash(bytes: [UInt8](repeating: 2, count: 32))!,
+            accounts: [(address, Account(balance: 5, nonce: 3))])
+        let bytes = snapshot.encode()
+        let body = "54534e50" + "01000000" + "1000000000000000" + String(repeating: "01", count: 32)
+            + String(repeating: "02", count: 32) + "0100000000000000" + String(repeating: "ab", count: 20)
+            + "0500000000000000" + "0300000000000000"
+        XCTAssertEqual(Hex.encode(bytes.dropLast(4)), body)
+        XCTAssertEqual(Array(bytes.suffix(4)), withUnsafeBytes(of: CRC32C.checksum(Hex.decode(body)!).littleEndian, Array.init))
+        guard case .success(let decoded) = Snapshot.decode(bytes) else { return XCTFail("does not decode") }
+        XCTAssertEqual(decoded.height, 16)
+        XCTAssertEqual(decoded.accounts.map(\.address), [address])
+        XCTAssertEqual(decoded.accounts.map(\.account), [Account(balance: 5, nonce: 3)])
     }
 }
