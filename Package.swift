@@ -10,7 +10,12 @@ let package = Package(
         .library(name: "TallyCrypto", targets: ["TallyCrypto"]),
         .library(name: "TallyTypes", targets: ["TallyTypes"]),
         .library(name: "TallyLedger", targets: ["TallyLedger"]),
+        .library(name: "TallyStore", targets: ["TallyStore"]),
+        .library(name: "TallyVerify", targets: ["TallyVerify"]),
         .library(name: "TallyNetwork", targets: ["TallyNetwork"]),
+        .library(name: "TallyNode", targets: ["TallyNode"]),
+        .executable(name: "tally", targets: ["tally"]),
+        .executable(name: "tally-node", targets: ["tally-node"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,19 +29,28 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
-        .systemLibrary(
-            name: "CSodium",
-            pkgConfig: "libsodium",
-            providers: [.apt(["libsodium-dev"])]
-        ),
-        .systemLibrary(
-            name: "COpenSSL",
-            pkgConfig: "libcrypto",
-            providers: [.apt(["libssl-dev"])]
-        ),
+        // MARK: C libraries
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // MARK: foundation
         .target(name: "TallyCrypto", dependencies: ["CSodium", "COpenSSL"]),
         .target(name: "TallyTypes", dependencies: ["TallyCrypto"]),
         .target(name: "TallyLedger", dependencies: ["TallyTypes", "TallyCrypto"]),
+
+        // MARK: store and verification
+        .target(
+            name: "TallyStore",
+            dependencies: ["TallyTypes", "TallyCrypto", "TallyLedger", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "TallyVerify",
+            dependencies: [
+                "TallyTypes", "TallyCrypto", "TallyLedger", "TallyStore", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: network
         .target(
             name: "TallyNetwork",
             dependencies: [
@@ -48,25 +62,12 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
-        .executableTarget(
-            name: "tally-ledger-bench",
-            dependencies: [
-                "TallyLedger", "TallyTypes", "TallyCrypto",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
-        .testTarget(name: "TallyCryptoTests", dependencies: ["TallyCrypto"]),
-        .testTarget(
-            name: "TallyTypesTests",
-            dependencies: ["TallyTypes", "TallyCrypto"],
-            resources: [.copy("Golden")]
-        ),
-        .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
+
         // MARK: node
         .target(
             name: "TallyNode",
             dependencies: [
-                "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork",
+                "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork", "TallyStore", "TallyVerify",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -74,15 +75,43 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(
-            name: "TallyNodeTests",
+
+        // MARK: executables
+        .executableTarget(
+            name: "tally",
             dependencies: [
-                "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "TallyVerify", "TallyStore", "TallyTypes", "TallyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "tally-node",
+            dependencies: [
+                "TallyNode", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "tally-ledger-bench",
+            dependencies: [
+                "TallyLedger", "TallyTypes", "TallyCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: tests
+        .testTarget(name: "TallyCryptoTests", dependencies: ["TallyCrypto"]),
+        .testTarget(name: "TallyTypesTests", dependencies: ["TallyTypes", "TallyCrypto"], resources: [.copy("Golden")]),
+        .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .testTarget(
+            name: "TallyStoreTests",
+            dependencies: [
+                "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "TallyVerifyTests", dependencies: ["TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallyNetworkTests",
             dependencies: [
@@ -94,5 +123,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .testTarget(
+            name: "TallyNodeTests",
+            dependencies: [
+                "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json).
+        .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "TallyVerify", "TallyStore", "TallyTypes"]),
     ]
 )

@@ -117,6 +117,49 @@ public struct Ledger: Sendable {
         tree.update(leaves: leaves)
     }
 
+    /// Why a snapshot's accounts cannot be this chain's ledger.
+    public enum RestoreError: Error, Equatable, CustomStringConvertible {
+        case duplicateAddress(index: Int)
+        case supplyMismatch(expected: UInt64, found: UInt64?)
+
+        public var description: String {
+            switch self {
+            case .duplicateAddress(let index): return "account \(index) repeats an earlier address"
+            case .supplyMismatch(let expected, let found):
+                return "balances sum to \(found.map(String.init) ?? "more than 2^64"), the genesis supply is \(expected)"
+            }
+        }
+    }
+
+    /// Rebuilds the ledger at `height` from a snapshot: every account in creation
+    /// order (as `allAccounts` lists them). The state root is recomputed, so the
+    /// caller compares it with the snapshot's and the block header's.
+    public init(genesis: Genesis, height: UInt64, accounts restored: [(address: Address, account: Account)])
+        throws(RestoreError)
+    {
+        chainID = genesis.chainID
+        validators = genesis.validators
+        totalSupply = genesis.totalSupply
+        self.height = height
+        var supply: UInt64 = 0
+        var leaves: [Int: Hash] = [:]
+        leaves.reserveCapacity(restored.count)
+        indexByAddress.reserveCapacity(restored.count)
+        for (index, entry) in restored.enumerated() {
+            guard indexByAddress.updateValue(index, forKey: entry.address) == nil else {
+                throw .duplicateAddress(index: index)
+            }
+            let (sum, overflow) = supply.addingReportingOverflow(entry.account.balance)
+            guard !overflow else { throw .supplyMismatch(expected: totalSupply, found: nil) }
+            supply = sum
+            leaves[index] = StateTree.leafHash(address: entry.address, balance: entry.account.balance, nonce: entry.account.nonce)
+        }
+        guard supply == totalSupply else { throw .supplyMismatch(expected: totalSupply, found: supply) }
+        addresses = restored.map(\.address)
+        accounts = restored.map(\.account)
+        tree.update(leaves: leaves)
+    }
+
     public var stateRoot: Hash { tree.root }
     /// Inner-node hashes the state tree has computed (see `StateTree`).
     public var stateTreeNodeHashes: Int { tree.nodeHashesComputed }

@@ -1,0 +1,23 @@
+/// Where things live under a node's data directory:
+/// ```
+/// DATA/blocks/segment-00000001.tblk …   blocks with certificates (BlockStore)
+/// DATA/blocks/index                      height → location cache (rebuilt when wrong)
+/// DATA/snapshots/snapshot-<height>.tsnap ledger snapshots (SnapshotStore)
+/// DATA/state/signer                      signer guard's last-signed record (DurableStateFile)
+/// DATA/state/consensus                   consensus replica's persisted state (DurableStateFile)
+/// ```
+public enum DataLayout {
+    public static func stateDirectory(_ dataDirectory: String) -> String { dataDirectory + "/state" }
+
+    /// The durable file `DATA/state/<name>`, creating `DATA/state` if needed.
+    public static func stateFile(
+        _ dataDirectory: String, name: String, fileSystem: any FileSystem = PosixFileSystem()
+    ) throws(StoreError) -> DurableStateFile {
+        precondition(!name.isEmpty && !name.contains("/") && !name.hasSuffix(".tmp"), "state file name must be a plain name")
+        do { try fileSystem.createDirectory(stateDirectory(dataDirectory)) } catch { throw .io(error) }
+        return DurableStateFile(path: stateDirectory(dataDirectory) + "/" + name, fileSystem: fileSystem)
+    }
+
+    public static let signerStateName = "signer"
+    public static let consensusStateName = "consensus"
+}

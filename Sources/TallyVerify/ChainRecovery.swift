@@ -1,0 +1,68 @@
+import Logging
+import TallyCrypto
+import TallyLedger
+import TallyStore
+import TallyTypes
+
+/// What a node runs at start-up: load the newest usable snapshot, check it against
+/// the stored block at its height (hash and state root), and replay only the blocks
+/// above it through the verifier, ending at the store's tip.
+public enum ChainRecovery {
+    public enum Failure: Error, CustomStringConvertible {
+        case store(StoreError)
+        /// A stored block fails verification: the store holds a bad chain.
+        case invalidStoredBlock(VerificationFailure)
+
+        public var description: String {
+            switch self {
+            case .store(let error): return "\(error)"
+            case .invalidStoredBlock(let failure): return "stored chain is invalid at \(failure)"
+            }
+        }
+    }
+
+    public struct Outcome: Sendable {
+        public let verifier: ChainVerifier
+        /// Height of the snapshot used (0: replayed from genesis).
+        public let snapshotHeight: UInt64
+        public let replayedBlocks: UInt64
+    }
+
+    public static func resume(
+        store: BlockStore, snapshots: SnapshotStore, genesis: Genesis, logger: Logger = Logger(label: "tally.store")
+    ) throws(Failure) -> Outcome {
+        var verifier = ChainVerifier(genesis: genesis)
+        var snapshotHeight: UInt64 = 0
+        do {
+            if let (snapshot, ledger) = try snapshots.loadLatest(genesis: genesis) {
+                if try matches(snapshot, store: store, genesis: genesis) {
+                    verifier = ChainVerifier(genesis: genesis, resumingFrom: ledger, lastBlockHash: snapshot.blockHash)
+                    snapshotHeight = snapshot.height
+                } else {
+                    logger.warning(
+                        "ignoring a snapshot that does not match the stored chain; replaying from genesis",
+                        metadata: ["height": "\(snapshot.height)", "tip": "\(store.tipHeight)"])
+                }
+            }
+            var height = snapshotHeight + 1
+            while height <= store.tipHeight {
+                try verifier.verifyNext(try store.block(at: height)!)
+                height += 1
+            }
+        } catch let error as StoreError {
+            throw .store(error)
+        } catch let error as VerificationFailure {
+            throw .invalidStoredBlock(error)
+        } catch {
+            preconditionFailure("unexpected error \(error)")
+        }
+        return Outcome(verifier: verifier, snapshotHeight: snapshotHeight, replayedBlocks: store.tipHeight - snapshotHeight)
+    }
+
+    /// The snapshot is of this chain: the block at its height has its hash and state root.
+    static func matches(_ snapshot: Snapshot, store: BlockStore, genesis: Genesis) throws(StoreError) -> Bool {
+        if snapshot.height == 0 { return snapshot.blockHash == genesis.hash && snapshot.stateRoot == Ledger(genesis: genesis).stateRoot }
+        guard let stored = try store.block(at: snapshot.height) else { return false }
+        return stored.block.hash == snapshot.blockHash && stored.block.header.stateRoot == snapshot.stateRoot
+    }
+}

@@ -1,0 +1,254 @@
+import TallyCrypto
+import TallyLedger
+import TallyStore
+import TallyTypes
+
+/// Why a block is not a valid next block of the chain, and at which height.
+public struct VerificationFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Reason: Equatable, Sendable {
+        /// The block at this position carries another height (a gap or a swap).
+        case unexpectedHeight(found: UInt64)
+        case previousHashMismatch(expected: Hash, found: Hash)
+        case unknownProposer(index: UInt32)
+        case transactionsRootMismatch(header: Hash, computed: Hash)
+        case certificate(CommitCertificate.Failure)
+        case transactionSignature(index: Int)
+        case transactionRejected(index: Int, TransactionRejection)
+        case stateRootMismatch(header: Hash, computed: Hash)
+        /// The stored bytes are not a certified block (checksum was fine).
+        case undecodable(CanonicalDecodingError)
+        /// A damaged, truncated, missing or misplaced record in the block files.
+        case storage(Corruption)
+    }
+
+    public let height: UInt64
+    public let reason: Reason
+
+    public init(height: UInt64, reason: Reason) {
+        self.height = height
+        self.reason = reason
+    }
+
+    /// A stable snake_case code (JSON reports, metrics labels).
+    public var code: String {
+        switch reason {
+        case .unexpectedHeight: return "unexpected_height"
+        case .previousHashMismatch: return "previous_hash_mismatch"
+        case .unknownProposer: return "unknown_proposer"
+        case .transactionsRootMismatch: return "transactions_root_mismatch"
+        case .certificate(let failure):
+            switch failure {
+            case .wrongHeight: return "certificate_wrong_height"
+            case .wrongBlockHash: return "certificate_wrong_block_hash"
+            case .notSorted: return "certificate_duplicate_or_unsorted"
+            case .unknownValidator: return "certificate_unknown_validator"
+            case .badSignature: return "certificate_bad_signature"
+            case .belowQuorum: return "certificate_below_quorum"
+            }
+        case .transactionSignature: return "transaction_bad_signature"
+        case .transactionRejected: return "transaction_rejected"
+        case .stateRootMismatch: return "state_root_mismatch"
+        case .undecodable: return "undecodable_block"
+        case .storage: return "storage_damaged"
+        }
+    }
+
+    /// The reason in words.
+    public var explanation: String {
+        switch reason {
+        case .unexpectedHeight(let found):
+            return "expected the block of height \(height), found height \(found) (a block is missing or out of order)"
+        case .previousHashMismatch(let expected, let found):
+            return "previous-hash link broken: the header names \(found.hex), the previous block is \(expected.hex)"
+        case .unknownProposer(let index): return "proposer index \(index) is not a genesis validator"
+        case .transactionsRootMismatch(let header, let computed):
+            return "transactions do not match the header's Merkle root (header \(header.hex), computed \(computed.hex))"
+        case .certificate(let failure): return "commit certificate invalid: \(failure)"
+        case .transactionSignature(let index): return "transaction \(index) has an invalid signature"
+        case .transactionRejected(let index, let rejection): return "transaction \(index) does not apply: \(rejection)"
+        case .stateRootMismatch(let header, let computed):
+            return "state root mismatch: the header says \(header.hex), replay computes \(computed.hex)"
+        case .undecodable(let error): return "stored block does not decode: \(error)"
+        case .storage(let corruption): return "block file damaged: \(corruption.reason) (\(corruption.file), offset \(corruption.offset))"
+        }
+    }
+
+    public var description: String { "height \(height): \(explanation)" }
+}
+
+/// A block with the parallel, order-independent work done: transaction hashes and
+/// Merkle root, every transaction signature, and the commit certificate (structure
+/// and signatures against the block's own height and hash). `ChainVerifier` then
+/// does the sequential checks.
+public struct PrecheckedBlock: Sendable {
+    public let certified: CertifiedBlock
+    public let computedTransactionsRoot: Hash
+    /// Index of the first transaction whose signature is invalid.
+    public let firstInvalidSignature: Int?
+    public let certificateFailure: CommitCertificate.Failure?
+    /// Signatures this precheck verified (transactions + certificate entries).
+    public let signaturesChecked: Int
+}
+
+public enum BlockPrecheck {
+    /// Transactions per parallel work item: big enough to amortise scheduling,
+    /// small enough to balance cores within one block.
+    static let transactionsPerTask = 128
+
+    /// Prechecks `blocks` on all cores. Order of the result matches the input.
+    public static func run(_ blocks: [CertifiedBlock], chainID: String, validators: ValidatorSet) -> [PrecheckedBlock] {
+        run(blocks, encoded: nil, chainID: chainID, validators: validators)
+    }
+
+    /// With `encoded` (the stored payloads and each transaction's byte range in it),
+    /// hashes and signing bytes come from the stored bytes instead of re-encoding.
+    static func run(
+        _ blocks: [CertifiedBlock], encoded: [EncodedBlock]?, chainID: String, validators: ValidatorSet
+    ) -> [PrecheckedBlock] {
+        precondition(encoded == nil || encoded!.count == blocks.count)
+        var tasks: [(block: Int, start: Int, end: Int)] = []
+        var firstTransaction: [Int] = []
+        var total = 0
+        for (position, certified) in blocks.enumerated() {
+            firstTransaction.append(total)
+            let count = certified.block.transactions.count
+            var start = 0
+            while start < count {
+                let end = min(count, start + transactionsPerTask)
+                tasks.append((position, start, end))
+                start = end
+            }
+            total += count
+        }
+        let hashes = SharedBuffer(repeating: Hash.zero, count: max(total, 1))
+        let signatureValid = SharedBuffer(repeating: false, count: max(total, 1))
+        let certificateFailures = SharedBuffer<CommitCertificate.Failure?>(repeating: nil, count: max(blocks.count, 1))
+        let roots = SharedBuffer(repeating: Hash.zero, count: max(blocks.count, 1))
+        let taskCount = tasks.count
+        let starts = firstTransaction
+        let chunks = tasks
+        // Certificates first in the index space, then transaction chunks.
+        Parallel.forEach(blocks.count + taskCount) { item in
+            if item < blocks.count {
+                let certified = blocks[item]
+                do throws(CommitCertificate.Failure) {
+                    try certified.certificate.verify(
+                        height: certified.block.height, blockHash: certified.block.hash, validators: validators, chainID: chainID)
+                } catch { certificateFailures[item] = error }
+                return
+            }
+            let task = chunks[item - blocks.count]
+            let transactions = blocks[task.block].block.transactions
+            let base = starts[task.block]
+            if let encoded {
+                let source = encoded[task.block]
+                for index in task.start..<task.end {
+                    let transaction = transactions[index]
+                    let range = source.transactionRanges[index]
+                    hashes[base + index] = SHA256.hash(source.payload[range])
+                    signatureValid[base + index] = transaction.sender.isValidSignature(
+                        transaction.signature, for: EncodedBlock.signingBytes(payload: source.payload, transaction: range))
+                }
+            } else {
+                for index in task.start..<task.end {
+                    let transaction = transactions[index]
+                    hashes[base + index] = transaction.hash
+                    signatureValid[base + index] = transaction.hasValidSignature
+                }
+            }
+        }
+        Parallel.forEach(blocks.count) { position in
+            let base = starts[position]
+            let count = blocks[position].block.transactions.count
+            roots[position] = Merkle.root(Array(hashes.pointer[base..<base + count]))
+        }
+        return blocks.enumerated().map { position, certified in
+            let base = firstTransaction[position]
+            let count = certified.block.transactions.count
+            let invalid = (0..<count).first { !signatureValid[base + $0] }
+            return PrecheckedBlock(
+                certified: certified, computedTransactionsRoot: roots[position], firstInvalidSignature: invalid,
+                certificateFailure: certificateFailures[position],
+                signaturesChecked: count + certified.certificate.signatures.count)
+        }
+    }
+}
+
+/// Verifies a chain block by block from genesis (or from a trusted snapshot): height
+/// and previous-hash link, proposer, transactions' Merkle root, commit certificate
+/// (2f+1 distinct genesis validators, each signature valid over the canonical COMMIT
+/// bytes for this chain id, view, height and block hash), every transaction
+/// signature, then replay through the ledger with the header's state root checked.
+///
+/// The same code serves `tally verify`, a syncing node (blocks from peers) and the
+/// wallet (`verifyCertificate`). A failed block leaves the verifier unchanged.
+public struct ChainVerifier: Sendable {
+    public let genesis: Genesis
+    public private(set) var ledger: Ledger
+    /// Hash of the last verified block (the genesis hash before block 1).
+    public private(set) var lastBlockHash: Hash
+
+    public var height: UInt64 { ledger.height }
+
+    public init(genesis: Genesis) {
+        self.genesis = genesis
+        ledger = Ledger(genesis: genesis)
+        lastBlockHash = genesis.hash
+    }
+
+    /// Resumes above a trusted state: a snapshot whose root the caller checked
+    /// against the stored header at its height, and that block's hash.
+    public init(genesis: Genesis, resumingFrom ledger: Ledger, lastBlockHash: Hash) {
+        precondition(ledger.chainID == genesis.chainID, "ledger of another chain")
+        self.genesis = genesis
+        self.ledger = ledger
+        self.lastBlockHash = lastBlockHash
+    }
+
+    /// Full check of one block (signatures on all cores), then applies it.
+    @discardableResult
+    public mutating func verifyNext(_ certified: CertifiedBlock) throws(VerificationFailure) -> BlockExecution {
+        try verifyNext(BlockPrecheck.run([certified], chainID: genesis.chainID, validators: genesis.validators)[0])
+    }
+
+    /// The sequential checks of a prechecked block, then applies it to the ledger.
+    @discardableResult
+    public mutating func verifyNext(_ prechecked: PrecheckedBlock) throws(VerificationFailure) -> BlockExecution {
+        let block = prechecked.certified.block
+        let header = block.header
+        let expected = height + 1
+        func fail(_ reason: VerificationFailure.Reason) -> VerificationFailure {
+            VerificationFailure(height: expected, reason: reason)
+        }
+        guard header.height == expected else { throw fail(.unexpectedHeight(found: header.height)) }
+        guard header.previousHash == lastBlockHash else {
+            throw fail(.previousHashMismatch(expected: lastBlockHash, found: header.previousHash))
+        }
+        guard Int(header.proposer) < genesis.validators.count else { throw fail(.unknownProposer(index: header.proposer)) }
+        guard prechecked.computedTransactionsRoot == header.transactionsRoot else {
+            throw fail(.transactionsRootMismatch(header: header.transactionsRoot, computed: prechecked.computedTransactionsRoot))
+        }
+        if let failure = prechecked.certificateFailure { throw fail(.certificate(failure)) }
+        if let index = prechecked.firstInvalidSignature { throw fail(.transactionSignature(index: index)) }
+        let execution = ledger.execute(
+            block.transactions.map(VerifiedTransaction.init(signatureAlreadyVerified:)), proposer: Int(header.proposer))
+        if let rejection = execution.firstRejection { throw fail(.transactionRejected(index: rejection.index, rejection.reason)) }
+        guard execution.stateRoot == header.stateRoot else {
+            throw fail(.stateRootMismatch(header: header.stateRoot, computed: execution.stateRoot))
+        }
+        ledger.commit(execution)
+        lastBlockHash = block.hash
+        return execution
+    }
+
+    /// What a wallet runs on a certificate it receives for `header`: the certificate
+    /// is for exactly this block and carries a valid quorum of genesis validators.
+    public static func verifyCertificate(_ certificate: CommitCertificate, for header: BlockHeader, genesis: Genesis)
+        throws(VerificationFailure)
+    {
+        do {
+            try certificate.verify(
+                height: header.height, blockHash: header.hash, validators: genesis.validators, chainID: genesis.chainID)
+        } catch { throw VerificationFailure(height: header.height, reason: .certificate(error)) }
+    }
+}

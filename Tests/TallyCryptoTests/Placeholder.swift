@@ -1,0 +1,1 @@
+// Local placeholder (untracked): the foundation's test target has no sources on this branch yet.
