@@ -91,6 +91,25 @@ public struct PrecheckedBlock: Sendable {
 }
 
 public enum BlockPrecheck {
+    /// The parallel part for a block that has no certificate yet (a proposal): its
+    /// transactions' Merkle root and the first transaction whose signature fails.
+    public static func transactions(of block: Block) -> (computedTransactionsRoot: Hash, firstInvalidSignature: Int?) {
+        let count = block.transactions.count
+        let hashes = SharedBuffer(repeating: Hash.zero, count: max(count, 1))
+        let valid = SharedBuffer(repeating: false, count: max(count, 1))
+        let tasks = (count + transactionsPerTask - 1) / transactionsPerTask
+        Parallel.forEach(tasks) { task in
+            let start = task * transactionsPerTask
+            for index in start..<min(count, start + transactionsPerTask) {
+                let transaction = block.transactions[index]
+                hashes[index] = transaction.hash
+                valid[index] = transaction.hasValidSignature
+            }
+        }
+        let root = Merkle.root(Array(hashes.pointer[0..<count]))
+        return (root, (0..<count).first { !valid[$0] })
+    }
+
     /// Transactions per parallel work item: big enough to amortise scheduling,
     /// small enough to balance cores within one block.
     static let transactionsPerTask = 128
@@ -215,29 +234,51 @@ public struct ChainVerifier: Sendable {
     @discardableResult
     public mutating func verifyNext(_ prechecked: PrecheckedBlock) throws(VerificationFailure) -> BlockExecution {
         let block = prechecked.certified.block
+        let current = ledger
+        let execution = try Self.checkContents(
+            block, height: height + 1, parentHash: lastBlockHash, validatorCount: genesis.validators.count,
+            computedTransactionsRoot: prechecked.computedTransactionsRoot,
+            certificateFailure: prechecked.certificateFailure, firstInvalidSignature: prechecked.firstInvalidSignature
+        ) { transactions, proposer in current.execute(transactions, proposer: proposer) }
+        ledger.commit(execution)
+        lastBlockHash = block.hash
+        return execution
+    }
+
+    /// The checks of a block's contents on top of its parent, in the order the
+    /// verifier reports them: height, previous-hash link, proposer, Merkle root,
+    /// the commit certificate (when there is one), transaction signatures (both
+    /// computed by the caller, in parallel), then execution
+    /// (`execute` runs the transactions on the parent's state) with every
+    /// transaction applying and the header's state root matching. Shared by
+    /// `verifyNext` and the node's consensus application, which runs it on
+    /// proposals and on blocks from peers, so a node and `tally verify` accept
+    /// exactly the same blocks.
+    public static func checkContents(
+        _ block: Block, height expected: UInt64, parentHash: Hash, validatorCount: Int, computedTransactionsRoot: Hash,
+        certificateFailure: CommitCertificate.Failure? = nil, firstInvalidSignature: Int?,
+        execute: ([VerifiedTransaction], Int) -> BlockExecution
+    ) throws(VerificationFailure) -> BlockExecution {
         let header = block.header
-        let expected = height + 1
         func fail(_ reason: VerificationFailure.Reason) -> VerificationFailure {
             VerificationFailure(height: expected, reason: reason)
         }
         guard header.height == expected else { throw fail(.unexpectedHeight(found: header.height)) }
-        guard header.previousHash == lastBlockHash else {
-            throw fail(.previousHashMismatch(expected: lastBlockHash, found: header.previousHash))
+        guard header.previousHash == parentHash else {
+            throw fail(.previousHashMismatch(expected: parentHash, found: header.previousHash))
         }
-        guard Int(header.proposer) < genesis.validators.count else { throw fail(.unknownProposer(index: header.proposer)) }
-        guard prechecked.computedTransactionsRoot == header.transactionsRoot else {
-            throw fail(.transactionsRootMismatch(header: header.transactionsRoot, computed: prechecked.computedTransactionsRoot))
+        guard Int(header.proposer) < validatorCount else { throw fail(.unknownProposer(index: header.proposer)) }
+        guard computedTransactionsRoot == header.transactionsRoot else {
+            throw fail(.transactionsRootMismatch(header: header.transactionsRoot, computed: computedTransactionsRoot))
         }
-        if let failure = prechecked.certificateFailure { throw fail(.certificate(failure)) }
-        if let index = prechecked.firstInvalidSignature { throw fail(.transactionSignature(index: index)) }
-        let execution = ledger.execute(
-            block.transactions.map(VerifiedTransaction.init(signatureAlreadyVerified:)), proposer: Int(header.proposer))
+        if let certificateFailure { throw fail(.certificate(certificateFailure)) }
+        if let index = firstInvalidSignature { throw fail(.transactionSignature(index: index)) }
+        let execution = execute(
+            block.transactions.map(VerifiedTransaction.init(signatureAlreadyVerified:)), Int(header.proposer))
         if let rejection = execution.firstRejection { throw fail(.transactionRejected(index: rejection.index, rejection.reason)) }
         guard execution.stateRoot == header.stateRoot else {
             throw fail(.stateRootMismatch(header: header.stateRoot, computed: execution.stateRoot))
         }
-        ledger.commit(execution)
-        lastBlockHash = block.hash
         return execution
     }
 
