@@ -1,0 +1,125 @@
+import Foundation
+import TallyConsensus
+import TallyCrypto
+import TallyLedger
+import TallyTypes
+import TallyVerify
+
+/// The consensus application of a real node: the committed ledger, the mempool, and
+/// the executions of blocks proposed or validated but not executed yet (PBFT keeps
+/// up to `maxBlocksInFlight` of them; losers of a view change are dropped when the
+/// chain moves past their height).
+///
+/// Block checks go through `ChainVerifier.checkContents`, the code `tally verify`
+/// runs, so a node accepts exactly the blocks the offline verifier accepts.
+/// Owned by the node's actor; not thread-safe.
+final class LedgerApplication: ConsensusApplication {
+    struct InFlight {
+        let block: Block
+        let parentHash: Hash
+        let execution: BlockExecution
+    }
+
+    let genesis: Genesis
+    private(set) var ledger: Ledger
+    private(set) var tipHash: Hash
+    var mempool: Mempool
+    private var inFlight: [Hash: InFlight] = [:]
+    /// Wall clock for proposal timestamps (injected so tests can pin it).
+    let nowMs: () -> UInt64
+
+    init(genesis: Genesis, ledger: Ledger, tipHash: Hash, mempool: Mempool, nowMs: @escaping () -> UInt64) {
+        self.genesis = genesis
+        self.ledger = ledger
+        self.tipHash = tipHash
+        self.mempool = mempool
+        self.nowMs = nowMs
+    }
+
+    var hasPendingTransactions: Bool { mempool.count > 0 }
+
+    /// Executions from the committed tip up to `parentHash`, oldest first; nil when
+    /// `parentHash` is neither the tip nor an in-flight block above it.
+    private func chain(to parentHash: Hash) -> [InFlight]? {
+        var chain: [InFlight] = []
+        var cursor = parentHash
+        while cursor != tipHash {
+            guard let entry = inFlight[cursor] else { return nil }
+            chain.append(entry)
+            cursor = entry.parentHash
+        }
+        return chain.reversed()
+    }
+
+    private func account(_ address: Address, after parents: [InFlight]) -> Account {
+        for parent in parents.reversed() { if let changed = parent.execution.changes[address] { return changed } }
+        return ledger.account(address) ?? .empty
+    }
+
+    func propose(
+        height: UInt64, view: UInt64, proposer: ValidatorIndex, parentHash: Hash, maxTransactions: Int, allowEmpty: Bool
+    ) -> Block? {
+        guard let parents = chain(to: parentHash), height == ledger.height + UInt64(parents.count) + 1 else { return nil }
+        let included = Set(parents.flatMap { $0.block.transactions.map(\.hash) })
+        let candidates = mempool.reap(maxCount: maxTransactions + included.count) { address in
+            self.account(address, after: parents).nonce
+        }.filter { !included.contains($0.hash) }.prefix(maxTransactions)
+        // Mempool transactions had their signatures verified on admission.
+        let verified = candidates.map(VerifiedTransaction.init(signatureAlreadyVerified:))
+        let executions = parents.map(\.execution)
+        var execution = ledger.execute(verified, proposer: Int(proposer), parents: executions)
+        var transactions = Array(candidates)
+        if !execution.allApplied {
+            // Balances changed since admission: keep only what applies, in order.
+            transactions = zip(candidates, execution.results).compactMap { (try? $1.get()) != nil ? $0 : nil }
+            execution = ledger.execute(
+                transactions.map(VerifiedTransaction.init(signatureAlreadyVerified:)), proposer: Int(proposer), parents: executions)
+        }
+        guard !transactions.isEmpty || allowEmpty else { return nil }
+        let parentTimestamp = parents.last?.block.header.timestampMs ?? 0
+        let header = BlockHeader(
+            height: height, view: view, timestampMs: max(nowMs(), parentTimestamp), previousHash: parentHash,
+            transactionsRoot: Block.transactionsRoot(transactions), stateRoot: execution.stateRoot, proposer: proposer,
+            transactionCount: UInt32(transactions.count))
+        let block = Block(header: header, transactions: transactions)
+        inFlight[block.hash] = InFlight(block: block, parentHash: parentHash, execution: execution)
+        return block
+    }
+
+    func validate(_ block: Block, parentHash: Hash, maxTransactions: Int) -> Result<Void, BlockRejection> {
+        if inFlight[block.hash] != nil { return .success(()) }
+        guard let parents = chain(to: parentHash) else { return .failure(BlockRejection("unknown parent \(parentHash.hex)")) }
+        guard block.transactions.count <= maxTransactions else {
+            return .failure(BlockRejection("\(block.transactions.count) transactions, over the limit of \(maxTransactions)"))
+        }
+        let precheck = BlockPrecheck.transactions(of: block)
+        let executions = parents.map(\.execution)
+        let base = ledger
+        do {
+            let execution = try ChainVerifier.checkContents(
+                block, height: base.height + UInt64(parents.count) + 1, parentHash: parentHash,
+                validatorCount: genesis.validators.count, computedTransactionsRoot: precheck.computedTransactionsRoot,
+                firstInvalidSignature: precheck.firstInvalidSignature
+            ) { transactions, proposer in base.execute(transactions, proposer: proposer, parents: executions) }
+            inFlight[block.hash] = InFlight(block: block, parentHash: parentHash, execution: execution)
+            return .success(())
+        } catch {
+            return .failure(BlockRejection(error.explanation))
+        }
+    }
+
+    /// Applies a committed block (the replica's `.execute`), which it validated or
+    /// proposed before. Returns the execution for the caller's bookkeeping.
+    func commit(_ block: Block) -> BlockExecution {
+        let hash = block.hash
+        guard let entry = inFlight[hash], entry.parentHash == tipHash else {
+            preconditionFailure("consensus executed block \(block.height) (\(hash.hex)) that was never validated on the tip")
+        }
+        ledger.commit(entry.execution)
+        tipHash = hash
+        // Blocks at or below the new height can no longer be built on.
+        inFlight = inFlight.filter { $0.value.block.height > block.height }
+        mempool.removeCommitted(block.transactions) { self.ledger.account($0)?.nonce ?? 0 }
+        return entry.execution
+    }
+}

@@ -1,0 +1,416 @@
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import TallyConsensus
+import TallyCrypto
+import TallyLedger
+import TallyNetwork
+import TallyStore
+import TallyTypes
+import TallyVerify
+
+/// A validator: owns the pure PBFT replica and carries out its actions in order
+/// (persist, then execute and store, then send), feeds it verified messages and
+/// ticks, admits transactions to the mempool and gossips them, and answers the HTTP
+/// API. Every state change happens on this actor, one event at a time, so a block
+/// is never half-applied when the node is asked to stop.
+public actor Node: NodeService {
+    nonisolated public let genesis: Genesis
+    nonisolated public let genesisJSON: Data
+    nonisolated let selfIndex: ValidatorIndex
+    let config: NodeConfig
+    let logger: Logger
+    let metrics = NodeMetrics()
+
+    private let store: BlockStore
+    private let stateFile: DurableStateFile
+    private let snapshots: SnapshotStore
+    private let application: LedgerApplication
+    private var replica: Replica
+    private let network: PeerNetwork
+
+    private var transactionIndex = TransactionIndex()
+    private var subscribers: [UInt64: AsyncStream<NodeEvent>.Continuation] = [:]
+    private var nextSubscriber: UInt64 = 0
+    private var gossipBuffer: [Transaction] = []
+    private var submittedAt: [Hash: ContinuousClock.Instant] = [:]
+    private var lastSnapshotHeight: UInt64
+    private var lastView: UInt64
+    private var stopped = false
+
+    /// Blocks read back at start-up for `/txs/{hash}`; older ones are not indexed.
+    static let startupIndexBlocks: UInt64 = 2_000
+    /// Submissions whose commit latency is tracked at once.
+    static let maxTrackedSubmissions = 100_000
+    /// Largest sync response, under the peer frame limit.
+    static let maxSyncResponseBytes = 8 << 20
+    /// A snapshot at most every this many heights (rounded to checkpoints).
+    static let snapshotIntervalBlocks: UInt64 = 1_024
+
+    /// Opens the home's data (recovering it), builds the replica from its durable
+    /// state, and starts the peer network.
+    public init(home: NodeHome, config: NodeConfig, genesis: Genesis, genesisJSON: Data, key: SigningKey, logger: Logger) async throws {
+        guard let index = genesis.validators.index(of: key.publicKey) else {
+            throw NodeConfig.Error.invalid("this key (\(key.publicKey.hex)) is not a validator in genesis")
+        }
+        self.genesis = genesis
+        self.genesisJSON = genesisJSON
+        self.config = config
+        self.logger = logger
+        selfIndex = ValidatorIndex(index)
+        let dataDirectory = home.file(config.storage.dataDir)
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+
+        store = try BlockStore.open(dataDirectory: dataDirectory, logger: logger)
+        snapshots = try SnapshotStore(dataDirectory: dataDirectory, logger: logger)
+        stateFile = try DataLayout.stateFile(dataDirectory, name: DataLayout.consensusStateName)
+        let recovery = try ChainRecovery.resume(store: store, snapshots: snapshots, genesis: genesis, logger: logger)
+        logger.info("chain recovered", metadata: [
+            "height": "\(store.tipHeight)", "snapshot": "\(recovery.snapshotHeight)", "replayed": "\(recovery.replayedBlocks)",
+        ])
+        lastSnapshotHeight = recovery.snapshotHeight
+        let durable: DurableState? = try stateFile.read().map { try DurableState(canonicalBytes: $0) }
+
+        application = LedgerApplication(
+            genesis: genesis, ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
+            mempool: Mempool(chainID: genesis.chainID, limits: config.mempool.limits),
+            nowMs: { UInt64(Date().timeIntervalSince1970 * 1000) })
+        let replicaConfiguration = ReplicaConfiguration(
+            chainID: genesis.chainID, validators: genesis.validators, selfIndex: selfIndex, parameters: genesis.consensus,
+            genesisHash: genesis.hash, genesisStateRoot: Ledger(genesis: genesis).stateRoot)
+        let blocks = store
+        let genesisHash = genesis.hash
+        replica = Replica(
+            configuration: replicaConfiguration, durableState: durable, committedHeight: store.tipHeight,
+            blockHash: { height in height == 0 ? genesisHash : (try! blocks.block(at: height))!.block.hash },
+            application: application, verifier: Ed25519Verifier(validators: genesis.validators),
+            signer: Ed25519Signer(key: key))
+        lastView = replica.view
+
+        let listen = try HostPort(config.p2p.listen, field: "p2p.listen")
+        var limits = NetworkLimits.default
+        limits.maxMessageBytes = config.p2p.maxFrameBytes
+        limits.maxOutboundQueueMessages = config.p2p.outboundQueueFrames
+        limits.reconnectMaxDelayMs = Int64(config.p2p.maxDialBackoffMs)
+        network = try await PeerNetwork.start(
+            configuration: NetworkConfiguration(genesis: genesis, identity: key, listenHost: listen.host, listenPort: listen.port, limits: limits),
+            logger: logger)
+
+        var index = TransactionIndex()
+        let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
+        try store.forEachBlock(from: first) { index.add($0.block) }
+        transactionIndex = index
+        metrics.height.record(Int64(store.tipHeight))
+        metrics.view.record(Int64(replica.view))
+    }
+
+    // MARK: Running
+
+    /// Runs until cancelled or until a graceful shutdown is requested: the tick
+    /// loop and the inbound message loop. Returns after closing the network and
+    /// the store; a block being written is finished first (actor isolation).
+    public func run() async {
+        logger.info("validator started", metadata: [
+            "validator": "\(selfIndex)", "chain_id": "\(genesis.chainID)", "height": "\(store.tipHeight)", "view": "\(replica.view)",
+        ])
+        let tick = Duration.milliseconds(Int64(genesis.consensus.tickMs))
+        let network = self.network
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: tick)
+                        if Task.isCancelled { break }
+                        await self.onTick()
+                    }
+                }
+                group.addTask {
+                    for await message in network.inbound {
+                        await self.onPeerMessage(message)
+                    }
+                }
+                _ = await group.next()
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            Task { await self.stop() }
+        }
+        await stop()
+    }
+
+    /// Stops taking input and closes everything; idempotent.
+    public func stop() async {
+        guard !stopped else { return }
+        stopped = true
+        logger.info("validator stopping", metadata: ["height": "\(store.tipHeight)"])
+        await network.shutdown()
+        for continuation in subscribers.values { continuation.finish() }
+        subscribers = [:]
+        store.close()
+    }
+
+    private func onTick() {
+        guard !stopped else { return }
+        flushGossip()
+        handle(.tick)
+        metrics.peersConnected.record(Int64(network.connectedValidators.count))
+    }
+
+    private func onPeerMessage(_ message: InboundMessage) {
+        guard !stopped else { return }
+        guard let from = message.validatorIndex else { return metrics.messageDropped("not_a_validator") }
+        let decoded: PeerMessage
+        do { decoded = try PeerMessage(bytes: message.bytes) } catch {
+            logger.warning("dropping a malformed peer message", metadata: ["peer": "\(from)", "error": "\(error)"])
+            return metrics.messageDropped("malformed_message")
+        }
+        switch decoded {
+        case .consensus(let consensus):
+            handle(.message(consensus, from: ValidatorIndex(from)))
+        case .transactions(let transactions):
+            // Gossip is verified like any submission, and not gossiped again.
+            let verified = SignatureBatch.verify(transactions)
+            var admitted = 0
+            for (transaction, checked) in zip(transactions, verified) {
+                guard let checked else {
+                    metrics.messageDropped("gossip_bad_signature")
+                    continue
+                }
+                let account = application.ledger.account(transaction.senderAddress) ?? .empty
+                if case .success = application.mempool.admit(checked, account: account) { admitted += 1 }
+            }
+            if admitted > 0 { handle(.transactionsAvailable) }
+        }
+    }
+
+    // MARK: Consensus actions
+
+    /// Steps the replica and carries out its actions in order; events that actions
+    /// produce (a block executed) are stepped after the current list.
+    private func handle(_ event: ConsensusEvent) {
+        var queue = [event]
+        while !queue.isEmpty {
+            let actions = replica.step(queue.removeFirst())
+            for action in actions {
+                if let next = perform(action) { queue.append(next) }
+            }
+        }
+        if replica.view != lastView {
+            metrics.viewChanges.increment(by: Int64(replica.view > lastView ? replica.view - lastView : 0))
+            logger.notice("view changed", metadata: ["view": "\(replica.view)", "primary": "\(genesis.validators.primary(view: replica.view))"])
+            lastView = replica.view
+            metrics.view.record(Int64(replica.view))
+        }
+        metrics.mempoolTransactions.record(Int64(application.mempool.count))
+    }
+
+    private func perform(_ action: ConsensusAction) -> ConsensusEvent? {
+        switch action {
+        case .persist(let state):
+            // A vote that is not durable must never be sent: if this write fails the
+            // node cannot go on safely.
+            do { try stateFile.write(state.canonicalBytes) } catch {
+                logger.critical("cannot persist consensus state; stopping", metadata: ["error": "\(error)"])
+                fatalError("cannot persist consensus state: \(error)")
+            }
+            return nil
+        case .execute(let certified):
+            return execute(certified)
+        case .send(let message, let to):
+            network.send(to: Int(to), PeerMessage.consensus(message).bytes)
+            return nil
+        case .broadcast(let message):
+            network.broadcast(PeerMessage.consensus(message).bytes)
+            return nil
+        case .sendBlocks(let heights, let to):
+            sendBlocks(heights, to: to)
+            return nil
+        }
+    }
+
+    private func execute(_ certified: CertifiedBlock) -> ConsensusEvent {
+        let block = certified.block
+        // Durable before anything is acknowledged: the block is fsync'd here, before
+        // the ledger moves, the API reports it or an event goes out.
+        do { try store.append(certified) } catch {
+            logger.critical("cannot store block; stopping", metadata: ["height": "\(block.height)", "error": "\(error)"])
+            fatalError("cannot store block \(block.height): \(error)")
+        }
+        let execution = application.commit(block)
+        transactionIndex.add(block)
+        metrics.height.record(Int64(block.height))
+        metrics.blocksCommitted.increment()
+        metrics.transactionsCommitted.increment(by: Int64(block.transactions.count))
+        let now = ContinuousClock.now
+        for transaction in block.transactions {
+            if let start = submittedAt.removeValue(forKey: transaction.hash) {
+                let elapsed = now - start
+                metrics.commitLatency.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            }
+        }
+        publish(.block(height: block.height, hash: block.hash, transactionCount: block.transactions.count))
+        for (index, transaction) in block.transactions.enumerated() {
+            publish(.transaction(hash: transaction.hash, height: block.height, index: index))
+        }
+        maybeSnapshot(at: block.height, blockHash: block.hash)
+        return .blockExecuted(height: block.height, stateRoot: execution.stateRoot)
+    }
+
+    private func sendBlocks(_ heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
+        var blocks: [CertifiedBlock] = []
+        var bytes = 0
+        for height in heights where height <= store.tipHeight {
+            guard let record = try? store.record(at: height), let certified = try? record.decode() else { break }
+            if !blocks.isEmpty && bytes + record.payload.count > Self.maxSyncResponseBytes { break }
+            blocks.append(certified)
+            bytes += record.payload.count
+        }
+        guard !blocks.isEmpty else { return }
+        network.send(to: Int(peer), PeerMessage.consensus(.syncResponse(blocks)).bytes)
+    }
+
+    /// Snapshots at checkpoint heights, at most every `snapshotIntervalBlocks`, so a
+    /// restart replays a bounded number of blocks.
+    private func maybeSnapshot(at height: UInt64, blockHash: Hash) {
+        let interval = max(genesis.consensus.checkpointIntervalBlocks, Self.snapshotIntervalBlocks)
+        guard height % genesis.consensus.checkpointIntervalBlocks == 0, height >= lastSnapshotHeight + interval else { return }
+        do {
+            try snapshots.write(Snapshot(ledger: application.ledger, blockHash: blockHash))
+            lastSnapshotHeight = height
+        } catch {
+            logger.error("snapshot failed; restart will replay more blocks", metadata: ["height": "\(height)", "error": "\(error)"])
+        }
+    }
+
+    private func flushGossip() {
+        guard !gossipBuffer.isEmpty else { return }
+        var start = 0
+        while start < gossipBuffer.count {
+            let end = min(start + PeerMessage.maxGossipTransactions, gossipBuffer.count)
+            network.broadcast(PeerMessage.transactions(Array(gossipBuffer[start..<end])).bytes)
+            start = end
+        }
+        gossipBuffer.removeAll(keepingCapacity: true)
+    }
+
+    private func publish(_ event: NodeEvent) {
+        for continuation in subscribers.values { continuation.yield(event) }
+    }
+
+    // MARK: NodeService
+
+    public func status() -> NodeStatus {
+        NodeStatus(
+            chainID: genesis.chainID, height: application.ledger.height, latestBlockHash: application.tipHash,
+            view: replica.view, primary: genesis.validators.primary(view: replica.view), validatorIndex: Int(selfIndex),
+            validatorName: genesis.validators[Int(selfIndex)].name, catchingUp: replica.isCatchingUp,
+            peersConnected: network.connectedValidators.count, mempoolSize: application.mempool.count)
+    }
+
+    public nonisolated func submit(_ transactions: [Transaction]) async -> [Result<Hash, SubmissionError>] {
+        // Signatures are checked on all cores before the actor is entered.
+        let verified = SignatureBatch.verify(transactions)
+        return await admit(transactions, verified)
+    }
+
+    private func admit(_ transactions: [Transaction], _ verified: [VerifiedTransaction?]) -> [Result<Hash, SubmissionError>] {
+        guard !stopped else { return transactions.map { _ in .failure(.malformed("node is shutting down")) } }
+        let now = ContinuousClock.now
+        var admitted = 0
+        let results: [Result<Hash, SubmissionError>] = zip(transactions, verified).map { transaction, checked in
+            guard let checked else {
+                metrics.transactionRejected(AdmissionError.badSignature.code)
+                return .failure(.rejected(.badSignature))
+            }
+            let account = application.ledger.account(transaction.senderAddress) ?? .empty
+            switch application.mempool.admit(checked, account: account) {
+            case .success(let hash):
+                admitted += 1
+                gossipBuffer.append(transaction)
+                if submittedAt.count < Self.maxTrackedSubmissions { submittedAt[hash] = now }
+                return .success(hash)
+            case .failure(let reason):
+                metrics.transactionRejected(reason.code)
+                return .failure(.rejected(reason))
+            }
+        }
+        if admitted > 0 {
+            metrics.transactionsAdmitted.increment(by: Int64(admitted))
+            handle(.transactionsAvailable)
+        }
+        return results
+    }
+
+    public func transactionStatus(_ hash: Hash) -> TransactionStatus {
+        if application.mempool.contains(hash) { return .pending }
+        guard let location = transactionIndex.location(of: hash),
+              let certified = try? store.block(at: location.height),
+              Int(location.index) < certified.block.transactions.count
+        else { return .unknown }
+        let hashes = certified.block.transactions.map(\.hash)
+        guard hashes[Int(location.index)] == hash, let proof = Merkle.proof(hashes, index: Int(location.index)) else {
+            return .unknown
+        }
+        return .committed(height: location.height, index: Int(location.index), blockHash: certified.block.hash, proof: proof)
+    }
+
+    public func account(_ address: Address) -> Account { application.ledger.account(address) ?? .empty }
+
+    public func block(at height: UInt64) -> CertifiedBlock? { try? store.block(at: height) }
+
+    public func latestHeight() -> UInt64 { store.tipHeight }
+
+    public func subscribe() -> AsyncStream<NodeEvent>? {
+        guard !stopped, subscribers.count < config.api.maxEventSubscribers else { return nil }
+        let id = nextSubscriber
+        nextSubscriber += 1
+        let (stream, continuation) = AsyncStream<NodeEvent>.makeStream(bufferingPolicy: .bufferingNewest(8192))
+        continuation.onTermination = { _ in Task { await self.unsubscribe(id) } }
+        subscribers[id] = continuation
+        return stream
+    }
+
+    private func unsubscribe(_ id: UInt64) { subscribers[id] = nil }
+}
+
+/// Where committed transactions are, for `/txs/{hash}`: keyed by the first 8 bytes
+/// of the hash (a lookup checks the full hash against the stored block), bounded.
+struct TransactionIndex {
+    struct Location: Equatable {
+        let height: UInt64
+        let index: UInt32
+    }
+
+    static let maxEntries = 4_000_000
+    private var locations: [UInt64: Location] = [:]
+    private var order: [UInt64] = []
+    private var evicted = 0
+
+    static func key(_ hash: Hash) -> UInt64 {
+        hash.bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    mutating func add(_ block: Block) {
+        for (index, transaction) in block.transactions.enumerated() {
+            let key = Self.key(transaction.hash)
+            if locations.updateValue(Location(height: block.height, index: UInt32(index)), forKey: key) == nil {
+                order.append(key)
+            }
+        }
+        // Forget the oldest entries beyond the bound (amortised: compact in batches).
+        if locations.count > Self.maxEntries {
+            let excess = locations.count - Self.maxEntries
+            for key in order[evicted..<evicted + excess] { locations[key] = nil }
+            evicted += excess
+            if evicted > Self.maxEntries / 2 {
+                order.removeFirst(evicted)
+                evicted = 0
+            }
+        }
+    }
+
+    func location(of hash: Hash) -> Location? { locations[Self.key(hash)] }
+}

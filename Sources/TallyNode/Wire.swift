@@ -1,0 +1,47 @@
+import TallyConsensus
+import TallyTypes
+
+/// What validators send each other inside an authenticated peer frame:
+/// ```
+/// kind: u8 | payload
+///   1: a consensus message (ConsensusMessage canonical bytes)
+///   2: transaction gossip: count: u32 | transactions…
+/// ```
+enum PeerMessage: Equatable {
+    case consensus(ConsensusMessage)
+    case transactions([Transaction])
+
+    /// Gossip batches stay small next to a block.
+    static let maxGossipTransactions = 4096
+
+    var bytes: [UInt8] {
+        var encoder = CanonicalEncoder()
+        switch self {
+        case .consensus(let message):
+            encoder.u8(1)
+            message.encode(to: &encoder)
+        case .transactions(let transactions):
+            encoder.u8(2)
+            encoder.count(transactions.count)
+            for transaction in transactions { transaction.encode(to: &encoder) }
+        }
+        return encoder.bytes
+    }
+
+    init(bytes: [UInt8]) throws(CanonicalDecodingError) {
+        var decoder = CanonicalDecoder(bytes)
+        switch try decoder.u8("peer_message.kind") {
+        case 1:
+            self = .consensus(try ConsensusMessage.decode(from: &decoder))
+        case 2:
+            let count = try decoder.count(max: Self.maxGossipTransactions, minItemBytes: 100, "peer_message.transactions")
+            var transactions: [Transaction] = []
+            transactions.reserveCapacity(count)
+            for _ in 0..<count { transactions.append(try Transaction.decode(from: &decoder)) }
+            self = .transactions(transactions)
+        case let kind:
+            throw .invalid(field: "peer_message.kind", reason: "unknown kind \(kind)")
+        }
+        try decoder.finish()
+    }
+}
