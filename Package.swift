@@ -10,6 +10,9 @@ let package = Package(
         .library(name: "TallyCrypto", targets: ["TallyCrypto"]),
         .library(name: "TallyTypes", targets: ["TallyTypes"]),
         .library(name: "TallyLedger", targets: ["TallyLedger"]),
+        .library(name: "TallyConsensus", targets: ["TallyConsensus"]),
+        .library(name: "TallySimulation", targets: ["TallySimulation"]),
+        .executable(name: "tally-sim", targets: ["tally-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -28,6 +31,15 @@ let package = Package(
         .target(name: "TallyCrypto", dependencies: ["CSodium", "COpenSSL"]),
         .target(name: "TallyTypes", dependencies: ["TallyCrypto"]),
         .target(name: "TallyLedger", dependencies: ["TallyTypes", "TallyCrypto"]),
+        .target(name: "TallyConsensus", dependencies: ["TallyTypes", "TallyCrypto"]),
+        .target(name: "TallySimulation", dependencies: ["TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .executableTarget(
+            name: "tally-sim",
+            dependencies: [
+                "TallySimulation", "TallyConsensus",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "tally-ledger-bench",
             dependencies: [
@@ -42,5 +54,11 @@ let package = Package(
             resources: [.copy("Golden")]
         ),
         .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .testTarget(
+            name: "TallyConsensusTests",
+            dependencies: ["TallyConsensus", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .testTarget(
+            name: "TallySimulationTests",
+            dependencies: ["TallySimulation", "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]),
     ]
 )

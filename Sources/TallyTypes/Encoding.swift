@@ -191,4 +191,11 @@ public enum DomainTag: String, CaseIterable, Sendable {
     case commitVote = "tally/commit/v1"
     case commitCertificate = "tally/commit-cert/v1"
     case genesis = "tally/genesis/v1"
+    // Consensus (TallyConsensus): signing bytes, then carried/stored forms.
+    case prePrepare = "tally/pre-prepare/v1"
+    case checkpoint = "tally/checkpoint/v1"
+    case viewChange = "tally/view-change/v1"
+    case newView = "tally/new-view/v1"
+    case consensusMessage = "tally/consensus-message/v1"
+    case consensusDurableState = "tally/consensus-durable/v1"
 }
