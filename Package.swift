@@ -60,5 +60,11 @@ let package = Package(
         .testTarget(
             name: "TallySimulationTests",
             dependencies: ["TallySimulation", "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+        // MARK: node
+        .target(
+            name: "TallyNode",
+            dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]
+        ),
+        .testTarget(name: "TallyNodeTests", dependencies: ["TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto"]),
     ]
 )

@@ -74,7 +74,8 @@ public struct BlockExecution: Sendable {
     public let changes: [Address: Account]
     /// Addresses first seen in this execution, in creation order.
     public let created: [Address]
-    public let stateRoot: Hash
+    let overlay: StateTreeOverlay
+    public var stateRoot: Hash { overlay.root }
     /// Height of the ledger this execution was computed on.
     public let baseHeight: UInt64
 
@@ -114,6 +115,8 @@ public struct Ledger: Sendable {
     }
 
     public var stateRoot: Hash { tree.root }
+    /// Inner-node hashes the state tree has computed (see `StateTree`).
+    public var stateTreeNodeHashes: Int { tree.nodeHashesComputed }
     public var accountCount: Int { accounts.count }
 
     public func account(_ address: Address) -> Account? {
@@ -196,7 +199,7 @@ public struct Ledger: Sendable {
         }
         return BlockExecution(
             results: results, changes: changes, created: created,
-            stateRoot: tree.root(applying: leafChanges(changes, created: created)), baseHeight: height)
+            overlay: tree.overlay(applying: leafChanges(changes, created: created)), baseHeight: height)
     }
 
     private func leafChanges(_ changes: [Address: Account], created: [Address]) -> [Int: Hash] {
@@ -212,14 +215,13 @@ public struct Ledger: Sendable {
     /// Applies an execution computed on this ledger at this height.
     public mutating func commit(_ execution: BlockExecution) {
         precondition(execution.baseHeight == height, "execution was computed on another height")
-        let leaves = leafChanges(execution.changes, created: execution.created)
         for address in execution.created {
             indexByAddress[address] = addresses.count
             addresses.append(address)
             accounts.append(.empty)
         }
         for (address, value) in execution.changes { accounts[indexByAddress[address]!] = value }
-        tree.update(leaves: leaves)
+        tree.install(execution.overlay)
         height += 1
     }
 

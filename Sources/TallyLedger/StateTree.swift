@@ -1,5 +1,13 @@
 import TallyCrypto
 
+/// Nodes a set of leaf changes rewrites, level by level (level 0: the leaves), and
+/// the root they give. Made by `StateTree.overlay(applying:)`.
+public struct StateTreeOverlay: Sendable {
+    public let count: Int
+    let levels: [[Int: Hash]]
+    public let root: Hash
+}
+
 /// The Merkle commitment over all accounts.
 ///
 /// Accounts are leaves in creation order (genesis order, then first-credit order,
@@ -15,6 +23,9 @@ import TallyCrypto
 public struct StateTree: Sendable {
     /// levels[0] are the leaves; levels[k] holds ⌈count / 2^k⌉ nodes.
     private var levels: [[Hash]] = [[]]
+    /// Inner-node hashes computed by `update` so far: benchmarks report this per
+    /// changed leaf to show the O(changes · log accounts) cost.
+    public private(set) var nodeHashesComputed = 0
     /// emptyNodes[k]: the root of a depth-k subtree with no leaves.
     private static let emptyNodes: [Hash] = {
         var nodes = [Hash.zero]
@@ -74,6 +85,7 @@ public struct StateTree: Sendable {
             while levels[level].count < needed { levels[level].append(.zero) }
             var parents = Set<Int>()
             for child in dirty { parents.insert(child >> 1) }
+            nodeHashesComputed += parents.count
             for parent in parents {
                 levels[level][parent] = Merkle.nodeHash(
                     node(level: level - 1, index: parent * 2), node(level: level - 1, index: parent * 2 + 1))
@@ -87,27 +99,50 @@ public struct StateTree: Sendable {
     /// The root after `changes` (leaf index → leaf hash, indices ≥ count append in
     /// order), computed from an overlay; the tree itself is unchanged.
     public func root(applying changes: [Int: Hash]) -> Hash {
+        overlay(applying: changes).root
+    }
+
+    /// Every node that `changes` would rewrite, computed without touching the tree.
+    /// `install` writes them, so a block's root is hashed once: when it is proposed
+    /// or validated, not again when it commits.
+    public func overlay(applying changes: [Int: Hash]) -> StateTreeOverlay {
         let newCount = max(count, (changes.keys.max() ?? -1) + 1)
         let depth = StateTree.depth(for: newCount)
-        var overlay: [Int: Hash] = changes
-        var dirty = Set(changes.keys)
+        var levels: [[Int: Hash]] = [changes]
         if depth == 0 {
-            let top = newCount == 0 ? Hash.zero : (overlay[0] ?? node(level: 0, index: 0))
-            return StateTree.finalRoot(count: newCount, top: top)
+            let top = newCount == 0 ? Hash.zero : (changes[0] ?? node(level: 0, index: 0))
+            return StateTreeOverlay(count: newCount, levels: levels, root: StateTree.finalRoot(count: newCount, top: top))
         }
-        // Index 0's path is always recomputed: growing the tree adds levels above it.
+        // Index 0's path is always recomputed: the top must exist even when no leaf
+        // changed, and growing the tree adds levels above it.
+        var dirty = Set(changes.keys)
         dirty.insert(0)
         for level in 1...depth {
+            let below = levels[level - 1]
             var parents: [Int: Hash] = [:]
-            for child in Set(dirty.map { $0 >> 1 }) {
-                let left = overlay[child * 2] ?? node(level: level - 1, index: child * 2)
-                let right = overlay[child * 2 + 1] ?? node(level: level - 1, index: child * 2 + 1)
-                parents[child] = Merkle.nodeHash(left, right)
+            for parent in Set(dirty.map { $0 >> 1 }) {
+                let left = below[parent * 2] ?? node(level: level - 1, index: parent * 2)
+                let right = below[parent * 2 + 1] ?? node(level: level - 1, index: parent * 2 + 1)
+                parents[parent] = Merkle.nodeHash(left, right)
             }
-            overlay = parents
+            levels.append(parents)
             dirty = Set(parents.keys)
         }
-        return StateTree.finalRoot(count: newCount, top: overlay[0]!)
+        return StateTreeOverlay(count: newCount, levels: levels, root: StateTree.finalRoot(count: newCount, top: levels[depth][0]!))
+    }
+
+    /// Writes an overlay computed on this tree as it is now.
+    public mutating func install(_ overlay: StateTreeOverlay) {
+        precondition(overlay.count >= count, "an overlay never removes leaves")
+        while levels[0].count < overlay.count { levels[0].append(.zero) }
+        while levels.count < overlay.levels.count { levels.append([]) }
+        for (level, nodes) in overlay.levels.enumerated() {
+            let needed = (overlay.count + (1 << level) - 1) >> level
+            while levels[level].count < needed { levels[level].append(.zero) }
+            for (index, hash) in nodes { levels[level][index] = hash }
+            if level > 0 { nodeHashesComputed += nodes.count }
+        }
+        precondition(root == overlay.root, "overlay installed on a tree other than the one it was computed on")
     }
 
     /// The root computed from scratch over `leaves`: the reference the tests hold the

@@ -95,6 +95,8 @@ public struct Genesis: Hashable, Sendable {
     public var validators: ValidatorSet
     public var accounts: [GenesisAccount]
     public var consensus: ConsensusParameters
+    /// Free text for people (e.g. "INSECURE: well-known dev keys"); not hashed.
+    public var comment: String?
 
     public init(
         chainID: String, genesisTimeMs: UInt64, validators: [Validator], accounts: [GenesisAccount],
@@ -202,8 +204,9 @@ extension Genesis {
         var validators: [ValidatorEntry]
         var accounts: [AccountEntry]
         var consensus: ConsensusParameters?
+        var comment: String?
         enum CodingKeys: String, CodingKey {
-            case validators, accounts, consensus
+            case validators, accounts, consensus, comment
             case chainID = "chain_id"
             case genesisTime = "genesis_time"
         }
@@ -240,6 +243,7 @@ extension Genesis {
         try self.init(
             chainID: file.chainID, genesisTimeMs: time, validators: validators, accounts: accounts,
             consensus: file.consensus ?? .default)
+        comment = file.comment
     }
 
     public static func load(path: String) throws(Error) -> Genesis {
@@ -254,7 +258,7 @@ extension Genesis {
                 File.ValidatorEntry(name: $0.name, publicKey: $0.publicKey.hex, address: $0.networkAddress)
             },
             accounts: accounts.map { File.AccountEntry(address: $0.address.bech32m, balance: String($0.balance)) },
-            consensus: consensus)
+            consensus: consensus, comment: comment)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return try! encoder.encode(file)
