@@ -123,11 +123,14 @@ public struct Replica {
     var sendActions: [ConsensusAction] = []
 
     /// Builds a replica from its last persisted state (nil on first start) and the
-    /// committed chain in its block store (height and hash of the last block; height
-    /// 0 and the genesis hash for an empty store).
+    /// committed chain in its block store: its height (0 when empty) and a lookup of
+    /// block hashes by height (0 gives the genesis hash). The replica reads the
+    /// hashes of the last `logWindow + maxBlocksInFlight` heights at most, so it can
+    /// vote again for re-proposed blocks it already executed.
     public init(
-        configuration: ReplicaConfiguration, durableState: DurableState?, committedHeight: UInt64, committedHash: Hash,
-        application: any ConsensusApplication, verifier: any ConsensusVerifier, signer: any ConsensusSigner
+        configuration: ReplicaConfiguration, durableState: DurableState?, committedHeight: UInt64,
+        blockHash: (UInt64) -> Hash, application: any ConsensusApplication, verifier: any ConsensusVerifier,
+        signer: any ConsensusSigner
     ) {
         self.configuration = configuration
         self.application = application
@@ -144,9 +147,11 @@ public struct Replica {
         }
         self.committedHeight = committedHeight
         executedHeight = committedHeight
-        committedHashes[committedHeight] = committedHash
-        if committedHeight == stableCheckpoint.height {
-            precondition(committedHash == stableCheckpoint.blockHash, "store and stable checkpoint disagree")
+        let recent = configuration.logWindow + configuration.parameters.maxBlocksInFlight
+        let lowest = max(min(stableCheckpoint.height, committedHeight), committedHeight > recent ? committedHeight - recent : 0)
+        for height in lowest...committedHeight { committedHashes[height] = blockHash(height) }
+        if committedHeight >= stableCheckpoint.height, let own = committedHashes[stableCheckpoint.height] {
+            precondition(own == stableCheckpoint.blockHash, "block store and stable checkpoint disagree")
         }
         if inViewChange, let own = ownViewChange, own.newView == view { viewChanges[configuration.selfIndex] = own }
         nextProposalHeight = max(committedHeight, stableCheckpoint.height) + 1
@@ -299,7 +304,9 @@ public struct Replica {
         let height = prePrepare.height
         guard checkWaterMarks(height) else { return }
         let header = prePrepare.block.header
-        guard header.view == prePrepare.view, header.proposer == primary,
+        // A block re-proposed by a NEW-VIEW (and retransmitted) keeps its original
+        // header, so its view may be older; its proposer must match that view.
+        guard header.view <= prePrepare.view, header.proposer == configuration.primary(of: header.view),
               header.transactionCount <= configuration.parameters.maxBlockTransactions
         else { return drop(.malformedBlock) }
         var slot = slots[height, default: Slot()]
@@ -334,23 +341,27 @@ public struct Replica {
     mutating func tryAccept(_ height: UInt64) {
         var height = height
         while let slot = slots[height], let candidate = slot.candidate, slot.prePrepare == nil {
-            guard let parent = knownHash(at: height - 1) else { return }
             var accepted = slot
             accepted.candidate = nil
-            guard candidate.block.header.previousHash == parent else {
-                slots[height] = accepted
-                return drop(.wrongParent)
-            }
             if height <= committedHeight {
-                guard committedHashes[height] == candidate.blockHash else {
+                // Already executed here: the hash identifies the block and its chain.
+                guard let known = committedHashes[height] else { return }
+                guard known == candidate.blockHash else {
                     slots[height] = accepted
                     return drop(.wrongParent)
                 }
-            } else if case .failure = application.validate(
+            } else {
+                guard let parent = knownHash(at: height - 1) else { return }
+                guard candidate.block.header.previousHash == parent else {
+                    slots[height] = accepted
+                    return drop(.wrongParent)
+                }
+                if case .failure = application.validate(
                 candidate.block, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions))
-            {
-                slots[height] = accepted
-                return drop(.invalidBlock)
+                {
+                    slots[height] = accepted
+                    return drop(.invalidBlock)
+                }
             }
             accepted.prePrepare = candidate
             slots[height] = accepted
@@ -820,9 +831,9 @@ public struct Replica {
             ticksInViewChange += 1
             if defences.viewChangeTimer && ticksInViewChange >= timeoutTicks {
                 ticksInViewChange = 0
-                // Give up on this view only when a quorum wanted it and its primary
-                // still sent no NEW-VIEW; a lone replica keeps asking instead.
-                if viewChanges.values.filter({ $0.newView == view }).count >= configuration.quorum {
+                // Give up on this view only when a quorum wanted it (or a later one)
+                // and its primary still sent no NEW-VIEW; a lone replica keeps asking.
+                if viewChanges.values.filter({ $0.newView >= view }).count >= configuration.quorum {
                     viewChangeAttempts += 1
                     startViewChange(to: view + 1)
                 }

@@ -23,6 +23,8 @@ public struct SimulationOptions: Sendable {
     package var defences: Defences = .all
     /// Switched off only to show that binding the chain id in signatures is load-bearing.
     public var bindsChainID = true
+    /// Prints each replica's view, state and height every `traceEveryTicks` ticks (debugging a seed).
+    public var traceEveryTicks: Int?
 
     public init(validatorCount: Int = 4, mix: FaultMix = .all) {
         self.validatorCount = validatorCount
@@ -191,7 +193,8 @@ public final class Simulation {
             : scheme.signer(for: node.validator)
         var replica = Replica(
             configuration: configuration, durableState: durable, committedHeight: UInt64(node.chain.count),
-            committedHash: node.chain.last?.block.hash ?? genesisHash, application: node.app,
+            blockHash: { [genesisHash] height in height == 0 ? genesisHash : node.chain[Int(height) - 1].block.hash },
+            application: node.app,
             verifier: scheme.verifier, signer: signer)
         replica.defences = options.defences
         return replica
@@ -203,6 +206,7 @@ public final class Simulation {
         let lastTick = plan.healTick + options.livenessBoundTicks
         while failure == nil && tick <= lastTick {
             runTick()
+            if let every = options.traceEveryTicks, tick % every == 0 { printTrace() }
             if tick == plan.healTick { target = maxHonestHeight + options.heightsAfterHeal }
             if let target, minHonestHeight >= target { break }
             tick += 1
@@ -222,6 +226,15 @@ public final class Simulation {
             seed: seed, validatorCount: options.validatorCount, mix: options.mix, plan: plan, failure: failure,
             ticks: tick, blocksCommitted: maxHonestHeight, viewChanges: viewChanges, faults: faults, dropped: dropped,
             transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0)
+    }
+
+    func printTrace() {
+        let states = nodes.map { node -> String in
+            guard let replica = node.replica else { return "v\(node.validator):down" }
+            let drops = replica.dropped.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key.rawValue)=\($0.value)" }
+            return "v\(node.validator)\(node.mode.map { "[\($0.rawValue)]" } ?? ""): view \(replica.view)\(replica.inViewChange ? "*" : "") h \(replica.committedHeight) stable \(replica.stableCheckpoint.height) \(drops.joined(separator: ","))"
+        }
+        print("tick \(tick): " + states.joined(separator: " | "))
     }
 
     var honestNodes: [Node] { nodes.filter(\.isHonest) }

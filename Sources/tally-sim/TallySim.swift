@@ -31,6 +31,9 @@ struct TallySim: ParsableCommand {
     @Flag(help: "Print one line per run.")
     var verbose = false
 
+    @Option(help: "Print every replica's state every N ticks (use with a single seed).")
+    var trace: Int?
+
     func validate() throws {
         guard parseSeeds() != nil else { throw ValidationError("--seeds must be FIRST-LAST or a number") }
         guard let counts = parseReplicas(), counts.allSatisfy({ $0 >= 4 && ($0 - 1) % 3 == 0 && $0 <= 64 }) else {
@@ -57,7 +60,7 @@ struct TallySim: ParsableCommand {
         let range = parseSeeds()!
         let counts = parseReplicas()!
         let mix = FaultMix(rawValue: faults)!
-        let sweep = Sweep(range: range, counts: counts, mix: mix, verbose: verbose)
+        let sweep = Sweep(range: range, counts: counts, mix: mix, verbose: verbose, trace: trace)
         let started = Date()
         Sweep.workers(jobs) { sweep.work() }
         sweep.finishProgress()
@@ -79,6 +82,7 @@ final class Sweep: @unchecked Sendable {
     let counts: [Int]
     let mix: FaultMix
     let verbose: Bool
+    let trace: Int?
     let lock = NSLock()
     var next: UInt64
     var runs = 0
@@ -93,7 +97,8 @@ final class Sweep: @unchecked Sendable {
     var lastProgress = Date.distantPast
     let interactive = isatty(1) == 1
 
-    init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool) {
+    init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?) {
+        self.trace = trace
         self.range = range
         self.counts = counts
         self.mix = mix
@@ -126,7 +131,9 @@ final class Sweep: @unchecked Sendable {
     func work() {
         while let seed = claim() {
             let count = counts[Int(seed % UInt64(counts.count))]
-            let result = Simulation(seed: seed, options: SimulationOptions(validatorCount: count, mix: mix)).run()
+            var options = SimulationOptions(validatorCount: count, mix: mix)
+            options.traceEveryTicks = trace
+            let result = Simulation(seed: seed, options: options).run()
             record(result)
         }
     }
