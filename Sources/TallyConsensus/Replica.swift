@@ -784,6 +784,7 @@ public struct Replica {
 
     mutating func onSyncResponse(_ blocks: [CertifiedBlock]) {
         guard sync != nil else { return drop(.unexpectedSync) }
+        let before = committedHeight
         for certified in blocks where certified.block.height > committedHeight {
             let block = certified.block
             guard block.height == committedHeight + 1, let parent = committedHashes[committedHeight],
@@ -802,7 +803,8 @@ public struct Replica {
         guard let state = sync else { return }
         if committedHeight >= state.target {
             sync = nil
-        } else if !blocks.isEmpty {
+        } else if committedHeight > before {
+            sync!.attempt = 0
             sendSyncRequest()
         }
         tryExecute()
@@ -848,16 +850,24 @@ public struct Replica {
                 tryPropose()
             }
         }
-        if tickCount % configuration.retransmitIntervalTicks == 0 {
-            retransmit()
+        let interval = configuration.retransmitIntervalTicks
+        if tickCount % interval == 0 {
+            // While blocks commit, peers are evidently hearing us: resend rarely.
+            if inViewChange || ticksSinceCommit >= interval || tickCount % (4 * interval) == 0 { retransmit() }
             detectBehind()
         }
         if var state = sync {
             state.ticksWaiting += 1
             sync = state
             if state.ticksWaiting >= configuration.syncRetryTicks {
-                sync!.attempt += 1
-                sendSyncRequest()
+                // Every peer asked twice without progress: the claim was stale or
+                // false; give up so the view timer runs again.
+                if state.attempt + 1 >= 2 * state.peers.count {
+                    sync = nil
+                } else {
+                    sync!.attempt += 1
+                    sendSyncRequest()
+                }
             }
         }
     }

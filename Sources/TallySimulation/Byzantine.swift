@@ -10,9 +10,9 @@ extension Simulation {
     var maxFaulty: Int { (options.validatorCount - 1) / 3 }
 
     func byzantineSend(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) {
-        guard let mode = node.mode, let replica = node.replica else { return transmit(message, from: node, to: targets) }
+        guard let mode = node.mode, node.up else { return transmit(message, from: node, to: targets) }
         let signer = scheme.signer(for: node.validator)
-        let activePrimary = replica.isPrimary && !replica.inViewChange
+        let activePrimary = node.replica!.isPrimary && !node.replica!.inViewChange
         switch mode {
         case .twins, .wrongChain, .replayOldView, .futureViewFlood:
             transmit(message, from: node, to: targets)
@@ -63,7 +63,10 @@ extension Simulation {
     }
 
     func byzantineTick(_ node: Node) {
-        guard let mode = node.mode, let replica = node.replica else { return }
+        guard let mode = node.mode, node.up else { return }
+        let replica = ReplicaSnapshot(
+            view: node.replica!.view, committedHeight: node.replica!.committedHeight,
+            stableCheckpoint: node.replica!.stableCheckpoint)
         let everyone = (0..<ValidatorIndex(options.validatorCount)).filter { $0 != node.validator }
         switch mode {
         case .invalidSignatures where tick % 3 == 0:
@@ -107,7 +110,7 @@ extension Simulation {
     /// An empty block on top of the Byzantine replica's tip, valid against the state,
     /// with a PRE-PREPARE, PREPAREs and COMMITs of every validator signed for
     /// another chain (captured there): only the chain id in the signing bytes stops it.
-    func injectCrossChainQuorum(_ node: Node, replica: Replica, to targets: [ValidatorIndex]) {
+    func injectCrossChainQuorum(_ node: Node, replica: ReplicaSnapshot, to targets: [ValidatorIndex]) {
         let tip = node.chain.last?.block.header
         let height = UInt64(node.chain.count) + 1
         let view = replica.view
@@ -189,7 +192,7 @@ extension Simulation {
             signature: signer.sign(NewView.signingBytes(chainID: Simulation.chainID, view: newView.view, bodyHash: bodyHash)))
     }
 
-    func floodFutureViews(_ node: Node, replica: Replica, to targets: [ValidatorIndex]) {
+    func floodFutureViews(_ node: Node, replica: ReplicaSnapshot, to targets: [ValidatorIndex]) {
         let signer = scheme.signer(for: node.validator)
         let checkpoint = replica.stableCheckpoint
         for offset in 1...3 {
@@ -213,4 +216,11 @@ extension Simulation {
                                         signature: signer.sign(bytes))), from: node, to: targets)
         count("byzantine_flood_messages", 5)
     }
+}
+
+/// What the Byzantine injections read of their own replica.
+struct ReplicaSnapshot {
+    let view: UInt64
+    let committedHeight: UInt64
+    let stableCheckpoint: CheckpointProof
 }

@@ -3,21 +3,31 @@ import TallyCrypto
 import TallyLedger
 import TallyTypes
 
+public enum InvariantChecking: String, Sendable {
+    case everyStep = "every-step", everyTick = "every-tick"
+}
+
+func isTick(_ event: ConsensusEvent) -> Bool {
+    if case .tick = event { return true }
+    return false
+}
+
 /// How one simulated run is set up.
 public struct SimulationOptions: Sendable {
     public var validatorCount = 4
     public var mix: FaultMix = .all
     public var byzantineModes: [ByzantineMode] = ByzantineMode.allCases
     /// Faults (loss, partitions, crashes) happen before this tick, then heal.
-    public var faultTicks = 200
+    public var faultTicks = 120
     /// After healing, every honest replica must reach the target within this many ticks.
     public var livenessBoundTicks = 3000
     /// The target: the highest honest height at healing plus this.
     public var heightsAfterHeal: UInt64 = 6
     /// Percent chance per tick that a client submits a transaction.
     public var clientRatePercent = 50
-    /// Run `Replica.invariants()` after every step.
-    public var checkReplicaInvariants = true
+    /// When to run `Replica.invariants()`: after every step (tests), or after each
+    /// replica's tick step (long sweeps, where it would be a tenth of the time).
+    public var checkReplicaInvariants: InvariantChecking = .everyStep
     /// Replaces the drawn plan (scenario tests).
     public var plan: FaultPlan?
     package var defences: Defences = .all
@@ -69,9 +79,13 @@ public final class Simulation {
         /// For a twin: which half of the honest replicas it can reach during faults.
         let twinGroup: Int?
         var replica: Replica?
+        /// `replica != nil`, kept apart so checking it never copies the replica.
+        var up = false
         var app: SimApplication
         var chain: [CertifiedBlock] = []
-        var durable: [UInt8]?
+        /// The last persisted state; encoded to bytes (and decoded back) when the
+        /// replica restarts, so every restart round-trips the canonical form.
+        var durable: DurableState?
         var persistedView: UInt64 = 0
         var restartTick: Int?
         var crashDuringNextStep: Crash?
@@ -105,6 +119,17 @@ public final class Simulation {
 
     public let seed: UInt64
     let options: SimulationOptions
+    let checkReplicaInvariants: InvariantChecking
+    let validatorCount: Int
+    var partitions: [Partition] = []
+    var lossPercent = 0
+    var duplicatePercent = 0
+    var maxDelayTicks = 1
+    var healTick = 0
+    var crashes: [Crash] = []
+    var clientRatePercent = 0
+    /// others[v]: every validator index but v.
+    var others: [[ValidatorIndex]] = []
     public private(set) var plan: FaultPlan
     var random: SimRandom
     let scheme: SimSignatureScheme
@@ -137,10 +162,20 @@ public final class Simulation {
         plan = options.plan ?? FaultPlan.draw(
             mix: options.mix, validatorCount: count, random: &random, faultTicks: options.faultTicks,
             byzantineModes: options.byzantineModes)
+        checkReplicaInvariants = options.checkReplicaInvariants
+        validatorCount = count
         genesis = Simulation.makeGenesis(validatorCount: count, pool: TransactionPool.shared)
         genesisHash = genesis.hash
         genesisLedger = Ledger(genesis: genesis)
         clientNextNonce = Array(repeating: 0, count: TransactionPool.clientCount)
+        partitions = plan.partitions
+        lossPercent = plan.lossPercent
+        duplicatePercent = plan.duplicatePercent
+        maxDelayTicks = plan.maxDelayTicks
+        healTick = plan.healTick
+        crashes = plan.crashes
+        clientRatePercent = options.clientRatePercent
+        others = (0..<count).map { me in (0..<ValidatorIndex(count)).filter { $0 != me } }
         buildNodes()
     }
 
@@ -172,6 +207,7 @@ public final class Simulation {
                 slotsByValidator[validator].append(node.slot)
                 nodes.append(node)
                 node.replica = makeReplica(for: node, durable: nil)
+                node.up = true
             }
         }
     }
@@ -255,56 +291,61 @@ public final class Simulation {
             for delivery in deliveries where failure == nil { deliver(delivery) }
         }
         if let arrivals = pendingTransactions.removeValue(forKey: tick) {
-            for (slot, transaction) in arrivals where nodes[slot].replica != nil {
+            for (slot, transaction) in arrivals where nodes[slot].up {
                 nodes[slot].app.submit(transaction)
                 step(nodes[slot], .transactionsAvailable)
             }
         }
-        for node in nodes where failure == nil && node.replica != nil {
+        for node in nodes where failure == nil && node.up {
             step(node, .tick)
-            if node.mode != nil, node.replica != nil { byzantineTick(node) }
+            if node.mode != nil, node.up { byzantineTick(node) }
         }
         submitClientTransactions()
     }
 
     func startPartitions() {
-        for index in plan.partitions.indices where plan.partitions[index].startTick == tick {
-            if plan.partitions[index].kind == .isolatePrimary {
+        for index in partitions.indices where partitions[index].startTick == tick {
+            if partitions[index].kind == .isolatePrimary {
                 let view = honestNodes.compactMap { $0.replica?.view }.max() ?? 0
-                plan.partitions[index].groupA = [Int(view % UInt64(options.validatorCount))]
+                partitions[index].groupA = [Int(view % UInt64(validatorCount))]
+                plan.partitions[index].groupA = partitions[index].groupA
             }
         }
     }
 
     func crashAndRestart() {
-        for crash in plan.crashes where crash.tick == tick {
-            for slot in slotsByValidator[crash.validator] where nodes[slot].replica != nil {
+        for crash in crashes where crash.tick == tick {
+            for slot in slotsByValidator[crash.validator] where nodes[slot].up {
                 nodes[slot].crashDuringNextStep = crash
                 nodes[slot].restartTick = crash.restartTick
             }
         }
-        for node in nodes where node.replica == nil && node.restartTick == tick {
+        for node in nodes where !node.up && node.restartTick == tick {
             node.restartTick = nil
             var durable: DurableState?
-            if let bytes = node.durable {
-                do { durable = try DurableState(canonicalBytes: bytes) } catch {
+            if let state = node.durable {
+                do {
+                    durable = try DurableState(canonicalBytes: state.canonicalBytes)
+                    if durable != state { return fail("validator \(node.validator)'s durable state changed through encoding") }
+                } catch {
                     return fail("validator \(node.validator)'s durable state does not decode: \(error)")
                 }
             }
             node.replica = makeReplica(for: node, durable: durable)
+            node.up = true
             count("restarts")
         }
     }
 
     func deliver(_ delivery: Delivery) {
         let node = nodes[delivery.toSlot]
-        guard node.replica != nil else { return count("lost_to_crashed") }
+        guard node.up else { return count("lost_to_crashed") }
         if node.mode == .replayOldView, node.recorded.count < 400 { node.recorded.append(delivery.message) }
         step(node, .message(delivery.message, from: nodes[delivery.fromSlot].validator))
     }
 
     func submitClientTransactions() {
-        guard random.chance(options.clientRatePercent) else { return }
+        guard random.chance(clientRatePercent) else { return }
         let client = random.below(TransactionPool.clientCount)
         guard clientNextNonce[client] < TransactionPool.noncesPerClient else { return }
         let transaction = pool.transactions[client][clientNextNonce[client]]
@@ -317,22 +358,25 @@ public final class Simulation {
     // MARK: Steps and actions
 
     func step(_ node: Node, _ event: ConsensusEvent) {
-        guard failure == nil, var replica = node.replica else { return }
-        let actions = replica.step(event)
+        guard failure == nil, node.up else { return }
+        let actions = node.replica!.step(event)
         if let crash = node.crashDuringNextStep {
             node.crashDuringNextStep = nil
-            if !crash.tornWrite, case .persist(let state)? = actions.first { node.durable = state.canonicalBytes }
+            if !crash.tornWrite, case .persist(let state)? = actions.first { node.durable = state }
             node.replica = nil
+            node.up = false
             node.app = node.app.restarted()
             count(crash.tornWrite ? "crashes_torn_write" : "crashes")
             return
         }
-        if options.checkReplicaInvariants { replica.invariants() }
-        if node.isHonest {
-            if replica.view < node.lastView { fail("validator \(node.validator)'s view went back from \(node.lastView) to \(replica.view)") }
+        if checkReplicaInvariants == .everyStep || (checkReplicaInvariants == .everyTick && isTick(event)) {
+            node.replica!.invariants()
         }
-        node.lastView = replica.view
-        node.replica = replica
+        let view = node.replica!.view
+        if node.isHonest && view < node.lastView {
+            fail("validator \(node.validator)'s view went back from \(node.lastView) to \(view)")
+        }
+        node.lastView = view
         for action in actions where failure == nil { apply(action, node: node) }
     }
 
@@ -343,7 +387,7 @@ public final class Simulation {
                 fail("validator \(node.validator) persisted view \(state.view) after \(node.persistedView)")
             }
             node.persistedView = state.view
-            node.durable = state.canonicalBytes
+            node.durable = state
         case .execute(let certified):
             if node.isHonest { checkCommit(certified, node: node) }
             guard failure == nil else { return }
@@ -353,7 +397,7 @@ public final class Simulation {
         case .send(let message, let to):
             outgoing(message, from: node, to: [to])
         case .broadcast(let message):
-            outgoing(message, from: node, to: (0..<ValidatorIndex(options.validatorCount)).filter { $0 != node.validator })
+            outgoing(message, from: node, to: others[Int(node.validator)])
         case .sendBlocks(let heights, let to):
             let blocks = heights.map { node.chain[Int($0) - 1] }
             outgoing(.syncResponse(blocks), from: node, to: [to])
@@ -375,15 +419,15 @@ public final class Simulation {
     }
 
     func enqueue(_ message: ConsensusMessage, fromSlot: Int, toSlot: Int) {
-        let faulty = tick < plan.healTick
+        let faulty = tick < healTick
         if faulty {
             if isCut(fromSlot: fromSlot, toSlot: toSlot) { return count("messages_partitioned") }
-            if plan.lossPercent > 0 && random.chance(plan.lossPercent) { return count("messages_lost") }
+            if lossPercent > 0 && random.chance(lossPercent) { return count("messages_lost") }
         }
-        let copies = faulty && plan.duplicatePercent > 0 && random.chance(plan.duplicatePercent) ? 2 : 1
+        let copies = faulty && duplicatePercent > 0 && random.chance(duplicatePercent) ? 2 : 1
         if copies == 2 { count("messages_duplicated") }
         for _ in 0..<copies {
-            network[tick + 1 + random.below(plan.maxDelayTicks), default: []].append(
+            network[tick + 1 + random.below(maxDelayTicks), default: []].append(
                 Delivery(fromSlot: fromSlot, toSlot: toSlot, message: message))
         }
     }
@@ -391,7 +435,7 @@ public final class Simulation {
     func isCut(fromSlot: Int, toSlot: Int) -> Bool {
         let from = Int(nodes[fromSlot].validator)
         let to = Int(nodes[toSlot].validator)
-        for partition in plan.partitions where partition.startTick <= tick && tick < partition.endTick {
+        for partition in partitions where partition.startTick <= tick && tick < partition.endTick {
             let fromA = partition.groupA.contains(from)
             let toA = partition.groupA.contains(to)
             switch partition.kind {
@@ -399,8 +443,8 @@ public final class Simulation {
             case .oneWay: if fromA && !toA { return true }
             }
         }
-        if let group = nodes[fromSlot].twinGroup, plan.byzantine[to] == nil, !honestGroups[group].contains(to) { return true }
-        if let group = nodes[toSlot].twinGroup, plan.byzantine[from] == nil, !honestGroups[group].contains(from) { return true }
+        if let group = nodes[fromSlot].twinGroup, nodes[slotsByValidator[to][0]].isHonest, !honestGroups[group].contains(to) { return true }
+        if let group = nodes[toSlot].twinGroup, nodes[slotsByValidator[from][0]].isHonest, !honestGroups[group].contains(from) { return true }
         return false
     }
 

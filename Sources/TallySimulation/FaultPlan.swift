@@ -93,7 +93,7 @@ public struct FaultPlan: Sendable, CustomStringConvertible {
             plan.duplicatePercent = random.inRange(0...10)
             for _ in 0..<random.inRange(0...3) {
                 let start = random.inRange(0...(faultTicks - 20))
-                let end = min(faultTicks, start + random.inRange(10...120))
+                let end = min(faultTicks, start + random.inRange(10...80))
                 let kind = random.pick([PartitionKind.halves, .isolatePrimary, .oneWay])
                 var nodes = Array(0..<validatorCount)
                 random.shuffle(&nodes)
@@ -109,7 +109,7 @@ public struct FaultPlan: Sendable, CustomStringConvertible {
             let honest = (0..<validatorCount).filter { plan.byzantine[$0] == nil }
             for _ in 0..<random.inRange(1...3) {
                 let tick = random.inRange(5...(faultTicks - 10))
-                let restart = min(faultTicks, tick + random.inRange(5...150))
+                let restart = min(faultTicks, tick + random.inRange(5...90))
                 plan.crashes.append(Crash(validator: random.pick(honest), tick: tick, restartTick: restart, tornWrite: random.chance(50)))
             }
         }

@@ -31,6 +31,9 @@ struct TallySim: ParsableCommand {
     @Flag(help: "Print one line per run.")
     var verbose = false
 
+    @Option(help: "When to run each replica's internal invariants: every-step or every-tick.")
+    var invariants: String = "every-tick"
+
     @Option(help: "Print every replica's state every N ticks (use with a single seed).")
     var trace: Int?
 
@@ -40,6 +43,7 @@ struct TallySim: ParsableCommand {
             throw ValidationError("--replicas must list values 3f+1 between 4 and 64, e.g. 4 or 4,7")
         }
         guard FaultMix(rawValue: faults) != nil else { throw ValidationError("--faults must be none, network, crash, byzantine or all") }
+        guard InvariantChecking(rawValue: invariants) != nil else { throw ValidationError("--invariants must be every-step or every-tick") }
         guard jobs >= 1 && jobs <= 64 else { throw ValidationError("--jobs must be 1...64") }
     }
 
@@ -60,7 +64,8 @@ struct TallySim: ParsableCommand {
         let range = parseSeeds()!
         let counts = parseReplicas()!
         let mix = FaultMix(rawValue: faults)!
-        let sweep = Sweep(range: range, counts: counts, mix: mix, verbose: verbose, trace: trace)
+        let sweep = Sweep(range: range, counts: counts, mix: mix, verbose: verbose, trace: trace,
+                          invariants: InvariantChecking(rawValue: invariants)!)
         let started = Date()
         Sweep.workers(jobs) { sweep.work() }
         sweep.finishProgress()
@@ -83,6 +88,7 @@ final class Sweep: @unchecked Sendable {
     let mix: FaultMix
     let verbose: Bool
     let trace: Int?
+    let invariants: InvariantChecking
     let lock = NSLock()
     var next: UInt64
     var runs = 0
@@ -97,8 +103,9 @@ final class Sweep: @unchecked Sendable {
     var lastProgress = Date.distantPast
     let interactive = isatty(1) == 1
 
-    init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?) {
+    init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?, invariants: InvariantChecking) {
         self.trace = trace
+        self.invariants = invariants
         self.range = range
         self.counts = counts
         self.mix = mix
@@ -133,6 +140,7 @@ final class Sweep: @unchecked Sendable {
             let count = counts[Int(seed % UInt64(counts.count))]
             var options = SimulationOptions(validatorCount: count, mix: mix)
             options.traceEveryTicks = trace
+            options.checkReplicaInvariants = invariants
             let result = Simulation(seed: seed, options: options).run()
             record(result)
         }
