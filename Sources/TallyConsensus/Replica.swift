@@ -621,13 +621,13 @@ public struct Replica {
     }
 
     func isValid(_ certificate: PreparedCertificate) -> Bool {
+        guard defences.checkViewChangeCertificates else { return true }
         let prePrepare = certificate.prePrepare
         let primary = configuration.primary(of: prePrepare.view)
         let header = prePrepare.block.header
         guard header.view <= prePrepare.view, header.proposer == configuration.primary(of: header.view),
               verify(prePrepare.signature, by: primary, prePrepare.signingBytes(chainID: configuration.chainID))
         else { return false }
-        guard defences.checkViewChangeCertificates else { return true }
         guard certificate.prepares.count >= configuration.quorum - 1 else { return false }
         let target = VoteTarget(phase: .prepare, view: prePrepare.view, height: prePrepare.height, blockHash: prePrepare.blockHash)
         let bytes = target.signingBytes(chainID: configuration.chainID)

@@ -141,19 +141,24 @@ extension Simulation {
         count("byzantine_cross_chain_messages", 1 + 2 * options.validatorCount)
     }
 
-    /// A VIEW-CHANGE claiming a block prepared in the view just before the new one at
-    /// the height after its checkpoint, with prepares nobody signed.
+    /// A VIEW-CHANGE claiming a block prepared in the view just before the new one,
+    /// right above the Byzantine replica's own tip (where honest replicas may have a
+    /// block in flight or even committed), with signatures nobody made.
     func forgedViewChange(_ viewChange: ViewChange, node: Node) -> ViewChange? {
         guard viewChange.newView >= 1 else { return nil }
         let checkpoint = viewChange.checkpoint
-        let height = checkpoint.height + 1
+        let tip = UInt64(node.chain.count)
+        let height = max(checkpoint.height, tip) + 1
+        guard height <= checkpoint.height + 2 * SimulationOptions.parameters.checkpointIntervalBlocks else { return nil }
+        let parent = height - 1 == checkpoint.height ? checkpoint.blockHash : node.chain[Int(height) - 2].block.hash
+        let parentHeader = height >= 2 && Int(height) - 2 < node.chain.count ? node.chain[Int(height) - 2].block.header : nil
         let certificateView = viewChange.newView - 1
         let primary = ValidatorIndex(genesis.validators.primary(view: certificateView))
-        let base = node.chain.count >= Int(height) ? node.chain[Int(height) - 1].block.header : nil
         let header = BlockHeader(
-            height: height, view: certificateView, timestampMs: (base?.timestampMs ?? genesis.genesisTimeMs) + 3,
-            previousHash: checkpoint.blockHash, transactionsRoot: Block.transactionsRoot([]),
-            stateRoot: checkpoint.stateRoot, proposer: primary, transactionCount: 0)
+            height: height, view: certificateView, timestampMs: (parentHeader?.timestampMs ?? genesis.genesisTimeMs) + 3,
+            previousHash: parent, transactionsRoot: Block.transactionsRoot([]),
+            stateRoot: height - 1 == checkpoint.height ? checkpoint.stateRoot : node.app.ledger.stateRoot,
+            proposer: primary, transactionCount: 0)
         let block = Block(header: header, transactions: [])
         let prePrepare = PrePrepare(view: certificateView, block: block, signature: randomSignature())
         let prepares = (0..<ValidatorIndex(options.validatorCount)).filter { $0 != primary }.prefix(2 * maxFaulty).map {
@@ -161,7 +166,7 @@ extension Simulation {
                  validator: $0, signature: randomSignature())
         }
         let forgedCertificate = PreparedCertificate(prePrepare: prePrepare, prepares: Array(prepares))
-        let prepared = [forgedCertificate] + viewChange.prepared.filter { $0.height > height }
+        let prepared = viewChange.prepared.filter { $0.height < height } + [forgedCertificate]
         let signer = scheme.signer(for: node.validator)
         let bodyHash = ViewChange.bodyHash(checkpoint: checkpoint, prepared: prepared)
         return ViewChange(

@@ -17,6 +17,8 @@ public struct SimulationOptions: Sendable {
     public var validatorCount = 4
     public var mix: FaultMix = .all
     public var byzantineModes: [ByzantineMode] = ByzantineMode.allCases
+    /// Every run gets at least one Byzantine replica (with a mode from `byzantineModes`).
+    public var forceByzantine = false
     /// Faults (loss, partitions, crashes) happen before this tick, then heal.
     public var faultTicks = 120
     /// After healing, every honest replica must reach the target within this many ticks.
@@ -24,13 +26,31 @@ public struct SimulationOptions: Sendable {
     /// The target: the highest honest height at healing plus this.
     public var heightsAfterHeal: UInt64 = 6
     /// Percent chance per tick that a client submits a transaction.
-    public var clientRatePercent = 50
+    public var clientRatePercent = 15
     /// When to run `Replica.invariants()`: after every step (tests), or after each
     /// replica's tick step (long sweeps, where it would be a tenth of the time).
     public var checkReplicaInvariants: InvariantChecking = .everyStep
     /// Replaces the drawn plan (scenario tests).
     public var plan: FaultPlan?
     package var defences: Defences = .all
+
+    /// Switches off one named defence (`Simulation.defenceNames`), to show a scenario
+    /// goes red without it. False for an unknown name.
+    package mutating func disableDefence(_ name: String) -> Bool {
+        switch name {
+        case "signatures": defences.verifySignatures = false
+        case "equivocation": defences.rejectEquivocation = false; defences.signerGuard = false
+        case "stale-views": defences.dropStaleViews = false
+        case "view-change-certificates": defences.checkViewChangeCertificates = false
+        case "new-view-recompute": defences.recomputeNewView = false
+        case "view-change-timer": defences.viewChangeTimer = false
+        case "join-needs-f-plus-one": defences.joinViewChangeNeedsFPlusOne = false
+        case "quorum": defences.quorumOverride = 2 * ((validatorCount - 1) / 3)
+        case "chain-id": bindsChainID = false
+        default: return false
+        }
+        return true
+    }
     /// Switched off only to show that binding the chain id in signatures is load-bearing.
     public var bindsChainID = true
     /// Prints each replica's view, state and height every `traceEveryTicks` ticks (debugging a seed).
@@ -161,7 +181,7 @@ public final class Simulation {
         checkScheme = SimSignatureScheme(validatorCount: count, seed: seed, bindsChainID: true)
         plan = options.plan ?? FaultPlan.draw(
             mix: options.mix, validatorCount: count, random: &random, faultTicks: options.faultTicks,
-            byzantineModes: options.byzantineModes)
+            byzantineModes: options.byzantineModes, forceByzantine: options.forceByzantine)
         checkReplicaInvariants = options.checkReplicaInvariants
         validatorCount = count
         genesis = Simulation.makeGenesis(validatorCount: count, pool: TransactionPool.shared)

@@ -74,14 +74,14 @@ public struct FaultPlan: Sendable, CustomStringConvertible {
     }
 
     static func draw(mix: FaultMix, validatorCount: Int, random: inout SimRandom, faultTicks: Int,
-                     byzantineModes: [ByzantineMode]) -> FaultPlan {
+                     byzantineModes: [ByzantineMode], forceByzantine: Bool = false) -> FaultPlan {
         var plan = FaultPlan()
         plan.healTick = faultTicks
         plan.maxDelayTicks = random.inRange(1...4)
         let maxFaulty = (validatorCount - 1) / 3
         let useNetwork = mix == .network || (mix == .all && random.chance(60))
         let useCrash = mix == .crash || (mix == .all && random.chance(50))
-        let useByzantine = mix == .byzantine || (mix == .all && random.chance(60))
+        let useByzantine = mix == .byzantine || (mix == .all && random.chance(60)) || forceByzantine
         if useByzantine {
             let count = random.inRange(1...maxFaulty)
             var candidates = Array(0..<validatorCount)

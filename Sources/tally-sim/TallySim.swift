@@ -31,6 +31,12 @@ struct TallySim: ParsableCommand {
     @Flag(help: "Print one line per run.")
     var verbose = false
 
+    @Option(help: "Give every run at least one Byzantine replica of this mode (\(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))).")
+    var byzantine: String?
+
+    @Option(help: "Switch off one defence to see the invariants go red: signatures, equivocation, stale-views, view-change-certificates, new-view-recompute, view-change-timer, join-needs-f-plus-one, quorum, chain-id.")
+    var disableDefence: String?
+
     @Option(help: "When to run each replica's internal invariants: every-step or every-tick.")
     var invariants: String = "every-tick"
 
@@ -43,6 +49,11 @@ struct TallySim: ParsableCommand {
             throw ValidationError("--replicas must list values 3f+1 between 4 and 64, e.g. 4 or 4,7")
         }
         guard FaultMix(rawValue: faults) != nil else { throw ValidationError("--faults must be none, network, crash, byzantine or all") }
+        if let byzantine { guard ByzantineMode(rawValue: byzantine) != nil else { throw ValidationError("unknown --byzantine mode") } }
+        if let disableDefence {
+            var probe = SimulationOptions()
+            guard probe.disableDefence(disableDefence) else { throw ValidationError("unknown --disable-defence") }
+        }
         guard InvariantChecking(rawValue: invariants) != nil else { throw ValidationError("--invariants must be every-step or every-tick") }
         guard jobs >= 1 && jobs <= 64 else { throw ValidationError("--jobs must be 1...64") }
     }
@@ -65,7 +76,8 @@ struct TallySim: ParsableCommand {
         let counts = parseReplicas()!
         let mix = FaultMix(rawValue: faults)!
         let sweep = Sweep(range: range, counts: counts, mix: mix, verbose: verbose, trace: trace,
-                          invariants: InvariantChecking(rawValue: invariants)!)
+                          invariants: InvariantChecking(rawValue: invariants)!,
+                          byzantine: byzantine.flatMap(ByzantineMode.init(rawValue:)), disableDefence: disableDefence)
         let started = Date()
         Sweep.workers(jobs) { sweep.work() }
         sweep.finishProgress()
@@ -75,7 +87,10 @@ struct TallySim: ParsableCommand {
             print("")
             print("FAILED seed \(failure.seed) (n = \(failure.validatorCount), faults \(failure.mix.rawValue)): \(failure.failure!)")
             print("fault schedule:\n\(failure.plan)")
-            print("replay: tally-sim --seeds \(failure.seed) --replicas \(failure.validatorCount) --faults \(failure.mix.rawValue)")
+            var replay = "tally-sim --seeds \(failure.seed) --replicas \(failure.validatorCount) --faults \(failure.mix.rawValue)"
+            if let byzantine { replay += " --byzantine \(byzantine)" }
+            if let disableDefence { replay += " --disable-defence \(disableDefence)" }
+            print("replay: \(replay)")
             throw ExitCode(1)
         }
     }
@@ -89,6 +104,8 @@ final class Sweep: @unchecked Sendable {
     let verbose: Bool
     let trace: Int?
     let invariants: InvariantChecking
+    let forcedMode: ByzantineMode?
+    let disableDefence: String?
     let lock = NSLock()
     var next: UInt64
     var runs = 0
@@ -103,7 +120,10 @@ final class Sweep: @unchecked Sendable {
     var lastProgress = Date.distantPast
     let interactive = isatty(1) == 1
 
-    init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?, invariants: InvariantChecking) {
+    init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?, invariants: InvariantChecking,
+         byzantine: ByzantineMode?, disableDefence: String?) {
+        forcedMode = byzantine
+        self.disableDefence = disableDefence
         self.trace = trace
         self.invariants = invariants
         self.range = range
@@ -141,6 +161,11 @@ final class Sweep: @unchecked Sendable {
             var options = SimulationOptions(validatorCount: count, mix: mix)
             options.traceEveryTicks = trace
             options.checkReplicaInvariants = invariants
+            if let forcedMode {
+                options.byzantineModes = [forcedMode]
+                options.forceByzantine = true
+            }
+            if let disableDefence { _ = options.disableDefence(disableDefence) }
             let result = Simulation(seed: seed, options: options).run()
             record(result)
         }
@@ -169,7 +194,7 @@ final class Sweep: @unchecked Sendable {
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
             } else {
                 print(line)
-                FileHandle.standardOutput.synchronizeFile()
+                fflush(nil)
             }
         }
     }
