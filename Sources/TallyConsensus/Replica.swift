@@ -314,8 +314,7 @@ public struct Replica {
             guard existing.blockHash != prePrepare.blockHash else { return drop(.duplicate) }
             drop(.equivocation)
             guard !defences.rejectEquivocation else { return }
-            slot.prePrepare = nil
-            slot.prepared = false
+            slot = Slot(prepares: slot.prepares, commits: slot.commits)
         }
         slot.candidate = prePrepare
         slots[height] = slot
@@ -841,7 +840,9 @@ public struct Replica {
                 }
             }
         } else {
-            if expectingProgress && sync == nil { viewTimerTicks += 1 } else { viewTimerTicks = 0 }
+            // Any commit, by the protocol or by catching up, resets the timer; a
+            // sync that brings nothing does not hold it (the peers may be stuck too).
+            if expectingProgress { viewTimerTicks += 1 } else { viewTimerTicks = 0 }
             if defences.viewChangeTimer && viewTimerTicks >= timeoutTicks {
                 viewTimerTicks = 0
                 viewChangeAttempts += 1
@@ -911,6 +912,15 @@ public struct Replica {
                 return requestSync(to: height, peers: signers)
             }
         }
+    }
+
+    /// Timers and catch-up state, for simulator traces.
+    package var debugSummary: String {
+        let slotText = slots.keys.sorted().map { height -> String in
+            let slot = slots[height]!
+            return "\(height):\(slot.prePrepare != nil ? "pp" : slot.candidate != nil ? "cand" : "-")/p\(slot.prepares.count)/c\(slot.commits.count)\(slot.prepared ? "P" : "")"
+        }.joined(separator: " ")
+        return "timer \(viewTimerTicks)/\(timeoutTicks) vc \(ticksInViewChange) sync \(sync.map { "\($0.target)@\($0.attempt)" } ?? "-") next \(nextProposalHeight) [\(slotText)]"
     }
 
     // MARK: Invariants

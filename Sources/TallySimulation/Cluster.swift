@@ -288,7 +288,7 @@ public final class Simulation {
         let states = nodes.map { node -> String in
             guard let replica = node.replica else { return "v\(node.validator):down" }
             let drops = replica.dropped.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key.rawValue)=\($0.value)" }
-            return "v\(node.validator)\(node.mode.map { "[\($0.rawValue)]" } ?? ""): view \(replica.view)\(replica.inViewChange ? "*" : "") h \(replica.committedHeight) stable \(replica.stableCheckpoint.height) \(drops.joined(separator: ","))"
+            return "v\(node.validator)\(node.mode.map { "[\($0.rawValue)]" } ?? ""): view \(replica.view)\(replica.inViewChange ? "*" : "") h \(replica.committedHeight) stable \(replica.stableCheckpoint.height) \(replica.debugSummary) \(drops.joined(separator: ","))"
         }
         print("tick \(tick): " + states.joined(separator: " | "))
     }
