@@ -13,7 +13,10 @@ let package = Package(
         .library(name: "TallyStore", targets: ["TallyStore"]),
         .library(name: "TallyVerify", targets: ["TallyVerify"]),
         .library(name: "TallyNetwork", targets: ["TallyNetwork"]),
+        .library(name: "TallyConsensus", targets: ["TallyConsensus"]),
+        .library(name: "TallySimulation", targets: ["TallySimulation"]),
         .library(name: "TallyNode", targets: ["TallyNode"]),
+        .executable(name: "tally-sim", targets: ["tally-sim"]),
         .executable(name: "tally", targets: ["tally"]),
         .executable(name: "tally-node", targets: ["tally-node"]),
     ],
@@ -37,6 +40,10 @@ let package = Package(
         .target(name: "TallyCrypto", dependencies: ["CSodium", "COpenSSL"]),
         .target(name: "TallyTypes", dependencies: ["TallyCrypto"]),
         .target(name: "TallyLedger", dependencies: ["TallyTypes", "TallyCrypto"]),
+
+        // MARK: consensus (pure) and its simulator
+        .target(name: "TallyConsensus", dependencies: ["TallyTypes", "TallyCrypto"]),
+        .target(name: "TallySimulation", dependencies: ["TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]),
 
         // MARK: store and verification
         .target(
@@ -67,7 +74,7 @@ let package = Package(
         .target(
             name: "TallyNode",
             dependencies: [
-                "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork", "TallyStore", "TallyVerify",
+                "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork", "TallyStore", "TallyVerify",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -98,6 +105,10 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "tally-sim",
+            dependencies: ["TallySimulation", "TallyConsensus", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
             name: "tally-ledger-bench",
             dependencies: [
                 "TallyLedger", "TallyTypes", "TallyCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -108,6 +119,14 @@ let package = Package(
         .testTarget(name: "TallyCryptoTests", dependencies: ["TallyCrypto"]),
         .testTarget(name: "TallyTypesTests", dependencies: ["TallyTypes", "TallyCrypto"], resources: [.copy("Golden")]),
         .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .testTarget(
+            name: "TallyConsensusTests",
+            dependencies: ["TallyConsensus", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
+        ),
+        .testTarget(
+            name: "TallySimulationTests",
+            dependencies: ["TallySimulation", "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]
+        ),
         .testTarget(
             name: "TallyStoreTests",
             dependencies: [

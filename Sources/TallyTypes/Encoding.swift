@@ -195,4 +195,11 @@ public enum DomainTag: String, CaseIterable, Sendable {
     case peerTranscript = "tally/p2p-transcript/v1"
     case peerAuthentication = "tally/p2p-auth/v1"
     case peerRejection = "tally/p2p-reject/v1"
+    // Consensus (TallyConsensus): signing bytes, then carried/stored forms.
+    case prePrepare = "tally/pre-prepare/v1"
+    case checkpoint = "tally/checkpoint/v1"
+    case viewChange = "tally/view-change/v1"
+    case newView = "tally/new-view/v1"
+    case consensusMessage = "tally/consensus-message/v1"
+    case consensusDurableState = "tally/consensus-durable/v1"
 }

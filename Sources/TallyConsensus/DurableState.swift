@@ -1,0 +1,136 @@
+import TallyCrypto
+import TallyTypes
+
+/// What a replica signed, keyed by (view, height, phase): the signer guard. The
+/// replica signs a key at most once with one content hash; signing the same content
+/// again (a retransmission) is allowed.
+///
+/// Phases: 0 pre-prepare, 1 prepare, 2 commit, 3 checkpoint (view 0), 4 view-change
+/// (height 0), 5 new-view (height 0).
+public struct SignerGuard: Hashable, Sendable {
+    public enum Phase: UInt8, Sendable, Hashable {
+        case prePrepare = 0, prepare = 1, commit = 2, checkpoint = 3, viewChange = 4, newView = 5
+    }
+
+    public struct Key: Hashable, Sendable, Comparable {
+        public let view: UInt64
+        public let height: UInt64
+        public let phase: Phase
+        public init(view: UInt64, height: UInt64, phase: Phase) {
+            self.view = view
+            self.height = height
+            self.phase = phase
+        }
+        public static func < (lhs: Key, rhs: Key) -> Bool {
+            (lhs.view, lhs.height, lhs.phase.rawValue) < (rhs.view, rhs.height, rhs.phase.rawValue)
+        }
+    }
+
+    public private(set) var signed: [Key: Hash] = [:]
+
+    public init() {}
+
+    /// True when signing `content` under `key` cannot conflict with anything signed before.
+    public func allows(_ key: Key, content: Hash) -> Bool {
+        signed[key].map { $0 == content } ?? true
+    }
+
+    mutating func record(_ key: Key, content: Hash) {
+        signed[key] = content
+    }
+
+    /// Forgets what can never be signed again: views below `view` (the replica never
+    /// signs in an old view) and heights at or below the stable checkpoint.
+    mutating func prune(currentView view: UInt64, stableHeight: UInt64) {
+        signed = signed.filter { key, _ in
+            switch key.phase {
+            case .checkpoint: return key.height > stableHeight
+            case .viewChange, .newView: return key.view >= view
+            case .prePrepare, .prepare, .commit: return key.view >= view && key.height > stableHeight
+            }
+        }
+    }
+}
+
+/// Everything a replica must find after a restart to stay safe: its view (views
+/// never go back), whether it was changing view and the VIEW-CHANGE it sent, the
+/// stable checkpoint proof, its prepared certificates above it (a VIEW-CHANGE must
+/// report them), and the signer guard.
+///
+/// Canonical bytes:
+/// ```
+/// tag "tally/consensus-durable/v1" | view: u64 | in_view_change: u8
+/// | checkpoint_proof | count: u32 | prepared certificate… (increasing height)
+/// | count: u32 | (view: u64 | height: u64 | phase: u8 | content_hash: 32)… (increasing key)
+/// | has_view_change: u8 | view change?
+/// ```
+public struct DurableState: Hashable, Sendable, CanonicalCodable {
+    public var view: UInt64
+    public var inViewChange: Bool
+    public var stableCheckpoint: CheckpointProof
+    public var preparedCertificates: [PreparedCertificate]
+    public var signerGuard: SignerGuard
+    public var ownViewChange: ViewChange?
+
+    public init(
+        view: UInt64, inViewChange: Bool, stableCheckpoint: CheckpointProof, preparedCertificates: [PreparedCertificate],
+        signerGuard: SignerGuard, ownViewChange: ViewChange?
+    ) {
+        self.view = view
+        self.inViewChange = inViewChange
+        self.stableCheckpoint = stableCheckpoint
+        self.preparedCertificates = preparedCertificates
+        self.signerGuard = signerGuard
+        self.ownViewChange = ownViewChange
+    }
+
+    public func encode(to encoder: inout CanonicalEncoder) {
+        encoder.tag(.consensusDurableState)
+        encoder.u64(view)
+        encoder.bool(inViewChange)
+        stableCheckpoint.encode(to: &encoder)
+        encoder.count(preparedCertificates.count)
+        for certificate in preparedCertificates { certificate.encode(to: &encoder) }
+        let entries = signerGuard.signed.sorted { $0.key < $1.key }
+        encoder.count(entries.count)
+        for (key, content) in entries {
+            encoder.u64(key.view)
+            encoder.u64(key.height)
+            encoder.u8(key.phase.rawValue)
+            encoder.fixed(content.bytes)
+        }
+        encoder.bool(ownViewChange != nil)
+        ownViewChange?.encode(to: &encoder)
+    }
+
+    public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> DurableState {
+        try decoder.tag(.consensusDurableState)
+        let view = try decoder.u64("durable.view")
+        let inViewChange = try decoder.bool("durable.in_view_change")
+        let checkpoint = try CheckpointProof.decode(from: &decoder)
+        let certificateCount = try decoder.count(
+            max: ConsensusLimits.maxPreparedCertificates, minItemBytes: 100, "durable.prepared")
+        var certificates: [PreparedCertificate] = []
+        for _ in 0..<certificateCount { certificates.append(try PreparedCertificate.decode(from: &decoder)) }
+        let guardCount = try decoder.count(max: 1 << 20, minItemBytes: 49, "durable.signer_guard")
+        var signerGuard = SignerGuard()
+        var previous: SignerGuard.Key?
+        for _ in 0..<guardCount {
+            let keyView = try decoder.u64("durable.guard.view")
+            let height = try decoder.u64("durable.guard.height")
+            guard let phase = SignerGuard.Phase(rawValue: try decoder.u8("durable.guard.phase")) else {
+                throw .invalid(field: "durable.guard.phase", reason: "unknown phase")
+            }
+            let key = SignerGuard.Key(view: keyView, height: height, phase: phase)
+            if let previous, !(previous < key) {
+                throw .invalid(field: "durable.signer_guard", reason: "keys not strictly increasing")
+            }
+            previous = key
+            signerGuard.record(key, content: try decoder.hash("durable.guard.content"))
+        }
+        let ownViewChange = try decoder.bool("durable.has_view_change") ? try ViewChange.decode(from: &decoder) : nil
+        return DurableState(
+            view: view, inViewChange: inViewChange, stableCheckpoint: checkpoint, preparedCertificates: certificates,
+            signerGuard: signerGuard, ownViewChange: ownViewChange)
+    }
+}

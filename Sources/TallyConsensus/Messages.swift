@@ -1,0 +1,467 @@
+import TallyCrypto
+import TallyTypes
+
+/// A validator's position in the genesis list.
+public typealias ValidatorIndex = UInt32
+
+/// Bounds on what a consensus message may carry, checked while decoding.
+public enum ConsensusLimits {
+    /// Prepared certificates in one VIEW-CHANGE (heights between the low and high water marks).
+    public static let maxPreparedCertificates = 4096
+    /// Blocks in one sync response.
+    public static let maxSyncBlocks = 64
+    /// Largest encoded consensus message (a NEW-VIEW carrying blocks).
+    public static let maxMessageBytes = 64 * 1024 * 1024
+}
+
+/// PBFT PRE-PREPARE: the primary of `view` proposes `block` at height `block.height`.
+///
+/// Signing bytes (what `signature`, by the primary of `view`, signs):
+/// ```
+/// tag "tally/pre-prepare/v1" | chain_id: string | view: u64 | height: u64 | block_hash: 32
+/// ```
+/// Carried as `view: u64 | block | signature: 64`.
+/// A block re-proposed by a NEW-VIEW keeps its original header (its hash must not
+/// change), so `block.header.view` may be below `view` there; a fresh proposal has
+/// `block.header.view == view`.
+public struct PrePrepare: Hashable, Sendable, CanonicalCodable {
+    public let view: UInt64
+    public let block: Block
+    public let signature: Signature
+    /// Cached: the header hash is needed for every check.
+    public let blockHash: Hash
+
+    public init(view: UInt64, block: Block, signature: Signature) {
+        self.view = view
+        self.block = block
+        self.signature = signature
+        blockHash = block.hash
+    }
+
+    public var height: UInt64 { block.height }
+
+    public static func signingBytes(chainID: String, view: UInt64, height: UInt64, blockHash: Hash) -> [UInt8] {
+        var encoder = CanonicalEncoder(capacity: 128)
+        encoder.tag(.prePrepare)
+        encoder.string(chainID)
+        encoder.u64(view)
+        encoder.u64(height)
+        encoder.fixed(blockHash.bytes)
+        return encoder.bytes
+    }
+
+    public func signingBytes(chainID: String) -> [UInt8] {
+        PrePrepare.signingBytes(chainID: chainID, view: view, height: height, blockHash: blockHash)
+    }
+
+    public func encode(to encoder: inout CanonicalEncoder) {
+        encoder.u64(view)
+        block.encode(to: &encoder)
+        encoder.fixed(signature.bytes)
+    }
+
+    public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> PrePrepare {
+        let view = try decoder.u64("pre_prepare.view")
+        let block = try Block.decode(from: &decoder)
+        return PrePrepare(view: view, block: block, signature: try decoder.signature("pre_prepare.signature"))
+    }
+}
+
+/// A PREPARE or COMMIT vote. The signature is over exactly
+/// `VoteTarget.signingBytes(chainID:)` (TallyTypes), so 2f+1 COMMIT votes form a
+/// `CommitCertificate` that the offline verifier checks.
+///
+/// Carried as `phase: u8 (1 prepare, 2 commit) | view: u64 | height: u64 | block_hash: 32
+/// | validator: u32 | signature: 64`.
+public struct Vote: Hashable, Sendable, CanonicalCodable {
+    public let target: VoteTarget
+    public let validator: ValidatorIndex
+    public let signature: Signature
+
+    public init(target: VoteTarget, validator: ValidatorIndex, signature: Signature) {
+        self.target = target
+        self.validator = validator
+        self.signature = signature
+    }
+
+    public func encode(to encoder: inout CanonicalEncoder) {
+        encoder.u8(target.phase.rawValue)
+        encoder.u64(target.view)
+        encoder.u64(target.height)
+        encoder.fixed(target.blockHash.bytes)
+        encoder.u32(validator)
+        encoder.fixed(signature.bytes)
+    }
+
+    public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> Vote {
+        guard let phase = VotePhase(rawValue: try decoder.u8("vote.phase")) else {
+            throw .invalid(field: "vote.phase", reason: "must be 1 (prepare) or 2 (commit)")
+        }
+        let target = VoteTarget(
+            phase: phase, view: try decoder.u64("vote.view"), height: try decoder.u64("vote.height"),
+            blockHash: try decoder.hash("vote.block_hash"))
+        return Vote(target: target, validator: try decoder.u32("vote.validator"), signature: try decoder.signature("vote.signature"))
+    }
+}
+
+/// CHECKPOINT: after executing `height` (a multiple of the checkpoint interval) the
+/// validator attests the block hash and the state root it reached.
+///
+/// Signing bytes:
+/// ```
+/// tag "tally/checkpoint/v1" | chain_id: string | height: u64 | block_hash: 32 | state_root: 32
+/// ```
+/// Carried as `height: u64 | block_hash: 32 | state_root: 32 | validator: u32 | signature: 64`.
+public struct Checkpoint: Hashable, Sendable, CanonicalCodable {
+    public let height: UInt64
+    public let blockHash: Hash
+    public let stateRoot: Hash
+    public let validator: ValidatorIndex
+    public let signature: Signature
+
+    public init(height: UInt64, blockHash: Hash, stateRoot: Hash, validator: ValidatorIndex, signature: Signature) {
+        self.height = height
+        self.blockHash = blockHash
+        self.stateRoot = stateRoot
+        self.validator = validator
+        self.signature = signature
+    }
+
+    public static func signingBytes(chainID: String, height: UInt64, blockHash: Hash, stateRoot: Hash) -> [UInt8] {
+        var encoder = CanonicalEncoder(capacity: 128)
+        encoder.tag(.checkpoint)
+        encoder.string(chainID)
+        encoder.u64(height)
+        encoder.fixed(blockHash.bytes)
+        encoder.fixed(stateRoot.bytes)
+        return encoder.bytes
+    }
+
+    public func signingBytes(chainID: String) -> [UInt8] {
+        Checkpoint.signingBytes(chainID: chainID, height: height, blockHash: blockHash, stateRoot: stateRoot)
+    }
+
+    public func encode(to encoder: inout CanonicalEncoder) {
+        encoder.u64(height)
+        encoder.fixed(blockHash.bytes)
+        encoder.fixed(stateRoot.bytes)
+        encoder.u32(validator)
+        encoder.fixed(signature.bytes)
+    }
+
+    public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> Checkpoint {
+        Checkpoint(
+            height: try decoder.u64("checkpoint.height"), blockHash: try decoder.hash("checkpoint.block_hash"),
+            stateRoot: try decoder.hash("checkpoint.state_root"), validator: try decoder.u32("checkpoint.validator"),
+            signature: try decoder.signature("checkpoint.signature"))
+    }
+}
+
+/// A stable checkpoint: 2f+1 CHECKPOINT signatures over the same (height, block
+/// hash, state root). Height 0 is genesis and needs no signatures.
+///
+/// Carried as `height: u64 | block_hash: 32 | state_root: 32 | count: u32
+/// | (validator: u32 | signature: 64)…`, validators strictly increasing.
+public struct CheckpointProof: Hashable, Sendable, CanonicalCodable {
+    public struct Entry: Hashable, Sendable {
+        public let validator: ValidatorIndex
+        public let signature: Signature
+        public init(validator: ValidatorIndex, signature: Signature) {
+            self.validator = validator
+            self.signature = signature
+        }
+    }
+
+    public let height: UInt64
+    public let blockHash: Hash
+    public let stateRoot: Hash
+    public let signatures: [Entry]
+
+    public init(height: UInt64, blockHash: Hash, stateRoot: Hash, signatures: [Entry]) {
+        self.height = height
+        self.blockHash = blockHash
+        self.stateRoot = stateRoot
+        self.signatures = signatures
+    }
+
+    public static func genesis(hash: Hash, stateRoot: Hash) -> CheckpointProof {
+        CheckpointProof(height: 0, blockHash: hash, stateRoot: stateRoot, signatures: [])
+    }
+
+    public func encode(to encoder: inout CanonicalEncoder) {
+        encoder.u64(height)
+        encoder.fixed(blockHash.bytes)
+        encoder.fixed(stateRoot.bytes)
+        encoder.count(signatures.count)
+        for entry in signatures {
+            encoder.u32(entry.validator)
+            encoder.fixed(entry.signature.bytes)
+        }
+    }
+
+    public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> CheckpointProof {
+        let height = try decoder.u64("checkpoint_proof.height")
+        let blockHash = try decoder.hash("checkpoint_proof.block_hash")
+        let stateRoot = try decoder.hash("checkpoint_proof.state_root")
+        let count = try decoder.count(max: Limits.maxValidators, minItemBytes: 68, "checkpoint_proof.signatures")
+        var entries: [Entry] = []
+        for _ in 0..<count {
+            entries.append(Entry(validator: try decoder.u32("checkpoint_proof.validator"),
+                                 signature: try decoder.signature("checkpoint_proof.signature")))
+        }
+        return CheckpointProof(height: height, blockHash: blockHash, stateRoot: stateRoot, signatures: entries)
+    }
+}
+
+/// Proof that a block was prepared in `prePrepare.view`: the primary's PRE-PREPARE
+/// and 2f PREPAREs from distinct other validators for the same (view, height, hash).
+///
+/// Carried as `pre_prepare | count: u32 | prepare vote…` (votes strictly increasing by validator).
+public struct PreparedCertificate: Hashable, Sendable, CanonicalCodable {
+    public let prePrepare: PrePrepare
+    public let prepares: [Vote]
+
+    public init(prePrepare: PrePrepare, prepares: [Vote]) {
+        self.prePrepare = prePrepare
+        self.prepares = prepares
+    }
+
+    public var view: UInt64 { prePrepare.view }
+    public var height: UInt64 { prePrepare.height }
+    public var blockHash: Hash { prePrepare.blockHash }
+
+    public func encode(to encoder: inout CanonicalEncoder) {
+        prePrepare.encode(to: &encoder)
+        encoder.count(prepares.count)
+        for vote in prepares { vote.encode(to: &encoder) }
+    }
+
+    public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> PreparedCertificate {
+        let prePrepare = try PrePrepare.decode(from: &decoder)
+        let count = try decoder.count(max: Limits.maxValidators, minItemBytes: 121, "prepared.prepares")
+        var votes: [Vote] = []
+        for _ in 0..<count { votes.append(try Vote.decode(from: &decoder)) }
+        return PreparedCertificate(prePrepare: prePrepare, prepares: votes)
+    }
+}
+
+/// VIEW-CHANGE to `newView`: the sender's stable checkpoint proof and its prepared
+/// certificates above it (the highest-view one per height).
+///
+/// Signing bytes:
+/// ```
+/// tag "tally/view-change/v1" | chain_id: string | new_view: u64 | validator: u32 | body_hash: 32
+/// ```
+/// where `body_hash` = SHA-256(checkpoint_proof | count: u32 | prepared certificate…).
+/// Carried as `new_view: u64 | validator: u32 | checkpoint_proof | count: u32
+/// | prepared certificate… | signature: 64`.
+public struct ViewChange: Hashable, Sendable, CanonicalCodable {
+    public let newView: UInt64
+    public let validator: ValidatorIndex
+    public let checkpoint: CheckpointProof
+    public let prepared: [PreparedCertificate]
+    public let signature: Signature
+
+    public init(
+        newView: UInt64, validator: ValidatorIndex, checkpoint: CheckpointProof, prepared: [PreparedCertificate],
+        signature: Signature
+    ) {
+        self.newView = newView
+        self.validator = validator
+        self.checkpoint = checkpoint
+        self.prepared = prepared
+        self.signature = signature
+    }
+
+    public static func bodyHash(checkpoint: CheckpointProof, prepared: [PreparedCertificate]) -> Hash {
+        var encoder = CanonicalEncoder()
+        checkpoint.encode(to: &encoder)
+        encoder.count(prepared.count)
+        for certificate in prepared { certificate.encode(to: &encoder) }
+        return SHA256.hash(encoder.bytes)
+    }
+
+    public static func signingBytes(chainID: String, newView: UInt64, validator: ValidatorIndex, bodyHash: Hash) -> [UInt8] {
+        var encoder = CanonicalEncoder(capacity: 128)
+        encoder.tag(.viewChange)
+        encoder.string(chainID)
+        encoder.u64(newView)
+        encoder.u32(validator)
+        encoder.fixed(bodyHash.bytes)
+        return encoder.bytes
+    }
+
+    public func signingBytes(chainID: String) -> [UInt8] {
+        ViewChange.signingBytes(
+            chainID: chainID, newView: newView, validator: validator,
+            bodyHash: ViewChange.bodyHash(checkpoint: checkpoint, prepared: prepared))
+    }
+
+    public func encode(to encoder: inout CanonicalEncoder) {
+        encoder.u64(newView)
+        encoder.u32(validator)
+        checkpoint.encode(to: &encoder)
+        encoder.count(prepared.count)
+        for certificate in prepared { certificate.encode(to: &encoder) }
+        encoder.fixed(signature.bytes)
+    }
+
+    public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> ViewChange {
+        let newView = try decoder.u64("view_change.new_view")
+        let validator = try decoder.u32("view_change.validator")
+        let checkpoint = try CheckpointProof.decode(from: &decoder)
+        let count = try decoder.count(
+            max: ConsensusLimits.maxPreparedCertificates, minItemBytes: 100, "view_change.prepared")
+        var prepared: [PreparedCertificate] = []
+        for _ in 0..<count { prepared.append(try PreparedCertificate.decode(from: &decoder)) }
+        return ViewChange(
+            newView: newView, validator: validator, checkpoint: checkpoint, prepared: prepared,
+            signature: try decoder.signature("view_change.signature"))
+    }
+}
+
+/// NEW-VIEW for `view`, sent by its primary: the 2f+1 VIEW-CHANGEs it used and the
+/// PRE-PREPAREs (in `view`) it derived from them. Every replica recomputes the
+/// PRE-PREPAREs from the VIEW-CHANGEs and rejects the NEW-VIEW if they differ.
+///
+/// Signing bytes:
+/// ```
+/// tag "tally/new-view/v1" | chain_id: string | view: u64 | body_hash: 32
+/// ```
+/// where `body_hash` = SHA-256(count: u32 | view change… | count: u32 | pre-prepare…).
+/// Carried as `view: u64 | count: u32 | view change… | count: u32 | pre-prepare… | signature: 64`.
+public struct NewView: Hashable, Sendable, CanonicalCodable {
+    public let view: UInt64
+    public let viewChanges: [ViewChange]
+    public let prePrepares: [PrePrepare]
+    public let signature: Signature
+
+    public init(view: UInt64, viewChanges: [ViewChange], prePrepares: [PrePrepare], signature: Signature) {
+        self.view = view
+        self.viewChanges = viewChanges
+        self.prePrepares = prePrepares
+        self.signature = signature
+    }
+
+    public static func bodyHash(viewChanges: [ViewChange], prePrepares: [PrePrepare]) -> Hash {
+        var encoder = CanonicalEncoder()
+        encodeBody(viewChanges: viewChanges, prePrepares: prePrepares, to: &encoder)
+        return SHA256.hash(encoder.bytes)
+    }
+
+    static func encodeBody(viewChanges: [ViewChange], prePrepares: [PrePrepare], to encoder: inout CanonicalEncoder) {
+        encoder.count(viewChanges.count)
+        for viewChange in viewChanges { viewChange.encode(to: &encoder) }
+        encoder.count(prePrepares.count)
+        for prePrepare in prePrepares { prePrepare.encode(to: &encoder) }
+    }
+
+    public static func signingBytes(chainID: String, view: UInt64, bodyHash: Hash) -> [UInt8] {
+        var encoder = CanonicalEncoder(capacity: 128)
+        encoder.tag(.newView)
+        encoder.string(chainID)
+        encoder.u64(view)
+        encoder.fixed(bodyHash.bytes)
+        return encoder.bytes
+    }
+
+    public func signingBytes(chainID: String) -> [UInt8] {
+        NewView.signingBytes(
+            chainID: chainID, view: view, bodyHash: NewView.bodyHash(viewChanges: viewChanges, prePrepares: prePrepares))
+    }
+
+    public func encode(to encoder: inout CanonicalEncoder) {
+        encoder.u64(view)
+        NewView.encodeBody(viewChanges: viewChanges, prePrepares: prePrepares, to: &encoder)
+        encoder.fixed(signature.bytes)
+    }
+
+    public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> NewView {
+        let view = try decoder.u64("new_view.view")
+        let viewChangeCount = try decoder.count(max: Limits.maxValidators, minItemBytes: 120, "new_view.view_changes")
+        var viewChanges: [ViewChange] = []
+        for _ in 0..<viewChangeCount { viewChanges.append(try ViewChange.decode(from: &decoder)) }
+        let prePrepareCount = try decoder.count(
+            max: ConsensusLimits.maxPreparedCertificates, minItemBytes: 100, "new_view.pre_prepares")
+        var prePrepares: [PrePrepare] = []
+        for _ in 0..<prePrepareCount { prePrepares.append(try PrePrepare.decode(from: &decoder)) }
+        return NewView(
+            view: view, viewChanges: viewChanges, prePrepares: prePrepares,
+            signature: try decoder.signature("new_view.signature"))
+    }
+}
+
+/// Every message replicas exchange. Not signed as a whole: each signed part carries
+/// its own signature; sync messages are self-certifying (blocks carry commit
+/// certificates) and need none.
+///
+/// Carried as `tag "tally/consensus-message/v1" | kind: u8 | body`, kinds:
+/// 1 pre-prepare, 2 prepare (vote), 3 commit (vote), 4 checkpoint, 5 view-change,
+/// 6 new-view, 7 sync request (`from_height: u64 | to_height: u64`),
+/// 8 sync response (`count: u32 | certified block…`).
+public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
+    case prePrepare(PrePrepare)
+    case prepare(Vote)
+    case commit(Vote)
+    case checkpoint(Checkpoint)
+    case viewChange(ViewChange)
+    case newView(NewView)
+    case syncRequest(fromHeight: UInt64, toHeight: UInt64)
+    case syncResponse([CertifiedBlock])
+
+    /// A short name for logs and counters.
+    public var kind: String {
+        switch self {
+        case .prePrepare: return "pre_prepare"
+        case .prepare: return "prepare"
+        case .commit: return "commit"
+        case .checkpoint: return "checkpoint"
+        case .viewChange: return "view_change"
+        case .newView: return "new_view"
+        case .syncRequest: return "sync_request"
+        case .syncResponse: return "sync_response"
+        }
+    }
+
+    public func encode(to encoder: inout CanonicalEncoder) {
+        encoder.tag(.consensusMessage)
+        switch self {
+        case .prePrepare(let message): encoder.u8(1); message.encode(to: &encoder)
+        case .prepare(let vote): encoder.u8(2); vote.encode(to: &encoder)
+        case .commit(let vote): encoder.u8(3); vote.encode(to: &encoder)
+        case .checkpoint(let message): encoder.u8(4); message.encode(to: &encoder)
+        case .viewChange(let message): encoder.u8(5); message.encode(to: &encoder)
+        case .newView(let message): encoder.u8(6); message.encode(to: &encoder)
+        case .syncRequest(let from, let to): encoder.u8(7); encoder.u64(from); encoder.u64(to)
+        case .syncResponse(let blocks):
+            encoder.u8(8)
+            encoder.count(blocks.count)
+            for block in blocks { block.encode(to: &encoder) }
+        }
+    }
+
+    public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> ConsensusMessage {
+        try decoder.tag(.consensusMessage)
+        switch try decoder.u8("message.kind") {
+        case 1: return .prePrepare(try PrePrepare.decode(from: &decoder))
+        case 2:
+            let vote = try Vote.decode(from: &decoder)
+            guard vote.target.phase == .prepare else { throw .invalid(field: "message.prepare", reason: "vote is not a prepare") }
+            return .prepare(vote)
+        case 3:
+            let vote = try Vote.decode(from: &decoder)
+            guard vote.target.phase == .commit else { throw .invalid(field: "message.commit", reason: "vote is not a commit") }
+            return .commit(vote)
+        case 4: return .checkpoint(try Checkpoint.decode(from: &decoder))
+        case 5: return .viewChange(try ViewChange.decode(from: &decoder))
+        case 6: return .newView(try NewView.decode(from: &decoder))
+        case 7: return .syncRequest(fromHeight: try decoder.u64("sync.from"), toHeight: try decoder.u64("sync.to"))
+        case 8:
+            let count = try decoder.count(max: ConsensusLimits.maxSyncBlocks, minItemBytes: 200, "sync.blocks")
+            var blocks: [CertifiedBlock] = []
+            for _ in 0..<count { blocks.append(try CertifiedBlock.decode(from: &decoder)) }
+            return .syncResponse(blocks)
+        default: throw .invalid(field: "message.kind", reason: "unknown message kind")
+        }
+    }
+}

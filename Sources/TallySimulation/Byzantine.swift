@@ -1,0 +1,231 @@
+import TallyConsensus
+import TallyCrypto
+import TallyTypes
+
+/// Byzantine behaviours. A Byzantine replica runs the correct replica code; these
+/// hooks rewrite what it sends and inject extra messages. It signs only with its own
+/// key (the wrong-chain mode also holds signatures captured on another chain, which
+/// is exactly the threat chain-id binding answers).
+extension Simulation {
+    var maxFaulty: Int { (options.validatorCount - 1) / 3 }
+
+    func byzantineSend(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) {
+        guard let mode = node.mode, node.up else { return transmit(message, from: node, to: targets) }
+        let signer = scheme.signer(for: node.validator)
+        let activePrimary = node.replica!.isPrimary && !node.replica!.inViewChange
+        switch mode {
+        case .twins, .wrongChain, .replayOldView, .futureViewFlood:
+            transmit(message, from: node, to: targets)
+        case .equivocatingPrimary:
+            guard case .prePrepare(let prePrepare) = message, targets.count > 1 else {
+                return transmit(message, from: node, to: targets)
+            }
+            var header = prePrepare.block.header
+            header.timestampMs += 1
+            let other = Block(header: header, transactions: prePrepare.block.transactions)
+            let forged = PrePrepare(
+                view: prePrepare.view, block: other,
+                signature: signer.sign(PrePrepare.signingBytes(
+                    chainID: Simulation.chainID, view: prePrepare.view, height: other.height, blockHash: other.hash)))
+            let half = targets.count / 2
+            transmit(message, from: node, to: Array(targets.prefix(half)))
+            transmit(.prePrepare(forged), from: node, to: Array(targets.dropFirst(half)))
+            count("byzantine_equivocations")
+        case .invalidSignatures:
+            if random.chance(50) {
+                count("byzantine_corrupted_signatures")
+                return transmit(corruptingSignature(message), from: node, to: targets)
+            }
+            transmit(message, from: node, to: targets)
+        case .forgedPreparedCertificate:
+            if activePrimary, case .prePrepare = message { return count("byzantine_silences") }
+            if case .viewChange(let viewChange) = message, let forged = forgedViewChange(viewChange, node: node) {
+                count("byzantine_forged_certificates")
+                return transmit(.viewChange(forged), from: node, to: targets)
+            }
+            transmit(message, from: node, to: targets)
+        case .newViewDropsPrepared:
+            if case .newView(let newView) = message, !newView.prePrepares.isEmpty {
+                count("byzantine_forged_new_views")
+                return transmit(.newView(forgedNewView(newView, signer: signer)), from: node, to: targets)
+            }
+            transmit(message, from: node, to: targets)
+        case .silentPrimary:
+            if activePrimary { return count("byzantine_silences") }
+            transmit(message, from: node, to: targets)
+        case .primaryTalksToF:
+            if activePrimary, case .prePrepare = message {
+                count("byzantine_partial_sends")
+                return transmit(message, from: node, to: Array(targets.prefix(maxFaulty)))
+            }
+            transmit(message, from: node, to: targets)
+        }
+    }
+
+    func byzantineTick(_ node: Node) {
+        guard let mode = node.mode, node.up else { return }
+        let replica = ReplicaSnapshot(
+            view: node.replica!.view, committedHeight: node.replica!.committedHeight,
+            stableCheckpoint: node.replica!.stableCheckpoint)
+        let everyone = (0..<ValidatorIndex(options.validatorCount)).filter { $0 != node.validator }
+        switch mode {
+        case .invalidSignatures where tick % 3 == 0:
+            // A commit quorum in everyone's name for a block that does not exist.
+            let height = replica.committedHeight + 1
+            let fake = SHA256.hash(Array("forged \(seed) \(tick)".utf8))
+            for validator in 0..<ValidatorIndex(options.validatorCount) {
+                let target = VoteTarget(phase: .commit, view: replica.view, height: height, blockHash: fake)
+                transmit(.commit(Vote(target: target, validator: validator, signature: randomSignature())), from: node, to: everyone)
+            }
+            count("byzantine_forged_votes", options.validatorCount)
+        case .wrongChain where tick % 5 == 0:
+            injectCrossChainQuorum(node, replica: replica, to: everyone)
+        case .replayOldView where tick % 4 == 0 && !node.recorded.isEmpty:
+            for _ in 0..<5 { transmit(random.pick(node.recorded), from: node, to: everyone) }
+            count("byzantine_replays", 5)
+        case .futureViewFlood:
+            floodFutureViews(node, replica: replica, to: everyone)
+        default:
+            break
+        }
+    }
+
+    func randomSignature() -> Signature {
+        Signature(bytes: (0..<8).flatMap { _ in withUnsafeBytes(of: random.next()) { Array($0) } })!
+    }
+
+    func corruptingSignature(_ message: ConsensusMessage) -> ConsensusMessage {
+        let bad = randomSignature()
+        switch message {
+        case .prePrepare(let prePrepare): return .prePrepare(PrePrepare(view: prePrepare.view, block: prePrepare.block, signature: bad))
+        case .prepare(let vote): return .prepare(Vote(target: vote.target, validator: vote.validator, signature: bad))
+        case .commit(let vote): return .commit(Vote(target: vote.target, validator: vote.validator, signature: bad))
+        case .checkpoint(let checkpoint):
+            return .checkpoint(Checkpoint(height: checkpoint.height, blockHash: checkpoint.blockHash, stateRoot: checkpoint.stateRoot,
+                                          validator: checkpoint.validator, signature: bad))
+        default: return message
+        }
+    }
+
+    /// An empty block on top of the Byzantine replica's tip, valid against the state,
+    /// with a PRE-PREPARE, PREPAREs and COMMITs of every validator signed for
+    /// another chain (captured there): only the chain id in the signing bytes stops it.
+    func injectCrossChainQuorum(_ node: Node, replica: ReplicaSnapshot, to targets: [ValidatorIndex]) {
+        let tip = node.chain.last?.block.header
+        let height = UInt64(node.chain.count) + 1
+        let view = replica.view
+        let header = BlockHeader(
+            height: height, view: view, timestampMs: (tip?.timestampMs ?? genesis.genesisTimeMs) + 7,
+            previousHash: node.chain.last?.block.hash ?? genesisHash, transactionsRoot: Block.transactionsRoot([]),
+            stateRoot: node.app.ledger.stateRoot, proposer: ValidatorIndex(genesis.validators.primary(view: view)),
+            transactionCount: 0)
+        let block = Block(header: header, transactions: [])
+        let hash = block.hash
+        let otherChain = SimSignatureScheme(validatorCount: options.validatorCount, seed: seed, bindsChainID: options.bindsChainID)
+        func capturedSignature(_ validator: ValidatorIndex, _ bytes: [UInt8]) -> Signature {
+            otherChain.signer(for: validator).sign(ChainSwappingSigner.swapChainID(bytes, to: Simulation.otherChainID))
+        }
+        let primary = header.proposer
+        let prePrepare = PrePrepare(
+            view: view, block: block,
+            signature: capturedSignature(primary, PrePrepare.signingBytes(chainID: Simulation.chainID, view: view, height: height, blockHash: hash)))
+        transmit(.prePrepare(prePrepare), from: node, to: targets)
+        for phase in [VotePhase.prepare, .commit] {
+            let target = VoteTarget(phase: phase, view: view, height: height, blockHash: hash)
+            let bytes = target.signingBytes(chainID: Simulation.chainID)
+            for validator in 0..<ValidatorIndex(options.validatorCount) where !(phase == .prepare && validator == primary) {
+                let vote = Vote(target: target, validator: validator, signature: capturedSignature(validator, bytes))
+                transmit(phase == .prepare ? .prepare(vote) : .commit(vote), from: node, to: targets)
+            }
+        }
+        count("byzantine_cross_chain_messages", 1 + 2 * options.validatorCount)
+    }
+
+    /// A VIEW-CHANGE claiming a block prepared in the view just before the new one,
+    /// right above the Byzantine replica's own tip (where honest replicas may have a
+    /// block in flight or even committed), with signatures nobody made.
+    func forgedViewChange(_ viewChange: ViewChange, node: Node) -> ViewChange? {
+        guard viewChange.newView >= 1 else { return nil }
+        let checkpoint = viewChange.checkpoint
+        let tip = UInt64(node.chain.count)
+        let height = max(checkpoint.height, tip) + 1
+        guard height <= checkpoint.height + 2 * SimulationOptions.parameters.checkpointIntervalBlocks else { return nil }
+        let parent = height - 1 == checkpoint.height ? checkpoint.blockHash : node.chain[Int(height) - 2].block.hash
+        let parentHeader = height >= 2 && Int(height) - 2 < node.chain.count ? node.chain[Int(height) - 2].block.header : nil
+        let certificateView = viewChange.newView - 1
+        let primary = ValidatorIndex(genesis.validators.primary(view: certificateView))
+        let header = BlockHeader(
+            height: height, view: certificateView, timestampMs: (parentHeader?.timestampMs ?? genesis.genesisTimeMs) + 3,
+            previousHash: parent, transactionsRoot: Block.transactionsRoot([]),
+            stateRoot: height - 1 == checkpoint.height ? checkpoint.stateRoot : node.app.ledger.stateRoot,
+            proposer: primary, transactionCount: 0)
+        let block = Block(header: header, transactions: [])
+        let prePrepare = PrePrepare(view: certificateView, block: block, signature: randomSignature())
+        let prepares = (0..<ValidatorIndex(options.validatorCount)).filter { $0 != primary }.prefix(2 * maxFaulty).map {
+            Vote(target: VoteTarget(phase: .prepare, view: certificateView, height: height, blockHash: block.hash),
+                 validator: $0, signature: randomSignature())
+        }
+        let forgedCertificate = PreparedCertificate(prePrepare: prePrepare, prepares: Array(prepares))
+        let prepared = viewChange.prepared.filter { $0.height < height } + [forgedCertificate]
+        let signer = scheme.signer(for: node.validator)
+        let bodyHash = ViewChange.bodyHash(checkpoint: checkpoint, prepared: prepared)
+        return ViewChange(
+            newView: viewChange.newView, validator: node.validator, checkpoint: checkpoint, prepared: prepared,
+            signature: signer.sign(ViewChange.signingBytes(
+                chainID: Simulation.chainID, newView: viewChange.newView, validator: node.validator, bodyHash: bodyHash)))
+    }
+
+    /// The correct NEW-VIEW with every re-proposed block replaced by a sibling (same
+    /// transactions, another timestamp): the prepared blocks are dropped.
+    func forgedNewView(_ newView: NewView, signer: SimSigner) -> NewView {
+        var prePrepares: [PrePrepare] = []
+        var parent: Hash?
+        for original in newView.prePrepares {
+            var header = original.block.header
+            header.timestampMs += 5
+            if let parent { header.previousHash = parent }
+            let block = Block(header: header, transactions: original.block.transactions)
+            parent = block.hash
+            prePrepares.append(PrePrepare(
+                view: newView.view, block: block,
+                signature: signer.sign(PrePrepare.signingBytes(
+                    chainID: Simulation.chainID, view: newView.view, height: block.height, blockHash: block.hash))))
+        }
+        let bodyHash = NewView.bodyHash(viewChanges: newView.viewChanges, prePrepares: prePrepares)
+        return NewView(
+            view: newView.view, viewChanges: newView.viewChanges, prePrepares: prePrepares,
+            signature: signer.sign(NewView.signingBytes(chainID: Simulation.chainID, view: newView.view, bodyHash: bodyHash)))
+    }
+
+    func floodFutureViews(_ node: Node, replica: ReplicaSnapshot, to targets: [ValidatorIndex]) {
+        let signer = scheme.signer(for: node.validator)
+        let checkpoint = replica.stableCheckpoint
+        for offset in 1...3 {
+            let newView = replica.view + UInt64(offset) + UInt64(tick % 50)
+            let bodyHash = ViewChange.bodyHash(checkpoint: checkpoint, prepared: [])
+            let viewChange = ViewChange(
+                newView: newView, validator: node.validator, checkpoint: checkpoint, prepared: [],
+                signature: signer.sign(ViewChange.signingBytes(
+                    chainID: Simulation.chainID, newView: newView, validator: node.validator, bodyHash: bodyHash)))
+            transmit(.viewChange(viewChange), from: node, to: targets)
+        }
+        let target = VoteTarget(
+            phase: .prepare, view: replica.view + 2, height: replica.committedHeight + 1 + UInt64(random.below(8)),
+            blockHash: SHA256.hash(Array("flood \(tick)".utf8)))
+        transmit(.prepare(Vote(target: target, validator: node.validator,
+                               signature: signer.sign(target.signingBytes(chainID: Simulation.chainID)))), from: node, to: targets)
+        let height = (replica.committedHeight / 4 + 1000) * 4
+        let fake = SHA256.hash(Array("far \(tick)".utf8))
+        let bytes = Checkpoint.signingBytes(chainID: Simulation.chainID, height: height, blockHash: fake, stateRoot: fake)
+        transmit(.checkpoint(Checkpoint(height: height, blockHash: fake, stateRoot: fake, validator: node.validator,
+                                        signature: signer.sign(bytes))), from: node, to: targets)
+        count("byzantine_flood_messages", 5)
+    }
+}
+
+/// What the Byzantine injections read of their own replica.
+struct ReplicaSnapshot {
+    let view: UInt64
+    let committedHeight: UInt64
+    let stableCheckpoint: CheckpointProof
+}

@@ -1,0 +1,535 @@
+import TallyConsensus
+import TallyCrypto
+import TallyLedger
+import TallyTypes
+
+public enum InvariantChecking: String, Sendable {
+    case everyStep = "every-step", everyTick = "every-tick"
+}
+
+func isTick(_ event: ConsensusEvent) -> Bool {
+    if case .tick = event { return true }
+    return false
+}
+
+/// How one simulated run is set up.
+public struct SimulationOptions: Sendable {
+    public var validatorCount = 4
+    public var mix: FaultMix = .all
+    public var byzantineModes: [ByzantineMode] = ByzantineMode.allCases
+    /// Every run gets at least one Byzantine replica (with a mode from `byzantineModes`).
+    public var forceByzantine = false
+    /// Faults (loss, partitions, crashes) happen before this tick, then heal.
+    public var faultTicks = 120
+    /// After healing, every honest replica must reach the target within this many ticks.
+    public var livenessBoundTicks = 3000
+    /// The target: the highest honest height at healing plus this.
+    public var heightsAfterHeal: UInt64 = 6
+    /// Percent chance per tick that a client submits a transaction.
+    public var clientRatePercent = 15
+    /// When to run `Replica.invariants()`: after every step (tests), or after each
+    /// replica's tick step (long sweeps, where it would be a tenth of the time).
+    public var checkReplicaInvariants: InvariantChecking = .everyStep
+    /// Replaces the drawn plan (scenario tests).
+    public var plan: FaultPlan?
+    package var defences: Defences = .all
+
+    /// Switches off one named defence (`Simulation.defenceNames`), to show a scenario
+    /// goes red without it. False for an unknown name.
+    package mutating func disableDefence(_ name: String) -> Bool {
+        switch name {
+        case "signatures": defences.verifySignatures = false
+        case "equivocation": defences.rejectEquivocation = false; defences.signerGuard = false
+        case "stale-views": defences.dropStaleViews = false
+        case "view-change-certificates": defences.checkViewChangeCertificates = false
+        case "new-view-recompute": defences.recomputeNewView = false
+        case "view-change-timer": defences.viewChangeTimer = false
+        case "join-needs-f-plus-one": defences.joinViewChangeNeedsFPlusOne = false
+        case "quorum": defences.quorumOverride = 2 * ((validatorCount - 1) / 3)
+        case "chain-id": bindsChainID = false
+        default: return false
+        }
+        return true
+    }
+    /// Switched off only to show that binding the chain id in signatures is load-bearing.
+    public var bindsChainID = true
+    /// Prints each replica's view, state and height every `traceEveryTicks` ticks (debugging a seed).
+    public var traceEveryTicks: Int?
+
+    public init(validatorCount: Int = 4, mix: FaultMix = .all) {
+        self.validatorCount = validatorCount
+        self.mix = mix
+    }
+
+    public static let parameters = ConsensusParameters(
+        checkpointIntervalBlocks: 4, maxBlockTransactions: 16, maxBlocksInFlight: 3, tickMs: 10,
+        viewChangeTimeoutTicks: 16, maxViewChangeTimeoutTicks: 128)
+}
+
+/// The outcome of one run.
+public struct SimulationResult: Sendable {
+    public let seed: UInt64
+    public let validatorCount: Int
+    public let mix: FaultMix
+    public let plan: FaultPlan
+    /// Nil when every invariant held.
+    public let failure: String?
+    public let ticks: Int
+    /// Highest height an honest replica committed.
+    public let blocksCommitted: UInt64
+    public let viewChanges: Int
+    public let faults: [String: Int]
+    public let dropped: [DropReason: Int]
+    public let transactionsCommitted: Int
+}
+
+/// A deterministic in-process cluster: n replicas, one seed for message delay, loss,
+/// duplication, reordering, partitions, crashes with torn writes, Byzantine
+/// replicas and client load. Every run checks agreement, certificate validity,
+/// monotonic heights and views, that no honest replica signs conflicting votes,
+/// that no transaction commits twice, and liveness after healing.
+public final class Simulation {
+    public static let chainID = "tally-sim"
+    static let otherChainID = "tally-sim-other"
+
+    final class Node {
+        let slot: Int
+        let validator: ValidatorIndex
+        let mode: ByzantineMode?
+        /// For a twin: which half of the honest replicas it can reach during faults.
+        let twinGroup: Int?
+        var replica: Replica?
+        /// `replica != nil`, kept apart so checking it never copies the replica.
+        var up = false
+        var app: SimApplication
+        var chain: [CertifiedBlock] = []
+        /// The last persisted state; encoded to bytes (and decoded back) when the
+        /// replica restarts, so every restart round-trips the canonical form.
+        var durable: DurableState?
+        var persistedView: UInt64 = 0
+        var restartTick: Int?
+        var crashDuringNextStep: Crash?
+        var lastView: UInt64 = 0
+        var transactionHashes = Set<Hash>()
+        var recorded: [ConsensusMessage] = []
+
+        init(slot: Int, validator: ValidatorIndex, mode: ByzantineMode?, twinGroup: Int?, app: SimApplication) {
+            self.slot = slot
+            self.validator = validator
+            self.mode = mode
+            self.twinGroup = twinGroup
+            self.app = app
+        }
+
+        var isHonest: Bool { mode == nil }
+    }
+
+    struct Delivery {
+        let fromSlot: Int
+        let toSlot: Int
+        let message: ConsensusMessage
+    }
+
+    struct VoteKey: Hashable {
+        let validator: ValidatorIndex
+        let view: UInt64
+        let height: UInt64
+        let phase: UInt8
+    }
+
+    public let seed: UInt64
+    let options: SimulationOptions
+    let checkReplicaInvariants: InvariantChecking
+    let validatorCount: Int
+    var partitions: [Partition] = []
+    var lossPercent = 0
+    var duplicatePercent = 0
+    var maxDelayTicks = 1
+    var healTick = 0
+    var crashes: [Crash] = []
+    var clientRatePercent = 0
+    /// others[v]: every validator index but v.
+    var others: [[ValidatorIndex]] = []
+    public private(set) var plan: FaultPlan
+    var random: SimRandom
+    let scheme: SimSignatureScheme
+    let checkScheme: SimSignatureScheme
+    let genesis: Genesis
+    let genesisHash: Hash
+    let genesisLedger: Ledger
+    let pool = TransactionPool.shared
+    var nodes: [Node] = []
+    var slotsByValidator: [[Int]] = []
+    var honestGroups: [Set<Int>] = [[], []]
+    var network: [Int: [Delivery]] = [:]
+    var pendingTransactions: [Int: [(slot: Int, transaction: Transaction)]] = [:]
+    var clientNextNonce: [Int]
+    var tick = 0
+    var failure: String?
+    var committedByHeight: [UInt64: Hash] = [:]
+    var honestVotes: [VoteKey: Hash] = [:]
+    var faults: [String: Int] = [:]
+    var target: UInt64?
+
+    public init(seed: UInt64, options: SimulationOptions) {
+        self.seed = seed
+        self.options = options
+        random = SimRandom(seed: seed)
+        let count = options.validatorCount
+        precondition(count >= 4 && count <= 64)
+        scheme = SimSignatureScheme(validatorCount: count, seed: seed, bindsChainID: options.bindsChainID)
+        checkScheme = SimSignatureScheme(validatorCount: count, seed: seed, bindsChainID: true)
+        plan = options.plan ?? FaultPlan.draw(
+            mix: options.mix, validatorCount: count, random: &random, faultTicks: options.faultTicks,
+            byzantineModes: options.byzantineModes, forceByzantine: options.forceByzantine)
+        checkReplicaInvariants = options.checkReplicaInvariants
+        validatorCount = count
+        genesis = Simulation.makeGenesis(validatorCount: count, pool: TransactionPool.shared)
+        genesisHash = genesis.hash
+        genesisLedger = Ledger(genesis: genesis)
+        clientNextNonce = Array(repeating: 0, count: TransactionPool.clientCount)
+        partitions = plan.partitions
+        lossPercent = plan.lossPercent
+        duplicatePercent = plan.duplicatePercent
+        maxDelayTicks = plan.maxDelayTicks
+        healTick = plan.healTick
+        crashes = plan.crashes
+        clientRatePercent = options.clientRatePercent
+        others = (0..<count).map { me in (0..<ValidatorIndex(count)).filter { $0 != me } }
+        buildNodes()
+    }
+
+    static func makeGenesis(validatorCount: Int, pool: TransactionPool) -> Genesis {
+        let validators = (0..<validatorCount).map { index in
+            Validator(
+                name: "v\(index)", publicKey: SigningKey(seed: [UInt8](repeating: UInt8(200 + index), count: 32))!.publicKey,
+                networkAddress: "127.0.0.1:\(26000 + index)")
+        }
+        let accounts = pool.clients.map { GenesisAccount(address: Address(publicKey: $0.publicKey), balance: TransactionPool.clientBalance) }
+        return try! Genesis(
+            chainID: chainID, genesisTimeMs: 1_700_000_000_000, validators: validators, accounts: accounts,
+            consensus: SimulationOptions.parameters)
+    }
+
+    func buildNodes() {
+        let count = options.validatorCount
+        var honest = (0..<count).filter { plan.byzantine[$0] == nil }
+        random.shuffle(&honest)
+        honestGroups = [Set(honest.prefix(honest.count / 2)), Set(honest.dropFirst(honest.count / 2))]
+        slotsByValidator = Array(repeating: [], count: count)
+        for validator in 0..<count {
+            let mode = plan.byzantine[validator]
+            let copies = mode == .twins ? 2 : 1
+            for copy in 0..<copies {
+                let node = Node(
+                    slot: nodes.count, validator: ValidatorIndex(validator), mode: mode,
+                    twinGroup: mode == .twins ? copy : nil, app: makeApplication())
+                slotsByValidator[validator].append(node.slot)
+                nodes.append(node)
+                node.replica = makeReplica(for: node, durable: nil)
+                node.up = true
+            }
+        }
+    }
+
+    func makeApplication() -> SimApplication {
+        SimApplication(
+            ledger: genesisLedger, tipHash: genesisHash, tipTimestampMs: genesis.genesisTimeMs,
+            validTransactionHashes: pool.validHashes,
+            clockMs: { [unowned self] in self.genesis.genesisTimeMs + UInt64(self.tick) * SimulationOptions.parameters.tickMs })
+    }
+
+    func makeReplica(for node: Node, durable: DurableState?) -> Replica {
+        let configuration = ReplicaConfiguration(
+            chainID: Simulation.chainID, validators: genesis.validators, selfIndex: node.validator,
+            parameters: SimulationOptions.parameters, genesisHash: genesisHash, genesisStateRoot: genesisLedger.stateRoot,
+            emptyBlockIntervalTicks: 10, retransmitIntervalTicks: 6, syncRetryTicks: 10)
+        let signer: any ConsensusSigner = node.mode == .wrongChain
+            ? ChainSwappingSigner(inner: scheme.signer(for: node.validator))
+            : scheme.signer(for: node.validator)
+        var replica = Replica(
+            configuration: configuration, durableState: durable, committedHeight: UInt64(node.chain.count),
+            blockHash: { [genesisHash] height in height == 0 ? genesisHash : node.chain[Int(height) - 1].block.hash },
+            application: node.app,
+            verifier: scheme.verifier, signer: signer)
+        replica.defences = options.defences
+        return replica
+    }
+
+    // MARK: Running
+
+    public func run() -> SimulationResult {
+        let lastTick = plan.healTick + options.livenessBoundTicks
+        while failure == nil && tick <= lastTick {
+            runTick()
+            if let every = options.traceEveryTicks, tick % every == 0 { printTrace() }
+            if tick == plan.healTick { target = maxHonestHeight + options.heightsAfterHeal }
+            if let target, minHonestHeight >= target { break }
+            tick += 1
+        }
+        if failure == nil && tick > lastTick {
+            fail("liveness: honest heights \(honestHeights) did not all reach \(target ?? 0) within \(options.livenessBoundTicks) ticks of healing")
+        }
+        var dropped: [DropReason: Int] = [:]
+        var viewChanges = 0
+        for node in nodes where node.isHonest {
+            if let replica = node.replica {
+                dropped.merge(replica.dropped, uniquingKeysWith: +)
+                viewChanges = max(viewChanges, replica.viewChangesStarted)
+            }
+        }
+        return SimulationResult(
+            seed: seed, validatorCount: options.validatorCount, mix: options.mix, plan: plan, failure: failure,
+            ticks: tick, blocksCommitted: maxHonestHeight, viewChanges: viewChanges, faults: faults, dropped: dropped,
+            transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0)
+    }
+
+    func printTrace() {
+        let states = nodes.map { node -> String in
+            guard let replica = node.replica else { return "v\(node.validator):down" }
+            let drops = replica.dropped.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key.rawValue)=\($0.value)" }
+            return "v\(node.validator)\(node.mode.map { "[\($0.rawValue)]" } ?? ""): view \(replica.view)\(replica.inViewChange ? "*" : "") h \(replica.committedHeight) stable \(replica.stableCheckpoint.height) \(replica.debugSummary) \(drops.joined(separator: ","))"
+        }
+        print("tick \(tick): " + states.joined(separator: " | "))
+    }
+
+    var honestNodes: [Node] { nodes.filter(\.isHonest) }
+    var honestHeights: [UInt64] { honestNodes.map { UInt64($0.chain.count) } }
+    var maxHonestHeight: UInt64 { honestHeights.max() ?? 0 }
+    var minHonestHeight: UInt64 { honestHeights.min() ?? 0 }
+
+    func fail(_ reason: String) {
+        if failure == nil { failure = "tick \(tick): \(reason)" }
+    }
+
+    func count(_ fault: String, _ amount: Int = 1) { faults[fault, default: 0] += amount }
+
+    func runTick() {
+        startPartitions()
+        crashAndRestart()
+        if let deliveries = network.removeValue(forKey: tick) {
+            for delivery in deliveries where failure == nil { deliver(delivery) }
+        }
+        if let arrivals = pendingTransactions.removeValue(forKey: tick) {
+            for (slot, transaction) in arrivals where nodes[slot].up {
+                nodes[slot].app.submit(transaction)
+                step(nodes[slot], .transactionsAvailable)
+            }
+        }
+        for node in nodes where failure == nil && node.up {
+            step(node, .tick)
+            if node.mode != nil, node.up { byzantineTick(node) }
+        }
+        submitClientTransactions()
+    }
+
+    func startPartitions() {
+        for index in partitions.indices where partitions[index].startTick == tick {
+            if partitions[index].kind == .isolatePrimary {
+                let view = honestNodes.compactMap { $0.replica?.view }.max() ?? 0
+                partitions[index].groupA = [Int(view % UInt64(validatorCount))]
+                plan.partitions[index].groupA = partitions[index].groupA
+            }
+        }
+    }
+
+    func crashAndRestart() {
+        for crash in crashes where crash.tick == tick {
+            for slot in slotsByValidator[crash.validator] where nodes[slot].up {
+                nodes[slot].crashDuringNextStep = crash
+                nodes[slot].restartTick = crash.restartTick
+            }
+        }
+        for node in nodes where !node.up && node.restartTick == tick {
+            node.restartTick = nil
+            var durable: DurableState?
+            if let state = node.durable {
+                do {
+                    durable = try DurableState(canonicalBytes: state.canonicalBytes)
+                    if durable != state { return fail("validator \(node.validator)'s durable state changed through encoding") }
+                } catch {
+                    return fail("validator \(node.validator)'s durable state does not decode: \(error)")
+                }
+            }
+            node.replica = makeReplica(for: node, durable: durable)
+            node.up = true
+            count("restarts")
+        }
+    }
+
+    func deliver(_ delivery: Delivery) {
+        let node = nodes[delivery.toSlot]
+        guard node.up else { return count("lost_to_crashed") }
+        if node.mode == .replayOldView, node.recorded.count < 400 { node.recorded.append(delivery.message) }
+        step(node, .message(delivery.message, from: nodes[delivery.fromSlot].validator))
+    }
+
+    func submitClientTransactions() {
+        guard random.chance(clientRatePercent) else { return }
+        let client = random.below(TransactionPool.clientCount)
+        guard clientNextNonce[client] < TransactionPool.noncesPerClient else { return }
+        let transaction = pool.transactions[client][clientNextNonce[client]]
+        clientNextNonce[client] += 1
+        for node in nodes {
+            pendingTransactions[tick + random.inRange(1...3), default: []].append((node.slot, transaction))
+        }
+    }
+
+    // MARK: Steps and actions
+
+    func step(_ node: Node, _ event: ConsensusEvent) {
+        guard failure == nil, node.up else { return }
+        let actions = node.replica!.step(event)
+        if let crash = node.crashDuringNextStep {
+            node.crashDuringNextStep = nil
+            if !crash.tornWrite, case .persist(let state)? = actions.first { node.durable = state }
+            node.replica = nil
+            node.up = false
+            node.app = node.app.restarted()
+            count(crash.tornWrite ? "crashes_torn_write" : "crashes")
+            return
+        }
+        if checkReplicaInvariants == .everyStep || (checkReplicaInvariants == .everyTick && isTick(event)) {
+            node.replica!.invariants()
+        }
+        let view = node.replica!.view
+        if node.isHonest && view < node.lastView {
+            fail("validator \(node.validator)'s view went back from \(node.lastView) to \(view)")
+        }
+        node.lastView = view
+        for action in actions where failure == nil { apply(action, node: node) }
+    }
+
+    func apply(_ action: ConsensusAction, node: Node) {
+        switch action {
+        case .persist(let state):
+            if node.isHonest && state.view < node.persistedView {
+                fail("validator \(node.validator) persisted view \(state.view) after \(node.persistedView)")
+            }
+            node.persistedView = state.view
+            node.durable = state
+        case .execute(let certified):
+            if node.isHonest { checkCommit(certified, node: node) }
+            guard failure == nil else { return }
+            let root = node.app.execute(certified.block)
+            node.chain.append(certified)
+            step(node, .blockExecuted(height: certified.block.height, stateRoot: root))
+        case .send(let message, let to):
+            outgoing(message, from: node, to: [to])
+        case .broadcast(let message):
+            outgoing(message, from: node, to: others[Int(node.validator)])
+        case .sendBlocks(let heights, let to):
+            let blocks = heights.map { node.chain[Int($0) - 1] }
+            outgoing(.syncResponse(blocks), from: node, to: [to])
+        }
+    }
+
+    func outgoing(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) {
+        if node.isHonest {
+            recordHonestSignature(message, by: node.validator)
+            return transmit(message, from: node, to: targets)
+        }
+        byzantineSend(message, from: node, to: targets)
+    }
+
+    func transmit(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) {
+        for target in targets {
+            for slot in slotsByValidator[Int(target)] { enqueue(message, fromSlot: node.slot, toSlot: slot) }
+        }
+    }
+
+    func enqueue(_ message: ConsensusMessage, fromSlot: Int, toSlot: Int) {
+        let faulty = tick < healTick
+        if faulty {
+            if isCut(fromSlot: fromSlot, toSlot: toSlot) { return count("messages_partitioned") }
+            if lossPercent > 0 && random.chance(lossPercent) { return count("messages_lost") }
+        }
+        let copies = faulty && duplicatePercent > 0 && random.chance(duplicatePercent) ? 2 : 1
+        if copies == 2 { count("messages_duplicated") }
+        for _ in 0..<copies {
+            network[tick + 1 + random.below(maxDelayTicks), default: []].append(
+                Delivery(fromSlot: fromSlot, toSlot: toSlot, message: message))
+        }
+    }
+
+    func isCut(fromSlot: Int, toSlot: Int) -> Bool {
+        let from = Int(nodes[fromSlot].validator)
+        let to = Int(nodes[toSlot].validator)
+        for partition in partitions where partition.startTick <= tick && tick < partition.endTick {
+            let fromA = partition.groupA.contains(from)
+            let toA = partition.groupA.contains(to)
+            switch partition.kind {
+            case .halves, .isolatePrimary: if fromA != toA { return true }
+            case .oneWay: if fromA && !toA { return true }
+            }
+        }
+        if let group = nodes[fromSlot].twinGroup, nodes[slotsByValidator[to][0]].isHonest, !honestGroups[group].contains(to) { return true }
+        if let group = nodes[toSlot].twinGroup, nodes[slotsByValidator[from][0]].isHonest, !honestGroups[group].contains(from) { return true }
+        return false
+    }
+
+    // MARK: Invariants
+
+    func checkCommit(_ certified: CertifiedBlock, node: Node) {
+        let block = certified.block
+        let height = block.height
+        let hash = block.hash
+        guard height == UInt64(node.chain.count) + 1 else {
+            return fail("validator \(node.validator) committed height \(height) after \(node.chain.count)")
+        }
+        if let existing = committedByHeight[height], existing != hash {
+            return fail("agreement: validator \(node.validator) committed \(hash.hex.prefix(12)) at height \(height), another honest validator committed \(existing.hex.prefix(12))")
+        }
+        committedByHeight[height] = hash
+        do { try certified.certificate.checkStructure(height: height, blockHash: hash, validators: genesis.validators) } catch {
+            return fail("validator \(node.validator) committed height \(height) with a bad certificate: \(error)")
+        }
+        let bytes = certified.certificate.voteTarget.signingBytes(chainID: Simulation.chainID)
+        let verifier = checkScheme.verifier
+        for entry in certified.certificate.signatures where !verifier.isValid(entry.signature, by: entry.validatorIndex, for: bytes) {
+            return fail("validator \(node.validator) committed height \(height) with an invalid signature of \(entry.validatorIndex)")
+        }
+        for transaction in block.transactions where !node.transactionHashes.insert(transaction.hash).inserted {
+            return fail("transaction \(transaction.hash.hex.prefix(12)) committed twice by validator \(node.validator)")
+        }
+    }
+
+    func recordHonestSignature(_ message: ConsensusMessage, by validator: ValidatorIndex) {
+        func record(_ key: VoteKey, _ content: Hash, _ what: String) {
+            if let existing = honestVotes[key], existing != content {
+                return fail("honest validator \(validator) signed conflicting \(what) for view \(key.view) height \(key.height)")
+            }
+            honestVotes[key] = content
+        }
+        switch message {
+        case .prePrepare(let prePrepare):
+            record(VoteKey(validator: validator, view: prePrepare.view, height: prePrepare.height, phase: 0), prePrepare.blockHash, "pre-prepares")
+        case .prepare(let vote) where vote.validator == validator:
+            record(VoteKey(validator: validator, view: vote.target.view, height: vote.target.height, phase: 1), vote.target.blockHash, "prepares")
+        case .commit(let vote) where vote.validator == validator:
+            record(VoteKey(validator: validator, view: vote.target.view, height: vote.target.height, phase: 2), vote.target.blockHash, "commits")
+        case .checkpoint(let checkpoint) where checkpoint.validator == validator:
+            record(VoteKey(validator: validator, view: 0, height: checkpoint.height, phase: 3), checkpoint.blockHash, "checkpoints")
+        default: break
+        }
+    }
+}
+
+/// The wrong-chain Byzantine replica: correct code whose signatures are made for
+/// another chain id (a validator key shared with another network).
+struct ChainSwappingSigner: ConsensusSigner {
+    let inner: SimSigner
+    func sign(_ message: [UInt8]) -> Signature {
+        inner.sign(ChainSwappingSigner.swapChainID(message, to: Simulation.otherChainID))
+    }
+
+    /// Rewrites the `chain_id` field of a `tag | chain_id | …` signing layout.
+    static func swapChainID(_ bytes: [UInt8], to chainID: String) -> [UInt8] {
+        func length(at offset: Int) -> Int { (0..<4).reduce(0) { $0 | Int(bytes[offset + $1]) << (8 * $1) } }
+        let tagEnd = 4 + length(at: 0)
+        let chainEnd = tagEnd + 4 + length(at: tagEnd)
+        var encoder = CanonicalEncoder()
+        encoder.string(chainID)
+        return Array(bytes[0..<tagEnd]) + encoder.bytes + Array(bytes[chainEnd...])
+    }
+}

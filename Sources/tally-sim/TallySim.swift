@@ -1,0 +1,218 @@
+import ArgumentParser
+import Foundation
+import TallyConsensus
+import TallySimulation
+
+/// Long seeded sweeps of the deterministic cluster simulator.
+@main
+struct TallySim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tally-sim",
+        abstract: "Run the deterministic PBFT cluster simulator over a range of seeds.",
+        discussion: """
+            Every run checks agreement, commit certificates, monotonic heights and views, that no honest \
+            validator signs conflicting votes, that no transaction commits twice, and liveness after the \
+            faults heal. Exits 0 when every run held every invariant; otherwise stops at the first failure \
+            and prints its seed, its fault schedule and the command that replays it.
+            """)
+
+    @Option(help: "Seeds to run, as FIRST-LAST (inclusive) or a single number.")
+    var seeds: String = "1-1000"
+
+    @Option(help: "Validator counts (n = 3f+1), comma separated; seed s uses entry s mod count.")
+    var replicas: String = "4"
+
+    @Option(help: "Fault mix: none, network, crash, byzantine or all.")
+    var faults: String = "all"
+
+    @Option(help: "Worker threads.")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Print one line per run.")
+    var verbose = false
+
+    @Option(help: "Give every run at least one Byzantine replica of this mode (\(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))).")
+    var byzantine: String?
+
+    @Option(help: "Switch off one defence to see the invariants go red: signatures, equivocation, stale-views, view-change-certificates, new-view-recompute, view-change-timer, join-needs-f-plus-one, quorum, chain-id.")
+    var disableDefence: String?
+
+    @Option(help: "When to run each replica's internal invariants: every-step or every-tick.")
+    var invariants: String = "every-tick"
+
+    @Option(help: "Print every replica's state every N ticks (use with a single seed).")
+    var trace: Int?
+
+    func validate() throws {
+        guard parseSeeds() != nil else { throw ValidationError("--seeds must be FIRST-LAST or a number") }
+        guard let counts = parseReplicas(), counts.allSatisfy({ $0 >= 4 && ($0 - 1) % 3 == 0 && $0 <= 64 }) else {
+            throw ValidationError("--replicas must list values 3f+1 between 4 and 64, e.g. 4 or 4,7")
+        }
+        guard FaultMix(rawValue: faults) != nil else { throw ValidationError("--faults must be none, network, crash, byzantine or all") }
+        if let byzantine { guard ByzantineMode(rawValue: byzantine) != nil else { throw ValidationError("unknown --byzantine mode") } }
+        if let disableDefence {
+            var probe = SimulationOptions()
+            guard probe.disableDefence(disableDefence) else { throw ValidationError("unknown --disable-defence") }
+        }
+        guard InvariantChecking(rawValue: invariants) != nil else { throw ValidationError("--invariants must be every-step or every-tick") }
+        guard jobs >= 1 && jobs <= 64 else { throw ValidationError("--jobs must be 1...64") }
+    }
+
+    func parseSeeds() -> ClosedRange<UInt64>? {
+        let parts = seeds.split(separator: "-").map { UInt64($0) }
+        if parts.count == 1, let only = parts[0] { return only...only }
+        if parts.count == 2, let first = parts[0], let last = parts[1], first <= last { return first...last }
+        return nil
+    }
+
+    func parseReplicas() -> [Int]? {
+        let values = replicas.split(separator: ",").map { Int($0) }
+        guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { return nil }
+        return values.map { $0! }
+    }
+
+    func run() throws {
+        let range = parseSeeds()!
+        let counts = parseReplicas()!
+        let mix = FaultMix(rawValue: faults)!
+        let sweep = Sweep(range: range, counts: counts, mix: mix, verbose: verbose, trace: trace,
+                          invariants: InvariantChecking(rawValue: invariants)!,
+                          byzantine: byzantine.flatMap(ByzantineMode.init(rawValue:)), disableDefence: disableDefence)
+        let started = Date()
+        Sweep.workers(jobs) { sweep.work() }
+        sweep.finishProgress()
+        let summary = sweep.summary(elapsed: Date().timeIntervalSince(started))
+        print(summary)
+        if let failure = sweep.failure {
+            print("")
+            print("FAILED seed \(failure.seed) (n = \(failure.validatorCount), faults \(failure.mix.rawValue)): \(failure.failure!)")
+            print("fault schedule:\n\(failure.plan)")
+            var replay = "tally-sim --seeds \(failure.seed) --replicas \(failure.validatorCount) --faults \(failure.mix.rawValue)"
+            if let byzantine { replay += " --byzantine \(byzantine)" }
+            if let disableDefence { replay += " --disable-defence \(disableDefence)" }
+            print("replay: \(replay)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Shared state of a sweep across worker threads.
+final class Sweep: @unchecked Sendable {
+    let range: ClosedRange<UInt64>
+    let counts: [Int]
+    let mix: FaultMix
+    let verbose: Bool
+    let trace: Int?
+    let invariants: InvariantChecking
+    let forcedMode: ByzantineMode?
+    let disableDefence: String?
+    let lock = NSLock()
+    var next: UInt64
+    var runs = 0
+    var blocks: UInt64 = 0
+    var viewChanges = 0
+    var transactions = 0
+    var faults: [String: Int] = [:]
+    var dropped: [DropReason: Int] = [:]
+    var byzantine: [String: Int] = [:]
+    var runsByCount: [Int: Int] = [:]
+    var failure: SimulationResult?
+    var lastProgress = Date.distantPast
+    let interactive = isatty(1) == 1
+
+    init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?, invariants: InvariantChecking,
+         byzantine: ByzantineMode?, disableDefence: String?) {
+        forcedMode = byzantine
+        self.disableDefence = disableDefence
+        self.trace = trace
+        self.invariants = invariants
+        self.range = range
+        self.counts = counts
+        self.mix = mix
+        self.verbose = verbose
+        next = range.lowerBound
+    }
+
+    var total: Int { Int(range.upperBound - range.lowerBound) + 1 }
+
+    static func workers(_ count: Int, _ body: @escaping @Sendable () -> Void) {
+        let group = DispatchGroup()
+        for _ in 0..<count {
+            group.enter()
+            Thread.detachNewThread {
+                body()
+                group.leave()
+            }
+        }
+        group.wait()
+    }
+
+    func claim() -> UInt64? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard failure == nil, next <= range.upperBound else { return nil }
+        defer { next += 1 }
+        return next
+    }
+
+    func work() {
+        while let seed = claim() {
+            let count = counts[Int(seed % UInt64(counts.count))]
+            var options = SimulationOptions(validatorCount: count, mix: mix)
+            options.traceEveryTicks = trace
+            options.checkReplicaInvariants = invariants
+            if let forcedMode {
+                options.byzantineModes = [forcedMode]
+                options.forceByzantine = true
+            }
+            if let disableDefence { _ = options.disableDefence(disableDefence) }
+            let result = Simulation(seed: seed, options: options).run()
+            record(result)
+        }
+    }
+
+    func record(_ result: SimulationResult) {
+        lock.lock()
+        defer { lock.unlock() }
+        runs += 1
+        runsByCount[result.validatorCount, default: 0] += 1
+        blocks += result.blocksCommitted
+        viewChanges += result.viewChanges
+        transactions += result.transactionsCommitted
+        faults.merge(result.faults, uniquingKeysWith: +)
+        dropped.merge(result.dropped, uniquingKeysWith: +)
+        for mode in result.plan.byzantine.values { byzantine[mode.rawValue, default: 0] += 1 }
+        if result.failure != nil && failure == nil { failure = result }
+        if verbose {
+            print("seed \(result.seed) n=\(result.validatorCount) height \(result.blocksCommitted) ticks \(result.ticks) \(result.failure ?? "ok")")
+        }
+        let now = Date()
+        if now.timeIntervalSince(lastProgress) >= (interactive ? 0.25 : 30) || runs == total {
+            lastProgress = now
+            let line = "\(runs)/\(total) runs, \(blocks) blocks, \(viewChanges) view changes"
+            if interactive {
+                FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+            } else {
+                print(line)
+                fflush(nil)
+            }
+        }
+    }
+
+    func finishProgress() {
+        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    func summary(elapsed: TimeInterval) -> String {
+        var lines: [String] = []
+        let counts = runsByCount.sorted { $0.key < $1.key }.map { "n=\($0.key): \($0.value)" }.joined(separator: ", ")
+        lines.append("runs: \(runs) (\(counts)), faults \(mix.rawValue), \(String(format: "%.1f", elapsed)) s")
+        lines.append("blocks committed: \(blocks) (highest honest height per run, summed); transactions: \(transactions)")
+        lines.append("view changes: \(viewChanges)")
+        lines.append("faults injected: " + faults.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        lines.append("byzantine replicas by mode: " + byzantine.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        lines.append("inputs dropped by honest replicas: " + dropped.sorted { $0.key < $1.key }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
+        lines.append(failure == nil ? "result: every run held every invariant" : "result: FAILED")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,117 @@
+import TallyConsensus
+import XCTest
+
+@testable import TallySimulation
+
+/// The in-test seed sweep: every fault mix on 4 and 7 validators. Long sweeps run
+/// with `tally-sim` (see its --help).
+final class SweepTests: XCTestCase {
+    func sweep(validators: Int, mix: FaultMix, seeds: ClosedRange<UInt64>) {
+        for seed in seeds {
+            let result = Simulation(seed: seed, options: SimulationOptions(validatorCount: validators, mix: mix)).run()
+            XCTAssertNil(
+                result.failure,
+                "seed \(seed) n=\(validators) \(mix.rawValue)\n\(result.plan)\nreplay: tally-sim --seeds \(seed) --replicas \(validators) --faults \(mix.rawValue)")
+            if result.failure != nil { return }
+            XCTAssertGreaterThan(result.blocksCommitted, 0)
+        }
+    }
+
+    func testNoFaults() {
+        sweep(validators: 4, mix: .none, seeds: 1...20)
+        sweep(validators: 7, mix: .none, seeds: 1...10)
+    }
+
+    func testNetworkFaults() {
+        sweep(validators: 4, mix: .network, seeds: 1...50)
+        sweep(validators: 7, mix: .network, seeds: 1...20)
+    }
+
+    func testCrashes() {
+        sweep(validators: 4, mix: .crash, seeds: 1...50)
+        sweep(validators: 7, mix: .crash, seeds: 1...20)
+    }
+
+    func testByzantine() {
+        sweep(validators: 4, mix: .byzantine, seeds: 1...60)
+        sweep(validators: 7, mix: .byzantine, seeds: 1...20)
+    }
+
+    func testAllFaults() {
+        sweep(validators: 4, mix: .all, seeds: 1...60)
+        sweep(validators: 7, mix: .all, seeds: 1...30)
+    }
+
+    /// The same seed gives the same run, fault for fault and block for block.
+    func testReplayIsExact() {
+        let options = SimulationOptions(validatorCount: 7, mix: .all)
+        let first = Simulation(seed: 4242, options: options).run()
+        let second = Simulation(seed: 4242, options: options).run()
+        XCTAssertEqual(first.ticks, second.ticks)
+        XCTAssertEqual(first.blocksCommitted, second.blocksCommitted)
+        XCTAssertEqual(first.faults, second.faults)
+        XCTAssertEqual(first.plan.description, second.plan.description)
+        XCTAssertEqual(first.transactionsCommitted, second.transactionsCommitted)
+    }
+}
+
+/// Each Byzantine mode against the defence that answers it: with the defence the
+/// run holds every invariant; with it switched off, the same seed goes red. The
+/// seeds are the first failing ones `tally-sim --replicas 4 --faults all
+/// --byzantine MODE --disable-defence NAME` found.
+final class ByzantineDefenceTests: XCTestCase {
+    func check(_ mode: ByzantineMode, defence: String, seed: UInt64, expect: String, file: StaticString = #filePath, line: UInt = #line) {
+        var options = SimulationOptions(validatorCount: 4, mix: .all)
+        options.byzantineModes = [mode]
+        options.forceByzantine = true
+        // A stall shows within a few timeouts; a shorter bound keeps the test quick.
+        if expect == "liveness" { options.livenessBoundTicks = 800 }
+        let defended = Simulation(seed: seed, options: options).run()
+        XCTAssertNil(defended.failure, "\(mode.rawValue) broke an invariant with every defence on", file: file, line: line)
+        XCTAssertEqual(defended.plan.byzantine.values.first, mode, file: file, line: line)
+        XCTAssertTrue(options.disableDefence(defence), file: file, line: line)
+        let undefended = Simulation(seed: seed, options: options).run()
+        XCTAssertNotNil(undefended.failure, "\(mode.rawValue) did no harm without '\(defence)': the test cannot fail", file: file, line: line)
+        XCTAssertTrue(undefended.failure?.contains(expect) ?? false, "\(undefended.failure ?? "")", file: file, line: line)
+    }
+
+    func testTwinsNeedQuorumOfTwoFPlusOne() {
+        check(.twins, defence: "quorum", seed: 1, expect: "below the quorum")
+    }
+
+    func testEquivocatingPrimaryNeedsFirstPrePrepareAndSignerGuard() {
+        check(.equivocatingPrimary, defence: "equivocation", seed: 4, expect: "signed conflicting")
+    }
+
+    func testInvalidSignaturesAreRejected() {
+        check(.invalidSignatures, defence: "signatures", seed: 1, expect: "invalid signature")
+    }
+
+    func testOtherChainSignaturesAreRejected() {
+        check(.wrongChain, defence: "chain-id", seed: 1, expect: "invalid signature")
+    }
+
+    func testReplayedOldViewMessagesAreDropped() {
+        check(.replayOldView, defence: "stale-views", seed: 6, expect: "invalid signature")
+    }
+
+    func testForgedPreparedCertificatesAreRejected() {
+        check(.forgedPreparedCertificate, defence: "view-change-certificates", seed: 16, expect: "agreement")
+    }
+
+    func testNewViewIsRecomputed() {
+        check(.newViewDropsPrepared, defence: "new-view-recompute", seed: 6, expect: "liveness")
+    }
+
+    func testSilentPrimaryIsReplaced() {
+        check(.silentPrimary, defence: "view-change-timer", seed: 1, expect: "liveness")
+    }
+
+    func testPrimaryTalkingToFIsReplaced() {
+        check(.primaryTalksToF, defence: "view-change-timer", seed: 1, expect: "liveness")
+    }
+
+    func testFutureViewFloodCannotDragTheCluster() {
+        check(.futureViewFlood, defence: "join-needs-f-plus-one", seed: 1, expect: "liveness")
+    }
+}
