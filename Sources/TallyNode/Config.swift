@@ -1,3 +1,4 @@
+import TallyNetwork
 import Foundation
 import TOMLKit
 
@@ -24,15 +25,15 @@ public struct NodeConfig: Codable, Equatable, Sendable {
     public struct P2P: Codable, Equatable, Sendable {
         /// host:port this validator listens on for its peers (genesis lists the same).
         public var listen = "127.0.0.1:7800"
-        /// Largest encrypted frame from a peer; a bigger one closes that connection.
-        public var maxFrameBytes = 16 << 20
+        /// Largest message to or from a peer; a bigger frame closes that connection.
+        public var maxMessageBytes = NetworkLimits.default.maxMessageBytes
         /// Frames queued per peer before the oldest are dropped.
         public var outboundQueueFrames = 4096
         /// Reconnect back-off cap.
         public var maxDialBackoffMs = 5_000
         enum CodingKeys: String, CodingKey {
             case listen
-            case maxFrameBytes = "max_frame_bytes"
+            case maxMessageBytes = "max_message_bytes"
             case outboundQueueFrames = "outbound_queue_frames"
             case maxDialBackoffMs = "max_dial_backoff_ms"
         }
@@ -117,7 +118,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         try bounded(api.maxBodyBytes, 1024...(256 << 20), "api.max_body_bytes")
         try bounded(api.maxBatchTransactions, 1...100_000, "api.max_batch_transactions")
         try bounded(api.maxEventSubscribers, 0...10_000, "api.max_event_subscribers")
-        try bounded(p2p.maxFrameBytes, 64 << 10...(256 << 20), "p2p.max_frame_bytes")
+        try bounded(p2p.maxMessageBytes, 64 << 10...NetworkLimits.default.maxMessageBytes, "p2p.max_message_bytes")
         try bounded(p2p.outboundQueueFrames, 16...1_000_000, "p2p.outbound_queue_frames")
         try bounded(p2p.maxDialBackoffMs, 10...600_000, "p2p.max_dial_backoff_ms")
         try bounded(mempool.maxTransactions, 1...10_000_000, "mempool.max_transactions")
@@ -151,8 +152,8 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         [p2p]
         # Where this validator accepts its peers; genesis lists the same address.
         listen = \(quoted(p2p.listen))
-        # A larger frame from a peer closes that connection.
-        max_frame_bytes = \(p2p.maxFrameBytes)
+        # Largest message to or from a peer; a bigger frame closes that connection.
+        max_message_bytes = \(p2p.maxMessageBytes)
         # Per-peer send queue; when full, the oldest frames are dropped (and counted).
         outbound_queue_frames = \(p2p.outboundQueueFrames)
         max_dial_backoff_ms = \(p2p.maxDialBackoffMs)
@@ -198,7 +199,7 @@ extension NodeConfig.P2P {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = Self()
         listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? d.listen
-        maxFrameBytes = try c.decodeIfPresent(Int.self, forKey: .maxFrameBytes) ?? d.maxFrameBytes
+        maxMessageBytes = try c.decodeIfPresent(Int.self, forKey: .maxMessageBytes) ?? d.maxMessageBytes
         outboundQueueFrames = try c.decodeIfPresent(Int.self, forKey: .outboundQueueFrames) ?? d.outboundQueueFrames
         maxDialBackoffMs = try c.decodeIfPresent(Int.self, forKey: .maxDialBackoffMs) ?? d.maxDialBackoffMs
     }

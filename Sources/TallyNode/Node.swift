@@ -92,17 +92,17 @@ public actor Node: NodeService {
 
         let listen = try HostPort(config.p2p.listen, field: "p2p.listen")
         var limits = NetworkLimits.default
-        limits.maxMessageBytes = config.p2p.maxFrameBytes
+        limits.maxMessageBytes = config.p2p.maxMessageBytes
         limits.maxOutboundQueueMessages = config.p2p.outboundQueueFrames
         limits.reconnectMaxDelayMs = Int64(config.p2p.maxDialBackoffMs)
         network = try await PeerNetwork.start(
             configuration: NetworkConfiguration(genesis: genesis, identity: key, listenHost: listen.host, listenPort: listen.port, limits: limits),
             logger: logger)
 
-        var index = TransactionIndex()
+        var recentTransactions = TransactionIndex()
         let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
-        try store.forEachBlock(from: first) { index.add($0.block) }
-        transactionIndex = index
+        try store.forEachBlock(from: first) { recentTransactions.add($0.block) }
+        transactionIndex = recentTransactions
         metrics.height.record(Int64(store.tipHeight))
         metrics.view.record(Int64(replica.view))
     }

@@ -20,7 +20,7 @@ struct Start: AsyncParsableCommand {
     @Option(name: .long, help: "Override api.listen (host:port).") var apiListen: String?
     @Option(name: .long, help: "Override api.max_body_bytes.") var apiMaxBodyBytes: Int?
     @Option(name: .long, help: "Override p2p.listen (host:port).") var p2pListen: String?
-    @Option(name: .long, help: "Override p2p.max_frame_bytes.") var p2pMaxFrameBytes: Int?
+    @Option(name: .long, help: "Override p2p.max_message_bytes.") var p2pMaxMessageBytes: Int?
     @Option(name: .long, help: "Override p2p.outbound_queue_frames.") var p2pOutboundQueueFrames: Int?
     @Option(name: .long, help: "Override mempool.max_transactions.") var mempoolMaxTransactions: Int?
     @Option(name: .long, help: "Override mempool.max_bytes.") var mempoolMaxBytes: Int?
@@ -79,7 +79,7 @@ struct Start: AsyncParsableCommand {
         if let apiListen { config.api.listen = apiListen }
         if let apiMaxBodyBytes { config.api.maxBodyBytes = apiMaxBodyBytes }
         if let p2pListen { config.p2p.listen = p2pListen }
-        if let p2pMaxFrameBytes { config.p2p.maxFrameBytes = p2pMaxFrameBytes }
+        if let p2pMaxMessageBytes { config.p2p.maxMessageBytes = p2pMaxMessageBytes }
         if let p2pOutboundQueueFrames { config.p2p.outboundQueueFrames = p2pOutboundQueueFrames }
         if let mempoolMaxTransactions { config.mempool.maxTransactions = mempoolMaxTransactions }
         if let mempoolMaxBytes { config.mempool.maxBytes = mempoolMaxBytes }
