@@ -152,6 +152,8 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
+        // Real validator processes on 127.0.0.1 (`tally-node start`), driven over HTTP.
+        .testTarget(name: "TallyEndToEndTests", dependencies: ["tally-node", "tally", "TallyTypes", "TallyCrypto"]),
         // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json).
         .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "TallyVerify", "TallyStore", "TallyTypes"]),
     ]
