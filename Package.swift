@@ -153,7 +153,10 @@ let package = Package(
             ]
         ),
         // Real validator processes on 127.0.0.1 (`tally-node start`), driven over HTTP.
-        .testTarget(name: "TallyEndToEndTests", dependencies: ["tally-node", "tally", "TallyTypes", "TallyCrypto"]),
+        .testTarget(
+            name: "TallyEndToEndTests",
+            dependencies: ["tally-node", "tally", "TallyNetwork", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log")]
+        ),
         // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json).
         .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "TallyVerify", "TallyStore", "TallyTypes"]),
     ]

@@ -1,0 +1,83 @@
+import Foundation
+import TallyCrypto
+import TallyTypes
+import XCTest
+
+/// Crashes, restarts, a wiped validator, then `tally verify` on every data
+/// directory. One network for the whole story, as an operator would live it.
+final class FaultTests: XCTestCase, @unchecked Sendable {
+    var nonce: UInt64 = 0
+
+    func transfers(_ network: LocalNetwork, count: Int) -> [Transaction] {
+        (0..<count).map { _ in
+            defer { nonce += 1 }
+            let recipient = Address(publicKey: SigningKey(seed: SHA256.hash(Array("r\(nonce)".utf8)).bytes)!.publicKey)
+            return Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, to: recipient, amount: 7, fee: 1, nonce: nonce)
+        }
+    }
+
+    /// Submits and waits until the faucet's nonce reached `nonce` on `nodes`.
+    func submitAndCommit(_ network: LocalNetwork, via node: Int, count: Int, on nodes: [Int], seconds: Double = 60) async throws {
+        let response = try await network.submit(node, transfers(network, count: count))
+        let results = response["results"] as? [[String: Any]] ?? []
+        XCTAssertTrue(results.allSatisfy { $0["error"] == nil }, "\(response)")
+        let expected = String(nonce)
+        let faucet = Address(publicKey: network.faucet.publicKey).bech32m
+        try await network.waitUntil("faucet nonce \(expected) on \(nodes)", seconds: seconds) {
+            for index in nodes {
+                guard let account = try? await network.json(index, "accounts/\(faucet)"), account["nonce"] as? String == expected
+                else { return false }
+            }
+            return true
+        }
+    }
+
+    func testCrashViewChangeCatchUpWipeAndVerify() async throws {
+        let network = try LocalNetwork()
+        defer { network.stop() }
+        try network.startAll()
+        try await network.waitUntil("validators up", seconds: 60) {
+            for node in 0..<4 { guard await network.height(node) != nil else { return false } }
+            return true
+        }
+        try await submitAndCommit(network, via: 0, count: 5, on: [0, 1, 2, 3])
+
+        // 1. kill -9 the primary of view 0: a view change, then commits continue.
+        network.kill(0)
+        try await submitAndCommit(network, via: 1, count: 5, on: [1, 2, 3])
+        let status = try await network.json(1, "status")
+        XCTAssertNotEqual(status["view"] as? String, "0", "a view change must have replaced the dead primary")
+
+        // 2. The old primary restarts and catches up by block sync.
+        try network.start(0)
+        try await submitAndCommit(network, via: 2, count: 3, on: [0, 1, 2, 3])
+
+        // 3. kill -9 a backup, keep committing without it, restart it: it catches up.
+        network.kill(2)
+        try await submitAndCommit(network, via: 3, count: 4, on: [0, 1, 3])
+        try network.start(2)
+        let tip = await network.height(1)!
+        try await network.waitForHeight(tip, on: [2])
+
+        // 4. Wipe a validator (unsafe-reset-all) and restart: it syncs from height 1.
+        network.terminate(3)
+        let reset = try LocalNetwork.run(LocalNetwork.binary("tally-node"), ["unsafe-reset-all", "--home", network.home(3), "--yes"])
+        XCTAssertEqual(reset.status, 0, reset.output)
+        try network.start(3)
+        try await submitAndCommit(network, via: 1, count: 2, on: [0, 1, 2, 3])
+
+        // 5. Identical blocks everywhere, and `tally verify` passes on every data directory.
+        let height = await network.height(1)!
+        for h in 1...height {
+            var hashes = Set<Hash>()
+            for node in 0..<4 { if let block = try await network.block(node, h) { hashes.insert(block.block.hash) } }
+            XCTAssertEqual(hashes.count, 1, "validators disagree at height \(h)")
+        }
+        for node in 0..<4 { network.terminate(node) }
+        for node in 0..<4 {
+            let verify = try LocalNetwork.run(LocalNetwork.binary("tally"), ["verify", "--home", network.home(node), "--json"])
+            XCTAssertEqual(verify.status, 0, "node\(node): \(verify.output)")
+            XCTAssertTrue(verify.output.contains("\"valid\":true") || verify.output.contains("\"valid\" : true"), verify.output)
+        }
+    }
+}
