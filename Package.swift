@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "TallyCrypto", targets: ["TallyCrypto"]),
         .library(name: "TallyTypes", targets: ["TallyTypes"]),
         .library(name: "TallyLedger", targets: ["TallyLedger"]),
+        .library(name: "TallyWallet", targets: ["TallyWallet"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -68,6 +69,26 @@ let package = Package(
             name: "TallyNodeTests",
             dependencies: [
                 "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+            // MARK: wallet
+        .target(
+            name: "TallyWallet",
+            dependencies: [
+                "TallyTypes", "TallyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "TallyWalletTests",
+            dependencies: [
+                "TallyWallet", "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
