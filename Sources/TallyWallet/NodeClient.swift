@@ -15,6 +15,19 @@ struct NodeClient: Sendable {
     static let maxBlockBytes = 24 << 20
     static let requestTimeoutSeconds: Int64 = 15
 
+    static let connectTimeoutSeconds: Int64 = 5
+
+    /// One client for the process, never shut down (it lives as long as the
+    /// command). A refused connection fails at once instead of being retried until
+    /// the deadline (the wait loop of `send` retries by itself); no redirects.
+    static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(connectTimeoutSeconds))
+        configuration.redirectConfiguration = .disallow
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
     let baseURL: String
 
     struct Answer {
@@ -50,7 +63,7 @@ struct NodeClient: Sendable {
 
     private func execute(_ request: HTTPClientRequest, maxBytes: Int, timeoutSeconds: Int64) async throws(WalletError) -> Answer {
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(max(1, timeoutSeconds)))
+            let response = try await NodeClient.http.execute(request, timeout: .seconds(max(1, timeoutSeconds)))
             let body = try await response.body.collect(upTo: maxBytes)
             return Answer(status: Int(response.status.code), body: Array(body.readableBytesView))
         } catch is NIOTooManyBytesError {

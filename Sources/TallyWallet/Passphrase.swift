@@ -57,7 +57,7 @@ enum Passphrase {
             throw .input("the password file \(path) is over \(maxFileBytes) bytes; it should hold one line")
         }
         guard let text = String(data: data, encoding: .utf8) else { throw .input("the password file \(path) is not UTF-8") }
-        let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        return line.hasSuffix("\r") ? String(line.dropLast()) : line
+        // "\r\n" is one Character, and a newline.
+        return text.split(maxSplits: 1, omittingEmptySubsequences: false, whereSeparator: \.isNewline).first.map(String.init) ?? ""
     }
 }

@@ -77,7 +77,7 @@ final class WalletHarness: @unchecked Sendable {
 
     func file(_ name: String, _ contents: String) -> String {
         let path = (home as NSString).appendingPathComponent(name)
-        FileManager.default.createFile(atPath: path, contents: Data(contents.utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(contents.utf8))
         return path
     }
 
@@ -107,17 +107,21 @@ struct TestChain {
     static let initialFaucetBalance: UInt64 = 1_000_000 * Amount.baseUnitsPerTally
     let validatorKeys: [SigningKey]
     let faucet: SigningKey
+    /// A second funded account, for blocks with more than one sender.
+    let other: SigningKey
     let genesis: Genesis
 
     init(chainID: String = "tally-wallet-test", salt: String = "") {
         validatorKeys = (0..<4).map { SigningKey(seed: SHA256.hash(Array("wallet-validator-\(salt)\($0)".utf8)).bytes)! }
         faucet = SigningKey(seed: SHA256.hash(Array("wallet-faucet-\(salt)".utf8)).bytes)!
+        other = SigningKey(seed: SHA256.hash(Array("wallet-other-\(salt)".utf8)).bytes)!
         genesis = try! Genesis(
             chainID: chainID, genesisTimeMs: 0,
             validators: validatorKeys.enumerated().map {
                 Validator(name: "validator\($0.offset)", publicKey: $0.element.publicKey, networkAddress: "127.0.0.1:\(7800 + $0.offset)")
             },
-            accounts: [GenesisAccount(address: Address(publicKey: faucet.publicKey), balance: TestChain.initialFaucetBalance)])
+            accounts: [GenesisAccount(address: Address(publicKey: faucet.publicKey), balance: TestChain.initialFaucetBalance),
+                       GenesisAccount(address: Address(publicKey: other.publicKey), balance: TestChain.initialFaucetBalance)])
     }
 
     func node() -> CommittingNode { CommittingNode(genesis: genesis, validatorKeys: validatorKeys) }

@@ -113,8 +113,10 @@ final class SendTests: XCTestCase, @unchecked Sendable {
         let (wallet, password, _, alice) = try await fundedWallet()
         let node = chain.node()
         try await withServer(node) { url in
-            func send(_ extra: [String], password file: String = password) async -> Outcome {
-                await wallet.run(["send", "--node", url, "--from", "faucet", "--password-file", file, "--timeout", "1", "--json"] + extra)
+            let faucetPassword = password
+            func send(_ extra: [String], password file: String? = nil) async -> Outcome {
+                await wallet.run(["send", "--node", url, "--from", "faucet", "--password-file", file ?? faucetPassword,
+                                  "--timeout", "1", "--json"] + extra)
             }
             let wrongPassphrase = await send(["--to", alice, "--amount", "1"], password: wallet.file("bad", "bad"))
             XCTAssertEqual(wrongPassphrase.exitCode, 6)
@@ -179,22 +181,30 @@ final class SendTests: XCTestCase, @unchecked Sendable {
     /// A node that forges certificates or proofs is caught: exit 1, never "committed".
     func testForgedCertificatesAndProofsFailVerification() async throws {
         let (wallet, password, _, alice) = try await fundedWallet()
-        for forgery in [Forgery.certificateForAnotherChain, .certificateBelowQuorum, .proofForAnotherLeaf] {
+        let reasons: [(Forgery, String)] = [
+            (.certificateForAnotherChain, "certificate signature of validator 0 is invalid"),
+            (.certificateBelowQuorum, "below the quorum of 3"),
+            (.proofWithAnotherPath, "does not lead to block 1's transactions_root"),
+        ]
+        for (forgery, reason) in reasons {
             let node = chain.node()
-            await node.setForgery(forgery)
+            await node.setForgery(forgery, minimumBlockTransactions: 2)
             try await withServer(node) { url in
-                // Two transactions in one block, so a proof for the other leaf exists.
-                _ = await wallet.run(["send", "--node", url, "--from", "faucet", "--to", self.faucetAddress, "--amount", "1",
-                                      "--password-file", password, "--async"])
+                // Two transactions in one block, so another leaf's audit path exists.
+                let first = Transaction.signed(by: self.chain.other, chainID: self.chain.genesis.chainID, to: Address(publicKey: self.chain.faucet.publicKey),
+                                               amount: 1, fee: 0, nonce: 0)
+                let admitted = await node.submit([first])
+                XCTAssertNotNil(try? admitted[0].get())
                 let sent = try await whileProducingBlocks(node) {
                     await wallet.run(["send", "--node", url, "--from", "faucet", "--to", alice, "--amount", "1",
                                       "--password-file", password, "--json"])
                 }
                 XCTAssertEqual(sent.exitCode, 1, "\(forgery): \(sent.stderr)")
                 XCTAssertTrue(sent.stderr.contains("verification failed"), sent.stderr)
+                XCTAssertTrue(sent.stderr.contains(reason), "\(forgery): \(sent.stderr)")
                 XCTAssertNil(sent.json["status"])
                 let block = await wallet.run(["block", "1", "--node", url])
-                XCTAssertEqual(block.exitCode, forgery == .proofForAnotherLeaf ? 0 : 1, "\(forgery)")
+                XCTAssertEqual(block.exitCode, forgery == .proofWithAnotherPath ? 0 : 1, "\(forgery)")
             }
         }
     }

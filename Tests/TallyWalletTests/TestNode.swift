@@ -14,8 +14,8 @@ enum Forgery: Sendable {
     case certificateForAnotherChain
     /// Certificates with fewer signers than the quorum.
     case certificateBelowQuorum
-    /// Inclusion proofs for another index.
-    case proofForAnotherLeaf
+    /// Inclusion proofs with the right index but another leaf's audit path.
+    case proofWithAnotherPath
 }
 
 /// A node without consensus but with real blocks: a ledger, a mempool and the real
@@ -32,6 +32,8 @@ actor CommittingNode: NodeService {
     var committed: [CertifiedBlock] = []
     var location: [Hash: (height: UInt64, index: Int)] = [:]
     var forgery: Forgery = .none
+    /// Fewest pending transactions worth a block (to put several in one).
+    var minimumBlockTransactions = 1
 
     init(genesis: Genesis, validatorKeys: [SigningKey]) {
         self.genesis = genesis
@@ -41,7 +43,10 @@ actor CommittingNode: NodeService {
         mempool = Mempool(chainID: genesis.chainID)
     }
 
-    func setForgery(_ forgery: Forgery) { self.forgery = forgery }
+    func setForgery(_ forgery: Forgery, minimumBlockTransactions: Int = 1) {
+        self.forgery = forgery
+        self.minimumBlockTransactions = minimumBlockTransactions
+    }
 
     /// Commits every pending transaction (if any) as the next block; returns its height.
     @discardableResult
@@ -49,7 +54,7 @@ actor CommittingNode: NodeService {
         let transactions = mempool.reap(maxCount: Int(genesis.consensus.maxBlockTransactions)) {
             ledger.account($0)?.nonce ?? 0
         }
-        guard !transactions.isEmpty else { return nil }
+        guard !transactions.isEmpty, transactions.count >= minimumBlockTransactions else { return nil }
         let height = ledger.height + 1
         let proposer = Int(height % UInt64(genesis.validators.count))
         let execution = ledger.apply(transactions.map(VerifiedTransaction.init(signatureAlreadyVerified:)), proposer: proposer)
@@ -98,9 +103,12 @@ actor CommittingNode: NodeService {
         if mempool.contains(hash) { return .pending }
         guard let (height, index) = location[hash] else { return .unknown }
         let block = committed[Int(height - 1)].block
-        var leaf = index
-        if forgery == .proofForAnotherLeaf { leaf = (index + 1) % block.transactions.count }
-        let proof = Merkle.proof(block.transactions.map(\.hash), index: leaf)!
+        let hashes = block.transactions.map(\.hash)
+        var proof = Merkle.proof(hashes, index: index)!
+        if forgery == .proofWithAnotherPath {
+            let other = Merkle.proof(hashes, index: (index + 1) % hashes.count)!
+            proof = InclusionProof(index: proof.index, leafCount: proof.leafCount, path: other.path)
+        }
         return .committed(height: height, index: index, blockHash: block.hash, proof: proof)
     }
 
@@ -122,7 +130,8 @@ func withServer<Value: Sendable>(
 ) async throws -> Value {
     let (ports, continuation) = AsyncStream<Int>.makeStream()
     var logger = Logger(label: "wallet-test-node")
-    logger.logLevel = .error
+    // Cancelling the server at the end of a test logs shutdown errors; not ours to see.
+    logger.logLevel = .critical
     let api = HTTPAPI(node: node, maxBodyBytes: 1 << 20, maxBatchTransactions: 100, metricsText: { "" })
     let app = Application(
         router: api.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
