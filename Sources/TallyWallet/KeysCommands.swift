@@ -273,7 +273,9 @@ public struct Keys: AsyncParsableCommand {
                 let file = try store.load(key.name)
                 if !yes {
                     context.writeError("Delete key '\(key.name)' (\(file.address))? Type its name to confirm: ")
-                    guard let answer = context.input.readLine(), answer.trimmingCharacters(in: .whitespaces) == key.name else {
+                    let answer = context.input.readLine()
+                    if !context.input.isTerminal { context.writeError("\n") }
+                    guard let answer, answer.trimmingCharacters(in: .whitespaces) == key.name else {
                         throw WalletError.key("not confirmed; key '\(key.name)' was not deleted")
                     }
                 }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOPosix
 import NIOFoundationCompat
 import NIOHTTP1
 
@@ -90,8 +91,13 @@ struct NodeClient: Sendable {
     }
 
     static func describe(_ error: any Error) -> String {
-        if let client = error as? HTTPClientError, client == .deadlineExceeded || client == .readTimeout {
-            return "no answer within \(requestTimeoutSeconds) s"
+        if let client = error as? HTTPClientError {
+            if client == .deadlineExceeded || client == .readTimeout { return "no answer within \(requestTimeoutSeconds) s" }
+            if client == .connectTimeout { return "no connection within \(connectTimeoutSeconds) s" }
+        }
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)).lowercased() }
+        if let connection = error as? NIOConnectionError, let first = connection.connectionErrors.first {
+            return describe(first.error)
         }
         return String(describing: error)
     }

@@ -40,8 +40,8 @@ public struct Send: AsyncParsableCommand {
     var passwordFile: String?
     @Option(help: ArgumentHelp("The recipient (tally1…).", valueName: "ADDRESS")) var to: String
     @Option(help: ArgumentHelp("Whole TALLY, at most 6 decimals (e.g. 1.5).", valueName: "N")) var amount: String
-    @Option(help: ArgumentHelp("Fee in TALLY (default \(Send.defaultFee)).", valueName: "N")) var fee: String = Send.defaultFee
-    @Option(help: ArgumentHelp("Seconds to wait for the commit (default \(Send.defaultTimeoutSeconds)).", valueName: "SECONDS"))
+    @Option(help: ArgumentHelp("Fee in TALLY.", valueName: "N")) var fee: String = Send.defaultFee
+    @Option(help: ArgumentHelp("Seconds to wait for the commit.", valueName: "SECONDS"))
     var timeout: Int = Send.defaultTimeoutSeconds
     @Flag(name: .customLong("async"), help: "Print the hash once the node accepted it; do not wait.") var noWait = false
     @OptionGroup var connection: NodeOptions
