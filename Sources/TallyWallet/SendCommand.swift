@@ -121,7 +121,12 @@ public struct Send: AsyncParsableCommand {
         let node = session.node
         let answer = try await node.postJSON("/txs", ["tx": Hex.encode(transaction.canonicalBytes)])
         if let refusal = answer.nodeError {
-            throw WalletError(exitCode: .transactionRejected, message: "the node rejected the transaction: \(refusal.code): \(refusal.message)",
+            // The nonce comes from the committed state, so a second send while the
+            // first is pending reuses its nonce.
+            let hint = refusal.code == "duplicate"
+                ? " (the key has a pending transaction; wait until it commits, e.g. with `tally tx HASH`)" : ""
+            throw WalletError(exitCode: .transactionRejected,
+                              message: "the node rejected the transaction: \(refusal.code): \(refusal.message)\(hint)",
                               nodeCode: refusal.code)
         }
         guard answer.status == 202, let hash = answer.json?["hash"] as? String else {

@@ -49,6 +49,14 @@ final class SendTests: XCTestCase, @unchecked Sendable {
             XCTAssertEqual(faucetBalance.json["balance"] as? String, Amount.format(TestChain.initialFaucetBalance - 1_750_000))
             XCTAssertEqual(faucetBalance.json["nonce"] as? String, "1")
 
+            let fresh = Address(publicKey: SigningKey(seed: SHA256.hash([7]).bytes)!.publicKey).bech32m
+            let unseen = await wallet.run(["balance", fresh, "--node", url, "--json"])
+            XCTAssertEqual(unseen.json["balance"] as? String, "0.000000")
+            XCTAssertEqual(unseen.json["nonce"] as? String, "0")
+            let ambiguous = await wallet.run(["balance", "--node", url])
+            XCTAssertEqual(ambiguous.exitCode, 64)
+            XCTAssertTrue(ambiguous.stderr.contains("name a key (alice, faucet)"), ambiguous.stderr)
+
             let tx = await wallet.run(["tx", hash, "--node", url, "--json"])
             XCTAssertEqual(tx.exitCode, 0, tx.stderr)
             XCTAssertEqual(tx.json["status"] as? String, "committed")
@@ -152,6 +160,11 @@ final class SendTests: XCTestCase, @unchecked Sendable {
             XCTAssertEqual(timedOut.exitCode, 5, timedOut.stderr)
             XCTAssertTrue(timedOut.stderr.contains("timed out after 1 s"), timedOut.stderr)
             XCTAssertNotNil(timedOut.json["hash"] as? String)
+            // A second send while that one is pending reuses its nonce: refused, explained.
+            let second = await send(["--to", alice, "--amount", "2"])
+            XCTAssertEqual(second.exitCode, 3)
+            XCTAssertEqual(second.errorJSON["code"] as? String, "duplicate")
+            XCTAssertTrue(second.stderr.contains("pending transaction"), second.stderr)
 
             let unknownTx = await wallet.run(["tx", String(repeating: "ab", count: 32), "--node", url, "--json"])
             XCTAssertEqual(unknownTx.exitCode, 7)
