@@ -86,6 +86,7 @@ public struct Send: AsyncParsableCommand {
                 if json { return Runner.emit(summary, context) }
                 return context.output("submitted \(transaction.hash.hex) (not waiting; see `tally tx \(transaction.hash.hex)`)")
             }
+            if !json { context.error("submitted \(transaction.hash.hex); waiting up to \(timeout) s for it to commit…") }
             let committed = try await waitForCommit(transaction.hash, session)
             let (certified, signers) = try await session.verifyCommitted(
                 transaction.hash, height: committed.height, index: committed.index, blockHash: committed.blockHash,

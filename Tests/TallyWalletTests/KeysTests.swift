@@ -27,9 +27,12 @@ final class KeysTests: XCTestCase {
         XCTAssertTrue(human.stdout.contains("address:    \(address)"), human.stdout)
 
         _ = await wallet.run(["keys", "new", "bob", "--password-file", password])
+        _ = wallet.file("keys/broken.json", "{not a key file")
         let listed = await wallet.run(["keys", "list", "--json"])
         let names = (listed.json["keys"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
         XCTAssertEqual(names, ["alice", "bob"])
+        XCTAssertTrue(listed.stderr.contains("warning: skipped") && listed.stderr.contains("broken.json"), listed.stderr)
+        try FileManager.default.removeItem(atPath: wallet.home + "/keys/broken.json")
 
         let exported = await wallet.run(["keys", "export", "alice"])
         XCTAssertEqual(try KeyFile.decode(Data(exported.stdout.utf8)), try KeyFile.load(path: keyPath))
