@@ -80,6 +80,16 @@ final class SendTests: XCTestCase, @unchecked Sendable {
             XCTAssertEqual(status.json["mempool_size"] as? String, "0")
             XCTAssertFalse(status.stderr.contains("note:"), "pinned once")
 
+            let humanStatus = await wallet.run(["status", "--node", url])
+            XCTAssertTrue(humanStatus.stdout.contains("height:      1"), humanStatus.stdout)
+            XCTAssertTrue(humanStatus.stdout.contains("validator:   validator1"), humanStatus.stdout)
+            let humanTx = await wallet.run(["tx", hash, "--node", url])
+            XCTAssertTrue(humanTx.stdout.contains("committed at height 1, index 0"), humanTx.stdout)
+            XCTAssertTrue(humanTx.stdout.contains("amount: 1.500000 TALLY, fee 0.250000, nonce 0"), humanTx.stdout)
+            let humanBlock = await wallet.run(["block", "1", "--node", url])
+            XCTAssertTrue(humanBlock.stdout.hasPrefix("block 1  "), humanBlock.stdout)
+            XCTAssertTrue(humanBlock.stdout.contains(hash), humanBlock.stdout)
+
             let humanSend = try await whileProducingBlocks(node) {
                 await wallet.run(["send", "--node", url, "--from", "faucet", "--to", alice, "--amount", "2",
                                   "--password-file", password])
