@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "TallyConsensus", targets: ["TallyConsensus"]),
         .library(name: "TallySimulation", targets: ["TallySimulation"]),
         .library(name: "TallyNode", targets: ["TallyNode"]),
+        .library(name: "TallyWallet", targets: ["TallyWallet"]),
         .executable(name: "tally-sim", targets: ["tally-sim"]),
         .executable(name: "tally", targets: ["tally"]),
         .executable(name: "tally-node", targets: ["tally-node"]),
@@ -86,11 +87,25 @@ let package = Package(
             ]
         ),
 
+        // MARK: wallet
+        .target(
+            name: "TallyWallet",
+            dependencies: [
+                "TallyTypes", "TallyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+
         // MARK: executables
         .executableTarget(
             name: "tally",
             dependencies: [
-                "TallyVerify", "TallyStore", "TallyTypes", "TallyCrypto",
+                "TallyWallet", "TallyVerify", "TallyStore", "TallyTypes", "TallyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -150,6 +165,16 @@ let package = Package(
             dependencies: [
                 "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        .testTarget(
+            name: "TallyWalletTests",
+            dependencies: [
+                "TallyWallet", "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Real validator processes on 127.0.0.1 (`tally-node start`), driven over HTTP.
