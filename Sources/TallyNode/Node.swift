@@ -39,6 +39,8 @@ public actor Node: NodeService {
     private var submittedAt: [Hash: ContinuousClock.Instant] = [:]
     private var lastSnapshotHeight: UInt64
     private var lastView: UInt64
+    /// The replica's drop counts already exported to metrics.
+    private var exportedDrops: [TallyConsensus.DropReason: Int] = [:]
     private var stopped = false
 
     /// Blocks read back at start-up for `/txs/{hash}`; older ones are not indexed.
@@ -205,6 +207,10 @@ public actor Node: NodeService {
             metrics.view.record(Int64(replica.view))
         }
         metrics.mempoolTransactions.record(Int64(application.mempool.count))
+        for (reason, count) in replica.dropped where count > exportedDrops[reason, default: 0] {
+            metrics.messageDropped(reason.rawValue, count: count - exportedDrops[reason, default: 0])
+            exportedDrops[reason] = count
+        }
     }
 
     private func perform(_ action: ConsensusAction) -> ConsensusEvent? {

@@ -30,23 +30,36 @@ public enum Telemetry {
 
 /// The node's metrics, named as docs/API.md lists them.
 public struct NodeMetrics: Sendable {
-    public let height = Gauge(label: "tally_height")
-    public let view = Gauge(label: "tally_view")
-    public let viewChanges = Counter(label: "tally_view_changes_total")
-    public let commitLatency = Timer(label: "tally_commit_latency_seconds")
-    public let mempoolTransactions = Gauge(label: "tally_mempool_transactions")
-    public let peersConnected = Gauge(label: "tally_peers_connected")
-    public let transactionsAdmitted = Counter(label: "tally_transactions_admitted_total")
-    public let blocksCommitted = Counter(label: "tally_blocks_committed_total")
-    public let transactionsCommitted = Counter(label: "tally_transactions_committed_total")
+    public let height: Metrics.Gauge
+    public let view: Metrics.Gauge
+    public let viewChanges: Metrics.Counter
+    public let commitLatency: Metrics.Timer
+    public let mempoolTransactions: Metrics.Gauge
+    public let peersConnected: Metrics.Gauge
+    public let transactionsAdmitted: Metrics.Counter
+    public let blocksCommitted: Metrics.Counter
+    public let transactionsCommitted: Metrics.Counter
 
-    public init() { Telemetry.bootstrap() }
-
-    public func transactionRejected(_ code: String) {
-        Counter(label: "tally_transactions_rejected_total", dimensions: [("reason", code)]).increment()
+    public init() {
+        // The backend must be installed before the first metric exists, or that
+        // metric silently goes nowhere.
+        Telemetry.bootstrap()
+        height = Metrics.Gauge(label: "tally_height")
+        view = Metrics.Gauge(label: "tally_view")
+        viewChanges = Metrics.Counter(label: "tally_view_changes_total")
+        commitLatency = Metrics.Timer(label: "tally_commit_latency_seconds")
+        mempoolTransactions = Metrics.Gauge(label: "tally_mempool_transactions")
+        peersConnected = Metrics.Gauge(label: "tally_peers_connected")
+        transactionsAdmitted = Metrics.Counter(label: "tally_transactions_admitted_total")
+        blocksCommitted = Metrics.Counter(label: "tally_blocks_committed_total")
+        transactionsCommitted = Metrics.Counter(label: "tally_transactions_committed_total")
     }
 
-    public func messageDropped(_ reason: String) {
-        Counter(label: "tally_messages_dropped_total", dimensions: [("reason", reason)]).increment()
+    public func transactionRejected(_ code: String) {
+        Metrics.Counter(label: "tally_transactions_rejected_total", dimensions: [("reason", code)]).increment()
+    }
+
+    public func messageDropped(_ reason: String, count: Int = 1) {
+        Metrics.Counter(label: "tally_messages_dropped_total", dimensions: [("reason", reason)]).increment(by: Int64(count))
     }
 }

@@ -38,6 +38,7 @@ struct Start: AsyncParsableCommand {
         apply(to: &config)
         do { try config.check() } catch { throw fail("\(error)") }
         bootstrapLogging(config.log)
+        Telemetry.bootstrap()
         var logger = Logger(label: "tally.node")
         logger[metadataKey: "home"] = "\(home.path)"
 
