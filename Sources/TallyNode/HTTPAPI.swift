@@ -113,7 +113,11 @@ public struct HTTPAPI: Sendable {
             return try Self.error(.badRequest, "malformed", "\(error)")
         }
         let account = await node.account(address)
-        return try Self.json(["address": address.bech32m, "balance": String(account.balance), "nonce": String(account.nonce)])
+        let pending = await node.pendingNonce(address)
+        return try Self.json([
+            "address": address.bech32m, "balance": String(account.balance), "nonce": String(account.nonce),
+            "pending_nonce": String(pending),
+        ])
     }
 
     func block(_ requested: UInt64?, _ request: Request) async throws -> Response {

@@ -130,6 +130,15 @@ public struct Mempool: Sendable {
         return .success(hash)
     }
 
+    /// The nonce a sender's next transaction should carry: after its committed
+    /// nonce and the consecutive run of its pending transactions.
+    public func nextNonce(for sender: Address, committed: UInt64) -> UInt64 {
+        guard let queue = bySender[sender] else { return committed }
+        var nonce = committed
+        while queue[nonce] != nil { nonce += 1 }
+        return nonce
+    }
+
     /// Up to `maxCount` transactions for a proposal: for each sender the run of
     /// consecutive nonces starting at its next nonce (others would fail), senders
     /// taken oldest-arrival first so nobody starves.

@@ -365,6 +365,10 @@ public actor Node: NodeService {
 
     public func account(_ address: Address) -> Account { application.ledger.account(address) ?? .empty }
 
+    public func pendingNonce(_ address: Address) -> UInt64 {
+        application.mempool.nextNonce(for: address, committed: account(address).nonce)
+    }
+
     public func block(at height: UInt64) -> CertifiedBlock? { try? store.block(at: height) }
 
     public func latestHeight() -> UInt64 { store.tipHeight }

@@ -76,8 +76,16 @@ public protocol NodeService: Sendable {
     func submit(_ transactions: [Transaction]) async -> [Result<Hash, SubmissionError>]
     func transactionStatus(_ hash: Hash) async -> TransactionStatus
     func account(_ address: Address) async -> Account
+    /// The nonce a new transaction of `address` should carry, counting its pending
+    /// transactions (so a wallet can send several before the first commits).
+    func pendingNonce(_ address: Address) async -> UInt64
     func block(at height: UInt64) async -> CertifiedBlock?
     func latestHeight() async -> UInt64
     /// A bounded stream of events from now on; nil when too many subscribers.
     func subscribe() async -> AsyncStream<NodeEvent>?
+}
+
+extension NodeService {
+    /// Without a mempool to consult: the committed nonce.
+    public func pendingNonce(_ address: Address) async -> UInt64 { await account(address).nonce }
 }

@@ -22,13 +22,16 @@ struct NodeSession {
         return NodeSession(node: node, genesis: try await ChainPin.genesis(node: node, override: chain.genesis, context: context))
     }
 
-    func account(_ address: Address) async throws(WalletError) -> (balance: UInt64, nonce: UInt64) {
+    /// Balance and committed nonce, and the next nonce counting the node's pending
+    /// transactions of the account (the committed one where the node does not say).
+    func account(_ address: Address) async throws(WalletError) -> (balance: UInt64, nonce: UInt64, pendingNonce: UInt64) {
         let object = try node.object(try await node.get("/accounts/\(address.bech32m)"), "/accounts")
         guard object["address"] as? String == address.bech32m,
               let balance = (object["balance"] as? String).flatMap(UInt64.init),
               let nonce = (object["nonce"] as? String).flatMap(UInt64.init)
         else { throw node.unusable("/accounts/\(address.bech32m) lacks address, balance or nonce") }
-        return (balance, nonce)
+        let pending = (object["pending_nonce"] as? String).flatMap(UInt64.init) ?? nonce
+        return (balance, nonce, max(pending, nonce))
     }
 
     enum TransactionState {

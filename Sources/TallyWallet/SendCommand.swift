@@ -72,7 +72,7 @@ public struct Send: AsyncParsableCommand {
             let key = try unlockKey(context)
             let session = try await NodeSession.open(connection, chain, context)
             let sender = Address(publicKey: key.publicKey)
-            let nonce = try await session.account(sender).nonce
+            let nonce = try await session.account(sender).pendingNonce
             let transaction = Transaction.signed(
                 by: key, chainID: session.genesis.chainID, to: recipient, amount: units, fee: feeUnits, nonce: nonce)
             try await submit(transaction, session)
@@ -122,10 +122,9 @@ public struct Send: AsyncParsableCommand {
         let node = session.node
         let answer = try await node.postJSON("/txs", ["tx": Hex.encode(transaction.canonicalBytes)])
         if let refusal = answer.nodeError {
-            // The nonce comes from the committed state, so a second send while the
-            // first is pending reuses its nonce.
+            // Another client may have taken the same pending nonce at the same time.
             let hint = refusal.code == "duplicate"
-                ? " (the key has a pending transaction; wait until it commits, e.g. with `tally tx HASH`)" : ""
+                ? " (another transaction of this key took the same nonce; retry)" : ""
             throw WalletError(exitCode: .transactionRejected,
                               message: "the node rejected the transaction: \(refusal.code): \(refusal.message)\(hint)",
                               nodeCode: refusal.code)

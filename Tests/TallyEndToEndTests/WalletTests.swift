@@ -76,6 +76,16 @@ final class WalletTests: XCTestCase, @unchecked Sendable {
         XCTAssertEqual(tx["status"] as? String, "committed")
         XCTAssertEqual(tx["height"] as? String, sent["height"] as? String)
 
+        // Several sends without waiting: each takes the next pending nonce.
+        for _ in 0..<3 {
+            let quick = try tally(["send", "--from", "alice", "--to", bob, "--amount", "1", "--fee", "0.25", "--async", "--json"], stdin: "alice-pass\n")
+            XCTAssertEqual(quick.status, 0, quick.stdout + quick.stderr)
+        }
+        try await network.waitUntil("three async sends committed") {
+            (try? await self.network.json(0, "accounts/\(alice)"))?["nonce"] as? String == "4"
+        }
+        XCTAssertEqual(json(try tally(["balance", "alice", "--json"]).stdout)["balance"] as? String, "83.500000")
+
         // A wrong passphrase: exit 6, nothing sent.
         let wrong = try tally(["send", "--from", "alice", "--to", bob, "--amount", "1", "--json"], stdin: "not-alice\n")
         XCTAssertEqual(wrong.status, 6, wrong.stdout + wrong.stderr)
@@ -89,7 +99,7 @@ final class WalletTests: XCTestCase, @unchecked Sendable {
         let tooMuch = try tally(["send", "--from", "alice", "--to", bob, "--amount", "1000", "--json"], stdin: "alice-pass\n")
         XCTAssertEqual(tooMuch.status, 3, tooMuch.stdout + tooMuch.stderr)
         XCTAssertTrue(tooMuch.stdout.contains("insufficient_balance"), tooMuch.stdout)
-        XCTAssertEqual(json(try tally(["balance", "alice", "--json"]).stdout)["balance"] as? String, "87.250000")
+        XCTAssertEqual(json(try tally(["balance", "alice", "--json"]).stdout)["balance"] as? String, "83.500000")
 
         // A node that is down: exit 4.
         network.kill(1)

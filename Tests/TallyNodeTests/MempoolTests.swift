@@ -85,4 +85,14 @@ final class MempoolTests: XCTestCase {
         // The freed budget is usable again.
         XCTAssertNotNil(try? pool.admit(tx(0, nonce: 2, amount: 999_000), account: Account(balance: 1_000_000, nonce: 2)).get())
     }
+
+    func testNextNonceCountsThePendingRun() {
+        var pool = Mempool(chainID: chainID)
+        let sender = Address(publicKey: keys[0].publicKey)
+        XCTAssertEqual(pool.nextNonce(for: sender, committed: 4), 4)
+        _ = pool.admit(tx(0, nonce: 4), account: Account(balance: 1_000_000, nonce: 4))
+        _ = pool.admit(tx(0, nonce: 5), account: Account(balance: 1_000_000, nonce: 4))
+        _ = pool.admit(tx(0, nonce: 7), account: Account(balance: 1_000_000, nonce: 4))
+        XCTAssertEqual(pool.nextNonce(for: sender, committed: 4), 6)
+    }
 }

@@ -113,6 +113,7 @@ actor CommittingNode: NodeService {
     }
 
     func account(_ address: Address) -> Account { ledger.account(address) ?? .empty }
+    func pendingNonce(_ address: Address) -> UInt64 { mempool.nextNonce(for: address, committed: account(address).nonce) }
 
     func block(at height: UInt64) -> CertifiedBlock? {
         height >= 1 && height <= UInt64(committed.count) ? committed[Int(height - 1)] : nil
