@@ -76,7 +76,7 @@ final class ByzantineDefenceTests: XCTestCase {
     }
 
     func testTwinsNeedQuorumOfTwoFPlusOne() {
-        check(.twins, defence: "quorum", seed: 1, expect: "below the quorum")
+        check(.twins, defence: "quorum", seed: 1, expect: "agreement")
     }
 
     func testEquivocatingPrimaryNeedsFirstPrePrepareAndSignerGuard() {
