@@ -36,7 +36,11 @@ final class LedgerApplication: ConsensusApplication {
         self.nowMs = nowMs
     }
 
-    var hasPendingTransactions: Bool { mempool.count > 0 }
+    /// Only transactions a proposal could include: a backup expecting progress for a
+    /// transaction stuck behind a nonce gap would start view change after view change.
+    var hasPendingTransactions: Bool {
+        mempool.hasProposable { self.ledger.account($0)?.nonce ?? 0 }
+    }
 
     /// Executions from the committed tip up to `parentHash`, oldest first; nil when
     /// `parentHash` is neither the tip nor an in-flight block above it.

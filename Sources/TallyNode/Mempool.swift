@@ -139,6 +139,13 @@ public struct Mempool: Sendable {
         return nonce
     }
 
+    /// True when some sender's next transaction is here, i.e. a proposal would not
+    /// be empty. Transactions waiting behind a nonce gap do not count: replicas
+    /// that expected progress for them would change views forever.
+    public func hasProposable(nextNonce: (Address) -> UInt64) -> Bool {
+        bySender.contains { sender, queue in queue[nextNonce(sender)] != nil }
+    }
+
     /// Up to `maxCount` transactions for a proposal: for each sender the run of
     /// consecutive nonces starting at its next nonce (others would fail), senders
     /// taken oldest-arrival first so nobody starves.

@@ -95,4 +95,17 @@ final class MempoolTests: XCTestCase {
         _ = pool.admit(tx(0, nonce: 7), account: Account(balance: 1_000_000, nonce: 4))
         XCTAssertEqual(pool.nextNonce(for: sender, committed: 4), 6)
     }
+
+    /// Regression (found by a manual run): a transaction behind a nonce gap made
+    /// every replica expect progress, and the network changed views forever.
+    func testGapTransactionsAreNotProposable() {
+        var pool = Mempool(chainID: chainID)
+        _ = pool.admit(tx(0, nonce: 3), account: rich)
+        XCTAssertEqual(pool.count, 1)
+        XCTAssertFalse(pool.hasProposable { _ in 0 })
+        XCTAssertTrue(pool.reap(maxCount: 10) { _ in 0 }.isEmpty)
+        XCTAssertTrue(pool.hasProposable { _ in 3 })
+        _ = pool.admit(tx(1, nonce: 0), account: rich)
+        XCTAssertTrue(pool.hasProposable { _ in 0 })
+    }
 }
