@@ -384,6 +384,12 @@ public struct Replica {
         guard verify(vote.signature, by: vote.validator, vote.target.signingBytes(chainID: configuration.chainID)) else {
             return drop(.invalidSignature)
         }
+        // A signed COMMIT for h, in any view, says its signer has every block below h:
+        // a replica that restarts empty on an idle chain learns from the votes peers
+        // retransmit that it is behind, even below the first checkpoint.
+        if phase == .commit, vote.target.height > 1 {
+            reportedHeights[vote.validator] = max(reportedHeights[vote.validator] ?? 0, vote.target.height - 1)
+        }
         guard checkView(vote.target.view) else { return }
         let height = vote.target.height
         guard checkWaterMarks(height) else { return }
@@ -778,7 +784,11 @@ public struct Replica {
         state.ticksWaiting = 0
         sync = state
         let peer = state.peers[state.attempt % state.peers.count]
-        send(.syncRequest(fromHeight: committedHeight + 1, toHeight: state.target), to: peer)
+        // Ask for a full batch, not only up to the claimed checkpoint: the peer sends
+        // what it has committed, so a node that restarts on an idle chain also gets
+        // the blocks above the last checkpoint instead of waiting for new traffic.
+        let batchEnd = committedHeight + UInt64(ConsensusLimits.maxSyncBlocks)
+        send(.syncRequest(fromHeight: committedHeight + 1, toHeight: max(state.target, batchEnd)), to: peer)
     }
 
     mutating func onSyncResponse(_ blocks: [CertifiedBlock]) {

@@ -64,6 +64,10 @@ final class FaultTests: XCTestCase, @unchecked Sendable {
         let reset = try LocalNetwork.run(LocalNetwork.binary("tally-node"), ["unsafe-reset-all", "--home", network.home(3), "--yes"])
         XCTAssertEqual(reset.status, 0, reset.output)
         try network.start(3)
+        // Regression: on an idle chain the wiped node must still reach the tip (it
+        // once synced only up to the last checkpoint and waited for new traffic).
+        let idleTip = await network.height(1)!
+        try await network.waitForHeight(idleTip, on: [3])
         try await submitAndCommit(network, via: 1, count: 2, on: [0, 1, 2, 3])
 
         // 5. Identical blocks everywhere, and `tally verify` passes on every data directory.
