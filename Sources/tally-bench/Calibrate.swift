@@ -20,7 +20,7 @@ struct Calibrate: ParsableCommand {
         let all = Calibration.rawVerifyRate(samples, threads: cores, perThread: verifications)
         let small = Calibration.sha256Rate(inputBytes: 64, seconds: 0.5)
         let large = Calibration.sha256Rate(inputBytes: 1 << 20, seconds: 0.5)
-        log(String(format: "libsodium verify: %.0f/s on 1 thread, %.0f/s on %d threads; SHA-256: %.0f 64-byte hashes/s, %.0f MiB/s",
+        benchLog(String(format: "libsodium verify: %.0f/s on 1 thread, %.0f/s on %d threads; SHA-256: %.0f 64-byte hashes/s, %.0f MiB/s",
                    one, all, cores, small, large * Double(1 << 20) / Double(1 << 20)))
         try writeJSON([
             "cores": cores, "cpu_model": MachineFacts.cpuModel,

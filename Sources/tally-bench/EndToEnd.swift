@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOFoundationCompat
 import TallyCrypto
 import TallyNode
 import TallyTypes
@@ -43,7 +44,7 @@ struct EndToEnd: AsyncParsableCommand {
         let network = try LocalNetwork(
             directory: directory, validators: validators, basePort: port, fundedAccounts: accounts, maxBlocksInFlight: maxBlocksInFlight)
         let latencyCount = latencyRate * latencySeconds
-        log("signing \(latencyCount + transactions) transfers from \(accounts) accounts")
+        benchLog("signing \(latencyCount + transactions) transfers from \(accounts) accounts")
         let signed = Workload.sign(accounts: accounts, count: latencyCount + transactions, chainID: network.genesis.chainID)
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         var result: [String: Any] = [:]
@@ -54,10 +55,10 @@ struct EndToEnd: AsyncParsableCommand {
             let reader = Task { try await events.follow(client: client, url: network.api(0) + "/events") }
             try await events.waitUntilSubscribed()
 
-            log("latency phase: \(latencyCount) transfers at \(latencyRate) tx/s")
+            benchLog("latency phase: \(latencyCount) transfers at \(latencyRate) tx/s")
             let latency = try await Workload.offerFixedRate(
                 Array(signed[0..<latencyCount]), rate: latencyRate, network: network, client: client, events: events)
-            log("saturation phase: \(transactions) transfers, batches of \(batch), \(concurrency) in flight")
+            benchLog("saturation phase: \(transactions) transfers, batches of \(batch), \(concurrency) in flight")
             let saturation = try await Workload.saturate(
                 Array(signed[latencyCount...]), batch: batch, concurrency: concurrency, network: network, client: client, events: events)
             reader.cancel()
@@ -72,11 +73,11 @@ struct EndToEnd: AsyncParsableCommand {
             result["validator_rss_mb"] = memory
             result["validator_rss_mb_max"] = memory.max() ?? 0
             result["restart_seconds"] = restartSeconds
-            result["chain_height"] = tip
+            result["chain_height"] = Int(tip)
             result["validators"] = validators
             result["accounts"] = accounts
             result["e2e_dir"] = directory
-            result["max_blocks_in_flight"] = network.genesis.consensus.maxBlocksInFlight
+            result["max_blocks_in_flight"] = Int(network.genesis.consensus.maxBlocksInFlight)
         } catch {
             network.stopAll()
             try? await client.shutdown()
@@ -146,7 +147,7 @@ enum Workload {
         let lost = try await events.waitForCommits(of: accepted.map(\.hash), since: start, seconds: 60)
         var latencies = accepted.compactMap { tx in events.commitTime(tx.hash).map { ($0 - tx.sentAt) * 1000 } }
         latencies.sort()
-        log(String(format: "latency at %.0f tx/s offered: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d rejected)",
+        benchLog(String(format: "latency at %.0f tx/s offered: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d rejected)",
                    Double(transactions.count) / offeredSeconds, quantile(latencies, 0.5), quantile(latencies, 0.99),
                    latencies.last ?? 0, submitted.rejectedCount))
         return [
@@ -211,7 +212,7 @@ enum Workload {
             blocksPerSecond = Double(windowBlocks) / (high.time - low.time)
             perBlock = windowBlocks > 0 ? Double(high.count - low.count) / Double(windowBlocks) : 0
         }
-        log(String(format: "saturation: %.0f tx/s committed (middle 80%%), %.1f blocks/s, %.0f tx/block; %d committed in %.1f s (submitted in %.1f s), %d rejected",
+        benchLog(String(format: "saturation: %.0f tx/s committed (middle 80%%), %.1f blocks/s, %.0f tx/block; %d committed in %.1f s (submitted in %.1f s), %d rejected",
                    rate, blocksPerSecond, perBlock, total, end - start, submitSeconds, submitted.rejectedCount))
         return [
             "e2e_tx_per_s": rate, "e2e_blocks_per_s": blocksPerSecond, "e2e_tx_per_block": perBlock,
@@ -287,7 +288,7 @@ final class CommitLog: @unchecked Sendable {
             if inBlocks >= hashes.count {
                 try await Task.sleep(nanoseconds: 500_000_000)
                 let late = lock.withLock { hashes.lazy.filter { self.commits[$0] == nil }.count }
-                log("warning: \(late) commits seen only in block events (tx events lost)")
+                benchLog("warning: \(late) commits seen only in block events (tx events lost)")
                 return late
             }
             if monotonicSeconds() > deadline { throw BenchError("\(missing) accepted transactions not committed after \(Int(seconds)) s") }

@@ -28,7 +28,7 @@ struct Micro: ParsableCommand {
         var results: [[String: Any]] = []
         func bench(_ name: String, unit: Int = 1, _ body: () -> Void) {
             let perSecond = Self.measure(seconds: seconds, body) * Double(unit)
-            log(String(format: "%-34@ %12.0f ops/s %10.0f ns/op", name as NSString, perSecond, 1e9 / perSecond))
+            benchLog(name.padding(toLength: 44, withPad: " ", startingAt: 0) + String(format: "%12.0f ops/s %10.0f ns/op", perSecond, 1e9 / perSecond))
             results.append(["name": name, "ops_per_s": perSecond, "ns_per_op": 1e9 / perSecond])
         }
         bench("tx.encode") { precondition(transaction.canonicalBytes.count == bytes.count) }
@@ -67,7 +67,7 @@ struct Micro: ParsableCommand {
         for block in prepared { _ = ledger.apply(block, proposer: 0) }
         let perBlock = (monotonicSeconds() - start) / Double(blocks)
         let name = "ledger.apply(1000 tx, \(accounts) accounts)"
-        log(String(format: "%-34@ %12.0f blocks/s %8.2f ms/block", name as NSString, 1 / perBlock, perBlock * 1000))
+        benchLog(name.padding(toLength: 44, withPad: " ", startingAt: 0) + String(format: "%12.1f blocks/s %8.2f ms/block", 1 / perBlock, perBlock * 1000))
         return ["name": name, "ops_per_s": 1 / perBlock, "ns_per_op": perBlock * 1e9]
     }
 

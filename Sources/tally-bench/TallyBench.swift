@@ -21,7 +21,7 @@ func monotonicSeconds() -> Double {
     return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
-func log(_ message: String) {
+func benchLog(_ message: String) {
     FileHandle.standardError.write(Data("[tally-bench] \(message)\n".utf8))
 }
 

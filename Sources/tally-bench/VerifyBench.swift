@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import NIOFoundationCompat
 import Foundation
 import TallyCrypto
 import TallyNode
@@ -30,7 +31,7 @@ enum ChainVerify {
         guard status == 0, let report = try JSONSerialization.jsonObject(with: output) as? [String: Any] else {
             throw BenchError("tally verify --home \(home) failed (exit \(status)): \(String(decoding: output, as: UTF8.self))")
         }
-        log(String(format: "verify %@: %d transactions in %.2f s (%.0f tx/s, %.0f signatures/s)", home,
+        benchLog(String(format: "verify %@: %d transactions in %.2f s (%.0f tx/s, %.0f signatures/s)", home,
                    report["transactions"] as? Int ?? 0, report["seconds"] as? Double ?? 0,
                    report["transactions_per_second"] as? Double ?? 0, report["signatures_per_second"] as? Double ?? 0))
         return [
@@ -49,7 +50,7 @@ enum GeneratedChain {
         let home = directory + "/chain-\(transactions)"
         if !FileManager.default.fileExists(atPath: home + "/data/blocks") {
             let blocks = max(1, transactions / transactionsPerBlock)
-            log("generating \(blocks) blocks × \(transactionsPerBlock) transactions in \(home)")
+            benchLog("generating \(blocks) blocks × \(transactionsPerBlock) transactions in \(home)")
             try? FileManager.default.removeItem(atPath: home)
             let (status, _) = try runProcess(product("tally-node"), [
                 "generate-chain", "--output", home, "--blocks", "\(blocks)", "--txs-per-block", "\(transactionsPerBlock)",
@@ -74,15 +75,20 @@ struct Growth: AsyncParsableCommand {
     func run() async throws {
         var rows: [[String: Any]] = []
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        defer { try? client.syncShutdown() }
-        for length in lengths {
-            let home = try GeneratedChain.ensure(transactions: length, under: chains)
-            var row = try ChainVerify.run(home: home)
-            row["length"] = length
-            let node = try await SoloValidator.measure(home: home, client: client)
-            row.merge(node) { _, new in new }
-            rows.append(row)
+        do {
+            for length in lengths {
+                let home = try GeneratedChain.ensure(transactions: length, under: chains)
+                var row = try ChainVerify.run(home: home)
+                row["length"] = length
+                let node = try await SoloValidator.measure(home: home, client: client)
+                row.merge(node) { _, new in new }
+                rows.append(row)
+            }
+        } catch {
+            try? await client.shutdown()
+            throw error
         }
+        try await client.shutdown()
         try writeJSON(["growth": rows], to: json)
     }
 }
@@ -91,7 +97,7 @@ struct Growth: AsyncParsableCommand {
 enum SoloValidator {
     static func measure(home: String, client: HTTPClient) async throws -> [String: Any] {
         let genesis = try Genesis.load(path: home + "/genesis.json")
-        let blocks = try await Self.prepare(home: home, genesis: genesis)
+        let blocks = try Self.prepare(home: home, genesis: genesis)
         let port = Int.random(in: 41_000...50_000)
         var config = NodeConfig()
         config.keyPasswordFile = "validator.password"
@@ -130,7 +136,7 @@ enum SoloValidator {
             process.terminate()
             process.waitUntilExit()
             guard let ready else { throw BenchError("validator on \(home) did not serve height \(blocks) within 300 s (log \(logPath))") }
-            log(String(format: "%@: %@ in %.2f s, RSS %.0f MiB (peak %.0f)", home, phase, ready, memory?.current ?? 0, memory?.peak ?? 0))
+            benchLog(String(format: "%@: %@ in %.2f s, RSS %.0f MiB (peak %.0f)", home, phase, ready, memory?.current ?? 0, memory?.peak ?? 0))
             results["\(phase)_seconds"] = ready
             results["\(phase)_rss_mb"] = memory?.current ?? 0
             results["\(phase)_rss_mb_peak"] = memory?.peak ?? 0
@@ -139,7 +145,7 @@ enum SoloValidator {
     }
 
     /// Makes the generated chain's directory a home for devnet validator 0; returns its height.
-    static func prepare(home: String, genesis: Genesis) async throws -> UInt64 {
+    static func prepare(home: String, genesis: Genesis) throws -> UInt64 {
         let password = "devnet-bench"
         try Data((password + "\n").utf8).write(to: URL(fileURLWithPath: home + "/validator.password"))
         try KeyFile.seal(DevnetKeys.validatorKey(0), passphrase: password, cost: .light).write(path: home + "/validator.key")
