@@ -53,10 +53,11 @@ final class LocalNetwork: @unchecked Sendable {
 
     func startAll() throws { for index in 0..<validators { try start(index) } }
 
-    func stop(_ index: Int) {
+    /// SIGTERM, then SIGKILL after `graceSeconds` (a node may hold an `/events`
+    /// stream open during graceful shutdown).
+    func stop(_ index: Int, graceSeconds: Double = 5) {
         guard let process = lock.withLock({ processes.removeValue(forKey: index) }) else { return }
-        process.terminate()
-        process.waitUntilExit()
+        terminate(process, graceSeconds: graceSeconds)
     }
 
     func stopAll() { for index in 0..<validators { stop(index) } }
@@ -150,4 +151,16 @@ final class LocalNetwork: @unchecked Sendable {
         }
         throw BenchError("validator \(index) did not come back within 120 s")
     }
+}
+
+/// SIGTERM, wait up to `graceSeconds`, then SIGKILL.
+func terminate(_ process: Process, graceSeconds: Double) {
+    process.terminate()
+    let deadline = monotonicSeconds() + graceSeconds
+    while process.isRunning && monotonicSeconds() < deadline { usleep(20_000) }
+    if process.isRunning {
+        benchLog("pid \(process.processIdentifier) still running \(graceSeconds) s after SIGTERM; killing it")
+        kill(process.processIdentifier, SIGKILL)
+    }
+    process.waitUntilExit()
 }

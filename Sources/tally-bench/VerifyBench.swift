@@ -133,8 +133,7 @@ enum SoloValidator {
             }
             try await Task.sleep(nanoseconds: 500_000_000)
             let memory = residentMemoryMiB(pid: process.processIdentifier)
-            process.terminate()
-            process.waitUntilExit()
+            terminate(process, graceSeconds: 5)
             guard let ready else { throw BenchError("validator on \(home) did not serve height \(blocks) within 300 s (log \(logPath))") }
             benchLog(String(format: "%@: %@ in %.2f s, RSS %.0f MiB (peak %.0f)", home, phase, ready, memory?.current ?? 0, memory?.peak ?? 0))
             results["\(phase)_seconds"] = ready
