@@ -261,6 +261,7 @@ final class CommitLog: @unchecked Sendable {
     private var commits: [String: Double] = [:]
     private var blockEvents: [BlockEvent] = []
     private var subscribed = false
+    static let stallSeconds = 30.0
 
     func commitTime(_ hash: String) -> Double? { lock.withLock { commits[hash] } }
     var blocks: [BlockEvent] { lock.withLock { blockEvents } }
@@ -292,6 +293,11 @@ final class CommitLog: @unchecked Sendable {
                 return late
             }
             if monotonicSeconds() > deadline { throw BenchError("\(missing) accepted transactions not committed after \(Int(seconds)) s") }
+            // A stalled node (no block event for a while) fails the run rather than waiting out the deadline.
+            let lastBlock = lock.withLock { blockEvents.last?.time ?? since }
+            if monotonicSeconds() - max(lastBlock, since) > Self.stallSeconds {
+                throw BenchError("node 0 committed no block for \(Int(Self.stallSeconds)) s with \(missing) transactions outstanding (stalled)")
+            }
             try await Task.sleep(nanoseconds: 50_000_000)
         }
     }
