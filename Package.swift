@@ -130,6 +130,18 @@ let package = Package(
             ]
         ),
 
+        // Benchmarks against the machine's own limits (BENCHMARKS.md, tools/bench); not tests.
+        .executableTarget(
+            name: "tally-bench",
+            dependencies: [
+                "TallyNode", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto", "CSodium",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
+        ),
+
         // MARK: tests
         .testTarget(name: "TallyCryptoTests", dependencies: ["TallyCrypto"]),
         .testTarget(name: "TallyTypesTests", dependencies: ["TallyTypes", "TallyCrypto"], resources: [.copy("Golden")]),

@@ -65,7 +65,8 @@ public enum TestnetGenerator {
 
     public static func generate(
         validators count: Int, output directory: String, basePort: Int = 7700, chainID: String = "tally-testnet",
-        keyCost: KeyFile.Cost = .moderate, genesisTimeMs: UInt64 = UInt64(Date().timeIntervalSince1970 * 1000)
+        keyCost: KeyFile.Cost = .moderate, genesisTimeMs: UInt64 = UInt64(Date().timeIntervalSince1970 * 1000),
+        fundedDevnetAccounts: Int = 0, fundedDevnetBalance: UInt64 = 1_000_000_000_000
     ) throws -> Output {
         precondition(count >= 1 && count <= Limits.maxValidators)
         let fileManager = FileManager.default
@@ -77,7 +78,8 @@ public enum TestnetGenerator {
         }
         var genesis = try Genesis(
             chainID: chainID, genesisTimeMs: genesisTimeMs - genesisTimeMs % 1000, validators: validators,
-            accounts: [GenesisAccount(address: Address(publicKey: faucet.publicKey), balance: faucetBalance)])
+            accounts: [GenesisAccount(address: Address(publicKey: faucet.publicKey), balance: faucetBalance)]
+                + devnetAccounts(fundedDevnetAccounts, balance: fundedDevnetBalance))
         genesis.comment = "Local test network made by `tally-node testnet`; its passphrases sit beside the keys: dev only."
         let genesisData = genesis.jsonData()
         try AtomicFile.write(genesisData, to: (directory as NSString).appendingPathComponent("genesis.json"))
@@ -102,5 +104,13 @@ public enum TestnetGenerator {
         try KeyFile.seal(faucet, passphrase: faucetPassphrase, cost: keyCost)
             .write(path: (directory as NSString).appendingPathComponent("faucet.key"))
         return Output(genesis: genesis, homes: homes, faucetAddress: Address(publicKey: faucet.publicKey))
+    }
+
+    /// The well-known devnet accounts `0..<count` (`DevnetKeys.accountKey`), so a load
+    /// generator can sign for them without a funding phase. Their keys are public:
+    /// local test networks only.
+    static func devnetAccounts(_ count: Int, balance: UInt64) -> [GenesisAccount] {
+        precondition(count >= 0)
+        return (0..<count).map { GenesisAccount(address: Address(publicKey: DevnetKeys.accountKey($0).publicKey), balance: balance) }
     }
 }

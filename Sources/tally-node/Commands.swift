@@ -89,9 +89,12 @@ struct Testnet: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Directory to create.", valueName: "DIR")) var output: String
     @Option(name: .long, help: "First API port; peer ports start 100 above.") var basePort = 7700
     @Option(name: .long, help: "Chain id.") var chainId = "tally-testnet"
+    @Option(name: .long, help: "Also fund the well-known devnet accounts 0..<N (public keys: load tests only).")
+    var fundDevnetAccounts = 0
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func validate() throws {
+        guard fundDevnetAccounts >= 0 && fundDevnetAccounts <= 1_000_000 else { throw ValidationError("--fund-devnet-accounts must be 0…1000000") }
         guard validators >= 1 && validators <= 64 else { throw ValidationError("--validators must be 1…64") }
         guard basePort >= 1024 && basePort + 100 + validators <= 65535 else { throw ValidationError("--base-port out of range") }
     }
@@ -100,7 +103,8 @@ struct Testnet: ParsableCommand {
         if FileManager.default.fileExists(atPath: (output as NSString).appendingPathComponent("genesis.json")) {
             throw fail("\(output)/genesis.json exists; choose a new directory")
         }
-        let result = try TestnetGenerator.generate(validators: validators, output: output, basePort: basePort, chainID: chainId)
+        let result = try TestnetGenerator.generate(
+            validators: validators, output: output, basePort: basePort, chainID: chainId, fundedDevnetAccounts: fundDevnetAccounts)
         if json {
             let object: [String: Any] = [
                 "chain_id": result.genesis.chainID, "genesis": (output as NSString).appendingPathComponent("genesis.json"),

@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+
+/// Merges the parts into bench-results.json, derives the ratios and prints the table
+/// with each target.
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Merge the parts into bench-results.json and print the table.")
+
+    @Option(name: .long, help: "Directory holding calibrate.json, e2e.json, verify-e2e.json, verify.json, growth.json, micro.json.")
+    var parts: String
+    @Option(name: .long, help: "The merged result.") var output = "bench-results.json"
+    @Flag(name: .long, help: "Mark the result as a --quick run.") var quick = false
+
+    func run() throws {
+        func part(_ name: String) -> [String: Any] {
+            guard let data = FileManager.default.contents(atPath: parts + "/" + name + ".json"),
+                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            else { return [:] }
+            return object
+        }
+        let calibrate = part("calibrate"), e2e = part("e2e"), verifyE2E = part("verify-e2e"), verify = part("verify")
+        let growth = part("growth"), micro = part("micro"), window1 = part("e2e-window1")
+        let validators = e2e["validators"] as? Int ?? 4
+        let allCores = calibrate["verify_raw_all_cores_per_s"] as? Double ?? 0
+        let ceiling = allCores / Double(validators)
+        let e2eRate = e2e["e2e_tx_per_s"] as? Double ?? 0
+        let verifyRate = verify["tx_per_s"] as? Double ?? 0
+        let date = ISO8601DateFormatter().string(from: Date())
+
+        var result: [String: Any] = [
+            "date": date, "quick": quick, "cores": calibrate["cores"] ?? MachineFacts.cores,
+            "cpu_model": calibrate["cpu_model"] ?? MachineFacts.cpuModel,
+            "ceiling_tx_per_s": ceiling, "e2e_tx_per_s": e2eRate, "e2e_ratio": ceiling > 0 ? e2eRate / ceiling : 0,
+            "latency_p50_ms": e2e["latency_p50_ms"] ?? 0, "latency_p99_ms": e2e["latency_p99_ms"] ?? 0,
+            "latency_max_ms": e2e["latency_max_ms"] ?? 0,
+            "verify_tx_per_s": verifyRate, "verify_ratio": allCores > 0 ? verifyRate / allCores : 0,
+            "validator_rss_mb_max": e2e["validator_rss_mb_max"] ?? 0,
+            "calibration": calibrate, "e2e": e2e, "verify_e2e_chain": verifyE2E, "verify_generated_chain": verify,
+        ]
+        if !growth.isEmpty { result["growth"] = growth["growth"] }
+        if !micro.isEmpty { result["micro"] = micro["micro"] }
+        if !window1.isEmpty { result["e2e_window1"] = window1 }
+        try writeJSON(result, to: output)
+        printTable(result, calibrate: calibrate, e2e: e2e, verifyE2E: verifyE2E, verify: verify, growth: growth, window1: window1)
+    }
+
+    private func printTable(
+        _ result: [String: Any], calibrate: [String: Any], e2e: [String: Any], verifyE2E: [String: Any], verify: [String: Any],
+        growth: [String: Any], window1: [String: Any]
+    ) {
+        func number(_ object: [String: Any], _ key: String) -> Double { (object[key] as? Double) ?? Double(object[key] as? Int ?? 0) }
+        func row(_ name: String, _ value: String, _ target: String = "") {
+            print(name.padding(toLength: 44, withPad: " ", startingAt: 0) + value.padding(toLength: 22, withPad: " ", startingAt: 0) + target)
+        }
+        func verdict(_ ok: Bool) -> String { ok ? "met" : "NOT met" }
+        print("Tally benchmarks \(result["date"]!)\(quick ? " (quick)" : "") on \(result["cores"]!) cores, \(result["cpu_model"]!)")
+        print(String(repeating: "-", count: 90))
+        row("figure", "value", "target")
+        row("libsodium verify, 1 thread", String(format: "%.0f /s", number(calibrate, "verify_raw_1_thread_per_s")))
+        row("libsodium verify, all cores", String(format: "%.0f /s", number(calibrate, "verify_raw_all_cores_per_s")))
+        row("SHA-256, 64-byte inputs", String(format: "%.0f /s", number(calibrate, "sha256_64b_per_s")))
+        row("SHA-256, 1 MiB inputs", String(format: "%.0f MiB/s", number(calibrate, "sha256_1mib_mib_per_s")))
+        let ceiling = number(result, "ceiling_tx_per_s")
+        row("ceiling (all-core verify / \(e2e["validators"] ?? 4))", String(format: "%.0f tx/s", ceiling))
+        let ratio = number(result, "e2e_ratio")
+        row("e2e committed tx/s at saturation", String(format: "%.0f tx/s (%.2f)", number(result, "e2e_tx_per_s"), ratio),
+            "≥ 0.6 of ceiling: " + verdict(ratio >= 0.6))
+        row("  blocks/s, tx/block", String(format: "%.1f, %.0f", number(e2e, "e2e_blocks_per_s"), number(e2e, "e2e_tx_per_block")))
+        let p50 = number(result, "latency_p50_ms"), p99 = number(result, "latency_p99_ms")
+        row(String(format: "commit latency p50 at %.0f tx/s", number(e2e, "latency_offered_tx_per_s")), String(format: "%.1f ms", p50),
+            "< 5 ms: " + verdict(p50 < 5))
+        row("commit latency p99", String(format: "%.1f ms", p99), "< 25 ms: " + verdict(p99 < 25))
+        row("commit latency max", String(format: "%.1f ms", number(e2e, "latency_max_ms")))
+        row("view changes during the run", String(format: "%.0f", number(e2e, "view_changes")), "0: " + verdict(number(e2e, "view_changes") == 0))
+        let rss = number(result, "validator_rss_mb_max")
+        row("validator peak RSS (max of \(e2e["validators"] ?? 4))", String(format: "%.0f MiB", rss), "< 300 MB: " + verdict(rss < 300))
+        row("validator restart (e2e chain)", String(format: "%.2f s", number(e2e, "restart_seconds")))
+        if !window1.isEmpty {
+            row("e2e with max_blocks_in_flight = 1", String(format: "%.0f tx/s", number(window1, "e2e_tx_per_s")))
+            row("  latency p50 / p99", String(format: "%.1f / %.1f ms", number(window1, "latency_p50_ms"), number(window1, "latency_p99_ms")))
+        }
+        row("verify, e2e chain", String(format: "%.0f tx/s", number(verifyE2E, "tx_per_s")))
+        let verifyRatio = number(result, "verify_ratio")
+        row(String(format: "verify, generated chain (%.0f tx)", number(verify, "transactions")),
+            String(format: "%.0f tx/s (%.2f)", number(result, "verify_tx_per_s"), verifyRatio), "≥ 0.85 of all-core: " + verdict(verifyRatio >= 0.85))
+        for entry in (growth["growth"] as? [[String: Any]]) ?? [] {
+            row(String(format: "growth %.0f tx: verify / start / restart", number(entry, "length")),
+                String(format: "%.2f / %.2f / %.2f s", number(entry, "seconds"), number(entry, "first_start_seconds"), number(entry, "restart_seconds")),
+                String(format: "RSS %.0f MiB after restart", number(entry, "restart_rss_mb")))
+        }
+        print("results written to \(output)")
+    }
+}
