@@ -190,6 +190,7 @@ let package = Package(
             name: "TallyEndToEndTests",
             dependencies: ["tally-node", "tally", "TallyNetwork", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "TallyChaosTests", dependencies: ["tally-chaos"]),
         // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json).
         .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "TallyVerify", "TallyStore", "TallyTypes"]),
     ]

@@ -31,7 +31,7 @@ struct ChaosRun {
         try await waitForAllUp()
         let load = LoadGenerator(cluster: cluster, seed: seed)
         let started = Date()
-        let stopFlag = Flag()
+        let stopFlag = StopFlag()
         let loadTask = Task { await load.run(shouldStop: { stopFlag.isSet }) }
         let monitorTask = Task { await monitor(stopFlag) }
 
@@ -126,7 +126,7 @@ struct ChaosRun {
     }
 
     /// Polls every node's view while the run lasts (view changes for the summary).
-    private func monitor(_ stop: Flag) async {
+    private func monitor(_ stop: StopFlag) async {
         while !stop.isSet {
             for node in cluster.healthyNodes { if let status = await cluster.status(node) { statistics.observe(view: status.view) } }
             try? await Task.sleep(for: .milliseconds(Int(Self.statusPollSeconds * 1000)))
@@ -232,7 +232,7 @@ struct ChaosRun {
 }
 
 /// A one-way stop signal shared between tasks.
-final class Flag: @unchecked Sendable {
+final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
     func set() { lock.withLock { value = true } }

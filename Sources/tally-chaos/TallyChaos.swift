@@ -81,7 +81,7 @@ struct TallyChaos: AsyncParsableCommand {
             source.setEventHandler {
                 print("tally-chaos: interrupted; stopping validators")
                 cluster.stopAll()
-                exit(130)
+                Foundation.exit(130)
             }
             source.resume()
             Self.signalSources.append(source)
