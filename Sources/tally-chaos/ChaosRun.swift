@@ -161,7 +161,9 @@ struct ChaosRun {
             }
             try? await Task.sleep(for: .milliseconds(250))
         }
-        let text = (0..<cluster.validators).map { "node\($0)=\(heights[$0].map(String.init) ?? "down")" }.joined(separator: " ")
+        var lines: [String] = []
+        for node in 0..<cluster.validators { lines.append(await cluster.statusLine(node)) }
+        let text = lines.joined(separator: "; ")
         return (CheckResult(
             name: "every validator at the same height within \(Int(recoverySeconds)) s of the faults ending", passed: false,
             detail: text), 0)

@@ -146,6 +146,13 @@ final class Cluster: @unchecked Sendable {
         return (height, view)
     }
 
+    /// `/status` as one line, for failure reports.
+    func statusLine(_ index: Int) async -> String {
+        guard let status = try? await json(index, "status") else { return "node\(index) down" }
+        let fields = ["height", "view", "primary", "catching_up", "peers_connected", "mempool_size"]
+        return "node\(index) " + fields.map { "\($0)=\(status[$0].map { "\($0)" } ?? "?")" }.joined(separator: " ")
+    }
+
     func account(_ index: Int, _ address: Address) async -> (balance: UInt64, nonce: UInt64)? {
         guard let account = try? await json(index, "accounts/\(address.bech32m)"),
             let balance = (account["balance"] as? String).flatMap(UInt64.init),
