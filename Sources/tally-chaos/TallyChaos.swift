@@ -89,3 +89,9 @@ struct TallyChaos: AsyncParsableCommand {
     }
     nonisolated(unsafe) static var signalSources: [DispatchSourceSignal] = []
 }
+
+/// Unbuffered, so progress lines appear as they happen even into a pipe or a file
+/// (Swift's `print` is block-buffered there and loses them on a kill).
+func print(_ line: String = "") {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
