@@ -119,6 +119,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Test-only: a chaos run of real validator processes under a seeded fault schedule (not a release product).
+        .executableTarget(
+            name: "tally-chaos",
+            dependencies: [
+                "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "tally-sim",
             dependencies: ["TallySimulation", "TallyConsensus", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -194,6 +202,7 @@ let package = Package(
             name: "TallyEndToEndTests",
             dependencies: ["tally-node", "tally", "TallyNetwork", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "TallyChaosTests", dependencies: ["tally-chaos"]),
         // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json).
         .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "TallyVerify", "TallyStore", "TallyTypes"]),
     ]

@@ -1,0 +1,242 @@
+import Foundation
+import TallyCrypto
+import TallyLedger
+import TallyTypes
+
+/// Counts of what a run did, for the summary.
+final class RunStatistics: @unchecked Sendable {
+    private let lock = NSLock()
+    private var faultsByKind: [FaultKind: Int] = [:]
+    private var maxView: UInt64 = 0
+    func record(_ kind: FaultKind) { lock.withLock { faultsByKind[kind, default: 0] += 1 } }
+    func observe(view: UInt64) { lock.withLock { maxView = max(maxView, view) } }
+    var faults: [FaultKind: Int] { lock.withLock { faultsByKind } }
+    var highestView: UInt64 { lock.withLock { maxView } }
+}
+
+/// One run: start, load + faults, heal, recover, stop, check.
+struct ChaosRun {
+    static let statusPollSeconds = 1.0
+
+    let cluster: Cluster
+    let schedule: FaultSchedule
+    let seed: UInt64
+    let durationSeconds: Double
+    let recoverySeconds: Double
+    let statistics = RunStatistics()
+
+    func execute() async throws -> Bool {
+        defer { cluster.stopAll() }
+        try cluster.startAll()
+        try await waitForAllUp()
+        let load = LoadGenerator(cluster: cluster, seed: seed)
+        let started = Date()
+        let stopFlag = StopFlag()
+        let loadTask = Task { await load.run(shouldStop: { stopFlag.isSet }) }
+        let monitorTask = Task { await monitor(stopFlag) }
+
+        try await injectFaults(started: started)
+        let faultsEnded = Date()
+        print("tally-chaos: faults ended at t=\(Int(faultsEnded.timeIntervalSince(started)))s; recovering")
+        stopFlag.set()
+        await loadTask.value
+
+        var results: [CheckResult] = []
+        results.append(await drain(load, since: faultsEnded))
+        let (convergence, height) = await converge(since: faultsEnded)
+        results.append(convergence)
+        for node in 0..<cluster.validators { if let status = await cluster.status(node) { statistics.observe(view: status.view) } }
+        let liveBalances = await liveSupply(load, height: height)
+        results.append(liveBalances.result)
+        await monitorTask.value
+
+        for node in 0..<cluster.validators { cluster.terminate(node) }
+        var chains: [Int: [CertifiedBlock]] = [:]
+        var readFailures: [String] = []
+        for node in 0..<cluster.validators {
+            do { chains[node] = try ChainChecks.readChain(dataDirectory: cluster.dataDirectory(node)) } catch {
+                readFailures.append("node\(node): \(error)")
+            }
+        }
+        if !readFailures.isEmpty {
+            results.append(CheckResult(name: "read every data directory", passed: false, detail: readFailures.joined(separator: "; ")))
+        }
+        results.append(ChainChecks.agreement(chains))
+        results.append(ChainChecks.verify(cluster: cluster))
+        let longest = chains.values.max { $0.count < $1.count } ?? []
+        let replay = ChainChecks.replay(chain: longest, genesis: cluster.genesis, acknowledged: load.acknowledged)
+        results += replay.results
+        if let ledger = replay.ledger { results.append(liveBalances.matches(ledger)) }
+
+        printSummary(load: load, results: results, started: started)
+        return results.allSatisfy(\.passed)
+    }
+
+    private func waitForAllUp() async throws {
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            var up = 0
+            for node in 0..<cluster.validators where await cluster.status(node) != nil { up += 1 }
+            if up == cluster.validators { return }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw ChaosError("validators did not come up in 120 s; logs in \(cluster.directory.path)")
+    }
+
+    private func elapsed(_ started: Date) -> String { String(format: "t=%.1fs", Date().timeIntervalSince(started)) }
+
+    private func injectFaults(started: Date) async throws {
+        for episode in schedule.episodes {
+            try await sleep(until: started.addingTimeInterval(episode.startSeconds))
+            for fault in episode.faults {
+                cluster.setFaulty(fault.node, true)
+                statistics.record(fault.kind)
+                switch fault.kind {
+                case .kill:
+                    cluster.kill(fault.node)
+                    print("\(elapsed(started)) kill -9 node\(fault.node)")
+                case .freeze:
+                    cluster.signal(fault.node, SIGSTOP)
+                    print("\(elapsed(started)) SIGSTOP node\(fault.node)")
+                case .tear:
+                    cluster.kill(fault.node)
+                    let what = try cluster.tearNewestSegment(fault.node, bytes: fault.tornBytes)
+                    print("\(elapsed(started)) kill -9 node\(fault.node), tore \(what)")
+                }
+            }
+            try await sleep(until: started.addingTimeInterval(episode.startSeconds + episode.durationSeconds))
+            for fault in episode.faults {
+                switch fault.kind {
+                case .kill, .tear:
+                    try cluster.start(fault.node)
+                    print("\(elapsed(started)) restart node\(fault.node)")
+                case .freeze:
+                    cluster.signal(fault.node, SIGCONT)
+                    print("\(elapsed(started)) SIGCONT node\(fault.node)")
+                }
+                cluster.setFaulty(fault.node, false)
+            }
+        }
+        try await sleep(until: started.addingTimeInterval(durationSeconds))
+    }
+
+    private func sleep(until date: Date) async throws {
+        let seconds = date.timeIntervalSinceNow
+        if seconds > 0 { try await Task.sleep(for: .milliseconds(Int(seconds * 1000))) }
+    }
+
+    /// Polls every node's view while the run lasts (view changes for the summary).
+    private func monitor(_ stop: StopFlag) async {
+        while !stop.isSet {
+            for node in cluster.healthyNodes { if let status = await cluster.status(node) { statistics.observe(view: status.view) } }
+            try? await Task.sleep(for: .milliseconds(Int(Self.statusPollSeconds * 1000)))
+        }
+    }
+
+    /// Liveness: after the faults end, every transaction signed commits.
+    private func drain(_ load: LoadGenerator, since: Date) async -> CheckResult {
+        let deadline = since.addingTimeInterval(recoverySeconds)
+        while !load.isDrained && Date() < deadline {
+            await load.round(topUp: false)
+            try? await Task.sleep(for: .milliseconds(LoadGenerator.roundMilliseconds))
+        }
+        return CheckResult(
+            name: "live after the faults: every signed transaction acknowledged as committed", passed: load.isDrained,
+            detail: String(format: "%d/%d acknowledged, %.1f s after the faults ended", load.acknowledged.count, load.signed,
+                           Date().timeIntervalSince(since)))
+    }
+
+    /// Every validator reaches the same height within the bound.
+    private func converge(since: Date) async -> (CheckResult, UInt64) {
+        let deadline = since.addingTimeInterval(recoverySeconds)
+        var heights: [Int: UInt64] = [:]
+        while Date() < deadline {
+            heights = [:]
+            for node in 0..<cluster.validators { heights[node] = await cluster.status(node)?.height }
+            if heights.count == cluster.validators, Set(heights.values).count == 1 {
+                let height = heights[0]!
+                return (CheckResult(
+                    name: "every validator at the same height within \(Int(recoverySeconds)) s of the faults ending", passed: true,
+                    detail: String(format: "height %llu after %.1f s", height, Date().timeIntervalSince(since))), height)
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+        var lines: [String] = []
+        for node in 0..<cluster.validators { lines.append(await cluster.statusLine(node)) }
+        let text = lines.joined(separator: "; ")
+        return (CheckResult(
+            name: "every validator at the same height within \(Int(recoverySeconds)) s of the faults ending", passed: false,
+            detail: text), 0)
+    }
+
+    struct LiveBalances {
+        let result: CheckResult
+        let balances: [Int: [Address: UInt64]]
+        /// The live state of every node equals the replayed ledger, and the replayed
+        /// ledger has no account the live sum missed.
+        func matches(_ ledger: Ledger) -> CheckResult {
+            var problems: [String] = []
+            let accounts = ledger.allAccounts
+            for (node, live) in balances.sorted(by: { $0.key < $1.key }) {
+                for (address, account) in accounts where live[address] != account.balance {
+                    problems.append("node\(node) \(address): live \(live[address].map(String.init) ?? "unknown") replay \(account.balance)")
+                    break
+                }
+            }
+            return CheckResult(
+                name: "live balances equal the replayed ledger on every validator", passed: problems.isEmpty,
+                detail: problems.isEmpty ? "\(accounts.count) accounts on \(balances.count) validators" : problems.joined(separator: "; "))
+        }
+    }
+
+    /// Sum of the balances each node serves for every account the run can have touched.
+    private func liveSupply(_ load: LoadGenerator, height: UInt64) async -> LiveBalances {
+        var addresses = Set(load.recipients)
+        addresses.insert(load.faucetAddress)
+        for account in cluster.genesis.accounts { addresses.insert(account.address) }
+        for validator in cluster.genesis.validators.validators { addresses.insert(validator.accountAddress) }
+        var balances: [Int: [Address: UInt64]] = [:]
+        var problems: [String] = []
+        for node in 0..<cluster.validators {
+            var sum: UInt64 = 0
+            var live: [Address: UInt64] = [:]
+            for address in addresses {
+                guard let account = await cluster.account(node, address) else { problems.append("node\(node): no answer"); break }
+                live[address] = account.balance
+                sum += account.balance
+            }
+            balances[node] = live
+            if live.count == addresses.count && sum != cluster.genesis.totalSupply {
+                problems.append("node\(node): \(sum) ≠ \(cluster.genesis.totalSupply)")
+            }
+        }
+        return LiveBalances(
+            result: CheckResult(
+                name: "total supply conserved (live balances on every validator)", passed: problems.isEmpty,
+                detail: problems.isEmpty ? "\(addresses.count) accounts sum to \(cluster.genesis.totalSupply) at height \(height)"
+                    : problems.joined(separator: "; ")),
+            balances: balances)
+    }
+
+    private func printSummary(load: LoadGenerator, results: [CheckResult], started: Date) {
+        let faults = statistics.faults
+        print("")
+        print("=== tally-chaos summary (seed \(seed)) ===")
+        print(String(format: "run: %d validators, %.0f s of faults, %.0f s in all", cluster.validators, durationSeconds,
+                     Date().timeIntervalSince(started)))
+        print("faults injected: " + FaultKind.allCases.map { "\($0.rawValue) \(faults[$0] ?? 0)" }.joined(separator: ", ")
+            + " (\(schedule.episodes.count) episodes)")
+        print("transactions: \(load.signed) signed, \(load.acknowledged.count) acknowledged as committed, \(load.submissions) submissions")
+        print("view changes: highest view reached \(statistics.highestView)")
+        for result in results { print("\(result.passed ? "PASS" : "FAIL")  \(result.name): \(result.detail)") }
+        print(results.allSatisfy(\.passed) ? "ALL CHECKS PASSED" : "SOME CHECKS FAILED")
+    }
+}
+
+/// A one-way stop signal shared between tasks.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}

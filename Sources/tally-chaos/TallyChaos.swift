@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import TallyCrypto
+import TallyLedger
+import TallyTypes
+
+/// A chaos run: real validator processes, a load generator and a seeded fault
+/// schedule; afterwards the safety and liveness checks, PASS/FAIL each.
+@main
+struct TallyChaos: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tally-chaos",
+        abstract: "Run validators as real processes under seeded faults, then check safety and liveness.",
+        discussion: """
+            Exit 0 only when every check passes. The seed is printed; --seed replays the same fault schedule. \
+            Process faults: kill -9 and restart, SIGSTOP/SIGCONT, restart with the newest block segment torn.
+            """)
+
+    @Option(help: "Number of validators (4 or 7).") var validators = 4
+    @Option(help: "How long faults are injected: seconds, or with a unit (90s, 10m, 1h).") var duration = "120"
+    @Option(help: "Seed of the fault schedule (default: random, printed).") var seed: UInt64?
+    @Option(help: "Fault classes, comma-separated: process (network and byzantine are not built yet).") var faults = "process"
+    @Option(help: "Most validators faulty at a time (default f = (n-1)/3). More than f must stay safe and may stall.")
+    var maxFaulty: Int?
+    @Option(help: "Seconds the network has, after the faults end, to commit everything and reach one height.")
+    var recoverySeconds = 120.0
+    @Option(help: "First API port; peers use base+100.") var basePort: Int?
+    @Option(help: "Directory for the testnet (default: a new temporary one).") var output: String?
+    @Flag(help: "Keep the testnet directory even when every check passes.") var keep = false
+
+    func validate() throws {
+        guard validators >= 4 else { throw ValidationError("--validators must be at least 4") }
+        guard (try? Self.seconds(duration)) != nil else { throw ValidationError("--duration: seconds or 90s, 10m, 1h") }
+        let classes = faults.split(separator: ",").map { FaultClass(rawValue: String($0)) }
+        guard classes.allSatisfy({ $0 != nil }) else { throw ValidationError("--faults: process, network, byzantine") }
+        guard classes.allSatisfy({ $0 == .process }) else {
+            throw ValidationError("--faults: only process faults are built so far (network and byzantine are not)")
+        }
+        if let maxFaulty { guard (1...validators).contains(maxFaulty) else { throw ValidationError("--max-faulty: 1...\(validators)") } }
+    }
+
+    static func seconds(_ text: String) throws -> Double {
+        let units: [(String, Double)] = [("h", 3600), ("m", 60), ("s", 1)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            guard let value = Double(text.dropLast()), value > 0 else { throw ValidationError("bad duration") }
+            return value * scale
+        }
+        guard let value = Double(text), value > 0 else { throw ValidationError("bad duration") }
+        return value
+    }
+
+    func run() async throws {
+        let seed = seed ?? UInt64.random(in: 0...UInt64.max)
+        let durationSeconds = try Self.seconds(duration)
+        let directory = URL(fileURLWithPath: output ?? (NSTemporaryDirectory() + "tally-chaos-\(seed)"))
+        if output == nil { try? FileManager.default.removeItem(at: directory) }
+        let binaries = Bundle.main.executableURL!.resolvingSymlinksInPath().deletingLastPathComponent()
+        let cluster = try Cluster(
+            directory: directory, validators: validators, basePort: basePort ?? Int.random(in: 20_000...40_000), binaries: binaries)
+        let maxFaulty = maxFaulty ?? cluster.faultTolerance
+        let schedule = FaultSchedule(
+            seed: seed, validators: validators, maxFaulty: maxFaulty, durationSeconds: durationSeconds, kinds: FaultKind.allCases)
+        print("tally-chaos: seed \(seed) (replay: --seed \(seed) --validators \(validators) --duration \(duration) --max-faulty \(maxFaulty))")
+        print("tally-chaos: \(validators) validators (f = \(cluster.faultTolerance)) in \(directory.path), API ports \(cluster.basePort)…")
+        print("tally-chaos: schedule of \(schedule.episodes.count) episodes:")
+        for episode in schedule.episodes { print("  " + episode.description) }
+        installStopHandler(cluster)
+
+        let run = ChaosRun(cluster: cluster, schedule: schedule, seed: seed, durationSeconds: durationSeconds, recoverySeconds: recoverySeconds)
+        let passed = try await run.execute()
+        if passed && !keep && output == nil { try? FileManager.default.removeItem(at: directory) }
+        if !passed { print("tally-chaos: kept \(directory.path) (logs node*.log)") }
+        if !passed { throw ExitCode(1) }
+    }
+
+    /// Ctrl-C or SIGTERM: kill every validator we started, then exit.
+    private func installStopHandler(_ cluster: Cluster) {
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                print("tally-chaos: interrupted; stopping validators")
+                cluster.stopAll()
+                Foundation.exit(130)
+            }
+            source.resume()
+            Self.signalSources.append(source)
+        }
+    }
+    nonisolated(unsafe) static var signalSources: [DispatchSourceSignal] = []
+}
+
+/// Unbuffered, so progress lines appear as they happen even into a pipe or a file
+/// (Swift's `print` is block-buffered there and loses them on a kill).
+func print(_ line: String = "") {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
