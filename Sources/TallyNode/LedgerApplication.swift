@@ -96,7 +96,9 @@ final class LedgerApplication: ConsensusApplication {
         guard block.transactions.count <= maxTransactions else {
             return .failure(BlockRejection("\(block.transactions.count) transactions, over the limit of \(maxTransactions)"))
         }
-        let precheck = BlockPrecheck.transactions(of: block)
+        // Transactions in the mempool had their signatures verified on admission.
+        let pool = mempool
+        let precheck = BlockPrecheck.transactions(of: block) { pool.contains($0) }
         let executions = parents.map(\.execution)
         let base = ledger
         do {

@@ -26,7 +26,7 @@ public actor Node: NodeService {
     let metrics = NodeMetrics()
 
     private let store: BlockStore
-    private let stateFile: DurableStateFile
+    private let consensusState: ConsensusStateStore
     private let snapshots: SnapshotStore
     private let application: LedgerApplication
     private var replica: Replica
@@ -42,6 +42,14 @@ public actor Node: NodeService {
     /// The replica's drop counts already exported to metrics.
     private var exportedDrops: [TallyConsensus.DropReason: Int] = [:]
     private var stopped = false
+    /// Peer messages not handled yet (filled outside the actor, drained as a batch).
+    nonisolated let inbox = Inbox()
+    /// True while an inbox batch is handled: persists and sends wait for its end.
+    private var batching = false
+    /// The latest durable state the replica asked for, not written yet.
+    private var pendingPersist: DurableState?
+    /// Sends waiting for `pendingPersist` to be durable.
+    private var deferredSends: [ConsensusAction] = []
 
     /// Blocks read back at start-up for `/txs/{hash}`; older ones are not indexed.
     static let startupIndexBlocks: UInt64 = 2_000
@@ -49,6 +57,12 @@ public actor Node: NodeService {
     static let maxTrackedSubmissions = 100_000
     /// Largest sync response, under the peer frame limit.
     static let maxSyncResponseBytes = 8 << 20
+    /// Inbox size at which the reader waits for the actor to drain it (back-pressure
+    /// onto the network's per-peer inbound bounds).
+    static let maxInboxMessages = 4_096
+    /// Sends deferred in one batch, at most (a batch is at most `maxInboxMessages`
+    /// messages, each producing a bounded number of sends).
+    static let maxDeferredSends = 1 << 20
     /// A snapshot at most every this many heights (rounded to checkpoints).
     static let snapshotIntervalBlocks: UInt64 = 1_024
 
@@ -68,13 +82,13 @@ public actor Node: NodeService {
 
         store = try BlockStore.open(dataDirectory: dataDirectory, logger: logger)
         snapshots = try SnapshotStore(dataDirectory: dataDirectory, logger: logger)
-        stateFile = try DataLayout.stateFile(dataDirectory, name: DataLayout.consensusStateName)
+        consensusState = try DataLayout.consensusStateStore(dataDirectory)
         let recovery = try ChainRecovery.resume(store: store, snapshots: snapshots, genesis: genesis, logger: logger)
         logger.info("chain recovered", metadata: [
             "height": "\(store.tipHeight)", "snapshot": "\(recovery.snapshotHeight)", "replayed": "\(recovery.replayedBlocks)",
         ])
         lastSnapshotHeight = recovery.snapshotHeight
-        let durable: DurableState? = try stateFile.read().map { try DurableState(canonicalBytes: $0) }
+        let durable = try Self.readDurableState(consensusState)
 
         application = LedgerApplication(
             genesis: genesis, ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
@@ -109,6 +123,26 @@ public actor Node: NodeService {
         metrics.view.record(Int64(replica.view))
     }
 
+    /// The replica's last persisted state with its prepared blocks (either stored
+    /// form); removes block files it does not refer to. Damage is an error: a replica
+    /// that forgot what it signed could sign twice.
+    private static func readDurableState(_ store: ConsensusStateStore) throws -> DurableState? {
+        guard let bytes = try store.readState() else {
+            try store.retainOnly([])
+            return nil
+        }
+        var failure: (any Error)?
+        let state = try DurableState(storedBytes: bytes) { hash in
+            do { return try store.readBlock(hash).map { try Block(canonicalBytes: $0) } } catch {
+                failure = error
+                return nil
+            }
+        }
+        if let failure { throw failure }
+        try store.retainOnly(Set(state.referencedBlocks.keys))
+        return state
+    }
+
     // MARK: Running
 
     /// Runs until cancelled or until a graceful shutdown is requested: the tick
@@ -129,10 +163,22 @@ public actor Node: NodeService {
                         await self.onTick()
                     }
                 }
+                // Peer messages go through the inbox: the actor takes all that arrived
+                // while it was busy in one turn, with one persist and one round of sends.
+                let inbox = self.inbox
+                let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
                 group.addTask {
                     for await message in network.inbound {
-                        await self.onPeerMessage(message)
+                        if inbox.push(message) >= Self.maxInboxMessages {
+                            await self.drainInbox()
+                        } else {
+                            wake.yield()
+                        }
                     }
+                    wake.finish()
+                }
+                group.addTask {
+                    for await _ in wakeups { await self.drainInbox() }
                 }
                 _ = await group.next()
                 group.cancelAll()
@@ -159,6 +205,17 @@ public actor Node: NodeService {
         flushGossip()
         handle(.tick)
         metrics.peersConnected.record(Int64(network.connectedValidators.count))
+    }
+
+    /// Handles every message in the inbox as one batch: the replica's persists are
+    /// coalesced into one write before the batch's sends (see `handle`).
+    private func drainInbox() {
+        let messages = inbox.takeAll()
+        guard !messages.isEmpty else { return }
+        batching = true
+        for message in messages { onPeerMessage(message) }
+        batching = false
+        flushDeferred()
     }
 
     private func onPeerMessage(_ message: InboundMessage) {
@@ -192,6 +249,14 @@ public actor Node: NodeService {
 
     /// Steps the replica and carries out its actions in order; events that actions
     /// produce (a block executed) are stepped after the current list.
+    ///
+    /// Persists and sends are deferred to the end of the call (or of the inbox batch):
+    /// only the latest `DurableState` is written, once, and every message goes out
+    /// after it. That keeps "persist before send": the latest state holds everything
+    /// the earlier ones held that can still matter (views and checkpoints only move
+    /// forward; the signer guard and prepared certificates are pruned only below
+    /// them). A pending persist is also written before any block executes, so the
+    /// order persist → execute of each step is kept.
     private func handle(_ event: ConsensusEvent) {
         var queue = [event]
         while !queue.isEmpty {
@@ -200,6 +265,7 @@ public actor Node: NodeService {
                 if let next = perform(action) { queue.append(next) }
             }
         }
+        if !batching { flushDeferred() }
         if replica.view != lastView {
             metrics.viewChanges.increment(by: Int64(replica.view > lastView ? replica.view - lastView : 0))
             logger.notice("view changed", metadata: ["view": "\(replica.view)", "primary": "\(genesis.validators.primary(view: replica.view))"])
@@ -216,25 +282,46 @@ public actor Node: NodeService {
     private func perform(_ action: ConsensusAction) -> ConsensusEvent? {
         switch action {
         case .persist(let state):
-            // A vote that is not durable must never be sent: if this write fails the
-            // node cannot go on safely.
-            do { try stateFile.write(state.canonicalBytes) } catch {
-                logger.critical("cannot persist consensus state; stopping", metadata: ["error": "\(error)"])
-                fatalError("cannot persist consensus state: \(error)")
-            }
+            pendingPersist = state
             return nil
         case .execute(let certified):
+            persistPending()
             return execute(certified)
-        case .send(let message, let to):
-            network.send(to: Int(to), PeerMessage.consensus(message).bytes)
+        case .send, .broadcast, .sendBlocks:
+            precondition(deferredSends.count < Self.maxDeferredSends, "deferred sends over their bound")
+            deferredSends.append(action)
             return nil
-        case .broadcast(let message):
-            network.broadcast(PeerMessage.consensus(message).bytes)
-            return nil
-        case .sendBlocks(let heights, let to):
-            sendBlocks(heights, to: to)
-            return nil
+        case .persist, .execute: return nil
         }
+    }
+
+    /// Writes the pending durable state, then carries out the deferred sends.
+    private func flushDeferred() {
+        persistPending()
+        let sends = deferredSends
+        deferredSends.removeAll(keepingCapacity: true)
+        for action in sends {
+            switch action {
+            case .send(let message, let to): network.send(to: Int(to), PeerMessage.consensus(message).bytes)
+            case .broadcast(let message): network.broadcast(PeerMessage.consensus(message).bytes)
+            case .sendBlocks(let heights, let to): sendBlocks(heights, to: to)
+            case .persist, .execute: preconditionFailure("only sends are deferred")
+            }
+        }
+    }
+
+    private func persistPending() {
+        guard let state = pendingPersist else { return }
+        // A vote that is not durable must never be sent: if this write fails the
+        // node cannot go on safely.
+        let blocks = state.referencedBlocks
+        do {
+            try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+        } catch {
+            logger.critical("cannot persist consensus state; stopping", metadata: ["error": "\(error)"])
+            fatalError("cannot persist consensus state: \(error)")
+        }
+        pendingPersist = nil
     }
 
     private func execute(_ certified: CertifiedBlock) -> ConsensusEvent {
@@ -426,4 +513,25 @@ struct TransactionIndex {
     }
 
     func location(of hash: Hash) -> Location? { locations[Self.key(hash)] }
+}
+
+/// Peer messages between the network reader and the node's actor.
+final class Inbox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var messages: [InboundMessage] = []
+
+    /// Adds a message; returns how many are waiting now.
+    func push(_ message: InboundMessage) -> Int {
+        lock.withLock {
+            messages.append(message)
+            return messages.count
+        }
+    }
+
+    func takeAll() -> [InboundMessage] {
+        lock.withLock {
+            defer { messages = [] }
+            return messages
+        }
+    }
 }

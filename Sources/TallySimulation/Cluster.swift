@@ -345,7 +345,9 @@ public final class Simulation {
             var durable: DurableState?
             if let state = node.durable {
                 do {
-                    durable = try DurableState(canonicalBytes: state.canonicalBytes)
+                    // The stored form a node writes: blocks apart, by hash.
+                    let blocks = state.referencedBlocks
+                    durable = try DurableState(compactBytes: state.compactBytes) { blocks[$0] }
                     if durable != state { return fail("validator \(node.validator)'s durable state changed through encoding") }
                 } catch {
                     return fail("validator \(node.validator)'s durable state does not decode: \(error)")

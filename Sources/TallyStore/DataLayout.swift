@@ -5,6 +5,7 @@
 /// DATA/snapshots/snapshot-<height>.tsnap ledger snapshots (SnapshotStore)
 /// DATA/state/signer                      signer guard's last-signed record (DurableStateFile)
 /// DATA/state/consensus                   consensus replica's persisted state (DurableStateFile)
+/// DATA/state/prepared/<hash>.blk         blocks that state refers to (ConsensusStateStore)
 /// ```
 public enum DataLayout {
     public static func stateDirectory(_ dataDirectory: String) -> String { dataDirectory + "/state" }
@@ -18,6 +19,16 @@ public enum DataLayout {
         return DurableStateFile(path: stateDirectory(dataDirectory) + "/" + name, fileSystem: fileSystem)
     }
 
+    /// The consensus replica's state file and its prepared-block files.
+    public static func consensusStateStore(
+        _ dataDirectory: String, fileSystem: any FileSystem = PosixFileSystem()
+    ) throws(StoreError) -> ConsensusStateStore {
+        let file = try stateFile(dataDirectory, name: consensusStateName, fileSystem: fileSystem)
+        return try ConsensusStateStore(
+            stateFile: file, blocksDirectory: stateDirectory(dataDirectory) + "/" + preparedBlocksName, fileSystem: fileSystem)
+    }
+
+    public static let preparedBlocksName = "prepared"
     public static let signerStateName = "signer"
     public static let consensusStateName = "consensus"
 }

@@ -202,4 +202,6 @@ public enum DomainTag: String, CaseIterable, Sendable {
     case newView = "tally/new-view/v1"
     case consensusMessage = "tally/consensus-message/v1"
     case consensusDurableState = "tally/consensus-durable/v1"
+    /// `DurableState` with prepared blocks stored apart, by hash (`DurableState.compactBytes`).
+    case consensusDurableStateCompact = "tally/consensus-durable/v2"
 }

@@ -93,7 +93,12 @@ public struct PrecheckedBlock: Sendable {
 public enum BlockPrecheck {
     /// The parallel part for a block that has no certificate yet (a proposal): its
     /// transactions' Merkle root and the first transaction whose signature fails.
-    public static func transactions(of block: Block) -> (computedTransactionsRoot: Hash, firstInvalidSignature: Int?) {
+    /// `signatureAlreadyVerified` names transactions (by hash, which covers the
+    /// signature) whose signature the caller checked before, e.g. on admission to
+    /// its mempool: they are not verified again. It is called from several threads.
+    public static func transactions(
+        of block: Block, signatureAlreadyVerified: @Sendable (Hash) -> Bool = { _ in false }
+    ) -> (computedTransactionsRoot: Hash, firstInvalidSignature: Int?) {
         let count = block.transactions.count
         let hashes = SharedBuffer(repeating: Hash.zero, count: max(count, 1))
         let valid = SharedBuffer(repeating: false, count: max(count, 1))
@@ -102,8 +107,9 @@ public enum BlockPrecheck {
             let start = task * transactionsPerTask
             for index in start..<min(count, start + transactionsPerTask) {
                 let transaction = block.transactions[index]
-                hashes[index] = transaction.hash
-                valid[index] = transaction.hasValidSignature
+                let hash = transaction.hash
+                hashes[index] = hash
+                valid[index] = signatureAlreadyVerified(hash) || transaction.hasValidSignature
             }
         }
         let root = Merkle.root(Array(hashes.pointer[0..<count]))

@@ -24,6 +24,7 @@ struct EndToEnd: AsyncParsableCommand {
     @Option(name: .long, help: "Offered load of the latency phase, transactions per second.") var latencyRate = 1_000
     @Option(name: .long, help: "Seconds of the latency phase.") var latencySeconds = 10
     @Option(name: .long, help: "Override the genesis max_blocks_in_flight (PBFT window).") var maxBlocksInFlight: UInt64?
+    @Flag(name: .long, help: "Run only the latency phase (no saturation, no restart).") var latencyOnly = false
     @Option(name: .long, help: ArgumentHelp("Network directory (default: a new temporary one).", valueName: "DIR")) var output: String?
     @Option(name: .long, help: "First API port (peers 100 above); default random.") var basePort: Int?
     @Option(name: .long, help: ArgumentHelp("Write the JSON result here (else stdout).", valueName: "FILE")) var json: String?
@@ -44,8 +45,8 @@ struct EndToEnd: AsyncParsableCommand {
         let network = try LocalNetwork(
             directory: directory, validators: validators, basePort: port, fundedAccounts: accounts, maxBlocksInFlight: maxBlocksInFlight)
         let latencyCount = latencyRate * latencySeconds
-        benchLog("signing \(latencyCount + transactions) transfers from \(accounts) accounts")
-        let signed = Workload.sign(accounts: accounts, count: latencyCount + transactions, chainID: network.genesis.chainID)
+        benchLog("signing \(latencyCount + (latencyOnly ? 0 : transactions)) transfers from \(accounts) accounts")
+        let signed = Workload.sign(accounts: accounts, count: latencyCount + (latencyOnly ? 0 : transactions), chainID: network.genesis.chainID)
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         var result: [String: Any] = [:]
         do {
@@ -58,6 +59,15 @@ struct EndToEnd: AsyncParsableCommand {
             benchLog("latency phase: \(latencyCount) transfers at \(latencyRate) tx/s")
             let latency = try await Workload.offerFixedRate(
                 Array(signed[0..<latencyCount]), rate: latencyRate, network: network, client: client, events: events)
+            if latencyOnly {
+                reader.cancel()
+                result = latency
+                result["validators"] = validators
+                result["e2e_dir"] = directory
+                network.stopAll()
+                try await client.shutdown()
+                return try writeJSON(result, to: json)
+            }
             benchLog("saturation phase: \(transactions) transfers, batches of \(batch), \(concurrency) in flight")
             let saturation = try await Workload.saturate(
                 Array(signed[latencyCount...]), batch: batch, concurrency: concurrency, network: network, client: client, events: events)
