@@ -151,19 +151,17 @@ public struct HTTPAPI: Sendable {
 
     // MARK: Encoding
 
+    /// One server-sent event. The JSON is written directly (the same bytes
+    /// `JSONSerialization` with sorted keys gives: hex, digits and fixed keys need no
+    /// escaping); at a thousand transactions a second the generic serialiser was a
+    /// tenth of a validator's CPU.
     static func serverSentEvent(_ event: NodeEvent) -> String {
-        let name: String
-        let data: [String: Any]
         switch event {
         case .block(let height, let hash, let count):
-            name = "block"
-            data = ["height": String(height), "hash": hash.hex, "transactions": count]
+            return "event: block\ndata: {\"hash\":\"\(hash.hex)\",\"height\":\"\(height)\",\"transactions\":\(count)}\n\n"
         case .transaction(let hash, let height, let index):
-            name = "tx"
-            data = ["hash": hash.hex, "height": String(height), "index": index]
+            return "event: tx\ndata: {\"hash\":\"\(hash.hex)\",\"height\":\"\(height)\",\"index\":\(index)}\n\n"
         }
-        let json = (try? JSONSerialization.data(withJSONObject: data, options: [.sortedKeys])) ?? Data()
-        return "event: \(name)\ndata: \(String(decoding: json, as: UTF8.self))\n\n"
     }
 
     static func blockJSON(_ certified: CertifiedBlock) -> [String: Any] {

@@ -32,6 +32,14 @@ public actor Node: NodeService {
     private var replica: Replica
     private let network: PeerNetwork
 
+    /// The actor runs on a thread of its own: it fsyncs before every vote, and that
+    /// must not hold one of the few threads of the shared cooperative pool (as many
+    /// as cores) that the HTTP API, the network reader and signature checks need.
+    nonisolated let executorLoop: any EventLoop
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executorLoop.executor.asUnownedSerialExecutor() }
+    /// One thread for every node of the process (normally one node).
+    private static let executorGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
     private var transactionIndex = TransactionIndex()
     private var subscribers: [UInt64: AsyncStream<NodeEvent>.Continuation] = [:]
     private var nextSubscriber: UInt64 = 0
@@ -63,6 +71,8 @@ public actor Node: NodeService {
     /// Sends deferred in one batch, at most (a batch is at most `maxInboxMessages`
     /// messages, each producing a bounded number of sends).
     static let maxDeferredSends = 1 << 20
+    /// A start-up that replays at least this many blocks snapshots the tip after it.
+    static let startupSnapshotReplayedBlocks: UInt64 = 64
     /// A snapshot at most every this many heights (rounded to checkpoints).
     static let snapshotIntervalBlocks: UInt64 = 1_024
 
@@ -72,6 +82,7 @@ public actor Node: NodeService {
         guard let index = genesis.validators.index(of: key.publicKey) else {
             throw NodeConfig.Error.invalid("this key (\(key.publicKey.hex)) is not a validator in genesis")
         }
+        executorLoop = Self.executorGroup.next()
         self.genesis = genesis
         self.genesisJSON = genesisJSON
         self.config = config
@@ -88,6 +99,15 @@ public actor Node: NodeService {
             "height": "\(store.tipHeight)", "snapshot": "\(recovery.snapshotHeight)", "replayed": "\(recovery.replayedBlocks)",
         ])
         lastSnapshotHeight = recovery.snapshotHeight
+        if recovery.replayedBlocks >= Self.startupSnapshotReplayedBlocks {
+            // The next start loads this instead of replaying the same blocks again.
+            do {
+                try snapshots.write(Snapshot(ledger: recovery.verifier.ledger, blockHash: recovery.verifier.lastBlockHash))
+                lastSnapshotHeight = store.tipHeight
+            } catch {
+                logger.error("snapshot after start-up replay failed", metadata: ["error": "\(error)"])
+            }
+        }
         let durable = try Self.readDurableState(consensusState)
 
         application = LedgerApplication(

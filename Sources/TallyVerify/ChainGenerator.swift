@@ -130,7 +130,8 @@ public struct ChainGenerator {
     }
 
     /// Generates the whole chain into `directory`: `genesis.json` and the data
-    /// directory `data/` (a node home's layout). Returns the genesis.
+    /// directory `data/` (a node home's layout) with a ledger snapshot at the tip.
+    /// Returns the genesis.
     @discardableResult
     public static func write(_ parameters: Parameters, to directory: String, progress: ((Int) -> Void)? = nil) throws -> Genesis {
         var generator = ChainGenerator(parameters)
@@ -141,6 +142,12 @@ public struct ChainGenerator {
         for _ in 0..<parameters.blocks {
             try store.append(generator.nextBlock())
             progress?(Int(generator.ledger.height))
+        }
+        // A snapshot at the tip, as a running node keeps: a node started on this chain
+        // loads it instead of replaying every block.
+        if parameters.blocks > 0 {
+            try SnapshotStore(dataDirectory: directory + "/data", fileSystem: fileSystem)
+                .write(Snapshot(ledger: generator.ledger, blockHash: generator.lastBlockHash))
         }
         try AtomicFile.write(generator.genesis.jsonData(), to: directory + "/genesis.json")
         return generator.genesis

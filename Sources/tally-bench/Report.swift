@@ -86,7 +86,8 @@ struct Report: ParsableCommand {
         for entry in (growth["growth"] as? [[String: Any]]) ?? [] {
             row(String(format: "growth %.0f tx: verify / start / restart", number(entry, "length")),
                 String(format: "%.2f / %.2f / %.2f s", number(entry, "seconds"), number(entry, "first_start_seconds"), number(entry, "restart_seconds")),
-                String(format: "RSS %.0f MiB after restart", number(entry, "restart_rss_mb")))
+                String(format: "RSS %.0f MiB after restart; restart replayed %.0f blocks", number(entry, "restart_rss_mb"),
+                       number(entry, "restart_replayed_blocks")))
         }
         print("results written to \(output)")
     }

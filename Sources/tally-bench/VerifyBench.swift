@@ -137,6 +137,17 @@ enum SoloValidator {
             guard let ready else { throw BenchError("validator on \(home) did not serve height \(blocks) within 300 s (log \(logPath))") }
             benchLog(String(format: "%@: %@ in %.2f s, RSS %.0f MiB (peak %.0f)", home, phase, ready, memory?.current ?? 0, memory?.peak ?? 0))
             results["\(phase)_seconds"] = ready
+            // Whether the start loaded a snapshot or replayed the chain (restart should load one).
+            if let log = try? String(contentsOfFile: logPath, encoding: .utf8),
+               let line = log.split(separator: "\n").first(where: { $0.contains("chain recovered") })
+            {
+                for field in ["snapshot", "replayed"] {
+                    if let range = line.range(of: field + "=") {
+                        let digits = line[range.upperBound...].prefix { $0.isNumber }
+                        results["\(phase)_\(field)_\(field == "snapshot" ? "height" : "blocks")"] = Int(digits) ?? -1
+                    }
+                }
+            }
             results["\(phase)_rss_mb"] = memory?.current ?? 0
             results["\(phase)_rss_mb_peak"] = memory?.peak ?? 0
         }

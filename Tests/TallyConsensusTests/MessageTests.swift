@@ -145,6 +145,33 @@ final class MessageTests: XCTestCase {
         XCTAssertEqual(try DurableState(canonicalBytes: empty.canonicalBytes), empty)
     }
 
+    func testCompactDurableStateStoresBlocksApartAndIsPinned() throws {
+        var signerGuard = SignerGuard()
+        signerGuard.record(SignerGuard.Key(view: 8, height: 41, phase: .prepare), content: hashA)
+        let state = DurableState(
+            view: 8, inViewChange: true, stableCheckpoint: checkpointProof,
+            preparedCertificates: viewChange.prepared, signerGuard: signerGuard, ownViewChange: viewChange)
+        let blocks = state.referencedBlocks
+        XCTAssertEqual(Set(blocks.keys), Set((state.preparedCertificates + viewChange.prepared).map(\.blockHash)))
+        let bytes = state.compactBytes
+        XCTAssertEqual(try DurableState(compactBytes: bytes) { blocks[$0] }, state)
+        XCTAssertEqual(try DurableState(storedBytes: bytes) { blocks[$0] }, state)
+        XCTAssertEqual(try DurableState(storedBytes: state.canonicalBytes) { _ in nil }, state, "the full form still reads")
+        XCTAssertEqual(hex(Array(bytes.prefix(4 + 26 + 9))),
+            "1a000000" + hex(Array("tally/consensus-durable/v2".utf8)) + "0800000000000000" + "01")
+        XCTAssertEqual(SHA256.hash(bytes).hex, "a6fc126f738566e489178d34302f61b6f00e694c8d9665da647e6e907b8ffa2c")
+        // No block bytes inside: smaller than the full form by at least the blocks.
+        let blockBytes = state.preparedCertificates.map(\.prePrepare.block.canonicalBytes.count).reduce(0, +)
+        XCTAssertLessThanOrEqual(bytes.count, state.canonicalBytes.count - blockBytes)
+        // A missing block, or one with another hash, makes the state unreadable.
+        XCTAssertThrowsError(try DurableState(compactBytes: bytes) { _ in nil })
+        let other = Block(header: BlockHeader(
+            height: 99, view: 0, timestampMs: 0, previousHash: hashB, transactionsRoot: Block.transactionsRoot([]),
+            stateRoot: hashA, proposer: 0, transactionCount: 0), transactions: [])
+        XCTAssertThrowsError(try DurableState(compactBytes: bytes) { _ in other })
+        XCTAssertThrowsError(try DurableState(compactBytes: Array(bytes.dropLast(3))) { blocks[$0] })
+    }
+
     func testSignerGuardAllowsOnlyTheSameContentTwice() {
         var signerGuard = SignerGuard()
         let key = SignerGuard.Key(view: 3, height: 9, phase: .prepare)

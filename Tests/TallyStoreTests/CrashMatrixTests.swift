@@ -156,6 +156,48 @@ final class CrashMatrixTests: XCTestCase {
             })
     }
 
+    /// The consensus state with its prepared blocks apart: the state read back after
+    /// any crash is the old or the new one, every block it refers to is there intact,
+    /// and leftovers are removed at open.
+    func testWritingConsensusStateWithBlockFiles() throws {
+        func hash(_ byte: UInt8) -> Hash { Hash(bytes: [UInt8](repeating: byte, count: 32))! }
+        func blockBytes(_ hash: Hash) -> [UInt8] { Array("block \(hash.hex)".utf8) + [UInt8](repeating: hash.bytes[0], count: 300) }
+        let references: [[UInt8]: Set<Hash>] = [[1]: [hash(1), hash(2)], [2]: [hash(2), hash(3), hash(4)]]
+        func store(_ fileSystem: SimulatedFileSystem) throws -> ConsensusStateStore {
+            try DataLayout.consensusStateStore("/n", fileSystem: fileSystem)
+        }
+        func open(_ fileSystem: SimulatedFileSystem) throws -> (ConsensusStateStore, [UInt8]?) {
+            let opened = try store(fileSystem)
+            let state = try opened.readState()
+            let referenced = state.map { references[$0]! } ?? []
+            for hash in referenced { XCTAssertEqual(try opened.readBlock(hash), blockBytes(hash)) }
+            try opened.retainOnly(referenced)
+            XCTAssertEqual(
+                Set(try fileSystem.listDirectory(opened.blocksDirectory)), Set(referenced.map(ConsensusStateStore.fileName)))
+            return (opened, state)
+        }
+        try crashMatrix(
+            "write consensus state and prepared blocks",
+            setup: { fileSystem in
+                let (opened, _) = try open(fileSystem)
+                try opened.write(state: [1], referenced: references[[1]]!, blockBytes: blockBytes)
+            },
+            action: { fileSystem in
+                let (opened, _) = try open(fileSystem)
+                try opened.write(state: [2], referenced: references[[2]]!, blockBytes: blockBytes)
+            },
+            check: { fileSystem, acknowledged, point, outcome in
+                let (opened, state) = try open(fileSystem)
+                if acknowledged {
+                    XCTAssertEqual(state, [2], "crash \(point) \(outcome)")
+                } else {
+                    XCTAssertTrue(state == [1] || state == [2], "crash \(point) \(outcome): \(String(describing: state))")
+                }
+                try opened.write(state: [1], referenced: references[[1]]!, blockBytes: blockBytes)
+                XCTAssertEqual(try open(fileSystem).1, [1])
+            })
+    }
+
     func testWritingTheFirstDurableState() throws {
         let new = Array("first state".utf8)
         try crashMatrix(
