@@ -73,6 +73,8 @@ public actor Node: NodeService {
     static let maxDeferredSends = 1 << 20
     /// A start-up that replays at least this many blocks snapshots the tip after it.
     static let startupSnapshotReplayedBlocks: UInt64 = 64
+    /// … or replays for at least this long (a few full blocks).
+    static let startupSnapshotReplayDuration = Duration.milliseconds(500)
     /// A snapshot at most every this many heights (rounded to checkpoints).
     static let snapshotIntervalBlocks: UInt64 = 1_024
 
@@ -94,12 +96,16 @@ public actor Node: NodeService {
         store = try BlockStore.open(dataDirectory: dataDirectory, logger: logger)
         snapshots = try SnapshotStore(dataDirectory: dataDirectory, logger: logger)
         consensusState = try DataLayout.consensusStateStore(dataDirectory)
+        let replayStart = ContinuousClock.now
         let recovery = try ChainRecovery.resume(store: store, snapshots: snapshots, genesis: genesis, logger: logger)
+        let replayDuration = ContinuousClock.now - replayStart
         logger.info("chain recovered", metadata: [
             "height": "\(store.tipHeight)", "snapshot": "\(recovery.snapshotHeight)", "replayed": "\(recovery.replayedBlocks)",
         ])
         lastSnapshotHeight = recovery.snapshotHeight
-        if recovery.replayedBlocks >= Self.startupSnapshotReplayedBlocks {
+        if recovery.replayedBlocks >= Self.startupSnapshotReplayedBlocks
+            || (recovery.replayedBlocks > 0 && replayDuration >= Self.startupSnapshotReplayDuration)
+        {
             // The next start loads this instead of replaying the same blocks again.
             do {
                 try snapshots.write(Snapshot(ledger: recovery.verifier.ledger, blockHash: recovery.verifier.lastBlockHash))
