@@ -87,6 +87,18 @@ let package = Package(
             ]
         ),
 
+        // The `start` command's options and launcher, shared by `tally-node` and `tally-byzantine`.
+        .target(
+            name: "TallyNodeCLI",
+            dependencies: [
+                "TallyNode", "TallyTypes", "TallyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // MARK: wallet
         .target(
             name: "TallyWallet",
@@ -112,11 +124,20 @@ let package = Package(
         .executableTarget(
             name: "tally-node",
             dependencies: [
-                "TallyNode", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyNode", "TallyNodeCLI", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Test-only (not a release product): a validator with one named Byzantine
+        // misbehaviour (`tally-byzantine start --misbehaviour NAME`), for the end-to-end tests.
+        .executableTarget(
+            name: "tally-byzantine",
+            dependencies: [
+                "TallyNodeCLI", "TallyNode", "TallyConsensus", "TallyNetwork", "TallyTypes", "TallyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Test-only: a chaos run of real validator processes under a seeded fault schedule (not a release product).
@@ -200,7 +221,7 @@ let package = Package(
         // Real validator processes on 127.0.0.1 (`tally-node start`), driven over HTTP.
         .testTarget(
             name: "TallyEndToEndTests",
-            dependencies: ["tally-node", "tally", "TallyNetwork", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["tally-node", "tally-byzantine", "tally", "TallyNetwork", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "TallyChaosTests", dependencies: ["tally-chaos"]),
         // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json).

@@ -7,7 +7,7 @@ import ServiceLifecycle
 import TallyConsensus
 import TallyCrypto
 import TallyLedger
-import TallyNetwork
+@_spi(Testing) import TallyNetwork
 import TallyStore
 import TallyTypes
 import TallyVerify
@@ -31,6 +31,8 @@ public actor Node: NodeService {
     private let application: LedgerApplication
     private var replica: Replica
     private let network: PeerNetwork
+    /// Nil except in `tally-byzantine` (testing SPI).
+    private let interceptor: (any OutboundInterceptor)?
 
     private var transactionIndex = TransactionIndex()
     private var subscribers: [UInt64: AsyncStream<NodeEvent>.Continuation] = [:]
@@ -55,6 +57,17 @@ public actor Node: NodeService {
     /// Opens the home's data (recovering it), builds the replica from its durable
     /// state, and starts the peer network.
     public init(home: NodeHome, config: NodeConfig, genesis: Genesis, genesisJSON: Data, key: SigningKey, logger: Logger) async throws {
+        try await self.init(
+            home: home, config: config, genesis: genesis, genesisJSON: genesisJSON, key: key, logger: logger, interceptor: nil)
+    }
+
+    /// Testing SPI: a node whose outbound consensus traffic goes through `interceptor`.
+    @_spi(Testing)
+    public init(
+        home: NodeHome, config: NodeConfig, genesis: Genesis, genesisJSON: Data, key: SigningKey, logger: Logger,
+        interceptor: (any OutboundInterceptor)?
+    ) async throws {
+        self.interceptor = interceptor
         guard let index = genesis.validators.index(of: key.publicKey) else {
             throw NodeConfig.Error.invalid("this key (\(key.publicKey.hex)) is not a validator in genesis")
         }
@@ -158,6 +171,7 @@ public actor Node: NodeService {
         guard !stopped else { return }
         flushGossip()
         handle(.tick)
+        if let interceptor { interceptor.tick(link: outboundLink()) }
         metrics.peersConnected.record(Int64(network.connectedValidators.count))
     }
 
@@ -226,9 +240,15 @@ public actor Node: NodeService {
         case .execute(let certified):
             return execute(certified)
         case .send(let message, let to):
+            if let interceptor { interceptor.intercept(message, to: [to], link: outboundLink()); return nil }
             network.send(to: Int(to), PeerMessage.consensus(message).bytes)
             return nil
         case .broadcast(let message):
+            if let interceptor {
+                let link = outboundLink()
+                interceptor.intercept(message, to: link.others, link: link)
+                return nil
+            }
             network.broadcast(PeerMessage.consensus(message).bytes)
             return nil
         case .sendBlocks(let heights, let to):
@@ -275,6 +295,7 @@ public actor Node: NodeService {
             bytes += record.payload.count
         }
         guard !blocks.isEmpty else { return }
+        if let interceptor { return interceptor.intercept(.syncResponse(blocks), to: [peer], link: outboundLink()) }
         network.send(to: Int(peer), PeerMessage.consensus(.syncResponse(blocks)).bytes)
     }
 
@@ -293,6 +314,7 @@ public actor Node: NodeService {
 
     private func flushGossip() {
         guard !gossipBuffer.isEmpty else { return }
+        if let interceptor, !interceptor.gossips { return gossipBuffer.removeAll() }
         var start = 0
         while start < gossipBuffer.count {
             let end = min(start + PeerMessage.maxGossipTransactions, gossipBuffer.count)
@@ -300,6 +322,19 @@ public actor Node: NodeService {
             start = end
         }
         gossipBuffer.removeAll(keepingCapacity: true)
+    }
+
+    /// What an interceptor sees; built only when there is one.
+    private func outboundLink() -> OutboundLink {
+        let tipHeight = store.tipHeight
+        let tipTimestampMs = tipHeight == 0 ? genesis.genesisTimeMs : (try? store.block(at: tipHeight))?.block.header.timestampMs
+        return OutboundLink(
+            selfIndex: selfIndex, genesis: genesis, view: replica.view, isPrimary: replica.isPrimary,
+            inViewChange: replica.inViewChange, stableCheckpoint: replica.stableCheckpoint,
+            tip: Forgery.Tip(
+                height: tipHeight, hash: application.tipHash, timestampMs: tipTimestampMs ?? genesis.genesisTimeMs,
+                stateRoot: application.ledger.stateRoot),
+            network: network)
     }
 
     private func publish(_ event: NodeEvent) {
