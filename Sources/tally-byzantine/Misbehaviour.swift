@@ -35,7 +35,9 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
     let chainID: String
     let genesis: Genesis
     let logger = Logger(label: "tally.byzantine")
+    /// Messages per act, and how many times each act happened.
     private var counts: [String: Int] = [:]
+    private var acts: [String: Int] = [:]
     private var ticks: UInt64 = 0
     private var random = SystemRandomNumberGenerator()
 
@@ -58,11 +60,14 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
 
     var gossips: Bool { misbehaviour != .silent }
 
-    /// Counts one misbehaving act and logs it (the first few, then every 50th).
+    /// Counts one misbehaving act (`amount` messages) and logs it: the first five
+    /// times, then whenever the total passes a multiple of 50.
     private func count(_ act: String, _ details: @autoclosure () -> String, by amount: Int = 1) {
-        let total = counts[act, default: 0] + amount
+        let before = counts[act, default: 0]
+        let total = before + amount
         counts[act] = total
-        if total <= 5 || total / 50 != (total - amount) / 50 {
+        acts[act, default: 0] += 1
+        if acts[act]! <= 5 || total / 50 != before / 50 {
             logger.notice("byzantine \(act) total=\(total) \(details())", metadata: ["misbehaviour": "\(misbehaviour.rawValue)"])
         }
     }

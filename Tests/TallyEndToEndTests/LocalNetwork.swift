@@ -49,10 +49,12 @@ final class LocalNetwork: @unchecked Sendable {
     func api(_ index: Int) -> URL { URL(string: "http://127.0.0.1:\(basePort + index)")! }
     func peerPort(_ index: Int) -> Int { basePort + 100 + index }
 
-    func start(_ index: Int) throws {
+    /// Starts validator `index` with `executable start --home HOME` plus `extraArguments`
+    /// (e.g. the test-only `tally-byzantine` with its `--misbehaviour`).
+    func start(_ index: Int, executable: String = "tally-node", extraArguments: [String] = []) throws {
         let process = Process()
-        process.executableURL = Self.binary("tally-node")
-        process.arguments = ["start", "--home", home(index)]
+        process.executableURL = Self.binary(executable)
+        process.arguments = ["start", "--home", home(index)] + extraArguments
         let log = directory.appendingPathComponent("node\(index).log")
         if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: log)
