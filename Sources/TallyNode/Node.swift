@@ -44,7 +44,11 @@ public actor Node: NodeService {
     /// The replica's drop counts already exported to metrics.
     private var exportedDrops: [TallyConsensus.DropReason: Int] = [:]
     private var stopped = false
+    /// Malformed peer messages so far (for sparse logging).
+    private var malformedMessages = 0
 
+    /// Malformed peer messages logged one by one; after that, every 1,000th.
+    static let malformedMessagesLoggedInFull = 20
     /// Blocks read back at start-up for `/txs/{hash}`; older ones are not indexed.
     static let startupIndexBlocks: UInt64 = 2_000
     /// Submissions whose commit latency is tracked at once.
@@ -180,7 +184,14 @@ public actor Node: NodeService {
         guard let from = message.validatorIndex else { return metrics.messageDropped("not_a_validator") }
         let decoded: PeerMessage
         do { decoded = try PeerMessage(bytes: message.bytes) } catch {
-            logger.warning("dropping a malformed peer message", metadata: ["peer": "\(from)", "error": "\(error)"])
+            // Logged sparsely: a Byzantine peer must not be able to fill the disk with
+            // our log (the metric counts every one).
+            malformedMessages += 1
+            if malformedMessages <= Self.malformedMessagesLoggedInFull || malformedMessages.isMultiple(of: 1_000) {
+                logger.warning("dropping a malformed peer message", metadata: [
+                    "peer": "\(from)", "error": "\(error)", "total": "\(malformedMessages)",
+                ])
+            }
             return metrics.messageDropped("malformed_message")
         }
         switch decoded {

@@ -42,6 +42,11 @@ import TallyTypes
         for target in targets { network.send(to: Int(target), bytes) }
     }
 
+    /// Transaction gossip, as the node sends it (whatever the transactions' validity).
+    public func sendGossip(_ transactions: [Transaction], to target: ValidatorIndex) {
+        network.send(to: Int(target), PeerMessage.transactions(transactions).bytes)
+    }
+
     /// Raw bytes as the payload of an authenticated frame (no peer-message encoding).
     @discardableResult
     public func sendBytes(_ bytes: [UInt8], to target: ValidatorIndex) -> SendOutcome {

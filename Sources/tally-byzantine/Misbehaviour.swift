@@ -20,8 +20,9 @@ enum Misbehaviour: String, CaseIterable, ExpressibleByArgument {
     /// VIEW-CHANGEs for the next view; as a new primary its NEW-VIEW drops the
     /// prepared blocks.
     case forgedViewChange = "forged-view-change"
-    /// Otherwise honest, keeps sending random and truncated payloads over its
-    /// authenticated connections, and now and then a frame over the peers' size limit.
+    /// Otherwise honest, keeps sending random and truncated payloads and gossip with a
+    /// forged transaction signature over its authenticated connections, and now and
+    /// then a frame over the peers' size limit.
     case garbageFrames = "garbage-frames"
     /// Sends nothing at all: no consensus message, no sync response, no gossip.
     case silent
@@ -136,7 +137,8 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
             randomSignature: { Signature(bytes: self.randomBytes(64))! })
     }
 
-    /// To every peer: random bytes, and a consensus message cut short; every
+    /// To every peer: random bytes, a consensus message cut short, and gossip of a
+    /// transaction whose signature does not match; every
     /// `oversizeEveryRounds` rounds, a message of `NetworkLimits.maxFrameBytes`: with
     /// the frame overhead it is over every node's frame limit.
     private func sendGarbage(link: OutboundLink, round: UInt64) {
@@ -152,6 +154,13 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
             link.sendBytes(truncated, to: peer)
         }
         count("garbage_payload", "random and truncated payloads to \(link.others)", by: 2 * link.others.count)
+        // Well-formed gossip whose transaction's signature does not match (amount changed after signing).
+        let throwaway = SigningKey(seed: randomBytes(32))!
+        var tampered = Transaction.signed(
+            by: throwaway, chainID: chainID, to: Address(publicKey: throwaway.publicKey), amount: 1, fee: 1, nonce: 0)
+        tampered.amount += 1
+        for peer in link.others { link.sendGossip([tampered], to: peer) }
+        count("bad_signature_gossip", "transaction \(tampered.hash.hex.prefix(12)) to \(link.others)", by: link.others.count)
         if round % Self.oversizeEveryRounds == 0 {
             let oversize = [UInt8](repeating: 0xA5, count: NetworkLimits.maxFrameBytes)
             for peer in link.others { link.sendOversizeBytes(oversize, to: peer) }

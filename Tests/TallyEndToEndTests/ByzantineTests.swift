@@ -42,6 +42,7 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
     func testGarbageFrames() async throws {
         try await run("garbage-frames", act: "oversize_frame") { network in
             try await self.waitForDrops(network, reason: "malformed_message")
+            try await self.waitForDrops(network, reason: "gossip_bad_signature")
             try await self.waitForCounter(network, "tally_network_connections_closed_total", reason: "oversize_frame")
         }
     }
@@ -66,10 +67,12 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
             for node in 0..<4 { guard await network.height(node) != nil else { return false } }
             return true
         }
-        for round in 0..<Self.rounds {
+        // Commits before, and (the point) after the misbehaviour showed its effect.
+        try await submitAndCommit(network, via: Self.honest[0])
+        try await effect(network)
+        for round in 1..<Self.rounds {
             try await submitAndCommit(network, via: Self.honest[round % Self.honest.count])
         }
-        try await effect(network)
         XCTAssertTrue(network.log(Self.byzantine).contains("byzantine \(act) total="),
                       "the Byzantine validator never logged \(act):\n" + String(network.log(Self.byzantine).suffix(3000)))
         try await expectIdenticalBlocks(network)
