@@ -48,6 +48,8 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
     static let garbageIntervalTicks: UInt64 = 10
     /// Garbage rounds between oversize frames (garbage-frames).
     static let oversizeEveryRounds: UInt64 = 10
+    /// Random payloads per peer per round (garbage-frames).
+    static let randomPayloadsPerRound = 8
     /// Largest random garbage payload.
     static let maxGarbageBytes = 512
 
@@ -148,12 +150,15 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
         let encoded = OutboundLink.peerMessageBytes(.prepare(vote))
         let truncated = Array(encoded.prefix(encoded.count / 2))
         for peer in link.others {
-            var junk = randomBytes(Int.random(in: 1...Self.maxGarbageBytes, using: &random))
-            junk[0] = UInt8.random(in: 3...255, using: &random)  // no peer-message kind: surely malformed
-            link.sendBytes(junk, to: peer)
+            for _ in 0..<Self.randomPayloadsPerRound {
+                var junk = randomBytes(Int.random(in: 1...Self.maxGarbageBytes, using: &random))
+                junk[0] = UInt8.random(in: 3...255, using: &random)  // no peer-message kind: surely malformed
+                link.sendBytes(junk, to: peer)
+            }
             link.sendBytes(truncated, to: peer)
         }
-        count("garbage_payload", "random and truncated payloads to \(link.others)", by: 2 * link.others.count)
+        count("garbage_payload", "random and truncated payloads to \(link.others)",
+              by: (Self.randomPayloadsPerRound + 1) * link.others.count)
         // Well-formed gossip whose transaction's signature does not match (amount changed after signing).
         let throwaway = SigningKey(seed: randomBytes(32))!
         var tampered = Transaction.signed(

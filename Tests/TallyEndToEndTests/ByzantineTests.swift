@@ -14,6 +14,8 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
     /// Rounds of transfers, each through another honest validator.
     static let rounds = 3
     static let transfersPerRound = 4
+    /// `Node.malformedMessagesLoggedInFull`: malformed peer messages logged one by one.
+    static let malformedMessagesLoggedInFull = 20
 
     var nonce: UInt64 = 0
 
@@ -44,6 +46,14 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
             try await self.waitForDrops(network, reason: "malformed_message")
             try await self.waitForDrops(network, reason: "gossip_bad_signature")
             try await self.waitForCounter(network, "tally_network_connections_closed_total", reason: "oversize_frame")
+            // Regression: every malformed message was logged, so a Byzantine peer could
+            // fill an honest validator's disk. Now the first few are, then every 1,000th.
+            for node in Self.honest {
+                let dropped = Int(await self.counter(network, node, "tally_messages_dropped_total", reason: "malformed_message"))
+                let logged = network.log(node).components(separatedBy: "dropping a malformed peer message").count - 1
+                XCTAssertGreaterThan(dropped, Self.malformedMessagesLoggedInFull, "node\(node)")
+                XCTAssertLessThanOrEqual(logged, Self.malformedMessagesLoggedInFull + dropped / 1_000, "node\(node)")
+            }
         }
     }
 
