@@ -36,6 +36,7 @@ public actor Node: NodeService {
 
     private var transactionIndex = TransactionIndex()
     private var subscribers: [UInt64: AsyncStream<NodeEvent>.Continuation] = [:]
+    private var eventStreamsEnded = false
     private var nextSubscriber: UInt64 = 0
     private var gossipBuffer: [Transaction] = []
     private var submittedAt: [Hash: ContinuousClock.Instant] = [:]
@@ -166,8 +167,7 @@ public actor Node: NodeService {
         stopped = true
         logger.info("validator stopping", metadata: ["height": "\(store.tipHeight)"])
         await network.shutdown()
-        for continuation in subscribers.values { continuation.finish() }
-        subscribers = [:]
+        endEventStreams()
         store.close()
     }
 
@@ -422,8 +422,17 @@ public actor Node: NodeService {
 
     public func latestHeight() -> UInt64 { store.tipHeight }
 
+    /// Ends every event stream and refuses new ones. Called when shutdown begins:
+    /// the HTTP server drains open responses before it stops, and an event stream
+    /// never ends by itself.
+    public func endEventStreams() {
+        eventStreamsEnded = true
+        for continuation in subscribers.values { continuation.finish() }
+        subscribers = [:]
+    }
+
     public func subscribe() -> AsyncStream<NodeEvent>? {
-        guard !stopped, subscribers.count < config.api.maxEventSubscribers else { return nil }
+        guard !stopped, !eventStreamsEnded, subscribers.count < config.api.maxEventSubscribers else { return nil }
         let id = nextSubscriber
         nextSubscriber += 1
         let (stream, continuation) = AsyncStream<NodeEvent>.makeStream(bufferingPolicy: .bufferingNewest(8192))

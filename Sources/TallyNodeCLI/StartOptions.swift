@@ -72,7 +72,9 @@ public struct StartOptions: ParsableArguments {
             logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: NodeRunner(node: node)), .init(service: app)],
+                // Shut down last to first: event streams end, then the HTTP server
+                // drains, then the node stops.
+                services: [.init(service: NodeRunner(node: node)), .init(service: app), .init(service: EventStreamCloser(node: node))],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do { try await group.run() } catch {
             logger.error("stopped with an error", metadata: ["error": "\(error)"])
@@ -104,6 +106,16 @@ public struct StartOptions: ParsableArguments {
             handler.logLevel = level
             return handler
         }
+    }
+}
+
+/// Ends the node's `/events` streams when shutdown begins, so the HTTP server's
+/// drain does not wait on a stream that never ends.
+struct EventStreamCloser: Service {
+    let node: Node
+    func run() async throws {
+        try? await gracefulShutdown()
+        await node.endEventStreams()
     }
 }
 

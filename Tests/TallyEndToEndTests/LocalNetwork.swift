@@ -81,7 +81,51 @@ final class LocalNetwork: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// SIGTERM, then SIGKILL if the process is still running after `seconds`.
+    /// Returns the exit status, or nil when it had to be killed.
+    func terminate(_ index: Int, within seconds: Double) -> Int32? {
+        guard let process = processes.removeValue(forKey: index) else { return nil }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        guard !process.isRunning else {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
     func stop() { for index in Array(processes.keys) { kill(index) } }
+
+    /// Opens `GET /events` on node `index` over a plain socket and returns once the
+    /// response headers arrived; the connection stays open until `close` is called.
+    func openEventStream(_ index: Int) throws -> Int32 {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw TestError("socket: errno \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(basePort + index).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { close(socket); throw TestError("connect: errno \(errno)") }
+        let request = Array("GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".utf8)
+        guard write(socket, request, request.count) == request.count else { close(socket); throw TestError("write failed") }
+        var received = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !String(decoding: received, as: UTF8.self).contains("\r\n\r\n") {
+            let count = read(socket, &buffer, buffer.count)
+            guard count > 0 else { close(socket); throw TestError("event stream closed before its headers") }
+            received += buffer[0..<count]
+        }
+        guard String(decoding: received, as: UTF8.self).hasPrefix("HTTP/1.1 200") else {
+            close(socket)
+            throw TestError("event stream refused: \(String(decoding: received, as: UTF8.self))")
+        }
+        return socket
+    }
 
     func log(_ index: Int) -> String {
         (try? String(contentsOf: directory.appendingPathComponent("node\(index).log"), encoding: .utf8)) ?? ""

@@ -41,5 +41,11 @@ final class NetworkTests: XCTestCase, @unchecked Sendable {
             }
             XCTAssertEqual(hashes.count, 1, "validators disagree at height \(h)")
         }
+
+        // A clean stop with an /events subscriber connected exits promptly and
+        // cleanly (regression: the HTTP server's drain waited on the stream forever).
+        let subscriber = try network.openEventStream(0)
+        defer { close(subscriber) }
+        XCTAssertEqual(network.terminate(0, within: 20), 0, "node0 did not stop cleanly on SIGTERM with a subscriber:\n\(network.log(0).suffix(2000))")
     }
 }
