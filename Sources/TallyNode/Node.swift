@@ -7,7 +7,7 @@ import ServiceLifecycle
 import TallyConsensus
 import TallyCrypto
 import TallyLedger
-@_spi(Testing) import TallyNetwork
+import TallyNetwork
 import TallyStore
 import TallyTypes
 import TallyVerify
