@@ -60,18 +60,6 @@ func quantile(_ sorted: [Double], _ p: Double) -> Double {
     return sorted[min(max(rank, 0), sorted.count - 1)]
 }
 
-/// Peak and current resident set of a process, in MiB, from /proc (Linux).
-func residentMemoryMiB(pid: Int32) -> (peak: Double, current: Double)? {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-    func field(_ name: String) -> Double? {
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return nil }
-        let digits = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first
-        return digits.flatMap { Double($0) }.map { $0 / 1024 }
-    }
-    guard let peak = field("VmHWM"), let current = field("VmRSS") else { return nil }
-    return (peak, current)
-}
-
 struct MachineFacts {
     static var cores: Int { ProcessInfo.processInfo.activeProcessorCount }
     static var cpuModel: String {
