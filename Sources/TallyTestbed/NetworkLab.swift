@@ -80,7 +80,7 @@ public final class NetworkLab: @unchecked Sendable {
             }
         } catch {
             for descriptor in opened { close(descriptor) }
-            for namespace in made { try? Self.ip(["netns", "del", namespace]) }
+            for namespace in made { _ = try? Self.ip(["netns", "del", namespace]) }
             throw error
         }
         descriptors = opened
@@ -101,7 +101,7 @@ public final class NetworkLab: @unchecked Sendable {
         guard first else { return }
         packetSwitch.stop()
         for descriptor in descriptors { close(descriptor) }
-        for namespace in namespaces { try? Self.ip(["netns", "del", namespace]) }
+        for namespace in namespaces { _ = try? Self.ip(["netns", "del", namespace]) }
     }
 
     // MARK: addresses
@@ -120,6 +120,14 @@ public final class NetworkLab: @unchecked Sendable {
 
     static func address(subnet: Int, port: Int) -> UInt32 { UInt32(10) << 24 | UInt32(77) << 16 | UInt32(subnet) << 8 | UInt32(port + 1) }
     static func dotted(subnet: Int, port: Int) -> String { "\(subnetPrefix).\(subnet).\(port + 1)" }
+
+    /// A new socket inside validator `index`'s namespace (tests and measurements of the
+    /// switch, without a process in the namespace).
+    public func socket(validator index: Int, type: Int32) throws -> Int32 {
+        let descriptor = ctally_socket_in_netns("/var/run/netns/\(namespace(validator: index))", AF_INET, type, 0)
+        guard descriptor >= 0 else { throw TestbedError("socket in \(namespace(validator: index)): \(String(cString: strerror(-descriptor)))") }
+        return descriptor
+    }
 
     // MARK: link policies
 
@@ -214,7 +222,7 @@ public final class NetworkLab: @unchecked Sendable {
             if let pids = try? ip(["netns", "pids", name]) {
                 for pid in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(pid, SIGKILL) }
             }
-            try? ip(["netns", "del", name])
+            _ = try? ip(["netns", "del", name])
         }
     }
 }

@@ -35,7 +35,8 @@ public struct LinkPolicy: Equatable, Sendable, CustomStringConvertible {
         LinkPolicy(
             delayMicroseconds: delayMicroseconds + other.delayMicroseconds,
             jitterMicroseconds: max(jitterMicroseconds, other.jitterMicroseconds),
-            lossProbability: 1 - (1 - lossProbability) * (1 - other.lossProbability),
+            lossProbability: other.lossProbability == 0 ? lossProbability
+                : lossProbability == 0 ? other.lossProbability : 1 - (1 - lossProbability) * (1 - other.lossProbability),
             duplicateProbability: max(duplicateProbability, other.duplicateProbability),
             blocked: blocked || other.blocked)
     }

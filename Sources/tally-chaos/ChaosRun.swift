@@ -142,15 +142,21 @@ struct ChaosRun {
         return nil
     }
 
-    /// Sets every validator link to what the episode's network faults make of it
-    /// (several faults on one link combine).
+    /// Sets every validator link to what the episode's network faults make of it.
     static func apply(_ faults: [FaultEpisode.Fault], to lab: NetworkLab) {
+        let policies = linkPolicies(faults, validators: lab.validators)
+        lab.setValidatorLinks { from, to in policies[Link(from: from, to: to)] ?? .clear }
+    }
+
+    /// Validator-to-validator link policies (validator indices, not switch ports) of
+    /// an episode's resolved faults; several faults on one link combine.
+    static func linkPolicies(_ faults: [FaultEpisode.Fault], validators: Int) -> [Link: LinkPolicy] {
         var policies: [Link: LinkPolicy] = [:]
         func add(_ from: Int, _ to: Int, _ policy: LinkPolicy) {
             let link = Link(from: from, to: to)
             policies[link] = (policies[link] ?? .clear).combined(with: policy)
         }
-        let others = { (node: Int) in (0..<lab.validators).filter { $0 != node } }
+        let others = { (node: Int) in (0..<validators).filter { $0 != node } }
         let splitSide = Set(faults.filter { $0.kind == .split }.compactMap(\.node))
         for fault in faults {
             let node = fault.node!
@@ -171,7 +177,7 @@ struct ChaosRun {
                 break
             }
         }
-        lab.setValidatorLinks { from, to in policies[Link(from: from, to: to)] ?? .clear }
+        return policies
     }
 
     private func sleep(until date: Date) async throws {

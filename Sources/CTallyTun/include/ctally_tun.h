@@ -7,4 +7,10 @@
 /// -errno on failure. The device lives while the descriptor is open.
 int ctally_tun_open(const char *name);
 
+/// Creates a socket (socket(2) arguments) in the network namespace at
+/// `netns_path` (e.g. /var/run/netns/NAME): the calling thread enters it, creates
+/// the socket, and returns to its own namespace. A socket stays in the namespace it
+/// was made in. Returns the descriptor, or -errno on failure.
+int ctally_socket_in_netns(const char *netns_path, int domain, int type, int protocol);
+
 #endif
