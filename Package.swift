@@ -207,7 +207,9 @@ let package = Package(
         // Real validator processes on 127.0.0.1 (`tally-node start`), driven over HTTP.
         .testTarget(
             name: "TallyEndToEndTests",
-            dependencies: ["tally-node", "tally", "TallyNetwork", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "tally-node", "tally", "TallyTestbed", "TallyNetwork", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(name: "TallyChaosTests", dependencies: ["tally-chaos", "TallyTestbed"]),
         // The packet switch's policy logic (pure), and a root-only namespace round trip.

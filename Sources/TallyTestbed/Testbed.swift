@@ -25,7 +25,7 @@ public struct ValidatorLaunch: Sendable {
 /// are faulty so clients go elsewhere, as a real client retries another validator.
 /// Every process it started is killed by `killAll()`.
 public final class Testbed: @unchecked Sendable {
-    public static let requestTimeoutSeconds = 3.0
+    public static let defaultRequestTimeoutSeconds = 3.0
 
     public let directory: URL
     public let validators: Int
@@ -40,6 +40,8 @@ public final class Testbed: @unchecked Sendable {
     private var faulty: Set<Int> = []
     private var launches: [Int: ValidatorLaunch] = [:]
     let session: URLSession
+    /// How long one HTTP request may take.
+    public let requestTimeoutSeconds: Double
 
     /// Generates the network in `directory` (which must not hold one yet). Node `i`
     /// serves its API on port `basePort + i` and its peers on `basePort + 100 + i`, at
@@ -47,7 +49,8 @@ public final class Testbed: @unchecked Sendable {
     /// window; `fundedDevnetAccounts` funds `DevnetKeys.accountKey(0..<N)`.
     public init(
         directory: URL, validators: Int, basePort: Int, binaries: URL, chainID: String = "tally-testbed",
-        fundedDevnetAccounts: Int = 0, maxBlocksInFlight: UInt64? = nil, lab: NetworkLab? = nil
+        fundedDevnetAccounts: Int = 0, maxBlocksInFlight: UInt64? = nil, lab: NetworkLab? = nil,
+        requestTimeoutSeconds: Double = Testbed.defaultRequestTimeoutSeconds
     ) throws {
         precondition(lab == nil || lab!.validators == validators)
         self.directory = directory
@@ -56,8 +59,9 @@ public final class Testbed: @unchecked Sendable {
         self.binaries = binaries
         self.lab = lab
         let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = Self.requestTimeoutSeconds
-        configuration.timeoutIntervalForResource = Self.requestTimeoutSeconds * 2
+        self.requestTimeoutSeconds = requestTimeoutSeconds
+        configuration.timeoutIntervalForRequest = requestTimeoutSeconds
+        configuration.timeoutIntervalForResource = requestTimeoutSeconds * 2
         session = URLSession(configuration: configuration)
         let output = try TestnetGenerator.generate(
             validators: validators, output: directory.path, basePort: basePort, chainID: chainID, keyCost: .light,

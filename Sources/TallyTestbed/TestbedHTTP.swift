@@ -12,7 +12,7 @@ extension Testbed {
         var request = URLRequest(url: api(index).appendingPathComponent(path))
         request.httpMethod = method
         request.httpBody = body
-        request.timeoutInterval = Self.requestTimeoutSeconds
+        request.timeoutInterval = requestTimeoutSeconds
         if body != nil { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
         if let accept { request.setValue(accept, forHTTPHeaderField: "Accept") }
         let (data, response) = try await session.data(for: request)

@@ -19,7 +19,7 @@ final class NetworkTests: XCTestCase, @unchecked Sendable {
             for node in 0..<4 { guard await network.height(node) != nil else { return false } }
             return true
         }
-        let result = try await network.submit(1, transactions)
+        let result = try await network.submitBatch(1, transactions)
         let results = result["results"] as? [[String: Any]] ?? []
         XCTAssertEqual(results.count, 10)
         XCTAssertTrue(results.allSatisfy { $0["error"] == nil }, "\(results)")
