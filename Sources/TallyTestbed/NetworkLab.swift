@@ -27,6 +27,8 @@ public final class NetworkLab: @unchecked Sendable {
     /// Large MTU: far fewer packets through the switch for the same bytes.
     public static let defaultMTU = 65_000
     public static let defaultMaxQueuedPackets = 100_000
+    /// 25 ms of a saturated 1 GB/s path fits; more than that is a fault's backlog.
+    public static let defaultMaxQueuedBytes = 64 << 20
 
     public let validators: Int
     public let subnet: Int
@@ -50,9 +52,10 @@ public final class NetworkLab: @unchecked Sendable {
         FileManager.default.isExecutableFile(atPath: $0)
     }
 
-    public init(validators: Int, seed: UInt64, mtu: Int = NetworkLab.defaultMTU, maxQueuedPackets: Int = NetworkLab.defaultMaxQueuedPackets)
-        throws
-    {
+    public init(
+        validators: Int, seed: UInt64, mtu: Int = NetworkLab.defaultMTU, maxQueuedPackets: Int = NetworkLab.defaultMaxQueuedPackets,
+        maxQueuedBytes: Int = NetworkLab.defaultMaxQueuedBytes
+    ) throws {
         precondition(validators >= 1 && validators <= 200 && (576...PacketSwitch.maxPacketBytes - 1).contains(mtu))
         if let reason = Self.unavailableReason() { throw TestbedError(reason) }
         self.validators = validators
@@ -85,7 +88,8 @@ public final class NetworkLab: @unchecked Sendable {
         }
         descriptors = opened
         namespaces = made
-        packetSwitch = PacketSwitch(descriptors: opened, portByAddress: portByAddress, seed: seed, maxQueuedPackets: maxQueuedPackets)
+        packetSwitch = PacketSwitch(
+            descriptors: opened, portByAddress: portByAddress, seed: seed, maxQueuedPackets: maxQueuedPackets, maxQueuedBytes: maxQueuedBytes)
         packetSwitch.start()
     }
 

@@ -85,6 +85,9 @@ public enum DropReason: String, CaseIterable, Sendable {
 public struct PacketScheduler<Packet> {
     /// Packets held at once (delayed or due); beyond it new ones are dropped.
     public let maxQueuedPackets: Int
+    /// Bytes held at once; beyond it new packets are dropped.
+    public let maxQueuedBytes: Int
+    public private(set) var queuedBytes = 0
     private var policies: [Link: LinkPolicy] = [:]
     private var random: SplitMix64
     private var lastDeliveryNanoseconds: [Link: UInt64] = [:]
@@ -99,14 +102,18 @@ public struct PacketScheduler<Packet> {
         let sequence: UInt64
         let port: Int
         let packet: Packet
+        let bytes: Int
         func before(_ other: Entry) -> Bool { (deliverAt, sequence) < (other.deliverAt, other.sequence) }
     }
 
-    public init(seed: UInt64, maxQueuedPackets: Int) {
-        precondition(maxQueuedPackets > 0)
+    public init(seed: UInt64, maxQueuedPackets: Int, maxQueuedBytes: Int) {
+        precondition(maxQueuedPackets > 0 && maxQueuedBytes > 0)
         random = SplitMix64(seed: seed)
         self.maxQueuedPackets = maxQueuedPackets
+        self.maxQueuedBytes = maxQueuedBytes
     }
+
+    private func hasRoom(_ bytes: Int) -> Bool { heap.count < maxQueuedPackets && queuedBytes + bytes <= maxQueuedBytes }
 
     public func policy(_ link: Link) -> LinkPolicy { policies[link] ?? .clear }
 
@@ -121,8 +128,8 @@ public struct PacketScheduler<Packet> {
 
     public mutating func drop(_ reason: DropReason) { drops[reason, default: 0] += 1 }
 
-    /// A packet arrived from `link.from` for `link.to` at `nowNanoseconds`.
-    public mutating func submit(_ packet: Packet, on link: Link, nowNanoseconds: UInt64) {
+    /// A packet of `bytes` arrived from `link.from` for `link.to` at `nowNanoseconds`.
+    public mutating func submit(_ packet: Packet, bytes: Int, on link: Link, nowNanoseconds: UInt64) {
         let policy = policy(link)
         if policy.blocked { return drop(.blocked) }
         if policy.lossProbability > 0 && random.unitInterval() < policy.lossProbability { return drop(.loss) }
@@ -134,13 +141,13 @@ public struct PacketScheduler<Packet> {
         var deliverAt = nowNanoseconds + UInt64(max(delay, 0)) * 1000
         if let last = lastDeliveryNanoseconds[link], last > deliverAt { deliverAt = last }
         let twice = policy.duplicateProbability > 0 && random.unitInterval() < policy.duplicateProbability
-        guard heap.count < maxQueuedPackets else { return drop(.queueFull) }
-        push(Entry(deliverAt: deliverAt, sequence: sequence, port: link.to, packet: packet))
+        guard hasRoom(bytes) else { return drop(.queueFull) }
+        push(Entry(deliverAt: deliverAt, sequence: sequence, port: link.to, packet: packet, bytes: bytes))
         sequence += 1
         accepted += 1
         if twice {
-            if heap.count < maxQueuedPackets {
-                push(Entry(deliverAt: deliverAt, sequence: sequence, port: link.to, packet: packet))
+            if hasRoom(bytes) {
+                push(Entry(deliverAt: deliverAt, sequence: sequence, port: link.to, packet: packet, bytes: bytes))
                 sequence += 1
                 duplicated += 1
             } else {
@@ -156,6 +163,7 @@ public struct PacketScheduler<Packet> {
     /// Removes and returns the next packet due at or before `nowNanoseconds`.
     public mutating func popDue(nowNanoseconds: UInt64) -> (port: Int, packet: Packet)? {
         guard let first = heap.first, first.deliverAt <= nowNanoseconds else { return nil }
+        queuedBytes -= first.bytes
         let last = heap.removeLast()
         if !heap.isEmpty {
             heap[0] = last
@@ -167,6 +175,7 @@ public struct PacketScheduler<Packet> {
     // MARK: binary min-heap on (deliverAt, sequence)
 
     private mutating func push(_ entry: Entry) {
+        queuedBytes += entry.bytes
         heap.append(entry)
         var child = heap.count - 1
         while child > 0 {

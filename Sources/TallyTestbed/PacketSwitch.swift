@@ -35,10 +35,10 @@ final class PacketSwitch: @unchecked Sendable {
 
     /// `descriptors[port]` is the TUN descriptor of the port whose IPv4 address is
     /// the key of `portByAddress` mapping to `port`.
-    init(descriptors: [Int32], portByAddress: [UInt32: Int], seed: UInt64, maxQueuedPackets: Int) {
+    init(descriptors: [Int32], portByAddress: [UInt32: Int], seed: UInt64, maxQueuedPackets: Int, maxQueuedBytes: Int) {
         self.descriptors = descriptors
         self.portByAddress = portByAddress
-        scheduler = PacketScheduler(seed: seed, maxQueuedPackets: maxQueuedPackets)
+        scheduler = PacketScheduler(seed: seed, maxQueuedPackets: maxQueuedPackets, maxQueuedBytes: maxQueuedBytes)
     }
 
     func start() {
@@ -116,7 +116,7 @@ final class PacketSwitch: @unchecked Sendable {
                 continue
             }
             let packet = [UInt8](bytes)
-            lock.withLock { scheduler.submit(packet, on: Link(from: port, to: target), nowNanoseconds: now) }
+            lock.withLock { scheduler.submit(packet, bytes: count, on: Link(from: port, to: target), nowNanoseconds: now) }
         }
     }
 

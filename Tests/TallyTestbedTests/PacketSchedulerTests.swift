@@ -15,8 +15,8 @@ final class PacketSchedulerTests: XCTestCase {
     }
 
     func testClearLinkDeliversAtOnceInOrder() {
-        var scheduler = PacketScheduler<Int>(seed: 1, maxQueuedPackets: 100)
-        for packet in 0..<10 { scheduler.submit(packet, on: ab, nowNanoseconds: 5) }
+        var scheduler = PacketScheduler<Int>(seed: 1, maxQueuedPackets: 100, maxQueuedBytes: 1 << 30)
+        for packet in 0..<10 { scheduler.submit(packet, bytes: 100, on: ab, nowNanoseconds: 5) }
         let out = drain(&scheduler, at: 5)
         XCTAssertEqual(out.map(\.packet), Array(0..<10))
         XCTAssertTrue(out.allSatisfy { $0.port == 2 })
@@ -25,10 +25,10 @@ final class PacketSchedulerTests: XCTestCase {
     }
 
     func testDelayHoldsEachPacketUntilDue() {
-        var scheduler = PacketScheduler<Int>(seed: 1, maxQueuedPackets: 100)
+        var scheduler = PacketScheduler<Int>(seed: 1, maxQueuedPackets: 100, maxQueuedBytes: 1 << 30)
         scheduler.setPolicy(LinkPolicy(delayMicroseconds: 25_000), for: ab)
-        scheduler.submit(7, on: ab, nowNanoseconds: 1_000)
-        scheduler.submit(8, on: ba, nowNanoseconds: 1_000)
+        scheduler.submit(7, bytes: 100, on: ab, nowNanoseconds: 1_000)
+        scheduler.submit(8, bytes: 100, on: ba, nowNanoseconds: 1_000)
         // The other direction is clear: due at once.
         XCTAssertEqual(drain(&scheduler, at: 1_000).map(\.packet), [8])
         XCTAssertEqual(scheduler.nextDueNanoseconds, 1_000 + 25 * millisecond)
@@ -40,9 +40,9 @@ final class PacketSchedulerTests: XCTestCase {
     /// Feeds `count` packets `spacing` apart through a 20 ± 10 ms link; returns each
     /// packet's departure time, and the order they left in.
     func jittered(count: Int, spacing: UInt64) -> (departures: [Int: UInt64], order: [Int]) {
-        var scheduler = PacketScheduler<Int>(seed: 9, maxQueuedPackets: 10_000)
+        var scheduler = PacketScheduler<Int>(seed: 9, maxQueuedPackets: 10_000, maxQueuedBytes: 1 << 30)
         scheduler.setPolicy(LinkPolicy(delayMicroseconds: 20_000, jitterMicroseconds: 10_000), for: ab)
-        for packet in 0..<count { scheduler.submit(packet, on: ab, nowNanoseconds: UInt64(packet) * spacing) }
+        for packet in 0..<count { scheduler.submit(packet, bytes: 100, on: ab, nowNanoseconds: UInt64(packet) * spacing) }
         var departures: [Int: UInt64] = [:]
         var order: [Int] = []
         while let due = scheduler.nextDueNanoseconds {
@@ -83,9 +83,9 @@ final class PacketSchedulerTests: XCTestCase {
 
     func testLossFollowsTheProbabilityAndTheSeed() {
         func delivered(seed: UInt64) -> [Int] {
-            var scheduler = PacketScheduler<Int>(seed: seed, maxQueuedPackets: 20_000)
+            var scheduler = PacketScheduler<Int>(seed: seed, maxQueuedPackets: 20_000, maxQueuedBytes: 1 << 30)
             scheduler.setPolicy(LinkPolicy(lossProbability: 0.3), for: ab)
-            for packet in 0..<10_000 { scheduler.submit(packet, on: ab, nowNanoseconds: 0) }
+            for packet in 0..<10_000 { scheduler.submit(packet, bytes: 100, on: ab, nowNanoseconds: 0) }
             XCTAssertEqual(scheduler.drops[.loss, default: 0] + scheduler.accepted, 10_000)
             return drain(&scheduler, at: 0).map(\.packet)
         }
@@ -96,9 +96,9 @@ final class PacketSchedulerTests: XCTestCase {
     }
 
     func testDuplicationDeliversSomePacketsTwiceBackToBack() {
-        var scheduler = PacketScheduler<Int>(seed: 5, maxQueuedPackets: 20_000)
+        var scheduler = PacketScheduler<Int>(seed: 5, maxQueuedPackets: 20_000, maxQueuedBytes: 1 << 30)
         scheduler.setPolicy(LinkPolicy(duplicateProbability: 0.5), for: ab)
-        for packet in 0..<4_000 { scheduler.submit(packet, on: ab, nowNanoseconds: 0) }
+        for packet in 0..<4_000 { scheduler.submit(packet, bytes: 100, on: ab, nowNanoseconds: 0) }
         let out = drain(&scheduler, at: 0).map(\.packet)
         XCTAssertEqual(out.count, 4_000 + scheduler.duplicated)
         XCTAssertTrue((1_800...2_200).contains(scheduler.duplicated), "\(scheduler.duplicated) duplicated at 50 %")
@@ -113,25 +113,38 @@ final class PacketSchedulerTests: XCTestCase {
     }
 
     func testBlockedLinkDropsOneDirectionOnlyAndHealClearsIt() {
-        var scheduler = PacketScheduler<Int>(seed: 1, maxQueuedPackets: 100)
+        var scheduler = PacketScheduler<Int>(seed: 1, maxQueuedPackets: 100, maxQueuedBytes: 1 << 30)
         scheduler.setPolicy(.partitioned, for: ab)
-        scheduler.submit(1, on: ab, nowNanoseconds: 0)
-        scheduler.submit(2, on: ba, nowNanoseconds: 0)
+        scheduler.submit(1, bytes: 100, on: ab, nowNanoseconds: 0)
+        scheduler.submit(2, bytes: 100, on: ba, nowNanoseconds: 0)
         XCTAssertEqual(drain(&scheduler, at: 0).map(\.packet), [2])
         XCTAssertEqual(scheduler.drops[.blocked], 1)
         scheduler.healAll()
         XCTAssertEqual(scheduler.policy(ab), .clear)
-        scheduler.submit(3, on: ab, nowNanoseconds: 0)
+        scheduler.submit(3, bytes: 100, on: ab, nowNanoseconds: 0)
         XCTAssertEqual(drain(&scheduler, at: 0).map(\.packet), [3])
     }
 
     func testFullQueueDropsAndCounts() {
-        var scheduler = PacketScheduler<Int>(seed: 1, maxQueuedPackets: 10)
+        var scheduler = PacketScheduler<Int>(seed: 1, maxQueuedPackets: 10, maxQueuedBytes: 1 << 30)
         scheduler.setPolicy(LinkPolicy(delayMicroseconds: 1_000), for: ab)
-        for packet in 0..<15 { scheduler.submit(packet, on: ab, nowNanoseconds: 0) }
+        for packet in 0..<15 { scheduler.submit(packet, bytes: 100, on: ab, nowNanoseconds: 0) }
         XCTAssertEqual(scheduler.queuedCount, 10)
         XCTAssertEqual(scheduler.drops[.queueFull], 5)
         XCTAssertEqual(drain(&scheduler, at: millisecond).map(\.packet), Array(0..<10))
+    }
+
+    func testQueueBoundInBytes() {
+        var scheduler = PacketScheduler<Int>(seed: 1, maxQueuedPackets: 100, maxQueuedBytes: 1_000)
+        scheduler.setPolicy(LinkPolicy(delayMicroseconds: 1_000), for: ab)
+        for packet in 0..<5 { scheduler.submit(packet, bytes: 300, on: ab, nowNanoseconds: 0) }
+        XCTAssertEqual(scheduler.queuedCount, 3)
+        XCTAssertEqual(scheduler.queuedBytes, 900)
+        XCTAssertEqual(scheduler.drops[.queueFull], 2)
+        XCTAssertEqual(drain(&scheduler, at: millisecond).map(\.packet), [0, 1, 2])
+        XCTAssertEqual(scheduler.queuedBytes, 0)
+        scheduler.submit(9, bytes: 1_000, on: ab, nowNanoseconds: 0)
+        XCTAssertEqual(scheduler.queuedCount, 1)
     }
 
     func testPoliciesCombine() {
