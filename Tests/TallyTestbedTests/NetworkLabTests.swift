@@ -50,4 +50,20 @@ final class NetworkLabTests: XCTestCase {
         LabSockets.setTimeouts(server, seconds: 10)
         XCTAssertEqual(try LabSockets.receive(server, count: 4), Array("lost".utf8))
     }
+
+    /// A namespace left by a lab whose process died is deleted by the next lab; the
+    /// lab's own namespaces are gone after `stop()`.
+    func testStaleNamespacesAreRemovedAndStopCleansUp() throws {
+        if let reason = NetworkLab.unavailableReason() { return XCTFail("network lab unavailable: \(reason)") }
+        let finished = try runProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", "echo $$"])
+        let deadPid = try XCTUnwrap(Int32(finished.output.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let stale = "\(NetworkLab.namespacePrefix)\(deadPid)-v0"
+        XCTAssertEqual(try runProcess(URL(fileURLWithPath: NetworkLab.ipPath!), ["netns", "add", stale]).status, 0)
+        let lab = try NetworkLab(validators: 1, seed: 1)
+        let names = { try runProcess(URL(fileURLWithPath: NetworkLab.ipPath!), ["netns", "list"]).output }
+        XCTAssertFalse(try names().contains(stale), "the stale namespace must be gone")
+        XCTAssertTrue(try names().contains(lab.namespace(validator: 0)))
+        lab.stop()
+        XCTAssertFalse(try names().contains(lab.namespace(validator: 0)), "stop() must delete the lab's namespaces")
+    }
 }
