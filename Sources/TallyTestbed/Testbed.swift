@@ -115,7 +115,7 @@ public final class Testbed: @unchecked Sendable {
             process.executableURL = launch.executable
             process.arguments = arguments
         }
-        if !FileManager.default.fileExists(atPath: logPath(index)) { FileManager.default.createFile(atPath: logPath(index), contents: nil) }
+        if !FileManager.default.fileExists(atPath: logPath(index)) { _ = FileManager.default.createFile(atPath: logPath(index), contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath(index)))
         handle.seekToEndOfFile()
         process.standardOutput = handle
