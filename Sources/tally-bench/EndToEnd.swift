@@ -93,6 +93,7 @@ struct EndToEnd: AsyncParsableCommand {
             result["e2e_dir"] = directory
             result["max_blocks_in_flight"] = Int(network.genesis.consensus.maxBlocksInFlight)
         } catch {
+            await reportState(network, client: client)
             network.terminateAll(graceSeconds: 5)
             try? await client.shutdown()
             throw error
@@ -102,6 +103,25 @@ struct EndToEnd: AsyncParsableCommand {
         try await client.shutdown()
         try writeJSON(result, to: json)
     }
+}
+
+/// A failed run's evidence: each validator's status, view changes and dropped messages.
+func reportState(_ network: Testbed, client: HTTPClient) async {
+    for index in 0..<network.validators {
+        let status = (try? await network.status(client, index)).map { status in
+            ["height", "view", "primary", "catching_up", "peers_connected", "mempool_size"].map { "\($0)=\(status[$0] ?? "?")" }
+                .joined(separator: " ")
+        } ?? "no answer"
+        var counters: [String] = []
+        if let data = try? await network.get(client, index, "/metrics") {
+            for line in String(decoding: data, as: UTF8.self).split(separator: "\n")
+            where (line.hasPrefix("tally_network_messages_dropped_total") || line.hasPrefix("tally_view_changes_total")) && !line.hasSuffix(" 0") {
+                counters.append(String(line))
+            }
+        }
+        benchLog("node\(index): \(status); " + (counters.isEmpty ? "no drops, no view changes" : counters.joined(separator: ", ")))
+    }
+    if let lab = network.lab { benchLog("switch: \(lab.statistics)") }
 }
 
 /// Pre-signed transfers and the two load shapes.
