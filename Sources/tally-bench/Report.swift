@@ -61,10 +61,10 @@ struct Report: ParsableCommand {
     private func printNetworkLab(wanDefault: [String: Any], wanWindow1: [String: Any], packetSwitch: [String: Any]) {
         func number(_ object: [String: Any], _ key: String) -> Double { (object[key] as? Double) ?? Double(object[key] as? Int ?? 0) }
         func row(_ name: String, _ value: String) {
-            print(name.padding(toLength: 44, withPad: " ", startingAt: 0) + value)
+            print(name.padding(toLength: 52, withPad: " ", startingAt: 0) + value)
         }
         for (name, wan) in [("default window", wanDefault), ("window 1", wanWindow1)] where !wan.isEmpty {
-            row(String(format: "WAN %.0f ms one-way, %@ (%.0f blocks)", number(wan, "wan_delay_ms"), name, number(wan, "max_blocks_in_flight")),
+            row(String(format: "WAN %.0f ms one way, %@ (max %.0f in flight)", number(wan, "wan_delay_ms"), name, number(wan, "max_blocks_in_flight")),
                 String(format: "%.0f tx/s; latency p50 %.1f / p99 %.1f ms at %.0f tx/s", number(wan, "e2e_tx_per_s"), number(wan, "latency_p50_ms"),
                        number(wan, "latency_p99_ms"), number(wan, "latency_offered_tx_per_s")))
         }
