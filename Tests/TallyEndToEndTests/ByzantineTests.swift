@@ -103,7 +103,7 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
 
     /// Submits a round of transfers and waits until every honest validator committed them.
     func submitAndCommit(_ network: LocalNetwork, via node: Int) async throws {
-        let response = try await network.submit(node, transfers(network))
+        let response = try await network.submitBatch(node, transfers(network))
         let results = response["results"] as? [[String: Any]] ?? []
         XCTAssertTrue(!results.isEmpty && results.allSatisfy { $0["error"] == nil }, "\(response)")
         let expected = String(nonce)
