@@ -87,6 +87,25 @@ let package = Package(
             ]
         ),
 
+        // The `start` command's options and launcher, shared by `tally-node` and `tally-byzantine`.
+        .target(
+            name: "TallyNodeCLI",
+            dependencies: [
+                "TallyNode", "TallyTypes", "TallyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // MARK: test-only process testbed (chaos, bench, end-to-end tests); not a release product
+        .target(name: "CTallyTun"),
+        .target(
+            name: "TallyTestbed",
+            dependencies: ["CTallyTun", "TallyNode", "TallyTypes", "TallyCrypto"]
+        ),
+
         // MARK: wallet
         .target(
             name: "TallyWallet",
@@ -112,18 +131,27 @@ let package = Package(
         .executableTarget(
             name: "tally-node",
             dependencies: [
-                "TallyNode", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyNode", "TallyNodeCLI", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Test-only (not a release product): a validator with one named Byzantine
+        // misbehaviour (`tally-byzantine start --misbehaviour NAME`), for the end-to-end tests.
+        .executableTarget(
+            name: "tally-byzantine",
+            dependencies: [
+                "TallyNodeCLI", "TallyNode", "TallyConsensus", "TallyNetwork", "TallyTypes", "TallyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // Test-only: a chaos run of real validator processes under a seeded fault schedule (not a release product).
         .executableTarget(
             name: "tally-chaos",
             dependencies: [
-                "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyTestbed", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -142,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "tally-bench",
             dependencies: [
-                "TallyNode", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto", "CSodium",
+                "TallyTestbed", "TallyNode", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto", "CSodium",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -200,9 +228,13 @@ let package = Package(
         // Real validator processes on 127.0.0.1 (`tally-node start`), driven over HTTP.
         .testTarget(
             name: "TallyEndToEndTests",
-            dependencies: ["tally-node", "tally", "TallyNetwork", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "tally-node", "tally-byzantine", "tally", "TallyTestbed", "TallyNetwork", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
-        .testTarget(name: "TallyChaosTests", dependencies: ["tally-chaos"]),
+        .testTarget(name: "TallyChaosTests", dependencies: ["tally-chaos", "TallyTestbed"]),
+        // The packet switch's policy logic (pure), and a root-only namespace round trip.
+        .testTarget(name: "TallyTestbedTests", dependencies: ["TallyTestbed"]),
         // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json).
         .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "TallyVerify", "TallyStore", "TallyTypes"]),
     ]

@@ -107,6 +107,11 @@ public struct Replica {
     var ownCheckpoint: Checkpoint?
     /// Highest checkpoint height each validator claimed (signed), to notice being behind.
     var reportedHeights: [ValidatorIndex: UInt64] = [:]
+    /// Signed COMMITs of views below ours for the next heights (each validator's
+    /// latest per height; heights within `maxBlocksInFlight` above the committed
+    /// one): a quorum of them for one view and block proves the block committed
+    /// where this replica was not, e.g. while it moved alone to a higher view.
+    var staleViewCommits: [UInt64: [ValidatorIndex: Vote]] = [:]
     var tickCount: UInt64 = 0
     var viewTimerTicks: UInt64 = 0
     var ticksInViewChange: UInt64 = 0
@@ -390,6 +395,7 @@ public struct Replica {
         if phase == .commit, vote.target.height > 1 {
             reportedHeights[vote.validator] = max(reportedHeights[vote.validator] ?? 0, vote.target.height - 1)
         }
+        if phase == .commit, vote.target.view < view { keepStaleViewCommit(vote) }
         guard checkView(vote.target.view) else { return }
         let height = vote.target.height
         guard checkWaterMarks(height) else { return }
@@ -401,6 +407,13 @@ public struct Replica {
         if phase == .prepare { slot.prepares[vote.validator] = vote } else { slot.commits[vote.validator] = vote }
         slots[height] = slot
         if phase == .prepare { checkPrepared(height) } else { tryExecute() }
+    }
+
+    mutating func keepStaleViewCommit(_ vote: Vote) {
+        let height = vote.target.height
+        guard height > committedHeight, height <= committedHeight + configuration.parameters.maxBlocksInFlight else { return }
+        if let kept = staleViewCommits[height]?[vote.validator], kept.target.view >= vote.target.view { return }
+        staleViewCommits[height, default: [:]][vote.validator] = vote
     }
 
     mutating func checkPrepared(_ height: UInt64) {
@@ -914,11 +927,19 @@ public struct Replica {
                 return requestSync(to: height, peers: peers)
             }
         }
+        staleViewCommits = staleViewCommits.filter { $0.key > committedHeight }
         guard stuck else { return }
         for height in slots.keys.sorted(by: >) where height > committedHeight {
             var byHash: [Hash: [ValidatorIndex]] = [:]
             for vote in slots[height]!.commits.values { byHash[vote.target.blockHash, default: []].append(vote.validator) }
             if let signers = byHash.values.first(where: { $0.count >= configuration.quorum }) {
+                return requestSync(to: height, peers: signers)
+            }
+        }
+        for height in staleViewCommits.keys.sorted(by: >) {
+            var byTarget: [VoteTarget: [ValidatorIndex]] = [:]
+            for vote in staleViewCommits[height]!.values { byTarget[vote.target, default: []].append(vote.validator) }
+            if let signers = byTarget.values.first(where: { $0.count >= configuration.quorum }) {
                 return requestSync(to: height, peers: signers)
             }
         }

@@ -14,7 +14,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         public var maxBatchTransactions = 10_000
         /// Server-sent-event subscribers at once.
         public var maxEventSubscribers = 64
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case listen
             case maxBodyBytes = "max_body_bytes"
             case maxBatchTransactions = "max_batch_transactions"
@@ -31,7 +31,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         public var outboundQueueFrames = 4096
         /// Reconnect back-off cap.
         public var maxDialBackoffMs = 5_000
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case listen
             case maxMessageBytes = "max_message_bytes"
             case outboundQueueFrames = "outbound_queue_frames"
@@ -44,7 +44,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         public var maxBytes = MempoolLimits.default.maxBytes
         public var maxNonceGap = MempoolLimits.default.maxNonceGap
         public var maxPerSender = MempoolLimits.default.maxPerSender
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case maxTransactions = "max_transactions"
             case maxBytes = "max_bytes"
             case maxNonceGap = "max_nonce_gap"
@@ -58,7 +58,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
     public struct Storage: Codable, Equatable, Sendable {
         /// Block segments, consensus state and snapshots; relative to the home directory.
         public var dataDir = "data"
-        enum CodingKeys: String, CodingKey { case dataDir = "data_dir" }
+        enum CodingKeys: String, CodingKey, CaseIterable { case dataDir = "data_dir" }
     }
 
     public struct Log: Codable, Equatable, Sendable {
@@ -66,6 +66,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         public var format = "text"
         /// trace, debug, info, notice, warning, error, critical.
         public var level = "info"
+        enum CodingKeys: String, CodingKey, CaseIterable { case format, level }
     }
 
     /// Validator key file (encrypted), relative to the home directory.
@@ -81,7 +82,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
     public var storage = Storage()
     public var log = Log()
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case keyFile = "key_file"
         case keyPasswordFile = "key_password_file"
         case genesisFile = "genesis_file"
@@ -99,12 +100,19 @@ public struct NodeConfig: Codable, Equatable, Sendable {
             case .invalid(let message): return "config invalid: \(message)"
             }
         }
+        var message: String {
+            switch self {
+            case .unreadable(let message), .invalid(let message): return message
+            }
+        }
     }
 
     public static func load(path: String) throws -> NodeConfig {
         guard let data = FileManager.default.contents(atPath: path) else { throw Error.unreadable("cannot read \(path)") }
         let config: NodeConfig
-        do { config = try TOMLDecoder().decode(NodeConfig.self, from: String(decoding: data, as: UTF8.self)) } catch {
+        do { config = try TOMLDecoder().decode(NodeConfig.self, from: String(decoding: data, as: UTF8.self)) } catch let error as Error {
+            throw Error.invalid("\(path): \(error.message)")
+        } catch {
             throw Error.unreadable("\(path): \(error)")
         }
         try config.check()
@@ -183,67 +191,99 @@ public struct NodeConfig: Codable, Equatable, Sendable {
     }
 }
 
+// Every key is optional: a missing key keeps the default of `init()`. An unknown
+// key is an error, so a misspelt setting is not silently ignored.
+
 extension NodeConfig.API {
     public init(from decoder: any Decoder) throws {
+        self.init()
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = Self()
-        listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? d.listen
-        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? d.maxBodyBytes
-        maxBatchTransactions = try c.decodeIfPresent(Int.self, forKey: .maxBatchTransactions) ?? d.maxBatchTransactions
-        maxEventSubscribers = try c.decodeIfPresent(Int.self, forKey: .maxEventSubscribers) ?? d.maxEventSubscribers
+        try c.decode(.listen, into: &listen)
+        try c.decode(.maxBodyBytes, into: &maxBodyBytes)
+        try c.decode(.maxBatchTransactions, into: &maxBatchTransactions)
+        try c.decode(.maxEventSubscribers, into: &maxEventSubscribers)
     }
 }
 
 extension NodeConfig.P2P {
     public init(from decoder: any Decoder) throws {
+        self.init()
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = Self()
-        listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? d.listen
-        maxMessageBytes = try c.decodeIfPresent(Int.self, forKey: .maxMessageBytes) ?? d.maxMessageBytes
-        outboundQueueFrames = try c.decodeIfPresent(Int.self, forKey: .outboundQueueFrames) ?? d.outboundQueueFrames
-        maxDialBackoffMs = try c.decodeIfPresent(Int.self, forKey: .maxDialBackoffMs) ?? d.maxDialBackoffMs
+        try c.decode(.listen, into: &listen)
+        try c.decode(.maxMessageBytes, into: &maxMessageBytes)
+        try c.decode(.outboundQueueFrames, into: &outboundQueueFrames)
+        try c.decode(.maxDialBackoffMs, into: &maxDialBackoffMs)
     }
 }
 
 extension NodeConfig.Mempool {
     public init(from decoder: any Decoder) throws {
+        self.init()
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = Self()
-        maxTransactions = try c.decodeIfPresent(Int.self, forKey: .maxTransactions) ?? d.maxTransactions
-        maxBytes = try c.decodeIfPresent(Int.self, forKey: .maxBytes) ?? d.maxBytes
-        maxNonceGap = try c.decodeIfPresent(UInt64.self, forKey: .maxNonceGap) ?? d.maxNonceGap
-        maxPerSender = try c.decodeIfPresent(Int.self, forKey: .maxPerSender) ?? d.maxPerSender
+        try c.decode(.maxTransactions, into: &maxTransactions)
+        try c.decode(.maxBytes, into: &maxBytes)
+        try c.decode(.maxNonceGap, into: &maxNonceGap)
+        try c.decode(.maxPerSender, into: &maxPerSender)
     }
 }
 
 extension NodeConfig.Storage {
     public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir) ?? Self().dataDir
+        self.init()
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
+        try decoder.container(keyedBy: CodingKeys.self).decode(.dataDir, into: &dataDir)
     }
 }
 
 extension NodeConfig.Log {
     public init(from decoder: any Decoder) throws {
+        self.init()
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = Self()
-        format = try c.decodeIfPresent(String.self, forKey: .format) ?? d.format
-        level = try c.decodeIfPresent(String.self, forKey: .level) ?? d.level
+        try c.decode(.format, into: &format)
+        try c.decode(.level, into: &level)
     }
 }
 
 extension NodeConfig {
     public init(from decoder: any Decoder) throws {
+        self.init()
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = Self()
-        keyFile = try c.decodeIfPresent(String.self, forKey: .keyFile) ?? d.keyFile
+        try c.decode(.keyFile, into: &keyFile)
         keyPasswordFile = try c.decodeIfPresent(String.self, forKey: .keyPasswordFile)
-        genesisFile = try c.decodeIfPresent(String.self, forKey: .genesisFile) ?? d.genesisFile
-        api = try c.decodeIfPresent(API.self, forKey: .api) ?? d.api
-        p2p = try c.decodeIfPresent(P2P.self, forKey: .p2p) ?? d.p2p
-        mempool = try c.decodeIfPresent(Mempool.self, forKey: .mempool) ?? d.mempool
-        storage = try c.decodeIfPresent(Storage.self, forKey: .storage) ?? d.storage
-        log = try c.decodeIfPresent(Log.self, forKey: .log) ?? d.log
+        try c.decode(.genesisFile, into: &genesisFile)
+        try c.decode(.api, into: &api)
+        try c.decode(.p2p, into: &p2p)
+        try c.decode(.mempool, into: &mempool)
+        try c.decode(.storage, into: &storage)
+        try c.decode(.log, into: &log)
+    }
+}
+
+private struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+private func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, known: Keys.Type) throws {
+    let names = Set(Keys.allCases.map(\.stringValue))
+    guard let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.first(where: { !names.contains($0.stringValue) }) else {
+        return
+    }
+    let path = (decoder.codingPath.map(\.stringValue) + [unknown.stringValue]).joined(separator: ".")
+    throw NodeConfig.Error.invalid("unknown key \"\(path)\"")
+}
+
+extension KeyedDecodingContainer {
+    /// Replaces `value` with the key's value when the key is present.
+    fileprivate func decode<Value: Decodable>(_ key: Key, into value: inout Value) throws {
+        if let decoded = try decodeIfPresent(Value.self, forKey: key) { value = decoded }
     }
 }
 

@@ -31,6 +31,8 @@ public actor Node: NodeService {
     private let application: LedgerApplication
     private var replica: Replica
     private let network: PeerNetwork
+    /// Nil except in `tally-byzantine` (testing SPI).
+    private let interceptor: (any OutboundInterceptor)?
 
     /// The actor runs on a thread of its own: it fsyncs before every vote, and that
     /// must not hold one of the few threads of the shared cooperative pool (as many
@@ -42,6 +44,7 @@ public actor Node: NodeService {
 
     private var transactionIndex = TransactionIndex()
     private var subscribers: [UInt64: AsyncStream<NodeEvent>.Continuation] = [:]
+    private var eventStreamsEnded = false
     private var nextSubscriber: UInt64 = 0
     private var gossipBuffer: [Transaction] = []
     private var submittedAt: [Hash: ContinuousClock.Instant] = [:]
@@ -50,6 +53,8 @@ public actor Node: NodeService {
     /// The replica's drop counts already exported to metrics.
     private var exportedDrops: [TallyConsensus.DropReason: Int] = [:]
     private var stopped = false
+    /// Malformed peer messages so far (for sparse logging).
+    private var malformedMessages = 0
     /// Peer messages not handled yet (filled outside the actor, drained as a batch).
     nonisolated let inbox = Inbox()
     /// True while an inbox batch is handled: persists and sends wait for its end.
@@ -59,6 +64,8 @@ public actor Node: NodeService {
     /// Sends waiting for `pendingPersist` to be durable.
     private var deferredSends: [ConsensusAction] = []
 
+    /// Malformed peer messages logged one by one; after that, every 1,000th.
+    static let malformedMessagesLoggedInFull = 20
     /// Blocks read back at start-up for `/txs/{hash}`; older ones are not indexed.
     static let startupIndexBlocks: UInt64 = 2_000
     /// Submissions whose commit latency is tracked at once.
@@ -81,6 +88,17 @@ public actor Node: NodeService {
     /// Opens the home's data (recovering it), builds the replica from its durable
     /// state, and starts the peer network.
     public init(home: NodeHome, config: NodeConfig, genesis: Genesis, genesisJSON: Data, key: SigningKey, logger: Logger) async throws {
+        try await self.init(
+            home: home, config: config, genesis: genesis, genesisJSON: genesisJSON, key: key, logger: logger, interceptor: nil)
+    }
+
+    /// Testing SPI: a node whose outbound consensus traffic goes through `interceptor`.
+    @_spi(Testing)
+    public init(
+        home: NodeHome, config: NodeConfig, genesis: Genesis, genesisJSON: Data, key: SigningKey, logger: Logger,
+        interceptor: (any OutboundInterceptor)?
+    ) async throws {
+        self.interceptor = interceptor
         guard let index = genesis.validators.index(of: key.publicKey) else {
             throw NodeConfig.Error.invalid("this key (\(key.publicKey.hex)) is not a validator in genesis")
         }
@@ -221,8 +239,7 @@ public actor Node: NodeService {
         stopped = true
         logger.info("validator stopping", metadata: ["height": "\(store.tipHeight)"])
         await network.shutdown()
-        for continuation in subscribers.values { continuation.finish() }
-        subscribers = [:]
+        endEventStreams()
         store.close()
     }
 
@@ -230,6 +247,7 @@ public actor Node: NodeService {
         guard !stopped else { return }
         flushGossip()
         handle(.tick)
+        if let interceptor { interceptor.tick(link: outboundLink()) }
         metrics.peersConnected.record(Int64(network.connectedValidators.count))
     }
 
@@ -249,7 +267,14 @@ public actor Node: NodeService {
         guard let from = message.validatorIndex else { return metrics.messageDropped("not_a_validator") }
         let decoded: PeerMessage
         do { decoded = try PeerMessage(bytes: message.bytes) } catch {
-            logger.warning("dropping a malformed peer message", metadata: ["peer": "\(from)", "error": "\(error)"])
+            // Logged sparsely: a Byzantine peer must not be able to fill the disk with
+            // our log (the metric counts every one).
+            malformedMessages += 1
+            if malformedMessages <= Self.malformedMessagesLoggedInFull || malformedMessages.isMultiple(of: 1_000) {
+                logger.warning("dropping a malformed peer message", metadata: [
+                    "peer": "\(from)", "error": "\(error)", "total": "\(malformedMessages)",
+                ])
+            }
             return metrics.messageDropped("malformed_message")
         }
         switch decoded {
@@ -328,8 +353,16 @@ public actor Node: NodeService {
         deferredSends.removeAll(keepingCapacity: true)
         for action in sends {
             switch action {
-            case .send(let message, let to): network.send(to: Int(to), PeerMessage.consensus(message).bytes)
-            case .broadcast(let message): network.broadcast(PeerMessage.consensus(message).bytes)
+            case .send(let message, let to):
+                if let interceptor { interceptor.intercept(message, to: [to], link: outboundLink()); continue }
+                network.send(to: Int(to), PeerMessage.consensus(message).bytes)
+            case .broadcast(let message):
+                if let interceptor {
+                    let link = outboundLink()
+                    interceptor.intercept(message, to: link.others, link: link)
+                    continue
+                }
+                network.broadcast(PeerMessage.consensus(message).bytes)
             case .sendBlocks(let heights, let to): sendBlocks(heights, to: to)
             case .persist, .execute: preconditionFailure("only sends are deferred")
             }
@@ -388,6 +421,7 @@ public actor Node: NodeService {
             bytes += record.payload.count
         }
         guard !blocks.isEmpty else { return }
+        if let interceptor { return interceptor.intercept(.syncResponse(blocks), to: [peer], link: outboundLink()) }
         network.send(to: Int(peer), PeerMessage.consensus(.syncResponse(blocks)).bytes)
     }
 
@@ -406,6 +440,7 @@ public actor Node: NodeService {
 
     private func flushGossip() {
         guard !gossipBuffer.isEmpty else { return }
+        if let interceptor, !interceptor.gossips { return gossipBuffer.removeAll() }
         var start = 0
         while start < gossipBuffer.count {
             let end = min(start + PeerMessage.maxGossipTransactions, gossipBuffer.count)
@@ -413,6 +448,19 @@ public actor Node: NodeService {
             start = end
         }
         gossipBuffer.removeAll(keepingCapacity: true)
+    }
+
+    /// What an interceptor sees; built only when there is one.
+    private func outboundLink() -> OutboundLink {
+        let tipHeight = store.tipHeight
+        let tipTimestampMs = tipHeight == 0 ? genesis.genesisTimeMs : (try? store.block(at: tipHeight))?.block.header.timestampMs
+        return OutboundLink(
+            selfIndex: selfIndex, genesis: genesis, view: replica.view, isPrimary: replica.isPrimary,
+            inViewChange: replica.inViewChange, stableCheckpoint: replica.stableCheckpoint,
+            tip: Forgery.Tip(
+                height: tipHeight, hash: application.tipHash, timestampMs: tipTimestampMs ?? genesis.genesisTimeMs,
+                stateRoot: application.ledger.stateRoot),
+            network: network)
     }
 
     private func publish(_ event: NodeEvent) {
@@ -489,8 +537,17 @@ public actor Node: NodeService {
 
     public func latestHeight() -> UInt64 { store.tipHeight }
 
+    /// Ends every event stream and refuses new ones. Called when shutdown begins:
+    /// the HTTP server drains open responses before it stops, and an event stream
+    /// never ends by itself.
+    public func endEventStreams() {
+        eventStreamsEnded = true
+        for continuation in subscribers.values { continuation.finish() }
+        subscribers = [:]
+    }
+
     public func subscribe() -> AsyncStream<NodeEvent>? {
-        guard !stopped, subscribers.count < config.api.maxEventSubscribers else { return nil }
+        guard !stopped, !eventStreamsEnded, subscribers.count < config.api.maxEventSubscribers else { return nil }
         let id = nextSubscriber
         nextSubscriber += 1
         let (stream, continuation) = AsyncStream<NodeEvent>.makeStream(bufferingPolicy: .bufferingNewest(8192))

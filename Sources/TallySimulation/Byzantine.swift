@@ -20,13 +20,7 @@ extension Simulation {
             guard case .prePrepare(let prePrepare) = message, targets.count > 1 else {
                 return transmit(message, from: node, to: targets)
             }
-            var header = prePrepare.block.header
-            header.timestampMs += 1
-            let other = Block(header: header, transactions: prePrepare.block.transactions)
-            let forged = PrePrepare(
-                view: prePrepare.view, block: other,
-                signature: signer.sign(PrePrepare.signingBytes(
-                    chainID: Simulation.chainID, view: prePrepare.view, height: other.height, blockHash: other.hash)))
+            let forged = Forgery.equivocatingPrePrepare(prePrepare, chainID: Simulation.chainID, signer: signer)
             let half = targets.count / 2
             transmit(message, from: node, to: Array(targets.prefix(half)))
             transmit(.prePrepare(forged), from: node, to: Array(targets.dropFirst(half)))
@@ -47,7 +41,8 @@ extension Simulation {
         case .newViewDropsPrepared:
             if case .newView(let newView) = message, !newView.prePrepares.isEmpty {
                 count("byzantine_forged_new_views")
-                return transmit(.newView(forgedNewView(newView, signer: signer)), from: node, to: targets)
+                return transmit(.newView(Forgery.newViewDroppingPrepared(newView, chainID: Simulation.chainID, signer: signer)),
+                                from: node, to: targets)
             }
             transmit(message, from: node, to: targets)
         case .silentPrimary:
@@ -141,60 +136,16 @@ extension Simulation {
         count("byzantine_cross_chain_messages", 1 + 2 * options.validatorCount)
     }
 
-    /// A VIEW-CHANGE claiming a block prepared in the view just before the new one,
-    /// right above the Byzantine replica's own tip (where honest replicas may have a
-    /// block in flight or even committed), with signatures nobody made.
+    /// A VIEW-CHANGE with a forged prepared certificate right above the Byzantine
+    /// replica's own tip (`Forgery.viewChangeWithForgedCertificate`).
     func forgedViewChange(_ viewChange: ViewChange, node: Node) -> ViewChange? {
-        guard viewChange.newView >= 1 else { return nil }
-        let checkpoint = viewChange.checkpoint
-        let tip = UInt64(node.chain.count)
-        let height = max(checkpoint.height, tip) + 1
-        guard height <= checkpoint.height + 2 * SimulationOptions.parameters.checkpointIntervalBlocks else { return nil }
-        let parent = height - 1 == checkpoint.height ? checkpoint.blockHash : node.chain[Int(height) - 2].block.hash
-        let parentHeader = height >= 2 && Int(height) - 2 < node.chain.count ? node.chain[Int(height) - 2].block.header : nil
-        let certificateView = viewChange.newView - 1
-        let primary = ValidatorIndex(genesis.validators.primary(view: certificateView))
-        let header = BlockHeader(
-            height: height, view: certificateView, timestampMs: (parentHeader?.timestampMs ?? genesis.genesisTimeMs) + 3,
-            previousHash: parent, transactionsRoot: Block.transactionsRoot([]),
-            stateRoot: height - 1 == checkpoint.height ? checkpoint.stateRoot : node.app.ledger.stateRoot,
-            proposer: primary, transactionCount: 0)
-        let block = Block(header: header, transactions: [])
-        let prePrepare = PrePrepare(view: certificateView, block: block, signature: randomSignature())
-        let prepares = (0..<ValidatorIndex(options.validatorCount)).filter { $0 != primary }.prefix(2 * maxFaulty).map {
-            Vote(target: VoteTarget(phase: .prepare, view: certificateView, height: height, blockHash: block.hash),
-                 validator: $0, signature: randomSignature())
-        }
-        let forgedCertificate = PreparedCertificate(prePrepare: prePrepare, prepares: Array(prepares))
-        let prepared = viewChange.prepared.filter { $0.height < height } + [forgedCertificate]
-        let signer = scheme.signer(for: node.validator)
-        let bodyHash = ViewChange.bodyHash(checkpoint: checkpoint, prepared: prepared)
-        return ViewChange(
-            newView: viewChange.newView, validator: node.validator, checkpoint: checkpoint, prepared: prepared,
-            signature: signer.sign(ViewChange.signingBytes(
-                chainID: Simulation.chainID, newView: viewChange.newView, validator: node.validator, bodyHash: bodyHash)))
-    }
-
-    /// The correct NEW-VIEW with every re-proposed block replaced by a sibling (same
-    /// transactions, another timestamp): the prepared blocks are dropped.
-    func forgedNewView(_ newView: NewView, signer: SimSigner) -> NewView {
-        var prePrepares: [PrePrepare] = []
-        var parent: Hash?
-        for original in newView.prePrepares {
-            var header = original.block.header
-            header.timestampMs += 5
-            if let parent { header.previousHash = parent }
-            let block = Block(header: header, transactions: original.block.transactions)
-            parent = block.hash
-            prePrepares.append(PrePrepare(
-                view: newView.view, block: block,
-                signature: signer.sign(PrePrepare.signingBytes(
-                    chainID: Simulation.chainID, view: newView.view, height: block.height, blockHash: block.hash))))
-        }
-        let bodyHash = NewView.bodyHash(viewChanges: newView.viewChanges, prePrepares: prePrepares)
-        return NewView(
-            view: newView.view, viewChanges: newView.viewChanges, prePrepares: prePrepares,
-            signature: signer.sign(NewView.signingBytes(chainID: Simulation.chainID, view: newView.view, bodyHash: bodyHash)))
+        let tip = Forgery.Tip(
+            height: UInt64(node.chain.count), hash: node.chain.last?.block.hash ?? genesisHash,
+            timestampMs: node.chain.last?.block.header.timestampMs ?? genesis.genesisTimeMs, stateRoot: node.app.ledger.stateRoot)
+        return Forgery.viewChangeWithForgedCertificate(
+            viewChange, tip: tip, genesisTimeMs: genesis.genesisTimeMs, validators: genesis.validators,
+            checkpointIntervalBlocks: SimulationOptions.parameters.checkpointIntervalBlocks, chainID: Simulation.chainID,
+            signer: scheme.signer(for: node.validator), randomSignature: randomSignature)
     }
 
     func floodFutureViews(_ node: Node, replica: ReplicaSnapshot, to targets: [ValidatorIndex]) {

@@ -5,6 +5,7 @@ import NIOCore
 import NIOFoundationCompat
 import TallyCrypto
 import TallyNode
+import TallyTestbed
 import TallyTypes
 
 /// End to end: V validators as separate `tally-node` processes on 127.0.0.1, driven
@@ -28,6 +29,9 @@ struct EndToEnd: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Network directory (default: a new temporary one).", valueName: "DIR")) var output: String?
     @Option(name: .long, help: "First API port (peers 100 above); default random.") var basePort: Int?
     @Option(name: .long, help: ArgumentHelp("Write the JSON result here (else stdout).", valueName: "FILE")) var json: String?
+    @Flag(name: .long, help: "WAN profile (root only): every validator in its own network namespace, WAN delay on every validator↔validator link.")
+    var wan = false
+    @Option(name: .long, help: "One-way delay of the WAN profile, milliseconds.") var wanDelayMs = 25
 
     func validate() throws {
         guard validators >= 1, accounts >= 1, transactions >= 1, batch >= 1, batch <= 10_000, concurrency >= 1,
@@ -42,8 +46,18 @@ struct EndToEnd: AsyncParsableCommand {
     func run() async throws {
         let directory = output ?? FileManager.default.temporaryDirectory.appendingPathComponent("tally-bench-e2e-\(getpid())").path
         let port = basePort ?? Int.random(in: 20_000...40_000)
-        let network = try LocalNetwork(
-            directory: directory, validators: validators, basePort: port, fundedAccounts: accounts, maxBlocksInFlight: maxBlocksInFlight)
+        var lab: NetworkLab?
+        if wan {
+            if let reason = NetworkLab.unavailableReason() { throw BenchError("--wan: \(reason)") }
+            let built = try NetworkLab(validators: validators, seed: 1)
+            // The harness (clients) stays close to every validator; the validators are far apart.
+            built.setValidatorLinks { _, _ in LinkPolicy(delayMicroseconds: UInt64(wanDelayMs) * 1000) }
+            lab = built
+        }
+        defer { lab?.stop() }
+        let network = try Testbed(
+            directory: URL(fileURLWithPath: directory), validators: validators, basePort: port, binaries: productsDirectory,
+            chainID: "tally-bench", fundedDevnetAccounts: accounts, maxBlocksInFlight: maxBlocksInFlight, lab: lab)
         let latencyCount = latencyRate * latencySeconds
         benchLog("signing \(latencyCount + (latencyOnly ? 0 : transactions)) transfers from \(accounts) accounts")
         let signed = Workload.sign(accounts: accounts, count: latencyCount + (latencyOnly ? 0 : transactions), chainID: network.genesis.chainID)
@@ -53,7 +67,7 @@ struct EndToEnd: AsyncParsableCommand {
             try network.startAll()
             try await network.waitUntilConnected(client)
             let events = CommitLog()
-            let reader = Task { try await events.follow(client: client, url: network.api(0) + "/events") }
+            let reader = Task { try await events.follow(client: client, url: network.apiString(0) + "/events") }
             try await events.waitUntilSubscribed()
 
             benchLog("latency phase: \(latencyCount) transfers at \(latencyRate) tx/s")
@@ -64,7 +78,7 @@ struct EndToEnd: AsyncParsableCommand {
                 result = latency
                 result["validators"] = validators
                 result["e2e_dir"] = directory
-                network.stopAll()
+                network.terminateAll(graceSeconds: 5)
                 try await client.shutdown()
                 return try writeJSON(result, to: json)
             }
@@ -89,14 +103,35 @@ struct EndToEnd: AsyncParsableCommand {
             result["e2e_dir"] = directory
             result["max_blocks_in_flight"] = Int(network.genesis.consensus.maxBlocksInFlight)
         } catch {
-            network.stopAll()
+            await reportState(network, client: client)
+            network.terminateAll(graceSeconds: 5)
             try? await client.shutdown()
             throw error
         }
-        network.stopAll()
+        if let lab { result["wan_delay_ms"] = wanDelayMs; result["switch"] = "\(lab.statistics)" }
+        network.terminateAll(graceSeconds: 5)
         try await client.shutdown()
         try writeJSON(result, to: json)
     }
+}
+
+/// A failed run's evidence: each validator's status, view changes and dropped messages.
+func reportState(_ network: Testbed, client: HTTPClient) async {
+    for index in 0..<network.validators {
+        let status = (try? await network.status(client, index)).map { status in
+            ["height", "view", "primary", "catching_up", "peers_connected", "mempool_size"].map { "\($0)=\(status[$0] ?? "?")" }
+                .joined(separator: " ")
+        } ?? "no answer"
+        var counters: [String] = []
+        if let data = try? await network.get(client, index, "/metrics") {
+            for line in String(decoding: data, as: UTF8.self).split(separator: "\n")
+            where (line.hasPrefix("tally_network_messages_dropped_total") || line.hasPrefix("tally_view_changes_total")) && !line.hasSuffix(" 0") {
+                counters.append(String(line))
+            }
+        }
+        benchLog("node\(index): \(status); " + (counters.isEmpty ? "no drops, no view changes" : counters.joined(separator: ", ")))
+    }
+    if let lab = network.lab { benchLog("switch: \(lab.statistics)") }
 }
 
 /// Pre-signed transfers and the two load shapes.
@@ -133,7 +168,7 @@ enum Workload {
     /// 10 ms, nodes in turn), then waits for every one to commit. Latency = commit
     /// event on node 0 minus the moment its batch was sent.
     static func offerFixedRate(
-        _ transactions: [Signed], rate: Int, network: LocalNetwork, client: HTTPClient, events: CommitLog
+        _ transactions: [Signed], rate: Int, network: Testbed, client: HTTPClient, events: CommitLog
     ) async throws -> [String: Any] {
         let perBatch = max(1, rate / 100)
         let batches = stride(from: 0, to: transactions.count, by: perBatch).map { Array(transactions[$0..<min($0 + perBatch, transactions.count)]) }
@@ -171,7 +206,7 @@ enum Workload {
     /// Submits everything as fast as the network takes it (`concurrency` batches in
     /// flight, nodes in turn, `mempool_full` retried), then waits for all commits.
     static func saturate(
-        _ transactions: [Signed], batch: Int, concurrency: Int, network: LocalNetwork, client: HTTPClient, events: CommitLog
+        _ transactions: [Signed], batch: Int, concurrency: Int, network: Testbed, client: HTTPClient, events: CommitLog
     ) async throws -> [String: Any] {
         let batches = stride(from: 0, to: transactions.count, by: batch).map { Array(transactions[$0..<min($0 + batch, transactions.count)]) }
         let submitted = SubmitLog()

@@ -6,7 +6,7 @@ import Foundation
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Merge the parts into bench-results.json and print the table.")
 
-    @Option(name: .long, help: "Directory holding calibrate.json, e2e.json, verify-e2e.json, verify.json, growth.json, micro.json.")
+    @Option(name: .long, help: "Directory holding calibrate.json, e2e.json, verify-e2e.json, verify.json, growth.json, micro.json (and e2e-window1, e2e-wan, e2e-wan-window1, switch when run).")
     var parts: String
     @Option(name: .long, help: "The merged result.") var output = "bench-results.json"
     @Flag(name: .long, help: "Mark the result as a --quick run.") var quick = false
@@ -20,6 +20,7 @@ struct Report: ParsableCommand {
         }
         let calibrate = part("calibrate"), e2e = part("e2e"), verifyE2E = part("verify-e2e"), verify = part("verify")
         let growth = part("growth"), micro = part("micro"), window1 = part("e2e-window1")
+        let wanDefault = part("e2e-wan"), wanWindow1 = part("e2e-wan-window1"), packetSwitch = part("switch")
         let validators = e2e["validators"] as? Int ?? 4
         let allCores = calibrate["verify_raw_all_cores_per_s"] as? Double ?? 0
         let ceiling = allCores / Double(validators)
@@ -40,8 +41,40 @@ struct Report: ParsableCommand {
         if !growth.isEmpty { result["growth"] = growth["growth"] }
         if !micro.isEmpty { result["micro"] = micro["micro"] }
         if !window1.isEmpty { result["e2e_window1"] = window1 }
+        for (name, wan) in [("default", wanDefault), ("window1", wanWindow1)] where !wan.isEmpty {
+            result["wan_\(name)_tx_per_s"] = wan["e2e_tx_per_s"] ?? 0
+            result["wan_\(name)_latency_p50_ms"] = wan["latency_p50_ms"] ?? 0
+            result["wan_\(name)_latency_p99_ms"] = wan["latency_p99_ms"] ?? 0
+            result["wan_\(name)_max_blocks_in_flight"] = wan["max_blocks_in_flight"] ?? 0
+            result["wan_delay_ms"] = wan["wan_delay_ms"] ?? 0
+            result["e2e_wan_\(name)"] = wan
+        }
+        if !packetSwitch.isEmpty { result["switch"] = packetSwitch }
         try writeJSON(result, to: output)
         printTable(result, calibrate: calibrate, e2e: e2e, verifyE2E: verifyE2E, verify: verify, growth: growth, window1: window1)
+        printNetworkLab(wanDefault: wanDefault, wanWindow1: wanWindow1, packetSwitch: packetSwitch)
+        print("results written to \(output)")
+    }
+
+    /// The WAN profile (validators in network namespaces, delay on every validator
+    /// link) and the packet switch's own cost; absent when not run (not root).
+    private func printNetworkLab(wanDefault: [String: Any], wanWindow1: [String: Any], packetSwitch: [String: Any]) {
+        func number(_ object: [String: Any], _ key: String) -> Double { (object[key] as? Double) ?? Double(object[key] as? Int ?? 0) }
+        func row(_ name: String, _ value: String) {
+            print(name.padding(toLength: 52, withPad: " ", startingAt: 0) + value)
+        }
+        for (name, wan) in [("default window", wanDefault), ("window 1", wanWindow1)] where !wan.isEmpty {
+            row(String(format: "WAN %.0f ms one way, %@ (max %.0f in flight)", number(wan, "wan_delay_ms"), name, number(wan, "max_blocks_in_flight")),
+                String(format: "%.0f tx/s; latency p50 %.1f / p99 %.1f ms at %.0f tx/s", number(wan, "e2e_tx_per_s"), number(wan, "latency_p50_ms"),
+                       number(wan, "latency_p99_ms"), number(wan, "latency_offered_tx_per_s")))
+        }
+        if !packetSwitch.isEmpty {
+            row("packet switch: RTT p50 direct / switched", String(format: "%.0f / %.0f µs (+%.0f µs one way)", number(packetSwitch, "rtt_direct_p50_us"),
+                number(packetSwitch, "rtt_switch_p50_us"), number(packetSwitch, "added_one_way_p50_us")))
+            row("packet switch: 64-byte UDP forwarded", String(format: "%.0f packets/s (%.0f offered)", number(packetSwitch, "udp_forwarded_per_s"),
+                number(packetSwitch, "udp_sent_per_s")))
+            row("packet switch: one TCP stream", String(format: "%.0f MiB/s", number(packetSwitch, "bulk_tcp_mib_per_s")))
+        }
     }
 
     private func printTable(
@@ -89,6 +122,5 @@ struct Report: ParsableCommand {
                 String(format: "RSS %.0f MiB after restart; restart replayed %.0f blocks", number(entry, "restart_rss_mb"),
                        number(entry, "restart_replayed_blocks")))
         }
-        print("results written to \(output)")
     }
 }

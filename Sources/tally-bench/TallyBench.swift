@@ -9,7 +9,7 @@ struct TallyBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally-bench",
         abstract: "Measure Tally against this machine's limits (run a release build).",
-        subcommands: [Calibrate.self, EndToEnd.self, VerifyBench.self, Growth.self, Micro.self, Report.self])
+        subcommands: [Calibrate.self, EndToEnd.self, VerifyBench.self, Growth.self, Micro.self, SwitchBench.self, Report.self])
 }
 
 // MARK: shared helpers
@@ -58,18 +58,6 @@ func quantile(_ sorted: [Double], _ p: Double) -> Double {
     guard !sorted.isEmpty else { return 0 }
     let rank = Int((p * Double(sorted.count)).rounded(.up)) - 1
     return sorted[min(max(rank, 0), sorted.count - 1)]
-}
-
-/// Peak and current resident set of a process, in MiB, from /proc (Linux).
-func residentMemoryMiB(pid: Int32) -> (peak: Double, current: Double)? {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-    func field(_ name: String) -> Double? {
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return nil }
-        let digits = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first
-        return digits.flatMap { Double($0) }.map { $0 / 1024 }
-    }
-    guard let peak = field("VmHWM"), let current = field("VmRSS") else { return nil }
-    return (peak, current)
 }
 
 struct MachineFacts {

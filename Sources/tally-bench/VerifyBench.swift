@@ -5,6 +5,7 @@ import Foundation
 import TallyCrypto
 import TallyNode
 import TallyStore
+import TallyTestbed
 import TallyTypes
 
 /// `tally verify --json` on a node home: transactions and signatures per second.

@@ -1,6 +1,7 @@
 import Foundation
 import TallyCrypto
 import TallyLedger
+import TallyTestbed
 import TallyTypes
 
 /// Counts of what a run did, for the summary.
@@ -18,7 +19,7 @@ final class RunStatistics: @unchecked Sendable {
 struct ChaosRun {
     static let statusPollSeconds = 1.0
 
-    let cluster: Cluster
+    let cluster: Testbed
     let schedule: FaultSchedule
     let seed: UInt64
     let durationSeconds: Double
@@ -26,7 +27,7 @@ struct ChaosRun {
     let statistics = RunStatistics()
 
     func execute() async throws -> Bool {
-        defer { cluster.stopAll() }
+        defer { cluster.killAll() }
         try cluster.startAll()
         try await waitForAllUp()
         let load = LoadGenerator(cluster: cluster, seed: seed)
@@ -72,52 +73,111 @@ struct ChaosRun {
         return results.allSatisfy(\.passed)
     }
 
-    private func waitForAllUp() async throws {
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline {
-            var up = 0
-            for node in 0..<cluster.validators where await cluster.status(node) != nil { up += 1 }
-            if up == cluster.validators { return }
-            try await Task.sleep(for: .milliseconds(250))
-        }
-        throw ChaosError("validators did not come up in 120 s; logs in \(cluster.directory.path)")
-    }
+    private func waitForAllUp() async throws { try await cluster.waitUntilUp(seconds: 120) }
 
     private func elapsed(_ started: Date) -> String { String(format: "t=%.1fs", Date().timeIntervalSince(started)) }
 
     private func injectFaults(started: Date) async throws {
         for episode in schedule.episodes {
             try await sleep(until: started.addingTimeInterval(episode.startSeconds))
+            var faults: [FaultEpisode.Fault] = []
             for fault in episode.faults {
-                cluster.setFaulty(fault.node, true)
-                statistics.record(fault.kind)
+                guard let resolved = await resolve(fault, started: started) else { continue }
+                faults.append(resolved)
+                cluster.setFaulty(resolved.node!, true)
+                if fault.kind != .split || faults.count == 1 { statistics.record(fault.kind) }
                 switch fault.kind {
                 case .kill:
-                    cluster.kill(fault.node)
-                    print("\(elapsed(started)) kill -9 node\(fault.node)")
+                    cluster.kill(resolved.node!)
+                    print("\(elapsed(started)) kill -9 node\(resolved.node!)")
                 case .freeze:
-                    cluster.signal(fault.node, SIGSTOP)
-                    print("\(elapsed(started)) SIGSTOP node\(fault.node)")
+                    cluster.signal(resolved.node!, SIGSTOP)
+                    print("\(elapsed(started)) SIGSTOP node\(resolved.node!)")
                 case .tear:
-                    cluster.kill(fault.node)
-                    let what = try cluster.tearNewestSegment(fault.node, bytes: fault.tornBytes)
-                    print("\(elapsed(started)) kill -9 node\(fault.node), tore \(what)")
+                    cluster.kill(resolved.node!)
+                    let what = try cluster.tearNewestSegment(resolved.node!, bytes: fault.tornBytes)
+                    print("\(elapsed(started)) kill -9 node\(resolved.node!), tore \(what)")
+                default:
+                    break
                 }
             }
+            let network = faults.filter { $0.kind.faultClass == .network }
+            if !network.isEmpty, let lab = cluster.lab {
+                Self.apply(network, to: lab)
+                print("\(elapsed(started)) network: " + (episode.faults.first?.kind == .split ? episode.description : network.map(\.description).joined(separator: " ")))
+            }
             try await sleep(until: started.addingTimeInterval(episode.startSeconds + episode.durationSeconds))
-            for fault in episode.faults {
+            if !network.isEmpty, let lab = cluster.lab {
+                lab.healAll()
+                print("\(elapsed(started)) network healed")
+            }
+            for fault in faults {
                 switch fault.kind {
                 case .kill, .tear:
-                    try cluster.start(fault.node)
-                    print("\(elapsed(started)) restart node\(fault.node)")
+                    try cluster.start(fault.node!)
+                    print("\(elapsed(started)) restart node\(fault.node!)")
                 case .freeze:
-                    cluster.signal(fault.node, SIGCONT)
-                    print("\(elapsed(started)) SIGCONT node\(fault.node)")
+                    cluster.signal(fault.node!, SIGCONT)
+                    print("\(elapsed(started)) SIGCONT node\(fault.node!)")
+                default:
+                    break
                 }
-                cluster.setFaulty(fault.node, false)
+                cluster.setFaulty(fault.node!, false)
             }
         }
         try await sleep(until: started.addingTimeInterval(durationSeconds))
+        if let lab = cluster.lab { print("tally-chaos: packet switch: \(lab.statistics)") }
+    }
+
+    /// The fault with its node decided: `isolatePrimary` asks a healthy node who the
+    /// primary is now.
+    private func resolve(_ fault: FaultEpisode.Fault, started: Date) async -> FaultEpisode.Fault? {
+        if fault.node != nil { return fault }
+        for node in cluster.healthyNodes {
+            if let primary = await cluster.primary(node) {
+                return FaultEpisode.Fault(node: primary, kind: fault.kind, tornBytes: fault.tornBytes, peer: fault.peer, link: fault.link)
+            }
+        }
+        print("\(elapsed(started)) isolate-primary skipped: no healthy node said who the primary is")
+        return nil
+    }
+
+    /// Sets every validator link to what the episode's network faults make of it.
+    static func apply(_ faults: [FaultEpisode.Fault], to lab: NetworkLab) {
+        let policies = linkPolicies(faults, validators: lab.validators)
+        lab.setValidatorLinks { from, to in policies[Link(from: from, to: to)] ?? .clear }
+    }
+
+    /// Validator-to-validator link policies (validator indices, not switch ports) of
+    /// an episode's resolved faults; several faults on one link combine.
+    static func linkPolicies(_ faults: [FaultEpisode.Fault], validators: Int) -> [Link: LinkPolicy] {
+        var policies: [Link: LinkPolicy] = [:]
+        func add(_ from: Int, _ to: Int, _ policy: LinkPolicy) {
+            let link = Link(from: from, to: to)
+            policies[link] = (policies[link] ?? .clear).combined(with: policy)
+        }
+        let others = { (node: Int) in (0..<validators).filter { $0 != node } }
+        let splitSide = Set(faults.filter { $0.kind == .split }.compactMap(\.node))
+        for fault in faults {
+            let node = fault.node!
+            switch fault.kind {
+            case .isolate, .isolatePrimary, .delay, .loss, .duplicate:
+                for other in others(node) {
+                    add(node, other, fault.link)
+                    add(other, node, fault.link)
+                }
+            case .split:
+                for other in others(node) where !splitSide.contains(other) {
+                    add(node, other, .partitioned)
+                    add(other, node, .partitioned)
+                }
+            case .oneWayLoss:
+                add(node, fault.peer, fault.link)
+            case .kill, .freeze, .tear:
+                break
+            }
+        }
+        return policies
     }
 
     private func sleep(until date: Date) async throws {

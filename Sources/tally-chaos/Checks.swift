@@ -2,6 +2,7 @@ import Foundation
 import TallyCrypto
 import TallyLedger
 import TallyStore
+import TallyTestbed
 import TallyTypes
 import TallyVerify
 
@@ -42,11 +43,11 @@ enum ChainChecks {
     }
 
     /// `tally verify` on every data directory (the nodes must be stopped).
-    static func verify(cluster: Cluster) -> CheckResult {
+    static func verify(cluster: Testbed) -> CheckResult {
         var failures: [String] = []
         for node in 0..<cluster.validators {
             do {
-                let result = try Cluster.run(
+                let result = try runProcess(
                     cluster.binaries.appendingPathComponent("tally"), ["verify", "--home", cluster.home(node), "--json"])
                 if result.status != 0 { failures.append("node\(node): exit \(result.status) \(result.output.prefix(400))") }
             } catch { failures.append("node\(node): \(error)") }

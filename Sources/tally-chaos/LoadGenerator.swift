@@ -1,5 +1,6 @@
 import Foundation
 import TallyCrypto
+import TallyTestbed
 import TallyTypes
 
 /// Keeps transfers from the faucet flowing to a healthy node and records every
@@ -15,7 +16,7 @@ final class LoadGenerator: @unchecked Sendable {
     static let resubmitAfterSeconds = 4.0
     static let roundMilliseconds = 250
 
-    let cluster: Cluster
+    let cluster: Testbed
     let recipients: [Address]
     private var nextNonce: UInt64 = 0
     private var outstanding: [UInt64: Transaction] = [:]
@@ -25,7 +26,7 @@ final class LoadGenerator: @unchecked Sendable {
     private(set) var submissions = 0
     private(set) var signed = 0
 
-    init(cluster: Cluster, seed: UInt64) {
+    init(cluster: Testbed, seed: UInt64) {
         self.cluster = cluster
         recipients = (0..<Self.recipientCount).map { index in
             Address(publicKey: SigningKey(seed: SHA256.hash(Array("chaos-recipient-\(seed)-\(index)".utf8)).bytes)!.publicKey)

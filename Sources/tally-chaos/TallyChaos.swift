@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TallyCrypto
 import TallyLedger
+import TallyTestbed
 import TallyTypes
 
 /// A chaos run: real validator processes, a load generator and a seeded fault
@@ -13,13 +14,16 @@ struct TallyChaos: AsyncParsableCommand {
         abstract: "Run validators as real processes under seeded faults, then check safety and liveness.",
         discussion: """
             Exit 0 only when every check passes. The seed is printed; --seed replays the same fault schedule. \
-            Process faults: kill -9 and restart, SIGSTOP/SIGCONT, restart with the newest block segment torn.
+            Process faults: kill -9 and restart, SIGSTOP/SIGCONT, restart with the newest block segment torn. \
+            Network faults (root only: each validator in its own network namespace behind a userspace packet switch): \
+            isolate a node or the primary, split the validators in two, one-way loss, delay + jitter, loss, duplication. \
+            Without root, --faults network exits 2.
             """)
 
     @Option(help: "Number of validators (4 or 7).") var validators = 4
     @Option(help: "How long faults are injected: seconds, or with a unit (90s, 10m, 1h).") var duration = "120"
     @Option(help: "Seed of the fault schedule (default: random, printed).") var seed: UInt64?
-    @Option(help: "Fault classes, comma-separated: process (network and byzantine are not built yet).") var faults = "process"
+    @Option(help: "Fault classes, comma-separated: process, network (root only); byzantine is not built yet.") var faults = "process"
     @Option(help: "Most validators faulty at a time (default f = (n-1)/3). More than f must stay safe and may stall.")
     var maxFaulty: Int?
     @Option(help: "Seconds the network has, after the faults end, to commit everything and reach one height.")
@@ -33,8 +37,8 @@ struct TallyChaos: AsyncParsableCommand {
         guard (try? Self.seconds(duration)) != nil else { throw ValidationError("--duration: seconds or 90s, 10m, 1h") }
         let classes = faults.split(separator: ",").map { FaultClass(rawValue: String($0)) }
         guard classes.allSatisfy({ $0 != nil }) else { throw ValidationError("--faults: process, network, byzantine") }
-        guard classes.allSatisfy({ $0 == .process }) else {
-            throw ValidationError("--faults: only process faults are built so far (network and byzantine are not)")
+        guard !classes.contains(.byzantine) else {
+            throw ValidationError("--faults: byzantine faults are not built yet (process and network are)")
         }
         if let maxFaulty { guard (1...validators).contains(maxFaulty) else { throw ValidationError("--max-faulty: 1...\(validators)") } }
     }
@@ -49,19 +53,37 @@ struct TallyChaos: AsyncParsableCommand {
         return value
     }
 
+    var faultClasses: Set<FaultClass> { Set(faults.split(separator: ",").compactMap { FaultClass(rawValue: String($0)) }) }
+
     func run() async throws {
         let seed = seed ?? UInt64.random(in: 0...UInt64.max)
         let durationSeconds = try Self.seconds(duration)
+        let classes = faultClasses
+        var lab: NetworkLab?
+        if classes.contains(.network) {
+            if let reason = NetworkLab.unavailableReason() {
+                FileHandle.standardError.write(Data("tally-chaos: --faults network: \(reason)\n".utf8))
+                throw ExitCode(2)
+            }
+            do { lab = try NetworkLab(validators: validators, seed: seed) } catch {
+                FileHandle.standardError.write(Data("tally-chaos: --faults network: cannot build the network lab: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+        defer { lab?.stop() }
         let directory = URL(fileURLWithPath: output ?? (NSTemporaryDirectory() + "tally-chaos-\(seed)"))
         if output == nil { try? FileManager.default.removeItem(at: directory) }
         let binaries = Bundle.main.executableURL!.resolvingSymlinksInPath().deletingLastPathComponent()
-        let cluster = try Cluster(
-            directory: directory, validators: validators, basePort: basePort ?? Int.random(in: 20_000...40_000), binaries: binaries)
+        let cluster = try Testbed(
+            directory: directory, validators: validators, basePort: basePort ?? Int.random(in: 20_000...40_000), binaries: binaries,
+            chainID: "tally-chaos", lab: lab)
         let maxFaulty = maxFaulty ?? cluster.faultTolerance
         let schedule = FaultSchedule(
-            seed: seed, validators: validators, maxFaulty: maxFaulty, durationSeconds: durationSeconds, kinds: FaultKind.allCases)
-        print("tally-chaos: seed \(seed) (replay: --seed \(seed) --validators \(validators) --duration \(duration) --max-faulty \(maxFaulty))")
-        print("tally-chaos: \(validators) validators (f = \(cluster.faultTolerance)) in \(directory.path), API ports \(cluster.basePort)…")
+            seed: seed, validators: validators, maxFaulty: maxFaulty, durationSeconds: durationSeconds, kinds: FaultKind.of(classes))
+        let classList = FaultClass.allCases.filter(classes.contains).map(\.rawValue).joined(separator: ",")
+        print("tally-chaos: seed \(seed) (replay: --seed \(seed) --validators \(validators) --duration \(duration) --max-faulty \(maxFaulty) --faults \(classList))")
+        let placement = lab.map { "network namespaces \(NetworkLab.namespacePrefix)\(getpid())-v*, 10.77.\($0.subnet).2…" } ?? "127.0.0.1"
+        print("tally-chaos: \(validators) validators (f = \(cluster.faultTolerance)) in \(directory.path) on \(placement), API ports \(cluster.basePort)…")
         print("tally-chaos: schedule of \(schedule.episodes.count) episodes:")
         for episode in schedule.episodes { print("  " + episode.description) }
         installStopHandler(cluster)
@@ -74,13 +96,13 @@ struct TallyChaos: AsyncParsableCommand {
     }
 
     /// Ctrl-C or SIGTERM: kill every validator we started, then exit.
-    private func installStopHandler(_ cluster: Cluster) {
+    private func installStopHandler(_ cluster: Testbed) {
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler {
                 print("tally-chaos: interrupted; stopping validators")
-                cluster.stopAll()
+                cluster.killAll()
                 Foundation.exit(130)
             }
             source.resume()

@@ -2,34 +2,8 @@ import ArgumentParser
 import Foundation
 import TallyCrypto
 import TallyNode
+import TallyNodeCLI
 import TallyTypes
-
-struct HomeOption: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Node home directory (default $TALLY_NODE_HOME or ~/.tally-node).", valueName: "DIR"))
-    var home: String?
-
-    var resolved: NodeHome { NodeHome.resolve(home) }
-}
-
-/// Reads a passphrase: a file, then $TALLY_NODE_PASSWORD, then the terminal without echo.
-func readNodePassphrase(file: String?, confirm: Bool) throws -> String {
-    if let file { return try NodeHome.readPassphrase(file: file) }
-    if let env = ProcessInfo.processInfo.environment["TALLY_NODE_PASSWORD"] { return env }
-    guard isatty(STDIN_FILENO) == 1 else {
-        throw ValidationError("no passphrase: use --password-file, $TALLY_NODE_PASSWORD, or run on a terminal")
-    }
-    let first = String(cString: getpass("Validator key passphrase: "))
-    if confirm {
-        let second = String(cString: getpass("Repeat the passphrase: "))
-        guard first == second else { throw ValidationError("the passphrases differ") }
-    }
-    return first
-}
-
-func fail(_ message: String, code: Int32 = NodeExit.unusableInput) -> ExitCode {
-    FileHandle.standardError.write(Data("tally-node: \(message)\n".utf8))
-    return ExitCode(code)
-}
 
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(

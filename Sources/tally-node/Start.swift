@@ -1,11 +1,6 @@
 import ArgumentParser
 import Foundation
-import Hummingbird
-import Logging
-import ServiceLifecycle
-import TallyCrypto
-import TallyNode
-import TallyTypes
+import TallyNodeCLI
 
 struct Start: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,94 +11,7 @@ struct Start: AsyncParsableCommand {
             stop accepting requests, finish the block being written and close cleanly.
             """)
 
-    @OptionGroup var homeOption: HomeOption
-    @Option(name: .long, help: "Override api.listen (host:port).") var apiListen: String?
-    @Option(name: .long, help: "Override api.max_body_bytes.") var apiMaxBodyBytes: Int?
-    @Option(name: .long, help: "Override p2p.listen (host:port).") var p2pListen: String?
-    @Option(name: .long, help: "Override p2p.max_message_bytes.") var p2pMaxMessageBytes: Int?
-    @Option(name: .long, help: "Override p2p.outbound_queue_frames.") var p2pOutboundQueueFrames: Int?
-    @Option(name: .long, help: "Override mempool.max_transactions.") var mempoolMaxTransactions: Int?
-    @Option(name: .long, help: "Override mempool.max_bytes.") var mempoolMaxBytes: Int?
-    @Option(name: .long, help: "Override storage.data_dir.") var dataDir: String?
-    @Option(name: .long, help: "Override key_file.") var keyFile: String?
-    @Option(name: .long, help: "Override key_password_file.") var keyPasswordFile: String?
-    @Option(name: .long, help: "Override genesis_file.") var genesisFile: String?
-    @Option(name: .long, help: "Override log.format: text or json.") var logFormat: String?
-    @Option(name: .long, help: "Override log.level.") var logLevel: String?
+    @OptionGroup var options: StartOptions
 
-    func run() async throws {
-        let home = homeOption.resolved
-        var config: NodeConfig
-        do { config = try home.loadConfig() } catch { throw fail("\(error)") }
-        apply(to: &config)
-        do { try config.check() } catch { throw fail("\(error)") }
-        bootstrapLogging(config.log)
-        Telemetry.bootstrap()
-        var logger = Logger(label: "tally.node")
-        logger[metadataKey: "home"] = "\(home.path)"
-
-        let genesisPath = home.file(config.genesisFile)
-        guard let genesisData = FileManager.default.contents(atPath: genesisPath) else { throw fail("cannot read \(genesisPath)") }
-        let genesis: Genesis
-        do { genesis = try Genesis(json: genesisData) } catch { throw fail("\(genesisPath): \(error)") }
-        let key: SigningKey
-        do {
-            let file = try KeyFile.load(path: home.file(config.keyFile))
-            let passphrase = try readNodePassphrase(file: config.keyPasswordFile.map(home.file), confirm: false)
-            key = try file.open(passphrase: passphrase)
-        } catch let error as KeyFile.Error { throw fail("validator key: \(error)") }
-
-        let node: Node
-        do {
-            node = try await Node(home: home, config: config, genesis: genesis, genesisJSON: genesisData, key: key, logger: logger)
-        } catch { throw fail("cannot start: \(error)") }
-        let api = HTTPAPI(
-            node: node, maxBodyBytes: config.api.maxBodyBytes, maxBatchTransactions: config.api.maxBatchTransactions,
-            metricsText: Telemetry.prometheusText)
-        let listen = try HostPort(config.api.listen, field: "api.listen")
-        let app = Application(
-            router: api.router(),
-            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tally-node"),
-            logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: NodeRunner(node: node)), .init(service: app)],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do { try await group.run() } catch {
-            logger.error("stopped with an error", metadata: ["error": "\(error)"])
-            throw ExitCode(NodeExit.failure)
-        }
-        logger.info("stopped cleanly")
-    }
-
-    private func apply(to config: inout NodeConfig) {
-        if let apiListen { config.api.listen = apiListen }
-        if let apiMaxBodyBytes { config.api.maxBodyBytes = apiMaxBodyBytes }
-        if let p2pListen { config.p2p.listen = p2pListen }
-        if let p2pMaxMessageBytes { config.p2p.maxMessageBytes = p2pMaxMessageBytes }
-        if let p2pOutboundQueueFrames { config.p2p.outboundQueueFrames = p2pOutboundQueueFrames }
-        if let mempoolMaxTransactions { config.mempool.maxTransactions = mempoolMaxTransactions }
-        if let mempoolMaxBytes { config.mempool.maxBytes = mempoolMaxBytes }
-        if let dataDir { config.storage.dataDir = dataDir }
-        if let keyFile { config.keyFile = keyFile }
-        if let keyPasswordFile { config.keyPasswordFile = keyPasswordFile }
-        if let genesisFile { config.genesisFile = genesisFile }
-        if let logFormat { config.log.format = logFormat }
-        if let logLevel { config.log.level = logLevel }
-    }
-
-    private func bootstrapLogging(_ log: NodeConfig.Log) {
-        let level = Logger.Level(rawValue: log.level) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = log.format == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-    }
-}
-
-/// The node as a swift-service-lifecycle service.
-struct NodeRunner: Service {
-    let node: Node
-    func run() async throws { await node.run() }
+    func run() async throws { try await options.run() }
 }

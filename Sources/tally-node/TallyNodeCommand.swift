@@ -1,4 +1,5 @@
 import ArgumentParser
+import TallyNodeCLI
 
 /// Validator operations.
 @main
@@ -14,9 +15,4 @@ struct TallyNodeCommand: AsyncParsableCommand {
             2 unusable configuration, genesis, key or data; 64 bad usage.
             """,
         subcommands: [Init.self, Testnet.self, Start.self, ShowValidator.self, UnsafeResetAll.self, GenerateChain.self])
-}
-
-enum NodeExit {
-    static let failure: Int32 = 1
-    static let unusableInput: Int32 = 2
 }

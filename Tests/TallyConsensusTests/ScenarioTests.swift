@@ -308,3 +308,28 @@ final class ScenarioTests: XCTestCase {
         XCTAssertEqual(scenario.replicas[2].committedHeight, 1)
     }
 }
+
+extension ScenarioTests {
+    /// Chaos seed 7 (notes/chaos.md): a replica cut off while it expected progress
+    /// moved alone to a higher view; the others committed the next block in the
+    /// lower view and the network went quiet. Their retransmitted COMMITs are of a
+    /// stale view for it, yet a quorum of them proves the block is committed, so
+    /// it must fetch the block instead of waiting for traffic that never comes.
+    func testReplicaAloneInAHigherViewCatchesUpOnAQuietNetwork() {
+        let scenario = Scenario()
+        scenario.submit(1)
+        scenario.deliverAll()
+        XCTAssertEqual(scenario.heights, [1, 1, 1, 1])
+        let cutOff: (ValidatorIndex, ValidatorIndex, ConsensusMessage) -> Bool = { from, to, _ in from != 3 && to != 3 }
+        scenario.submit(1)
+        scenario.deliverAll(filter: cutOff)
+        scenario.tick(Int(scenario.parameters.viewChangeTimeoutTicks) + 1, filter: cutOff)
+        XCTAssertEqual(scenario.heights, [2, 2, 2, 1])
+        XCTAssertEqual(scenario.replicas[3].view, 1, "validator 3 moved to view 1 alone")
+        XCTAssertEqual(scenario.replicas[0].view, 0)
+        // Healed, and no new transactions: only retransmissions flow.
+        scenario.tick(60)
+        XCTAssertEqual(scenario.heights, [2, 2, 2, 2])
+        XCTAssertEqual(scenario.executed[3].map(\.block.hash), scenario.executed[0].map(\.block.hash))
+    }
+}

@@ -18,7 +18,7 @@ final class FaultTests: XCTestCase, @unchecked Sendable {
 
     /// Submits and waits until the faucet's nonce reached `nonce` on `nodes`.
     func submitAndCommit(_ network: LocalNetwork, via node: Int, count: Int, on nodes: [Int], seconds: Double = 60) async throws {
-        let response = try await network.submit(node, transfers(network, count: count))
+        let response = try await network.submitBatch(node, transfers(network, count: count))
         let results = response["results"] as? [[String: Any]] ?? []
         XCTAssertTrue(results.allSatisfy { $0["error"] == nil }, "\(response)")
         let expected = String(nonce)

@@ -19,7 +19,7 @@ final class NetworkTests: XCTestCase, @unchecked Sendable {
             for node in 0..<4 { guard await network.height(node) != nil else { return false } }
             return true
         }
-        let result = try await network.submit(1, transactions)
+        let result = try await network.submitBatch(1, transactions)
         let results = result["results"] as? [[String: Any]] ?? []
         XCTAssertEqual(results.count, 10)
         XCTAssertTrue(results.allSatisfy { $0["error"] == nil }, "\(results)")
@@ -41,5 +41,11 @@ final class NetworkTests: XCTestCase, @unchecked Sendable {
             }
             XCTAssertEqual(hashes.count, 1, "validators disagree at height \(h)")
         }
+
+        // A clean stop with an /events subscriber connected exits promptly and
+        // cleanly (regression: the HTTP server's drain waited on the stream forever).
+        let subscriber = try network.openEventStream(0)
+        defer { close(subscriber) }
+        XCTAssertEqual(network.terminate(0, graceSeconds: 20), 0, "node0 did not stop cleanly on SIGTERM with a subscriber:\n\(network.log(0).suffix(2000))")
     }
 }

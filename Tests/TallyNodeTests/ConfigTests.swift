@@ -1,0 +1,66 @@
+import Foundation
+import XCTest
+
+@testable import TallyNode
+
+final class ConfigTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tally-config-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+
+    func load(_ text: String) throws -> NodeConfig {
+        let path = directory.appendingPathComponent("config.toml").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return try NodeConfig.load(path: path)
+    }
+
+    func testEmptyFileGivesTheDefaults() throws {
+        XCTAssertEqual(try load(""), NodeConfig())
+    }
+
+    func testRenderedFileLoadsBackUnchanged() throws {
+        var config = NodeConfig()
+        config.api.listen = "0.0.0.0:9000"
+        config.p2p.maxDialBackoffMs = 250
+        config.mempool.maxPerSender = 17
+        config.storage.dataDir = "elsewhere"
+        config.log.format = "json"
+        config.keyPasswordFile = "pass \"quoted\""
+        XCTAssertEqual(try load(config.rendered()), config)
+    }
+
+    func testMissingKeysKeepTheirDefaults() throws {
+        let config = try load("[mempool]\nmax_transactions = 5\n")
+        var expected = NodeConfig()
+        expected.mempool.maxTransactions = 5
+        XCTAssertEqual(config, expected)
+    }
+
+    func testMisspeltKeysAreRejectedWithTheirPath() throws {
+        XCTAssertThrowsError(try load("[api]\nlisen = \"127.0.0.1:1\"\n")) { error in
+            XCTAssertTrue("\(error)".contains("unknown key \"api.lisen\""), "\(error)")
+        }
+        XCTAssertThrowsError(try load("keyfile = \"x\"\n")) { error in
+            XCTAssertTrue("\(error)".contains("unknown key \"keyfile\""), "\(error)")
+        }
+        XCTAssertThrowsError(try load("[mempol]\n")) { error in
+            XCTAssertTrue("\(error)".contains("unknown key \"mempol\""), "\(error)")
+        }
+    }
+
+    func testValuesOutsideTheirBoundsAreRejectedByName() throws {
+        XCTAssertThrowsError(try load("[p2p]\nmax_message_bytes = 1\n")) { error in
+            XCTAssertTrue("\(error)".contains("p2p.max_message_bytes"), "\(error)")
+        }
+        XCTAssertThrowsError(try load("[api]\nlisten = \"nowhere\"\n")) { error in
+            XCTAssertTrue("\(error)".contains("api.listen"), "\(error)")
+        }
+        XCTAssertThrowsError(try load("[log]\nformat = \"xml\"\n"))
+        XCTAssertThrowsError(try load("[api]\nmax_body_bytes = \"big\"\n"))
+    }
+}
