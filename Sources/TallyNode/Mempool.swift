@@ -146,6 +146,13 @@ public struct Mempool: Sendable {
         bySender.contains { sender, queue in queue[nextNonce(sender)] != nil }
     }
 
+    /// Up to `maxCount` senders' next transactions (the ones a proposal would take
+    /// first), oldest arrival first.
+    public func heads(maxCount: Int, nextNonce: (Address) -> UInt64) -> [Transaction] {
+        let entries = bySender.compactMap { sender, queue in queue[nextNonce(sender)] }
+        return entries.sorted { $0.arrival < $1.arrival }.prefix(maxCount).map(\.transaction)
+    }
+
     /// Up to `maxCount` transactions for a proposal: for each sender the run of
     /// consecutive nonces starting at its next nonce (others would fail), senders
     /// taken oldest-arrival first so nobody starves.

@@ -57,6 +57,12 @@ public actor Node: NodeService {
     private var malformedMessages = 0
     /// Peer messages not handled yet (filled outside the actor, drained as a batch).
     nonisolated let inbox = Inbox()
+    /// Transaction gossip not handled yet: a lane of its own, so consensus messages
+    /// never wait behind signature checks of bulk gossip.
+    nonisolated let gossipInbox = Inbox()
+    /// Mempool heads (a sender's next transaction) seen at the last re-gossip round.
+    private var lastRoundHeads: Set<Hash> = []
+    private var ticks: UInt64 = 0
     /// True while an inbox batch is handled: persists and sends wait for its end.
     private var batching = false
     /// The latest durable state the replica asked for, not written yet.
@@ -78,6 +84,15 @@ public actor Node: NodeService {
     /// Sends deferred in one batch, at most (a batch is at most `maxInboxMessages`
     /// messages, each producing a bounded number of sends).
     static let maxDeferredSends = 1 << 20
+    /// Gossip messages waiting for their signature checks; beyond this, new ones are
+    /// dropped (counted) and re-gossip heals the gap.
+    static let maxGossipInboxMessages = 256
+    /// Every this many ticks, mempool heads that were already heads a round ago are
+    /// gossiped again: gossip is best effort, and a lost transaction behind which a
+    /// sender's later ones wait would otherwise stall them for good.
+    static let regossipIntervalTicks: UInt64 = 30
+    /// Most transactions re-gossiped per round.
+    static let maxRegossipTransactions = 2_048
     /// A start-up that replays at least this many blocks snapshots the tip after it.
     static let startupSnapshotReplayedBlocks: UInt64 = 64
     /// … or replays for at least this long (a few full blocks).
@@ -210,19 +225,33 @@ public actor Node: NodeService {
                 // Peer messages go through the inbox: the actor takes all that arrived
                 // while it was busy in one turn, with one persist and one round of sends.
                 let inbox = self.inbox
+                let gossipInbox = self.gossipInbox
                 let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+                let (gossipWakeups, gossipWake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
                 group.addTask {
                     for await message in network.inbound {
-                        if inbox.push(message) >= Self.maxInboxMessages {
+                        if PeerMessage.isGossip(message.bytes) {
+                            if gossipInbox.push(message, max: Self.maxGossipInboxMessages) {
+                                gossipWake.yield()
+                            } else {
+                                await self.countDroppedGossip()
+                            }
+                        } else if inbox.push(message) >= Self.maxInboxMessages {
                             await self.drainInbox()
                         } else {
                             wake.yield()
                         }
                     }
                     wake.finish()
+                    gossipWake.finish()
                 }
                 group.addTask {
                     for await _ in wakeups { await self.drainInbox() }
+                }
+                group.addTask {
+                    for await _ in gossipWakeups {
+                        for message in gossipInbox.takeAll() { await self.receiveGossip(message) }
+                    }
                 }
                 _ = await group.next()
                 group.cancelAll()
@@ -245,6 +274,8 @@ public actor Node: NodeService {
 
     private func onTick() {
         guard !stopped else { return }
+        ticks += 1
+        if ticks.isMultiple(of: Self.regossipIntervalTicks) { regossipStuckHeads() }
         flushGossip()
         handle(.tick)
         if let interceptor { interceptor.tick(link: outboundLink()) }
@@ -266,34 +297,81 @@ public actor Node: NodeService {
         guard !stopped else { return }
         guard let from = message.validatorIndex else { return metrics.messageDropped("not_a_validator") }
         let decoded: PeerMessage
-        do { decoded = try PeerMessage(bytes: message.bytes) } catch {
-            // Logged sparsely: a Byzantine peer must not be able to fill the disk with
-            // our log (the metric counts every one).
-            malformedMessages += 1
-            if malformedMessages <= Self.malformedMessagesLoggedInFull || malformedMessages.isMultiple(of: 1_000) {
-                logger.warning("dropping a malformed peer message", metadata: [
-                    "peer": "\(from)", "error": "\(error)", "total": "\(malformedMessages)",
-                ])
-            }
-            return metrics.messageDropped("malformed_message")
-        }
+        do { decoded = try PeerMessage(bytes: message.bytes) } catch { return dropMalformed(from: from, error) }
         switch decoded {
         case .consensus(let consensus):
             handle(.message(consensus, from: ValidatorIndex(from)))
         case .transactions(let transactions):
-            // Gossip is verified like any submission, and not gossiped again.
-            let verified = SignatureBatch.verify(transactions)
-            var admitted = 0
-            for (transaction, checked) in zip(transactions, verified) {
-                guard let checked else {
-                    metrics.messageDropped("gossip_bad_signature")
-                    continue
-                }
-                let account = application.ledger.account(transaction.senderAddress) ?? .empty
-                if case .success = application.mempool.admit(checked, account: account) { admitted += 1 }
-            }
-            if admitted > 0 { handle(.transactionsAvailable) }
+            // Only if the reader's routing missed it; the lane is the normal path.
+            admitGossip(transactions, SignatureBatch.verify(transactions))
         }
+    }
+
+    private func dropMalformed(from peer: Int, _ error: any Error) {
+        // Logged sparsely: a Byzantine peer must not be able to fill the disk with
+        // our log (the metric counts every one).
+        malformedMessages += 1
+        if malformedMessages <= Self.malformedMessagesLoggedInFull || malformedMessages.isMultiple(of: 1_000) {
+            logger.warning("dropping a malformed peer message", metadata: [
+                "peer": "\(peer)", "error": "\(error)", "total": "\(malformedMessages)",
+            ])
+        }
+        metrics.messageDropped("malformed_message")
+    }
+
+    private func countDroppedGossip() { metrics.messageDropped("gossip_queue_full") }
+
+    /// A gossip message, outside the actor: decoded, filtered to transactions this
+    /// node does not have, their signatures checked on all cores, then admitted.
+    private nonisolated func receiveGossip(_ message: InboundMessage) async {
+        guard let from = message.validatorIndex else { return await countNotAValidator() }
+        let transactions: [Transaction]
+        do {
+            guard case .transactions(let decoded) = try PeerMessage(bytes: message.bytes) else {
+                return await onPeerMessage(message)
+            }
+            transactions = decoded
+        } catch { return await dropMalformed(from: from, error) }
+        let fresh = await unknownTransactions(transactions)
+        guard !fresh.isEmpty else { return }
+        // Gossip is verified like any submission, and not gossiped again.
+        await admitGossip(fresh, SignatureBatch.verify(fresh))
+    }
+
+    private func countNotAValidator() { metrics.messageDropped("not_a_validator") }
+
+    /// Drops what the mempool holds or what is already committed, before the costly
+    /// signature checks (re-gossip sends the same transactions again).
+    private func unknownTransactions(_ transactions: [Transaction]) -> [Transaction] {
+        transactions.filter { transaction in
+            !application.mempool.contains(transaction.hash)
+                && transaction.nonce >= (application.ledger.account(transaction.senderAddress)?.nonce ?? 0)
+        }
+    }
+
+    private func admitGossip(_ transactions: [Transaction], _ verified: [VerifiedTransaction?]) {
+        guard !stopped else { return }
+        var admitted = 0
+        for (transaction, checked) in zip(transactions, verified) {
+            guard let checked else {
+                metrics.messageDropped("gossip_bad_signature")
+                continue
+            }
+            let account = application.ledger.account(transaction.senderAddress) ?? .empty
+            if case .success = application.mempool.admit(checked, account: account) { admitted += 1 }
+        }
+        if admitted > 0 { handle(.transactionsAvailable) }
+    }
+
+    /// Gossips again the mempool heads that were heads a round ago too (bounded).
+    private func regossipStuckHeads() {
+        let heads = application.mempool.heads(maxCount: Self.maxRegossipTransactions) { self.application.ledger.account($0)?.nonce ?? 0 }
+        let stuck = heads.filter { lastRoundHeads.contains($0.hash) }
+        lastRoundHeads = Set(heads.map(\.hash))
+        guard !stuck.isEmpty else { return }
+        metrics.transactionsRegossiped.increment(by: Int64(stuck.count))
+        gossipBuffer.append(contentsOf: stuck)
+        flushGossip()
     }
 
     // MARK: Consensus actions
@@ -608,6 +686,15 @@ final class Inbox: @unchecked Sendable {
         lock.withLock {
             messages.append(message)
             return messages.count
+        }
+    }
+
+    /// Adds a message unless `max` are waiting; returns whether it was added.
+    func push(_ message: InboundMessage, max: Int) -> Bool {
+        lock.withLock {
+            guard messages.count < max else { return false }
+            messages.append(message)
+            return true
         }
     }
 

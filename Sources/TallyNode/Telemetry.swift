@@ -39,6 +39,7 @@ public struct NodeMetrics: Sendable {
     public let transactionsAdmitted: Metrics.Counter
     public let blocksCommitted: Metrics.Counter
     public let transactionsCommitted: Metrics.Counter
+    public let transactionsRegossiped: Metrics.Counter
 
     public init() {
         // The backend must be installed before the first metric exists, or that
@@ -53,6 +54,7 @@ public struct NodeMetrics: Sendable {
         transactionsAdmitted = Metrics.Counter(label: "tally_transactions_admitted_total")
         blocksCommitted = Metrics.Counter(label: "tally_blocks_committed_total")
         transactionsCommitted = Metrics.Counter(label: "tally_transactions_committed_total")
+        transactionsRegossiped = Metrics.Counter(label: "tally_transactions_regossiped_total")
     }
 
     public func transactionRejected(_ code: String) {

@@ -14,6 +14,9 @@ enum PeerMessage: Equatable {
     /// Gossip batches stay small next to a block.
     static let maxGossipTransactions = 4096
 
+    /// Whether `bytes` claim to be transaction gossip (kind 2), without decoding.
+    static func isGossip(_ bytes: [UInt8]) -> Bool { bytes.first == 2 }
+
     var bytes: [UInt8] {
         var encoder = CanonicalEncoder()
         switch self {

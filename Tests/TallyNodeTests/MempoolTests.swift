@@ -108,4 +108,18 @@ final class MempoolTests: XCTestCase {
         _ = pool.admit(tx(1, nonce: 0), account: rich)
         XCTAssertTrue(pool.hasProposable { _ in 0 })
     }
+
+    func testHeadsAreEachSendersNextTransactionOldestFirstAndBounded() {
+        var pool = Mempool(chainID: chainID)
+        _ = pool.admit(tx(1, nonce: 0), account: rich)
+        _ = pool.admit(tx(0, nonce: 1), account: rich)
+        _ = pool.admit(tx(0, nonce: 0), account: rich)
+        _ = pool.admit(tx(2, nonce: 4), account: rich)
+        let heads = pool.heads(maxCount: 10) { _ in 0 }
+        // Sender 2 waits behind a gap: no head. Sender 1 arrived first.
+        XCTAssertEqual(heads.map(\.hash), [tx(1, nonce: 0).transaction.hash, tx(0, nonce: 0).transaction.hash])
+        XCTAssertEqual(pool.heads(maxCount: 1) { _ in 0 }.count, 1)
+        // After sender 0's nonce 0 commits, its head is nonce 1.
+        XCTAssertEqual(pool.heads(maxCount: 10) { $0 == Address(publicKey: self.keys[0].publicKey) ? 1 : 0 }.map(\.nonce), [0, 1])
+    }
 }
