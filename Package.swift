@@ -234,7 +234,7 @@ let package = Package(
         ),
         .testTarget(name: "TallyChaosTests", dependencies: ["tally-chaos", "TallyTestbed"]),
         // The packet switch's policy logic (pure), and a root-only namespace round trip.
-        .testTarget(name: "TallyTestbedTests", dependencies: ["TallyTestbed"]),
+        .testTarget(name: "TallyTestbedTests", dependencies: ["TallyTestbed", "TallyCrypto"]),
         // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json).
         .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "TallyVerify", "TallyStore", "TallyTypes"]),
     ]

@@ -2,19 +2,14 @@ import TallyConsensus
 import TallyCrypto
 import TallyTypes
 
-/// SplitMix64: one seed drives every random choice of a run.
+/// One seed drives every random choice of a run (SplitMix64 on a scrambled seed, so
+/// nearby seeds give unrelated runs; pinned seeds depend on this exact stream).
 public struct SimRandom: Sendable {
-    private var state: UInt64
+    private var generator: SplitMix64
 
-    public init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 ^ 0xD1B5_4A32_D192_ED03 }
+    public init(seed: UInt64) { generator = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15 ^ 0xD1B5_4A32_D192_ED03) }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public mutating func next() -> UInt64 { generator.next() }
 
     /// Uniform in 0..<bound.
     public mutating func below(_ bound: Int) -> Int {

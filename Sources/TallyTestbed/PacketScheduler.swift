@@ -1,3 +1,5 @@
+import TallyCrypto
+
 /// What a directed link (one endpoint to another) does to each packet, as `tc netem`
 /// would: fixed delay plus uniform jitter, independent loss and duplication, or
 /// nothing at all (blocked: a partition).

@@ -153,29 +153,3 @@ public struct ChainGenerator {
         return generator.genesis
     }
 }
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a small, fast, seedable generator for
-/// reproducible test data. Not for keys.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-
-    /// Uniform in 0..<bound (rejection sampling, no modulo bias).
-    mutating func next(below bound: UInt64) -> UInt64 {
-        precondition(bound > 0)
-        let limit = UInt64.max - UInt64.max % bound
-        while true {
-            let value = next()
-            if value < limit { return value % bound }
-        }
-    }
-}

@@ -1,3 +1,4 @@
+import TallyCrypto
 import TallyTestbed
 
 enum FaultClass: String, CaseIterable {

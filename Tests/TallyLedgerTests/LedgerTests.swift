@@ -3,18 +3,6 @@ import TallyLedger
 import TallyTypes
 import XCTest
 
-/// A small deterministic PRNG (SplitMix64) so every random test replays from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 final class LedgerTests: XCTestCase {
     static let chainID = "tally-test"
     let keys = (0..<12).map { SigningKey(seed: SHA256.hash(Array("ledger-account-\($0)".utf8)).bytes)! }
@@ -106,7 +94,7 @@ final class LedgerTests: XCTestCase {
     /// block; supply is conserved; execution is deterministic.
     func testIncrementalRootEqualsFromScratchAndSupplyIsConserved() {
         for seed in UInt64(1)...20 {
-            var random = SplitMix64(state: seed)
+            var random = SplitMix64(seed: seed)
             var ledger = Ledger(genesis: genesis(funded: 3, balance: 50_000))
             var twin = Ledger(genesis: genesis(funded: 3, balance: 50_000))
             var nonces = [UInt64](repeating: 0, count: keys.count)

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOEmbedded
+import TallyCrypto
 import TallyTypes
 import XCTest
 
@@ -92,8 +93,8 @@ final class FramingAndQueueTests: XCTestCase {
 
     /// Back-off jitter stays within 50–100 % and is reproducible from the injected seed.
     func testJitterIsBoundedAndSeeded() {
-        var first: any RandomNumberGenerator & Sendable = SeededGenerator(state: 42)
-        var second: any RandomNumberGenerator & Sendable = SeededGenerator(state: 42)
+        var first: any RandomNumberGenerator & Sendable = SplitMix64(seed: 42)
+        var second: any RandomNumberGenerator & Sendable = SplitMix64(seed: 42)
         for _ in 0..<100 {
             let delay = NetworkCore.jittered(1000, random: &first)
             XCTAssertTrue((500...1000).contains(delay))

@@ -174,7 +174,7 @@ final class PeerNetworkTests: XCTestCase {
         let cluster = try await Cluster(count: 2)
         await cluster.waitFullyConnected()
         let node = cluster.network(0)
-        var generator = SeededGenerator(state: 7)
+        var generator = SplitMix64(seed: 7)
         for attempt in 0..<5 {
             let garbage = (0..<(200 + attempt * 300)).map { _ in UInt8.random(in: 0...255, using: &generator) }
             let peer = try await RawPeer.connect(port: node.listenPort)

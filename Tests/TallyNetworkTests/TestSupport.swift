@@ -24,18 +24,6 @@ func testLimits() -> NetworkLimits {
     return limits
 }
 
-/// A seeded generator (SplitMix64) for the reconnect jitter.
-struct SeededGenerator: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Collects one network's inbound messages in the background so tests can wait for them.
 final class Inbox: Sendable {
     private let messages = NIOLockedValueBox<[InboundMessage]>([])
@@ -103,7 +91,7 @@ final class Cluster {
             listenHost: "127.0.0.1", listenPort: port, chainID: testChainID, identity: keys[index],
             validators: keys.map(\.publicKey), validatorAddresses: addresses, extraAllowedKeys: extra, limits: limits)
         return try await PeerNetwork.start(
-            configuration: configuration, logger: logger, random: SeededGenerator(state: UInt64(index)))
+            configuration: configuration, logger: logger, random: SplitMix64(seed: UInt64(index)))
     }
 
     func network(_ index: Int) -> PeerNetwork { networks[index]! }

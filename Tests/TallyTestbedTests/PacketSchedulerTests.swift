@@ -1,3 +1,4 @@
+import TallyCrypto
 import XCTest
 
 @testable import TallyTestbed
