@@ -97,6 +97,9 @@ struct ChaosRun {
                     cluster.kill(resolved.node!)
                     let what = try cluster.tearNewestSegment(resolved.node!, bytes: fault.tornBytes)
                     print("\(elapsed(started)) kill -9 node\(resolved.node!), tore \(what)")
+                case _ where fault.kind.faultClass == .byzantine:
+                    try relaunch(resolved.node!, as: fault.kind)
+                    print("\(elapsed(started)) node\(resolved.node!) restarted as tally-byzantine --misbehaviour \(fault.kind.rawValue)")
                 default:
                     break
                 }
@@ -119,6 +122,9 @@ struct ChaosRun {
                 case .freeze:
                     cluster.signal(fault.node!, SIGCONT)
                     print("\(elapsed(started)) SIGCONT node\(fault.node!)")
+                case _ where fault.kind.faultClass == .byzantine:
+                    try relaunch(fault.node!, as: nil)
+                    print("\(elapsed(started)) node\(fault.node!) restarted as an honest tally-node")
                 default:
                     break
                 }
@@ -127,6 +133,19 @@ struct ChaosRun {
         }
         try await sleep(until: started.addingTimeInterval(durationSeconds))
         if let lab = cluster.lab { print("tally-chaos: packet switch: \(lab.statistics)") }
+    }
+
+    /// Stops the validator in `node`'s slot (kill -9) and starts it again, on the same
+    /// home and data, as `tally-byzantine --misbehaviour` for a Byzantine kind or as the
+    /// honest `tally-node` for nil.
+    private func relaunch(_ node: Int, as kind: FaultKind?) throws {
+        cluster.kill(node)
+        let launch = kind.map {
+            precondition($0.faultClass == .byzantine)
+            return ValidatorLaunch(executable: cluster.binary("tally-byzantine"), extraArguments: ["--misbehaviour", $0.rawValue])
+        }
+        cluster.setLaunch(launch, for: node)
+        try cluster.start(node)
     }
 
     /// The fault with its node decided: `isolatePrimary` asks a healthy node who the
@@ -173,7 +192,7 @@ struct ChaosRun {
                 }
             case .oneWayLoss:
                 add(node, fault.peer, fault.link)
-            case .kill, .freeze, .tear:
+            case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent:
                 break
             }
         }
@@ -284,8 +303,11 @@ struct ChaosRun {
         print("=== tally-chaos summary (seed \(seed)) ===")
         print(String(format: "run: %d validators, %.0f s of faults, %.0f s in all", cluster.validators, durationSeconds,
                      Date().timeIntervalSince(started)))
-        print("faults injected: " + FaultKind.allCases.map { "\($0.rawValue) \(faults[$0] ?? 0)" }.joined(separator: ", ")
-            + " (\(schedule.episodes.count) episodes)")
+        func counts(_ faultClass: FaultClass) -> String {
+            FaultKind.allCases.filter { $0.faultClass == faultClass }.map { "\($0.rawValue) \(faults[$0] ?? 0)" }.joined(separator: ", ")
+        }
+        print("faults injected (\(schedule.episodes.count) episodes): process: \(counts(.process)); network: \(counts(.network)); "
+            + "byzantine: \(counts(.byzantine))")
         print("transactions: \(load.signed) signed, \(load.acknowledged.count) acknowledged as committed, \(load.submissions) submissions")
         print("view changes: highest view reached \(statistics.highestView)")
         for result in results { print("\(result.passed ? "PASS" : "FAIL")  \(result.name): \(result.detail)") }
