@@ -82,7 +82,8 @@ struct ChaosRun {
             try await sleep(until: started.addingTimeInterval(episode.startSeconds))
             var faults: [FaultEpisode.Fault] = []
             for fault in episode.faults {
-                guard let resolved = await resolve(fault, started: started) else { continue }
+                guard var resolved = await resolve(fault, started: started) else { continue }
+                if fault.kind.actsAsPrimary { resolved = await retargetToPrimary(resolved, episode: episode) }
                 faults.append(resolved)
                 cluster.setFaulty(resolved.node!, true)
                 if fault.kind != .split || faults.count == 1 { statistics.record(fault.kind) }
@@ -99,7 +100,8 @@ struct ChaosRun {
                     print("\(elapsed(started)) kill -9 node\(resolved.node!), tore \(what)")
                 case _ where fault.kind.faultClass == .byzantine:
                     try relaunch(resolved.node!, as: fault.kind)
-                    print("\(elapsed(started)) node\(resolved.node!) restarted as tally-byzantine --misbehaviour \(fault.kind.rawValue)")
+                    let retargeted = resolved.node == fault.node ? "" : " (the primary, instead of node\(fault.node!))"
+                    print("\(elapsed(started)) node\(resolved.node!)\(retargeted) restarted as tally-byzantine --misbehaviour \(fault.kind.rawValue)")
                 default:
                     break
                 }
@@ -133,6 +135,19 @@ struct ChaosRun {
         }
         try await sleep(until: started.addingTimeInterval(durationSeconds))
         if let lab = cluster.lab { print("tally-chaos: packet switch: \(lab.statistics)") }
+    }
+
+    /// `equivocate` and `forged-view-change` do their worst as the primary: their node
+    /// becomes whoever a healthy node says is primary now, unless that node has another
+    /// fault in this episode (then the drawn node stays).
+    private func retargetToPrimary(_ fault: FaultEpisode.Fault, episode: FaultEpisode) async -> FaultEpisode.Fault {
+        let others = Set(episode.faults.compactMap(\.node)).subtracting([fault.node!])
+        for node in cluster.healthyNodes {
+            guard let primary = await cluster.primary(node) else { continue }
+            guard !others.contains(primary), (0..<cluster.validators).contains(primary) else { return fault }
+            return FaultEpisode.Fault(node: primary, kind: fault.kind, tornBytes: fault.tornBytes, peer: fault.peer, link: fault.link)
+        }
+        return fault
     }
 
     /// Stops the validator in `node`'s slot (kill -9) and starts it again, on the same

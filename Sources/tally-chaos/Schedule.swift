@@ -51,6 +51,10 @@ enum FaultKind: String, CaseIterable, Sendable {
         }
     }
 
+    /// Byzantine kinds that act only (equivocate) or mostly (forged-view-change) as the
+    /// primary: at the episode's start they move to the current primary (`ChaosRun`).
+    var actsAsPrimary: Bool { self == .equivocate || self == .forgedViewChange }
+
     /// Kinds that make up a whole episode on their own (not one node's fault).
     var isWholeEpisode: Bool { self == .split || self == .isolatePrimary }
 
