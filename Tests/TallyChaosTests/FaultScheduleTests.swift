@@ -106,6 +106,15 @@ final class FaultScheduleTests: XCTestCase {
         XCTAssertTrue(mixedWithOtherClasses, "a Byzantine node and a crashed or cut-off node in one episode")
     }
 
+    func testByzantineStartsAreCountedPerMisbehaviourFromTheNodeLog() {
+        let line = { (name: String) in "2026-11-28T01:44:21+0000 warning tally.byzantine: misbehaviour=\(name) [tally_byzantine] TEST-ONLY Byzantine validator\n" }
+        let log = line("silent") + "2026-11-28T01:44:22+0000 info tally.node: started\n" + line("equivocate") + line("silent")
+        XCTAssertEqual(ChaosRun.byzantineStarts(in: log, .silent), 2)
+        XCTAssertEqual(ChaosRun.byzantineStarts(in: log, .equivocate), 1)
+        XCTAssertEqual(ChaosRun.byzantineStarts(in: log, .forgedViewChange), 0)
+        XCTAssertEqual(ChaosRun.byzantineStarts(in: "", .silent), 0)
+    }
+
     func fault(_ kind: FaultKind, _ node: Int, peer: Int = 0, link: LinkPolicy = .clear) -> FaultEpisode.Fault {
         FaultEpisode.Fault(node: node, kind: kind, tornBytes: 0, peer: peer, link: link)
     }
