@@ -6,6 +6,8 @@ tally_install_dependencies() {
     command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
     if ! pkg-config --exists libsodium 2>/dev/null; then missing+=(libsodium-dev); fi
     if ! pkg-config --exists libcrypto 2>/dev/null; then missing+=(libssl-dev); fi
+    # iproute2 (`ip`) builds the chaos network lab, which only root can use.
+    if [ "$(id -u)" = 0 ] && ! command -v ip >/dev/null 2>&1; then missing+=(iproute2); fi
     for tool in "$@"; do
         command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
     done

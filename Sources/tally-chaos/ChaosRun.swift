@@ -9,7 +9,13 @@ final class RunStatistics: @unchecked Sendable {
     private let lock = NSLock()
     private var faultsByKind: [FaultKind: Int] = [:]
     private var maxView: UInt64 = 0
+    private var byzantineNotRunning: [String] = []
     func record(_ kind: FaultKind) { lock.withLock { faultsByKind[kind, default: 0] += 1 } }
+    func recordByzantineNotRunning(_ what: String) { lock.withLock { byzantineNotRunning.append(what) } }
+    var byzantineFailures: [String] { lock.withLock { byzantineNotRunning } }
+    private var startsBefore: [Int: Int] = [:]
+    func setByzantineStartsBefore(_ node: Int, _ count: Int) { lock.withLock { startsBefore[node] = count } }
+    func byzantineStartsBefore(_ node: Int) -> Int { lock.withLock { startsBefore[node] ?? 0 } }
     func observe(view: UInt64) { lock.withLock { maxView = max(maxView, view) } }
     var faults: [FaultKind: Int] { lock.withLock { faultsByKind } }
     var highestView: UInt64 { lock.withLock { maxView } }
@@ -18,6 +24,8 @@ final class RunStatistics: @unchecked Sendable {
 /// One run: start, load + faults, heal, recover, stop, check.
 struct ChaosRun {
     static let statusPollSeconds = 1.0
+    /// How long past its episode a Byzantine start may take to show in the node's log.
+    static let byzantineStartGraceMilliseconds = 10_000
 
     let cluster: Testbed
     let schedule: FaultSchedule
@@ -43,6 +51,11 @@ struct ChaosRun {
         await loadTask.value
 
         var results: [CheckResult] = []
+        let byzantineFailures = statistics.byzantineFailures
+        let byzantineEpisodes = statistics.faults.filter { $0.key.faultClass == .byzantine }.values.reduce(0, +)
+        results.append(CheckResult(
+            name: "every Byzantine episode ran tally-byzantine (its start logged)", passed: byzantineFailures.isEmpty,
+            detail: byzantineFailures.isEmpty ? "\(byzantineEpisodes) episodes" : "not running: " + byzantineFailures.joined(separator: "; ")))
         results.append(await drain(load, since: faultsEnded))
         let (convergence, height) = await converge(since: faultsEnded)
         results.append(convergence)
@@ -82,7 +95,8 @@ struct ChaosRun {
             try await sleep(until: started.addingTimeInterval(episode.startSeconds))
             var faults: [FaultEpisode.Fault] = []
             for fault in episode.faults {
-                guard let resolved = await resolve(fault, started: started) else { continue }
+                guard var resolved = await resolve(fault, started: started) else { continue }
+                if fault.kind.actsAsPrimary { resolved = await retargetToPrimary(resolved, episode: episode) }
                 faults.append(resolved)
                 cluster.setFaulty(resolved.node!, true)
                 if fault.kind != .split || faults.count == 1 { statistics.record(fault.kind) }
@@ -97,6 +111,11 @@ struct ChaosRun {
                     cluster.kill(resolved.node!)
                     let what = try cluster.tearNewestSegment(resolved.node!, bytes: fault.tornBytes)
                     print("\(elapsed(started)) kill -9 node\(resolved.node!), tore \(what)")
+                case _ where fault.kind.faultClass == .byzantine:
+                    statistics.setByzantineStartsBefore(resolved.node!, Self.byzantineStarts(in: cluster.log(resolved.node!), fault.kind))
+                    try relaunch(resolved.node!, as: fault.kind)
+                    let retargeted = resolved.node == fault.node ? "" : " (the primary, instead of node\(fault.node!))"
+                    print("\(elapsed(started)) node\(resolved.node!)\(retargeted) restarted as tally-byzantine --misbehaviour \(fault.kind.rawValue)")
                 default:
                     break
                 }
@@ -119,6 +138,21 @@ struct ChaosRun {
                 case .freeze:
                     cluster.signal(fault.node!, SIGCONT)
                     print("\(elapsed(started)) SIGCONT node\(fault.node!)")
+                case _ where fault.kind.faultClass == .byzantine:
+                    // tally-byzantine logs its misbehaviour when it starts; without that line the
+                    // episode was a plain kill and the run would test less than it says.
+                    // A slow start on a busy machine gets a few more seconds.
+                    var waited = 0
+                    while Self.byzantineStarts(in: cluster.log(fault.node!), fault.kind) <= statistics.byzantineStartsBefore(fault.node!),
+                        waited < Self.byzantineStartGraceMilliseconds {
+                        try await Task.sleep(for: .milliseconds(250))
+                        waited += 250
+                    }
+                    if Self.byzantineStarts(in: cluster.log(fault.node!), fault.kind) <= statistics.byzantineStartsBefore(fault.node!) {
+                        statistics.recordByzantineNotRunning("node\(fault.node!) \(fault.kind.rawValue) at \(elapsed(started))")
+                    }
+                    try relaunch(fault.node!, as: nil)
+                    print("\(elapsed(started)) node\(fault.node!) restarted as an honest tally-node")
                 default:
                     break
                 }
@@ -127,6 +161,37 @@ struct ChaosRun {
         }
         try await sleep(until: started.addingTimeInterval(durationSeconds))
         if let lab = cluster.lab { print("tally-chaos: packet switch: \(lab.statistics)") }
+    }
+
+    /// `equivocate` and `forged-view-change` do their worst as the primary: their node
+    /// becomes whoever a healthy node says is primary now, unless that node has another
+    /// fault in this episode (then the drawn node stays).
+    private func retargetToPrimary(_ fault: FaultEpisode.Fault, episode: FaultEpisode) async -> FaultEpisode.Fault {
+        let others = Set(episode.faults.compactMap(\.node)).subtracting([fault.node!])
+        for node in cluster.healthyNodes {
+            guard let primary = await cluster.primary(node) else { continue }
+            guard !others.contains(primary), (0..<cluster.validators).contains(primary) else { return fault }
+            return FaultEpisode.Fault(node: primary, kind: fault.kind, tornBytes: fault.tornBytes, peer: fault.peer, link: fault.link)
+        }
+        return fault
+    }
+
+    /// How many times a node's log says tally-byzantine started with this misbehaviour.
+    static func byzantineStarts(in log: String, _ kind: FaultKind) -> Int {
+        log.components(separatedBy: "misbehaviour=\(kind.rawValue) [tally_byzantine] TEST-ONLY Byzantine validator").count - 1
+    }
+
+    /// Stops the validator in `node`'s slot (kill -9) and starts it again, on the same
+    /// home and data, as `tally-byzantine --misbehaviour` for a Byzantine kind or as the
+    /// honest `tally-node` for nil.
+    private func relaunch(_ node: Int, as kind: FaultKind?) throws {
+        cluster.kill(node)
+        let launch = kind.map {
+            precondition($0.faultClass == .byzantine)
+            return ValidatorLaunch(executable: cluster.binary("tally-byzantine"), extraArguments: ["--misbehaviour", $0.rawValue])
+        }
+        cluster.setLaunch(launch, for: node)
+        try cluster.start(node)
     }
 
     /// The fault with its node decided: `isolatePrimary` asks a healthy node who the
@@ -173,7 +238,7 @@ struct ChaosRun {
                 }
             case .oneWayLoss:
                 add(node, fault.peer, fault.link)
-            case .kill, .freeze, .tear:
+            case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent:
                 break
             }
         }
@@ -284,8 +349,11 @@ struct ChaosRun {
         print("=== tally-chaos summary (seed \(seed)) ===")
         print(String(format: "run: %d validators, %.0f s of faults, %.0f s in all", cluster.validators, durationSeconds,
                      Date().timeIntervalSince(started)))
-        print("faults injected: " + FaultKind.allCases.map { "\($0.rawValue) \(faults[$0] ?? 0)" }.joined(separator: ", ")
-            + " (\(schedule.episodes.count) episodes)")
+        func counts(_ faultClass: FaultClass) -> String {
+            FaultKind.allCases.filter { $0.faultClass == faultClass }.map { "\($0.rawValue) \(faults[$0] ?? 0)" }.joined(separator: ", ")
+        }
+        print("faults injected (\(schedule.episodes.count) episodes): process: \(counts(.process)); network: \(counts(.network)); "
+            + "byzantine: \(counts(.byzantine))")
         print("transactions: \(load.signed) signed, \(load.acknowledged.count) acknowledged as committed, \(load.submissions) submissions")
         print("view changes: highest view reached \(statistics.highestView)")
         for result in results { print("\(result.passed ? "PASS" : "FAIL")  \(result.name): \(result.detail)") }

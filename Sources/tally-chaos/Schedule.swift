@@ -30,13 +30,31 @@ enum FaultKind: String, CaseIterable, Sendable {
     case loss
     /// Random duplication on every link to and from the node.
     case duplicate
+    // Byzantine faults: the node is restarted as `tally-byzantine --misbehaviour RAW`
+    // (same home and data) for the episode, then as an honest `tally-node` again.
+    /// As primary, two valid PRE-PREPAREs (two blocks) for one view and height.
+    case equivocate
+    /// Its PREPARE/COMMIT preceded, for some peers, by a vote for another block.
+    case conflictingVotes = "conflicting-votes"
+    /// Silent as primary; VIEW-CHANGEs with a forged prepared certificate; NEW-VIEWs
+    /// that drop the prepared blocks.
+    case forgedViewChange = "forged-view-change"
+    /// Random/truncated payloads, forged gossip and oversized frames to its peers.
+    case garbageFrames = "garbage-frames"
+    /// Sends nothing at all.
+    case silent
 
     var faultClass: FaultClass {
         switch self {
         case .kill, .freeze, .tear: return .process
+        case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent: return .byzantine
         default: return .network
         }
     }
+
+    /// Byzantine kinds that act only (equivocate) or mostly (forged-view-change) as the
+    /// primary: at the episode's start they move to the current primary (`ChaosRun`).
+    var actsAsPrimary: Bool { self == .equivocate || self == .forgedViewChange }
 
     /// Kinds that make up a whole episode on their own (not one node's fault).
     var isWholeEpisode: Bool { self == .split || self == .isolatePrimary }
@@ -63,6 +81,7 @@ struct FaultEpisode: Sendable, CustomStringConvertible {
             case .tear: return "tear(\(name), -\(tornBytes) B)"
             case .oneWayLoss: return "one-way-loss(\(name)→node\(peer), \(link))"
             case .delay, .loss, .duplicate: return "\(kind.rawValue)(\(name), \(link))"
+            case _ where kind.faultClass == .byzantine: return "byzantine(\(name), \(kind.rawValue))"
             default: return "\(kind.rawValue)(\(name))"
             }
         }
@@ -148,6 +167,7 @@ struct FaultSchedule {
         var link = LinkPolicy.clear
         switch kind {
         case .kill, .freeze, .tear: break
+        case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent: break
         case .isolate: link = .partitioned
         case .oneWayLoss:
             peer = (node + Int.random(in: 1..<validators, using: &random)) % validators

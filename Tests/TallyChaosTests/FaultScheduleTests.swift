@@ -6,20 +6,22 @@ import XCTest
 final class FaultScheduleTests: XCTestCase {
     let processKinds = FaultKind.of([.process])
     let allKinds = FaultKind.of([.process, .network])
+    let byzantineKinds = FaultKind.of([.byzantine])
+    let everyKind = FaultKind.of([.process, .network, .byzantine])
 
     func schedule(seed: UInt64, validators: Int = 4, maxFaulty: Int = 1, seconds: Double = 600, kinds: [FaultKind]? = nil) -> FaultSchedule {
         FaultSchedule(seed: seed, validators: validators, maxFaulty: maxFaulty, durationSeconds: seconds, kinds: kinds ?? processKinds)
     }
 
     func testSameSeedSameSchedule() {
-        for kinds in [processKinds, allKinds] {
+        for kinds in [processKinds, allKinds, byzantineKinds, everyKind] {
             XCTAssertEqual(schedule(seed: 42, kinds: kinds).episodes.map(\.description), schedule(seed: 42, kinds: kinds).episodes.map(\.description))
             XCTAssertNotEqual(schedule(seed: 42, kinds: kinds).episodes.map(\.description), schedule(seed: 43, kinds: kinds).episodes.map(\.description))
         }
     }
 
     func testEpisodesRespectTheBoundAndDoNotOverlap() {
-        for kinds in [processKinds, allKinds] {
+        for kinds in [processKinds, allKinds, byzantineKinds, everyKind] {
             for seed in UInt64(0)..<50 {
                 let episodes = schedule(seed: seed, validators: 7, maxFaulty: 2, kinds: kinds).episodes
                 XCTAssertFalse(episodes.isEmpty)
@@ -64,12 +66,53 @@ final class FaultScheduleTests: XCTestCase {
                     case .loss: XCTAssertTrue(FaultSchedule.lossProbability.contains(fault.link.lossProbability))
                     case .duplicate: XCTAssertTrue(FaultSchedule.duplicateProbability.contains(fault.link.duplicateProbability))
                     case .isolate, .isolatePrimary, .split: XCTAssertTrue(fault.link.blocked)
-                    case .kill, .freeze, .tear: XCTAssertEqual(fault.link, .clear)
+                    case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent:
+                        XCTAssertEqual(fault.link, .clear)
                     }
                 }
             }
         }
         XCTAssertEqual(seen, Set(allKinds))
+    }
+
+    func testByzantineKindsAreTheFiveMisbehaviours() {
+        // The raw values are what `tally-byzantine --misbehaviour` takes.
+        XCTAssertEqual(byzantineKinds.map(\.rawValue), ["equivocate", "conflicting-votes", "forged-view-change", "garbage-frames", "silent"])
+        XCTAssertTrue(byzantineKinds.allSatisfy { $0.faultClass == .byzantine && !$0.isWholeEpisode })
+        XCTAssertEqual(Set(everyKind), Set(FaultKind.allCases))
+        XCTAssertEqual(
+            FaultEpisode.Fault(node: 2, kind: .forgedViewChange, tornBytes: 0, peer: 2, link: .clear).description,
+            "byzantine(node2, forged-view-change)")
+    }
+
+    func testByzantineSchedulesDrawEveryMisbehaviourOnNamedNodesWithinTheBound() {
+        var seen = Set<FaultKind>()
+        var mixedWithOtherClasses = false
+        for seed in UInt64(0)..<30 {
+            for kinds in [byzantineKinds, everyKind] {
+                for episode in schedule(seed: seed, validators: 7, maxFaulty: 2, kinds: kinds).episodes {
+                    let byzantine = episode.faults.filter { $0.kind.faultClass == .byzantine }
+                    guard !byzantine.isEmpty else { continue }
+                    // A Byzantine validator is one of the at most f faulty ones: never in a split or isolate-primary episode.
+                    XCTAssertLessThanOrEqual(episode.faults.count, 2)
+                    XCTAssertTrue(episode.faults.allSatisfy { !$0.kind.isWholeEpisode && $0.node != nil })
+                    XCTAssertTrue(byzantine.allSatisfy { $0.link == .clear })
+                    if byzantine.count < episode.faults.count { mixedWithOtherClasses = true }
+                    seen.formUnion(byzantine.map(\.kind))
+                }
+            }
+        }
+        XCTAssertEqual(seen, Set(byzantineKinds))
+        XCTAssertTrue(mixedWithOtherClasses, "a Byzantine node and a crashed or cut-off node in one episode")
+    }
+
+    func testByzantineStartsAreCountedPerMisbehaviourFromTheNodeLog() {
+        let line = { (name: String) in "2026-11-28T01:44:21+0000 warning tally.byzantine: misbehaviour=\(name) [tally_byzantine] TEST-ONLY Byzantine validator\n" }
+        let log = line("silent") + "2026-11-28T01:44:22+0000 info tally.node: started\n" + line("equivocate") + line("silent")
+        XCTAssertEqual(ChaosRun.byzantineStarts(in: log, .silent), 2)
+        XCTAssertEqual(ChaosRun.byzantineStarts(in: log, .equivocate), 1)
+        XCTAssertEqual(ChaosRun.byzantineStarts(in: log, .forgedViewChange), 0)
+        XCTAssertEqual(ChaosRun.byzantineStarts(in: "", .silent), 0)
     }
 
     func fault(_ kind: FaultKind, _ node: Int, peer: Int = 0, link: LinkPolicy = .clear) -> FaultEpisode.Fault {
