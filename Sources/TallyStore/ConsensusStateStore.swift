@@ -35,14 +35,8 @@ public final class ConsensusStateStore {
     /// The bytes of the block file for `hash`, nil if there is none; a damaged file
     /// throws `.corrupt`.
     public func readBlock(_ hash: Hash) throws(StoreError) -> [UInt8]? {
-        let path = blockPath(hash)
-        let contents: [UInt8]?
-        do { contents = try AtomicReplace.read(path, fileSystem: fileSystem) } catch { throw .io(error) }
-        guard let contents else { return nil }
-        switch DurableStateFile.decode(contents) {
-        case .success(let payload): return payload
-        case .failure(let reason): throw .corrupt(Corruption(file: path, offset: 0, height: 0, reason: reason.description))
-        }
+        // A block file has the state file's framing and checksum.
+        try DurableStateFile(path: blockPath(hash), fileSystem: fileSystem).read()
     }
 
     /// After reading the state at start: `referenced` are the blocks it refers to (all
