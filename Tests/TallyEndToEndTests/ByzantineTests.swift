@@ -106,15 +106,7 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
         let response = try await network.submitBatch(node, transfers(network))
         let results = response["results"] as? [[String: Any]] ?? []
         XCTAssertTrue(!results.isEmpty && results.allSatisfy { $0["error"] == nil }, "\(response)")
-        let expected = String(nonce)
-        let faucet = Address(publicKey: network.faucet.publicKey).bech32m
-        try await network.waitUntil("faucet nonce \(expected) on \(Self.honest)", seconds: 60) {
-            for index in Self.honest {
-                guard let account = try? await network.json(index, "accounts/\(faucet)"), account["nonce"] as? String == expected
-                else { return false }
-            }
-            return true
-        }
+        try await network.waitForFaucetNonce(nonce, on: Self.honest)
     }
 
     /// Every honest pair agrees at every height both have.

@@ -21,15 +21,7 @@ final class FaultTests: XCTestCase, @unchecked Sendable {
         let response = try await network.submitBatch(node, transfers(network, count: count))
         let results = response["results"] as? [[String: Any]] ?? []
         XCTAssertTrue(results.allSatisfy { $0["error"] == nil }, "\(response)")
-        let expected = String(nonce)
-        let faucet = Address(publicKey: network.faucet.publicKey).bech32m
-        try await network.waitUntil("faucet nonce \(expected) on \(nodes)", seconds: seconds) {
-            for index in nodes {
-                guard let account = try? await network.json(index, "accounts/\(faucet)"), account["nonce"] as? String == expected
-                else { return false }
-            }
-            return true
-        }
+        try await network.waitForFaucetNonce(nonce, on: nodes, seconds: seconds)
     }
 
     func testCrashViewChangeCatchUpWipeAndVerify() async throws {

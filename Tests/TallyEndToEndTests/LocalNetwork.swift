@@ -105,6 +105,19 @@ extension Testbed {
         throw TestError("timed out after \(seconds) s waiting for \(what)\n" + (0..<validators).map { "--- node\($0)\n" + String(log($0).suffix(3000)) }.joined(separator: "\n"))
     }
 
+    /// Waits until the faucet's committed nonce is `nonce` on every one of `nodes`
+    /// (all its transfers so far committed there).
+    func waitForFaucetNonce(_ nonce: UInt64, on nodes: [Int], seconds: Double = 60) async throws {
+        let faucet = Address(publicKey: self.faucet.publicKey).bech32m
+        try await waitUntil("faucet nonce \(nonce) on \(nodes)", seconds: seconds) {
+            for index in nodes {
+                guard let account = try? await self.json(index, "accounts/\(faucet)"), account["nonce"] as? String == String(nonce)
+                else { return false }
+            }
+            return true
+        }
+    }
+
     func waitForHeight(_ height: UInt64, on nodes: [Int], seconds: Double = 30) async throws {
         try await waitUntil("height \(height) on nodes \(nodes)", seconds: seconds) {
             for node in nodes { guard let current = await self.height(node), current >= height else { return false } }
