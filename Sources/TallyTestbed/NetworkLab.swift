@@ -45,8 +45,20 @@ public final class NetworkLab: @unchecked Sendable {
         if getuid() != 0 { return "network faults need root (network namespaces, TUN devices); run as root" }
         if !FileManager.default.fileExists(atPath: "/dev/net/tun") { return "/dev/net/tun is missing" }
         if ipPath == nil { return "iproute2 (`ip`) is not installed" }
-        return nil
+        return namespaceProbeFailure
     }
+
+    /// Root in a container without CAP_NET_ADMIN cannot make namespaces: try once.
+    static let namespaceProbeFailure: String? = {
+        let probe = "\(namespacePrefix)probe-\(getpid())"
+        do {
+            _ = try ip(["netns", "add", probe])
+            _ = try? ip(["netns", "del", probe])
+            return nil
+        } catch {
+            return "cannot create a network namespace: \(error)"
+        }
+    }()
 
     static let ipPath: String? = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first {
         FileManager.default.isExecutableFile(atPath: $0)
