@@ -1,84 +1,287 @@
 import TallyCrypto
 
-/// The consensus replica's persisted state as two parts: a small state file (a
-/// `DurableStateFile`, rewritten on every persist) and the blocks it refers to by
-/// hash, each in its own file `<blocks>/<hash hex>.blk`, written once. A persist then
-/// costs a few kilobytes instead of every prepared block in the log window.
+/// The consensus replica's persisted state and the prepared blocks it refers to, as
+/// an append-only journal `DATA/state/consensus.journal`: each persist appends ONE
+/// record (the blocks not written before, then the state) and fsyncs once. The
+/// previous layout (a state file replaced by rename plus one file per block) cost
+/// four fsyncs, a create, a rename and an unlink per persist, and a validator
+/// persists before every vote: the journal is what keeps commit latency low.
 ///
-/// Write order, which keeps a crash safe: new block files are written and fsynced and
-/// their directory fsynced, then the state file is replaced atomically, then block
-/// files it no longer refers to are removed. So the durable state never refers to a
-/// block file that is not durable; a crash leaves at most unreferenced files, which
-/// `retainOnly` removes at the next start.
+/// Record layout (integers little-endian):
+/// ```
+/// magic: u32 = 0x4C4E4A54 ("TJNL") | sequence: u64 | length: u32 | payload (length bytes)
+/// | checksum: u32 (CRC-32C of everything before it in the record)
+/// payload = block count: u32 | per block: hash (32) | size: u32 | bytes (size) | state bytes (the rest)
+/// ```
+/// Sequences increase by one from record to record. The last valid record holds the
+/// current state; the blocks it refers to are in it or in earlier records.
 ///
-/// Block file format: the `DurableStateFile` framing (magic "TDUR", version, length,
-/// payload, CRC-32C); the payload is opaque here (the caller's block bytes).
+/// Why this is crash safe: a persist is one write of one record followed by one
+/// fsync, so a crash can only damage the record being written (never acknowledged:
+/// nothing was sent that depends on it). At open, an invalid record with no valid
+/// record after it is such a torn tail: it is cut off (and the cut fsynced). An
+/// invalid record followed by a valid one of a higher sequence is real damage:
+/// `.corrupt`, never a silent roll-back (a validator that forgot what it signed
+/// could sign twice).
+///
+/// Compaction: once the journal is over `compactionBytes` (and twice its size after
+/// the last compaction), the next persist writes a fresh journal holding one record
+/// (every referenced block and the state) to `consensus.journal.tmp`, fsyncs it,
+/// renames it over the journal and fsyncs the directory.
+///
+/// Upgrade: a data directory of the previous layout (`DATA/state/consensus`, a
+/// `DurableStateFile`, and `DATA/state/prepared/<hash>.blk`) is read as it is; the
+/// first persist writes the journal by compaction, then removes the old files. A
+/// journal always wins over old files (a crash between the two leaves both).
 ///
 /// Thread-safety: not thread-safe; one owner.
 public final class ConsensusStateStore {
-    public let stateFile: DurableStateFile
-    public let blocksDirectory: String
-    let fileSystem: any FileSystem
-    /// Block files known to be durable and referenced by the last written state.
-    private var durableBlocks: Set<Hash> = []
+    static let magic: UInt32 = 0x4C4E_4A54
+    static let headerBytes = 16
+    static let checksumBytes = 4
+    /// Journal size from which a persist compacts it first.
+    public static let defaultCompactionBytes = 32 << 20
+    /// One record at most (state ≤ 16 MiB plus the blocks of the log window).
+    static let maxRecordBytes = 512 << 20
 
-    public init(stateFile: DurableStateFile, blocksDirectory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(StoreError) {
-        self.stateFile = stateFile
-        self.blocksDirectory = blocksDirectory
+    public let journalPath: String
+    let legacyStateFile: DurableStateFile
+    let legacyBlocksDirectory: String
+    let fileSystem: any FileSystem
+    let compactionBytes: Int
+
+    private var journal: (any StoreFile)?
+    /// End of the last valid record (where the next one goes).
+    private var journalBytes = 0
+    /// Journal size right after the last compaction (or open).
+    private var compactedBytes = 0
+    private var nextSequence: UInt64 = 1
+    /// Where each block of the current journal is (offset and size of its bytes).
+    private var blockLocations: [Hash: (offset: Int, size: Int)] = [:]
+    /// The state of the last valid record.
+    private var lastState: [UInt8]?
+    /// True while the state comes from the previous layout's files.
+    private var readingLegacy = false
+
+    public init(
+        journalPath: String, legacyStateFile: DurableStateFile, legacyBlocksDirectory: String,
+        fileSystem: any FileSystem = PosixFileSystem(), compactionBytes: Int = ConsensusStateStore.defaultCompactionBytes
+    ) throws(StoreError) {
+        self.journalPath = journalPath
+        self.legacyStateFile = legacyStateFile
+        self.legacyBlocksDirectory = legacyBlocksDirectory
         self.fileSystem = fileSystem
-        do { try fileSystem.createDirectory(blocksDirectory) } catch { throw .io(error) }
+        self.compactionBytes = compactionBytes
+        if fileSystem.fileExists(journalPath) {
+            try openJournal()
+        } else {
+            readingLegacy = try legacyStateFile.read() != nil
+        }
     }
+
+    deinit { journal?.close() }
 
     /// The last written state bytes, nil if never written.
-    public func readState() throws(StoreError) -> [UInt8]? { try stateFile.read() }
+    public func readState() throws(StoreError) -> [UInt8]? {
+        readingLegacy ? try legacyStateFile.read() : lastState
+    }
 
-    /// The bytes of the block file for `hash`, nil if there is none; a damaged file
-    /// throws `.corrupt`.
+    /// The bytes of a block the state refers to, nil if there is none.
     public func readBlock(_ hash: Hash) throws(StoreError) -> [UInt8]? {
-        // A block file has the state file's framing and checksum.
-        try DurableStateFile(path: blockPath(hash), fileSystem: fileSystem).read()
+        if readingLegacy {
+            return try DurableStateFile(path: legacyBlockPath(hash), fileSystem: fileSystem).read()
+        }
+        guard let location = blockLocations[hash], let journal else { return nil }
+        do { return try journal.read(at: location.offset, count: location.size) } catch { throw .io(error) }
     }
 
-    /// After reading the state at start: `referenced` are the blocks it refers to (all
-    /// read back intact). Every other block file (left by a crash) is removed.
+    /// After reading the state at start: `referenced` are the blocks it refers to.
+    /// Leftovers of the previous layout are removed once a journal exists; blocks of
+    /// the journal that nothing refers to go at the next compaction.
     public func retainOnly(_ referenced: Set<Hash>) throws(StoreError) {
-        let names: [String]
-        do { names = try fileSystem.listDirectory(blocksDirectory) } catch { throw .io(error) }
-        let keep = Set(referenced.map(Self.fileName))
-        for name in names where !keep.contains(name) {
-            do { try fileSystem.remove(blocksDirectory + "/" + name) } catch { throw .io(error) }
-        }
-        durableBlocks = referenced
+        if !readingLegacy { try removeLegacyFiles() }
     }
 
-    /// Makes the blocks in `referenced` durable (those not written before, with bytes
-    /// from `blockBytes`), then replaces the state with `state`, then removes block
-    /// files `state` no longer refers to. Durable when this returns.
+    /// Appends one record with the blocks of `referenced` not in the journal yet
+    /// (bytes from `blockBytes`) and `state`, and fsyncs it; compacts first when the
+    /// journal has grown past its bound. Durable when this returns.
     public func write(state: [UInt8], referenced: Set<Hash>, blockBytes: (Hash) -> [UInt8]) throws(StoreError) {
-        let new = referenced.subtracting(durableBlocks)
+        if readingLegacy || journal == nil || shouldCompact {
+            return try compact(state: state, referenced: referenced, blockBytes: blockBytes)
+        }
+        let new = referenced.filter { blockLocations[$0] == nil }
+        let (record, blocks) = Self.encodeRecord(
+            sequence: nextSequence, blocks: Self.sorted(new).map { ($0, blockBytes($0)) }, state: state)
         do {
-            for hash in new.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
-                let path = blockPath(hash)
-                // A file of that name not known as durable is a crash leftover: replace it.
-                if fileSystem.fileExists(path) { try fileSystem.remove(path) }
-                let file = try fileSystem.open(path, mode: .create)
-                defer { file.close() }
-                let bytes = blockBytes(hash)
-                precondition(bytes.count <= DurableStateFile.maxPayloadBytes, "prepared block over its bound")
-                try file.write(DurableStateFile.encode(bytes), at: 0)
-                try file.sync()
-            }
-            if !new.isEmpty { try fileSystem.syncDirectory(blocksDirectory) }
+            try journal!.write(record, at: journalBytes)
+            try journal!.sync()
         } catch { throw .io(error) }
-        try stateFile.write(state)
-        durableBlocks.formUnion(new)
-        for hash in durableBlocks.subtracting(referenced) {
-            // Unreferenced now; a crash before the remove leaves a file `retainOnly` removes.
-            do { try fileSystem.remove(blockPath(hash)) } catch { throw .io(error) }
-            durableBlocks.remove(hash)
+        for block in blocks { blockLocations[block.hash] = (journalBytes + block.offset, block.size) }
+        journalBytes += record.count
+        nextSequence += 1
+        lastState = state
+    }
+
+    var shouldCompact: Bool { journalBytes >= max(compactionBytes, 2 * compactedBytes) }
+
+    // MARK: Record format
+
+    /// One record; also where each block's bytes sit in it.
+    static func encodeRecord(
+        sequence: UInt64, blocks: [(hash: Hash, bytes: [UInt8])], state: [UInt8]
+    ) -> (record: [UInt8], blocks: [(hash: Hash, offset: Int, size: Int)]) {
+        let payloadBytes = 4 + blocks.reduce(0) { $0 + 36 + $1.bytes.count } + state.count
+        precondition(headerBytes + payloadBytes + checksumBytes <= maxRecordBytes, "consensus journal record over its bound")
+        var record = [UInt8]()
+        record.reserveCapacity(headerBytes + payloadBytes + checksumBytes)
+        RecordFormat.appendLittleEndian(magic, to: &record)
+        RecordFormat.appendLittleEndian(sequence, to: &record)
+        RecordFormat.appendLittleEndian(UInt32(payloadBytes), to: &record)
+        RecordFormat.appendLittleEndian(UInt32(blocks.count), to: &record)
+        var locations: [(hash: Hash, offset: Int, size: Int)] = []
+        for block in blocks {
+            record.append(contentsOf: block.hash.bytes)
+            RecordFormat.appendLittleEndian(UInt32(block.bytes.count), to: &record)
+            locations.append((block.hash, record.count, block.bytes.count))
+            record.append(contentsOf: block.bytes)
+        }
+        record.append(contentsOf: state)
+        RecordFormat.appendLittleEndian(CRC32C.checksum(record), to: &record)
+        return (record, locations)
+    }
+
+    struct DecodedRecord {
+        let sequence: UInt64
+        let byteCount: Int
+        /// Offsets relative to the record's start.
+        let blocks: [(hash: Hash, offset: Int, size: Int)]
+        let state: [UInt8]
+    }
+
+    /// The record at `offset` of `bytes`, nil if there is no valid one there.
+    static func decodeRecord(_ bytes: [UInt8], at offset: Int) -> DecodedRecord? {
+        guard bytes.count - offset >= headerBytes + 4 + checksumBytes,
+              RecordFormat.readLittleEndian(UInt32.self, bytes, offset) == magic
+        else { return nil }
+        let sequence = RecordFormat.readLittleEndian(UInt64.self, bytes, offset + 4)
+        let payloadBytes = Int(RecordFormat.readLittleEndian(UInt32.self, bytes, offset + 12))
+        let end = offset + headerBytes + payloadBytes
+        guard payloadBytes >= 4, end + checksumBytes <= bytes.count,
+              CRC32C.checksum(bytes[offset..<end]) == RecordFormat.readLittleEndian(UInt32.self, bytes, end)
+        else { return nil }
+        var cursor = offset + headerBytes
+        let blockCount = Int(RecordFormat.readLittleEndian(UInt32.self, bytes, cursor))
+        cursor += 4
+        var blocks: [(hash: Hash, offset: Int, size: Int)] = []
+        for _ in 0..<blockCount {
+            guard end - cursor >= 36 else { return nil }
+            let hash = Hash(bytes: Array(bytes[cursor..<cursor + 32]))!
+            let size = Int(RecordFormat.readLittleEndian(UInt32.self, bytes, cursor + 32))
+            cursor += 36
+            guard end - cursor >= size else { return nil }
+            blocks.append((hash, cursor - offset, size))
+            cursor += size
+        }
+        return DecodedRecord(
+            sequence: sequence, byteCount: end + checksumBytes - offset, blocks: blocks, state: Array(bytes[cursor..<end]))
+    }
+
+    // MARK: Opening, compaction, upgrade
+
+    /// Reads every valid record; cuts off a torn tail; refuses real damage.
+    private func openJournal() throws(StoreError) {
+        let file: any StoreFile
+        let bytes: [UInt8]
+        do {
+            file = try fileSystem.open(journalPath, mode: .readWrite)
+            bytes = try file.read(at: 0, count: try file.size())
+        } catch { throw .io(error) }
+        journal = file
+        var offset = 0
+        var lastSequence: UInt64?
+        while let record = Self.decodeRecord(bytes, at: offset), lastSequence.map({ record.sequence == $0 + 1 }) ?? true {
+            for block in record.blocks { blockLocations[block.hash] = (offset + block.offset, block.size) }
+            lastState = record.state
+            lastSequence = record.sequence
+            offset += record.byteCount
+        }
+        if offset < bytes.count {
+            // The first record was written whole before the journal got its name.
+            if offset == 0 {
+                throw .corrupt(Corruption(file: journalPath, offset: 0, height: 0, reason: "the journal's first record is invalid"))
+            }
+            if let damage = Self.validRecord(in: bytes, after: offset, sequenceAbove: lastSequence ?? 0) {
+                throw .corrupt(Corruption(
+                    file: journalPath, offset: offset, height: 0,
+                    reason: "invalid record before a valid one at offset \(damage): the journal is damaged, not torn"))
+            }
+            // A torn tail: the last persist never completed (nothing depended on it).
+            do {
+                try file.truncate(to: offset)
+                try file.sync()
+            } catch { throw .io(error) }
+        }
+        journalBytes = offset
+        compactedBytes = offset
+        nextSequence = (lastSequence ?? 0) + 1
+    }
+
+    /// The offset of a valid record after `offset` with a sequence above
+    /// `sequenceAbove`, if any.
+    static func validRecord(in bytes: [UInt8], after offset: Int, sequenceAbove: UInt64) -> Int? {
+        var candidate = offset + 1
+        while candidate + headerBytes <= bytes.count {
+            if RecordFormat.readLittleEndian(UInt32.self, bytes, candidate) == magic,
+               let record = decodeRecord(bytes, at: candidate), record.sequence > sequenceAbove {
+                return candidate
+            }
+            candidate += 1
+        }
+        return nil
+    }
+
+    /// Replaces the journal with one record holding every referenced block and the
+    /// state (temporary file, fsync, rename, directory fsync), then drops the old
+    /// layout's files.
+    private func compact(state: [UInt8], referenced: Set<Hash>, blockBytes: (Hash) -> [UInt8]) throws(StoreError) {
+        let (record, blocks) = Self.encodeRecord(
+            sequence: nextSequence, blocks: Self.sorted(referenced).map { ($0, blockBytes($0)) }, state: state)
+        let temporary = journalPath + ".tmp"
+        let file: any StoreFile
+        do {
+            if fileSystem.fileExists(temporary) { try fileSystem.remove(temporary) }
+            file = try fileSystem.open(temporary, mode: .create)
+            try file.write(record, at: 0)
+            try file.sync()
+            try fileSystem.rename(temporary, to: journalPath)
+            try fileSystem.syncDirectory(AtomicReplace.directory(of: journalPath))
+        } catch { throw .io(error) }
+        journal?.close()
+        journal = file
+        blockLocations = Dictionary(uniqueKeysWithValues: blocks.map { ($0.hash, ($0.offset, $0.size)) })
+        journalBytes = record.count
+        compactedBytes = record.count
+        nextSequence += 1
+        lastState = state
+        if readingLegacy {
+            readingLegacy = false
+            try removeLegacyFiles()
         }
     }
 
-    static func fileName(_ hash: Hash) -> String { hash.hex + ".blk" }
-    func blockPath(_ hash: Hash) -> String { blocksDirectory + "/" + Self.fileName(hash) }
+    /// Removes the previous layout's state file and block files (no-op when gone).
+    private func removeLegacyFiles() throws(StoreError) {
+        do {
+            if fileSystem.fileExists(legacyStateFile.path) { try fileSystem.remove(legacyStateFile.path) }
+            if fileSystem.fileExists(legacyBlocksDirectory) {
+                for name in try fileSystem.listDirectory(legacyBlocksDirectory) {
+                    try fileSystem.remove(legacyBlocksDirectory + "/" + name)
+                }
+            }
+        } catch { throw .io(error) }
+    }
+
+    static func sorted(_ hashes: Set<Hash>) -> [Hash] { hashes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) } }
+    static func legacyFileName(_ hash: Hash) -> String { hash.hex + ".blk" }
+    func legacyBlockPath(_ hash: Hash) -> String { legacyBlocksDirectory + "/" + Self.legacyFileName(hash) }
 }

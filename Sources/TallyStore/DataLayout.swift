@@ -4,8 +4,8 @@
 /// DATA/blocks/index                      height → location cache (rebuilt when wrong)
 /// DATA/snapshots/snapshot-<height>.tsnap ledger snapshots (SnapshotStore)
 /// DATA/state/signer                      signer guard's last-signed record (DurableStateFile)
-/// DATA/state/consensus                   consensus replica's persisted state (DurableStateFile)
-/// DATA/state/prepared/<hash>.blk         blocks that state refers to (ConsensusStateStore)
+/// DATA/state/consensus.journal           consensus replica's persisted state and prepared blocks (ConsensusStateStore)
+/// DATA/state/consensus, state/prepared/  the same in the previous layout (read, then replaced by the journal)
 /// ```
 public enum DataLayout {
     public static func stateDirectory(_ dataDirectory: String) -> String { dataDirectory + "/state" }
@@ -19,15 +19,19 @@ public enum DataLayout {
         return DurableStateFile(path: stateDirectory(dataDirectory) + "/" + name, fileSystem: fileSystem)
     }
 
-    /// The consensus replica's state file and its prepared-block files.
+    /// The consensus replica's journal (reading the previous layout's files too).
     public static func consensusStateStore(
-        _ dataDirectory: String, fileSystem: any FileSystem = PosixFileSystem()
+        _ dataDirectory: String, fileSystem: any FileSystem = PosixFileSystem(),
+        compactionBytes: Int = ConsensusStateStore.defaultCompactionBytes
     ) throws(StoreError) -> ConsensusStateStore {
-        let file = try stateFile(dataDirectory, name: consensusStateName, fileSystem: fileSystem)
+        let legacy = try stateFile(dataDirectory, name: consensusStateName, fileSystem: fileSystem)
         return try ConsensusStateStore(
-            stateFile: file, blocksDirectory: stateDirectory(dataDirectory) + "/" + preparedBlocksName, fileSystem: fileSystem)
+            journalPath: stateDirectory(dataDirectory) + "/" + consensusJournalName, legacyStateFile: legacy,
+            legacyBlocksDirectory: stateDirectory(dataDirectory) + "/" + preparedBlocksName, fileSystem: fileSystem,
+            compactionBytes: compactionBytes)
     }
 
+    public static let consensusJournalName = "consensus.journal"
     public static let preparedBlocksName = "prepared"
     public static let signerStateName = "signer"
     public static let consensusStateName = "consensus"
