@@ -24,7 +24,12 @@ final class LedgerApplication: ConsensusApplication {
     private(set) var ledger: Ledger
     private(set) var tipHash: Hash
     var mempool: Mempool
-    private var inFlight: [Hash: InFlight] = [:]
+    private var inFlight: [Hash: InFlight] = [:] {
+        didSet { inFlightTransactions = Set(inFlight.values.flatMap { $0.block.transactions.map(\.hash) }) }
+    }
+    /// The transactions of the blocks in flight: their signatures were checked with
+    /// the block (or on admission), so gossip of them needs no second check.
+    private(set) var inFlightTransactions: Set<Hash> = []
     /// Wall clock for proposal timestamps (injected so tests can pin it).
     let nowMs: () -> UInt64
 

@@ -249,9 +249,10 @@ public actor Node: NodeService {
                     for await _ in wakeups { await self.drainInbox() }
                 }
                 group.addTask {
-                    for await _ in gossipWakeups {
-                        for message in gossipInbox.takeAll() { await self.receiveGossip(message) }
-                    }
+                    // Everything that arrived while the last round ran is one round: two
+                    // turns of the actor for any number of messages, so gossip keeps up
+                    // with a busy actor instead of queueing behind it message by message.
+                    for await _ in gossipWakeups { await self.receiveGossip(gossipInbox.takeAll()) }
                 }
                 _ = await group.next()
                 group.cancelAll()
@@ -296,15 +297,9 @@ public actor Node: NodeService {
     private func onPeerMessage(_ message: InboundMessage) {
         guard !stopped else { return }
         guard let from = message.validatorIndex else { return metrics.messageDropped("not_a_validator") }
-        let decoded: PeerMessage
-        do { decoded = try PeerMessage(bytes: message.bytes) } catch { return dropMalformed(from: from, error) }
-        switch decoded {
-        case .consensus(let consensus):
-            handle(.message(consensus, from: ValidatorIndex(from)))
-        case .transactions(let transactions):
-            // Only if the reader's routing missed it; the lane is the normal path.
-            admitGossip(transactions, SignatureBatch.verify(transactions))
-        }
+        let consensus: ConsensusMessage
+        do { consensus = try PeerMessage.consensus(bytes: message.bytes) } catch { return dropMalformed(from: from, error) }
+        handle(.message(consensus, from: ValidatorIndex(from)))
     }
 
     private func dropMalformed(from peer: Int, _ error: any Error) {
@@ -321,32 +316,51 @@ public actor Node: NodeService {
 
     private func countDroppedGossip() { metrics.messageDropped("gossip_queue_full") }
 
-    /// A gossip message, outside the actor: decoded, filtered to transactions this
-    /// node does not have, their signatures checked on all cores, then admitted.
-    private nonisolated func receiveGossip(_ message: InboundMessage) async {
-        guard let from = message.validatorIndex else { return await countNotAValidator() }
-        let transactions: [Transaction]
-        do {
-            guard case .transactions(let decoded) = try PeerMessage(bytes: message.bytes) else {
-                return await onPeerMessage(message)
+    /// A round of gossip messages, outside the actor: decoded, filtered to
+    /// transactions this node does not have, their signatures checked on all cores,
+    /// then admitted.
+    private nonisolated func receiveGossip(_ messages: [InboundMessage]) async {
+        var transactions: [Transaction] = []
+        var rejected: [(peer: Int?, error: (any Error)?)] = []
+        for message in messages {
+            guard let from = message.validatorIndex else {
+                rejected.append((nil, nil))
+                continue
             }
-            transactions = decoded
-        } catch { return await dropMalformed(from: from, error) }
-        let fresh = await unknownTransactions(transactions)
-        guard !fresh.isEmpty else { return }
-        // Gossip is verified like any submission, and not gossiped again.
-        await admitGossip(fresh, SignatureBatch.verify(fresh))
+            do { transactions += try PeerMessage.gossip(bytes: message.bytes) } catch { rejected.append((from, error)) }
+        }
+        let (unchecked, checked) = await unknownTransactions(transactions, rejected: rejected)
+        guard !unchecked.isEmpty || !checked.isEmpty else { return }
+        // Gossip is verified like any submission (once), and not gossiped again.
+        await admitGossip(
+            unchecked + checked,
+            SignatureBatch.verify(unchecked) + checked.map { VerifiedTransaction(signatureAlreadyVerified: $0) })
     }
 
-    private func countNotAValidator() { metrics.messageDropped("not_a_validator") }
-
-    /// Drops what the mempool holds or what is already committed, before the costly
-    /// signature checks (re-gossip sends the same transactions again).
-    private func unknownTransactions(_ transactions: [Transaction]) -> [Transaction] {
-        transactions.filter { transaction in
-            !application.mempool.contains(transaction.hash)
-                && transaction.nonce >= (application.ledger.account(transaction.senderAddress)?.nonce ?? 0)
+    /// Counts the rejected messages, then drops what the mempool holds, what is
+    /// already committed and repeats within the round, before the costly signature
+    /// checks (every peer gossips the same transactions, and re-gossip repeats them).
+    /// Returns the rest split into those whose signatures still need a check and
+    /// those checked already with a block in flight (gossip often arrives after the
+    /// PRE-PREPARE that carries it).
+    private func unknownTransactions(
+        _ transactions: [Transaction], rejected: [(peer: Int?, error: (any Error)?)]
+    ) -> (unchecked: [Transaction], checked: [Transaction]) {
+        for (peer, error) in rejected {
+            if let peer, let error { dropMalformed(from: peer, error) } else { metrics.messageDropped("not_a_validator") }
         }
+        var seen = Set<Hash>()
+        var unchecked: [Transaction] = []
+        var checked: [Transaction] = []
+        for transaction in transactions {
+            let hash = transaction.hash
+            guard !application.mempool.contains(hash),
+                  transaction.nonce >= (application.ledger.account(transaction.senderAddress)?.nonce ?? 0),
+                  seen.insert(hash).inserted
+            else { continue }
+            if application.inFlightTransactions.contains(hash) { checked.append(transaction) } else { unchecked.append(transaction) }
+        }
+        return (unchecked, checked)
     }
 
     private func admitGossip(_ transactions: [Transaction], _ verified: [VerifiedTransaction?]) {
@@ -420,7 +434,6 @@ public actor Node: NodeService {
             precondition(deferredSends.count < Self.maxDeferredSends, "deferred sends over their bound")
             deferredSends.append(action)
             return nil
-        case .persist, .execute: return nil
         }
     }
 
@@ -452,8 +465,10 @@ public actor Node: NodeService {
         // A vote that is not durable must never be sent: if this write fails the
         // node cannot go on safely.
         let blocks = state.referencedBlocks
+        let start = ContinuousClock.now
         do {
             try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+            metrics.consensusPersist.record(duration: ContinuousClock.now - start)
         } catch {
             logger.critical("cannot persist consensus state; stopping", metadata: ["error": "\(error)"])
             fatalError("cannot persist consensus state: \(error)")
@@ -465,7 +480,11 @@ public actor Node: NodeService {
         let block = certified.block
         // Durable before anything is acknowledged: the block is fsync'd here, before
         // the ledger moves, the API reports it or an event goes out.
-        do { try store.append(certified) } catch {
+        let start = ContinuousClock.now
+        do {
+            try store.append(certified)
+            metrics.blockAppend.record(duration: ContinuousClock.now - start)
+        } catch {
             logger.critical("cannot store block; stopping", metadata: ["height": "\(block.height)", "error": "\(error)"])
             fatalError("cannot store block \(block.height): \(error)")
         }
@@ -476,9 +495,8 @@ public actor Node: NodeService {
         metrics.transactionsCommitted.increment(by: Int64(block.transactions.count))
         let now = ContinuousClock.now
         for transaction in block.transactions {
-            if let start = submittedAt.removeValue(forKey: transaction.hash) {
-                let elapsed = now - start
-                metrics.commitLatency.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            if let submitted = submittedAt.removeValue(forKey: transaction.hash) {
+                metrics.commitLatency.record(duration: now - submitted)
             }
         }
         publish(.block(height: block.height, hash: block.hash, transactionCount: block.transactions.count))

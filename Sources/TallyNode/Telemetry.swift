@@ -40,6 +40,10 @@ public struct NodeMetrics: Sendable {
     public let blocksCommitted: Metrics.Counter
     public let transactionsCommitted: Metrics.Counter
     public let transactionsRegossiped: Metrics.Counter
+    /// One durable write of the consensus state (before the votes that depend on it).
+    public let consensusPersist: Metrics.Timer
+    /// One block appended to the block store and fsynced.
+    public let blockAppend: Metrics.Timer
 
     public init() {
         // The backend must be installed before the first metric exists, or that
@@ -55,6 +59,8 @@ public struct NodeMetrics: Sendable {
         blocksCommitted = Metrics.Counter(label: "tally_blocks_committed_total")
         transactionsCommitted = Metrics.Counter(label: "tally_transactions_committed_total")
         transactionsRegossiped = Metrics.Counter(label: "tally_transactions_regossiped_total")
+        consensusPersist = Metrics.Timer(label: "tally_consensus_persist_seconds")
+        blockAppend = Metrics.Timer(label: "tally_block_append_seconds")
     }
 
     public func transactionRejected(_ code: String) {

@@ -31,20 +31,32 @@ enum PeerMessage: Equatable {
         return encoder.bytes
     }
 
-    init(bytes: [UInt8]) throws(CanonicalDecodingError) {
+    /// Decodes a consensus message (kind 1). The node's reader routes on the kind
+    /// byte (`isGossip`), so each lane decodes only its own kind.
+    static func consensus(bytes: [UInt8]) throws(CanonicalDecodingError) -> ConsensusMessage {
         var decoder = CanonicalDecoder(bytes)
-        switch try decoder.u8("peer_message.kind") {
-        case 1:
-            self = .consensus(try ConsensusMessage.decode(from: &decoder))
-        case 2:
-            let count = try decoder.count(max: Self.maxGossipTransactions, minItemBytes: 100, "peer_message.transactions")
-            var transactions: [Transaction] = []
-            transactions.reserveCapacity(count)
-            for _ in 0..<count { transactions.append(try Transaction.decode(from: &decoder)) }
-            self = .transactions(transactions)
-        case let kind:
-            throw .invalid(field: "peer_message.kind", reason: "unknown kind \(kind)")
-        }
+        try decoder.expectKind(1)
+        let message = try ConsensusMessage.decode(from: &decoder)
         try decoder.finish()
+        return message
+    }
+
+    /// Decodes transaction gossip (kind 2).
+    static func gossip(bytes: [UInt8]) throws(CanonicalDecodingError) -> [Transaction] {
+        var decoder = CanonicalDecoder(bytes)
+        try decoder.expectKind(2)
+        let count = try decoder.count(max: Self.maxGossipTransactions, minItemBytes: 100, "peer_message.transactions")
+        var transactions: [Transaction] = []
+        transactions.reserveCapacity(count)
+        for _ in 0..<count { transactions.append(try Transaction.decode(from: &decoder)) }
+        try decoder.finish()
+        return transactions
+    }
+}
+
+extension CanonicalDecoder {
+    fileprivate mutating func expectKind(_ expected: UInt8) throws(CanonicalDecodingError) {
+        let kind = try u8("peer_message.kind")
+        guard kind == expected else { throw .invalid(field: "peer_message.kind", reason: "kind \(kind) where \(expected) was expected") }
     }
 }
