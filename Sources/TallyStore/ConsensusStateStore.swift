@@ -20,14 +20,17 @@ import TallyCrypto
 /// fsync, so a crash can only damage the record being written (never acknowledged:
 /// nothing was sent that depends on it). At open, an invalid record with no valid
 /// record after it is such a torn tail: it is cut off (and the cut fsynced). An
-/// invalid record followed by a valid one of a higher sequence is real damage:
-/// `.corrupt`, never a silent roll-back (a validator that forgot what it signed
-/// could sign twice).
+/// invalid record followed by a valid one of a higher sequence (or a valid record
+/// that skips sequences) is real damage: `.corrupt`, never a silent roll-back (a
+/// validator that forgot what it signed could sign twice). The journal gets its
+/// name only once its first record is fsynced, so an empty journal or an invalid
+/// first record is `.corrupt` too.
 ///
 /// Compaction: once the journal is over `compactionBytes` (and twice its size after
-/// the last compaction), the next persist writes a fresh journal holding one record
-/// (every referenced block and the state) to `consensus.journal.tmp`, fsyncs it,
-/// renames it over the journal and fsyncs the directory.
+/// the last compaction, which is its first record's size, also after a restart), the
+/// next persist writes a fresh journal holding one record (every referenced block and
+/// the state) to `consensus.journal.tmp`, fsyncs it, renames it over the journal and
+/// fsyncs the directory.
 ///
 /// Upgrade: a data directory of the previous layout (`DATA/state/consensus`, a
 /// `DurableStateFile`, and `DATA/state/prepared/<hash>.blk`) is read as it is; the
@@ -199,17 +202,20 @@ public final class ConsensusStateStore {
         journal = file
         var offset = 0
         var lastSequence: UInt64?
+        var firstRecordBytes = 0
         while let record = Self.decodeRecord(bytes, at: offset), lastSequence.map({ record.sequence == $0 + 1 }) ?? true {
             for block in record.blocks { blockLocations[block.hash] = (offset + block.offset, block.size) }
             lastState = record.state
             lastSequence = record.sequence
+            if offset == 0 { firstRecordBytes = record.byteCount }
             offset += record.byteCount
         }
+        // The first record was written whole before the journal got its name: an
+        // empty journal or an invalid first record is damage, not a torn write.
+        if offset == 0 {
+            throw .corrupt(Corruption(file: journalPath, offset: 0, height: 0, reason: "the journal's first record is invalid"))
+        }
         if offset < bytes.count {
-            // The first record was written whole before the journal got its name.
-            if offset == 0 {
-                throw .corrupt(Corruption(file: journalPath, offset: 0, height: 0, reason: "the journal's first record is invalid"))
-            }
             if let damage = Self.validRecord(in: bytes, after: offset, sequenceAbove: lastSequence ?? 0) {
                 throw .corrupt(Corruption(
                     file: journalPath, offset: offset, height: 0,
@@ -222,14 +228,18 @@ public final class ConsensusStateStore {
             } catch { throw .io(error) }
         }
         journalBytes = offset
-        compactedBytes = offset
+        // A journal is born by compaction: its first record is what the last
+        // compaction wrote. (Counting the whole journal here would let it grow
+        // without bound across restarts: each open would raise the threshold.)
+        compactedBytes = firstRecordBytes
         nextSequence = (lastSequence ?? 0) + 1
     }
 
-    /// The offset of a valid record after `offset` with a sequence above
-    /// `sequenceAbove`, if any.
+    /// The offset of a valid record at or after `offset` with a sequence above
+    /// `sequenceAbove`, if any. The record at `offset` itself counts: a valid record
+    /// that skips sequences means records in between were lost.
     static func validRecord(in bytes: [UInt8], after offset: Int, sequenceAbove: UInt64) -> Int? {
-        var candidate = offset + 1
+        var candidate = offset
         while candidate + headerBytes <= bytes.count {
             if RecordFormat.readLittleEndian(UInt32.self, bytes, candidate) == magic,
                let record = decodeRecord(bytes, at: candidate), record.sequence > sequenceAbove {
@@ -269,10 +279,15 @@ public final class ConsensusStateStore {
         }
     }
 
-    /// Removes the previous layout's state file and block files (no-op when gone).
+    /// Removes the previous layout's state file (and its temporary) and block files
+    /// (no-op when gone).
     private func removeLegacyFiles() throws(StoreError) {
         do {
-            if fileSystem.fileExists(legacyStateFile.path) { try fileSystem.remove(legacyStateFile.path) }
+            // The previous layout's state file, and its temporary left by a crash mid-replace.
+            for path in [legacyStateFile.path, AtomicReplace.temporaryPath(for: legacyStateFile.path)]
+            where fileSystem.fileExists(path) {
+                try fileSystem.remove(path)
+            }
             if fileSystem.fileExists(legacyBlocksDirectory) {
                 for name in try fileSystem.listDirectory(legacyBlocksDirectory) {
                     try fileSystem.remove(legacyBlocksDirectory + "/" + name)

@@ -156,46 +156,136 @@ final class CrashMatrixTests: XCTestCase {
             })
     }
 
-    /// The consensus state with its prepared blocks apart: the state read back after
-    /// any crash is the old or the new one, every block it refers to is there intact,
-    /// and leftovers are removed at open.
-    func testWritingConsensusStateWithBlockFiles() throws {
-        func hash(_ byte: UInt8) -> Hash { Hash(bytes: [UInt8](repeating: byte, count: 32))! }
-        func blockBytes(_ hash: Hash) -> [UInt8] { Array("block \(hash.hex)".utf8) + [UInt8](repeating: hash.bytes[0], count: 300) }
-        let references: [[UInt8]: Set<Hash>] = [[1]: [hash(1), hash(2)], [2]: [hash(2), hash(3), hash(4)]]
-        func store(_ fileSystem: SimulatedFileSystem) throws -> ConsensusStateStore {
-            try DataLayout.consensusStateStore("/n", fileSystem: fileSystem)
+    /// Runs the writes of `states` on `store`, counting those acknowledged.
+    func writeAll(_ store: ConsensusStateStore, _ states: [[UInt8]], acknowledged: inout Int) throws {
+        for state in states {
+            try JournalFixture.write(store, state)
+            acknowledged += 1
         }
-        func open(_ fileSystem: SimulatedFileSystem) throws -> (ConsensusStateStore, [UInt8]?) {
-            let opened = try store(fileSystem)
-            let state = try opened.readState()
-            let referenced = state.map { references[$0]! } ?? []
-            for hash in referenced { XCTAssertEqual(try opened.readBlock(hash), blockBytes(hash)) }
-            try opened.retainOnly(referenced)
-            XCTAssertEqual(
-                Set(try fileSystem.listDirectory(opened.blocksDirectory)), Set(referenced.map(ConsensusStateStore.fileName)))
-            return (opened, state)
-        }
-        try crashMatrix(
-            "write consensus state and prepared blocks",
+    }
+
+    /// After a crash during the writes of `states[1...]` (state 0 durable before):
+    /// the state read back is the last acknowledged one or the one being written,
+    /// every block it refers to reads back byte-identical (checked by
+    /// `JournalFixture.open`), and a further write survives a reopen.
+    func checkConsensusJournal(
+        _ fileSystem: SimulatedFileSystem, states: [[UInt8]], acknowledgedWrites: Int, compactionBytes: Int, context: String
+    ) throws {
+        typealias F = JournalFixture
+        let (store, state) = try F.open(fileSystem, compactionBytes: compactionBytes, context: context)
+        let allowed = states[acknowledgedWrites...].prefix(2)
+        XCTAssertTrue(allowed.contains { $0 == state }, "\(context): read \(String(describing: state)), allowed \(Array(allowed))")
+        let further = F.state(200, [4, 50, 51])
+        try F.write(store, further)
+        let (reopened, again) = try F.open(fileSystem, compactionBytes: compactionBytes, context: context + ", after a further write")
+        XCTAssertEqual(again, further, context)
+        XCTAssertNil(try reopened.readBlock(F.hash(99)), context)
+        XCTAssertFalse(fileSystem.fileExists(F.journalPath + ".tmp"), "\(context): temporary journal left")
+    }
+
+    /// The normal persist: one record appended and fsynced per write, some adding
+    /// blocks, some not.
+    func testWritingTheConsensusJournal() throws {
+        typealias F = JournalFixture
+        let states = [F.state(2, [2, 3]), F.state(3, [2, 3, 4]), F.state(4, [3, 4]), F.state(5, [4, 5, 6])]
+        var acknowledgedWrites = 0
+        let points = try crashMatrix(
+            "append consensus journal records",
             setup: { fileSystem in
-                let (opened, _) = try open(fileSystem)
-                try opened.write(state: [1], referenced: references[[1]]!, blockBytes: blockBytes)
+                acknowledgedWrites = 0
+                let (store, _) = try F.open(fileSystem)
+                try F.write(store, F.state(1, [1, 2]))
+                try F.write(store, states[0])
             },
             action: { fileSystem in
-                let (opened, _) = try open(fileSystem)
-                try opened.write(state: [2], referenced: references[[2]]!, blockBytes: blockBytes)
+                let (store, state) = try F.open(fileSystem)
+                XCTAssertEqual(state, states[0])
+                try self.writeAll(store, Array(states.dropFirst()), acknowledged: &acknowledgedWrites)
             },
             check: { fileSystem, acknowledged, point, outcome in
-                let (opened, state) = try open(fileSystem)
-                if acknowledged {
-                    XCTAssertEqual(state, [2], "crash \(point) \(outcome)")
-                } else {
-                    XCTAssertTrue(state == [1] || state == [2], "crash \(point) \(outcome): \(String(describing: state))")
-                }
-                try opened.write(state: [1], referenced: references[[1]]!, blockBytes: blockBytes)
-                XCTAssertEqual(try open(fileSystem).1, [1])
+                if acknowledged { XCTAssertEqual(acknowledgedWrites, 3) }
+                try self.checkConsensusJournal(
+                    fileSystem, states: states, acknowledgedWrites: acknowledgedWrites,
+                    compactionBytes: ConsensusStateStore.defaultCompactionBytes, context: "crash \(point) \(outcome)")
             })
+        XCTAssertEqual(points, 3 * 2, "a write and an fsync per persist")
+    }
+
+    /// A persist that compacts the journal first (temporary file, fsync, rename,
+    /// directory fsync), then one appended after it.
+    func testCompactingTheConsensusJournal() throws {
+        typealias F = JournalFixture
+        let compactionBytes = 1
+        var states: [[UInt8]] = []
+        var acknowledgedWrites = 0
+        let points = try crashMatrix(
+            "compact the consensus journal",
+            setup: { fileSystem in
+                acknowledgedWrites = 0
+                let (store, _) = try F.open(fileSystem, compactionBytes: compactionBytes)
+                // Append until the journal is twice its first (compacted) record.
+                var version: UInt8 = 1
+                repeat {
+                    try F.write(store, F.state(version, [version, version + 1]))
+                    version += 1
+                    precondition(version < 20, "the journal never reached its compaction bound")
+                } while !store.shouldCompact
+                states = [try store.readState()!, F.state(version, [version, version + 1]), F.state(version + 1, [version + 1])]
+            },
+            action: { fileSystem in
+                let (store, state) = try F.open(fileSystem, compactionBytes: compactionBytes)
+                XCTAssertEqual(state, states[0])
+                XCTAssertTrue(store.shouldCompact, "a reopened journal keeps its compaction bound")
+                try self.writeAll(store, [states[1]], acknowledged: &acknowledgedWrites)
+                let bytes = fileSystem.contents(F.journalPath)!
+                XCTAssertEqual(ConsensusStateStore.decodeRecord(bytes, at: 0)?.byteCount, bytes.count, "compacted to one record")
+                XCTAssertNil(try store.readBlock(F.hash(1)), "unreferenced block dropped")
+                try self.writeAll(store, [states[2]], acknowledged: &acknowledgedWrites)
+            },
+            check: { fileSystem, acknowledged, point, outcome in
+                if acknowledged { XCTAssertEqual(acknowledgedWrites, 2) }
+                try self.checkConsensusJournal(
+                    fileSystem, states: states, acknowledgedWrites: acknowledgedWrites, compactionBytes: compactionBytes,
+                    context: "crash \(point) \(outcome)")
+            })
+        XCTAssertEqual(points, 5 + 2, "compaction (create, write, fsync, rename, directory fsync), then an append")
+    }
+
+    /// The first persist on a data directory of the previous layout (a state file and
+    /// one file per block, with a crash leftover of each kind): the journal is written
+    /// by compaction, then the old files are removed.
+    func testUpgradingToTheConsensusJournal() throws {
+        typealias F = JournalFixture
+        let legacy = F.state(1, [1, 2, 3])
+        let states = [legacy, F.state(2, [2, 3, 4]), F.state(3, [3, 4])]
+        var acknowledgedWrites = 0
+        let points = try crashMatrix(
+            "upgrade consensus state files to the journal",
+            setup: { fileSystem in
+                acknowledgedWrites = 0
+                try F.writeLegacy(fileSystem, state: legacy, extraBlocks: [9])
+                fileSystem.setContents(F.legacyStatePath + ".tmp", Array("half a replace".utf8))
+            },
+            action: { fileSystem in
+                let (store, state) = try F.open(fileSystem)
+                XCTAssertEqual(state, legacy, "the previous layout is read as it is")
+                XCTAssertEqual(try store.readBlock(F.hash(9)), F.blockBytes(F.hash(9)))
+                try self.writeAll(store, [states[1]], acknowledged: &acknowledgedWrites)
+                XCTAssertEqual(try fileSystem.listDirectory("/n/state"), ["consensus.journal", "prepared"], "old files gone")
+                XCTAssertEqual(try fileSystem.listDirectory(F.legacyBlocksDirectory), [])
+                try self.writeAll(store, [states[2]], acknowledged: &acknowledgedWrites)
+            },
+            check: { fileSystem, acknowledged, point, outcome in
+                if acknowledged { XCTAssertEqual(acknowledgedWrites, 2) }
+                let context = "crash \(point) \(outcome)"
+                try self.checkConsensusJournal(
+                    fileSystem, states: states, acknowledgedWrites: acknowledgedWrites,
+                    compactionBytes: ConsensusStateStore.defaultCompactionBytes, context: context)
+                XCTAssertEqual(try fileSystem.listDirectory("/n/state"), ["consensus.journal", "prepared"], context)
+                XCTAssertEqual(try fileSystem.listDirectory(F.legacyBlocksDirectory), [], context)
+            })
+        // Compaction 5, removing the state file, its temporary and 4 block files 6, an append 2.
+        XCTAssertEqual(points, 5 + 6 + 2)
     }
 
     func testWritingTheFirstDurableState() throws {
