@@ -172,7 +172,7 @@ public actor Node: NodeService {
         limits.reconnectMaxDelayMs = Int64(config.p2p.maxDialBackoffMs)
         network = try await PeerNetwork.start(
             configuration: NetworkConfiguration(genesis: genesis, identity: key, listenHost: listen.host, listenPort: listen.port, limits: limits),
-            logger: logger)
+            group: executorLoop, logger: logger)
 
         var recentTransactions = TransactionIndex()
         let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
@@ -224,11 +224,14 @@ public actor Node: NodeService {
                 }
                 // Peer messages go through the inbox: the actor takes all that arrived
                 // while it was busy in one turn, with one persist and one round of sends.
+                // The reader runs on the actor's own thread, where the peer connections
+                // live too: a message reaches the replica without a thread switch (on
+                // a busy machine each switch can wait a whole scheduler slice).
                 let inbox = self.inbox
                 let gossipInbox = self.gossipInbox
-                let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+                let loop = executorLoop
                 let (gossipWakeups, gossipWake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-                group.addTask {
+                group.addTask(executorPreference: EventLoopTaskExecutor(loop)) {
                     for await message in network.inbound {
                         if PeerMessage.isGossip(message.bytes) {
                             if gossipInbox.push(message, max: Self.maxGossipInboxMessages) {
@@ -236,17 +239,18 @@ public actor Node: NodeService {
                             } else {
                                 await self.countDroppedGossip()
                             }
-                        } else if inbox.push(message) >= Self.maxInboxMessages {
+                            continue
+                        }
+                        let waiting = inbox.push(message)
+                        if waiting >= Self.maxInboxMessages {
                             await self.drainInbox()
-                        } else {
-                            wake.yield()
+                        } else if waiting == 1 {
+                            // The first message of a batch schedules one drain; those that
+                            // arrive before it runs join the batch.
+                            loop.execute { self.assumeIsolated { $0.drainInbox() } }
                         }
                     }
-                    wake.finish()
                     gossipWake.finish()
-                }
-                group.addTask {
-                    for await _ in wakeups { await self.drainInbox() }
                 }
                 group.addTask {
                     // Everything that arrived while the last round ran is one round: two
@@ -721,5 +725,18 @@ final class Inbox: @unchecked Sendable {
             defer { messages = [] }
             return messages
         }
+    }
+}
+
+/// Runs a task's jobs on an event loop: the node's inbound reader shares the actor's
+/// thread, so handing a message to the actor is not a thread switch.
+final class EventLoopTaskExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
