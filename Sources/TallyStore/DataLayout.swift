@@ -22,13 +22,14 @@ public enum DataLayout {
     /// The consensus replica's journal (reading the previous layout's files too).
     public static func consensusStateStore(
         _ dataDirectory: String, fileSystem: any FileSystem = PosixFileSystem(),
-        compactionBytes: Int = ConsensusStateStore.defaultCompactionBytes
+        compactionBytes: Int = ConsensusStateStore.defaultCompactionBytes,
+        preallocationBytes: Int = ConsensusStateStore.defaultPreallocationBytes
     ) throws(StoreError) -> ConsensusStateStore {
         let legacy = try stateFile(dataDirectory, name: consensusStateName, fileSystem: fileSystem)
         return try ConsensusStateStore(
             journalPath: stateDirectory(dataDirectory) + "/" + consensusJournalName, legacyStateFile: legacy,
             legacyBlocksDirectory: stateDirectory(dataDirectory) + "/" + preparedBlocksName, fileSystem: fileSystem,
-            compactionBytes: compactionBytes)
+            compactionBytes: compactionBytes, preallocationBytes: preallocationBytes)
     }
 
     public static let consensusJournalName = "consensus.journal"

@@ -349,6 +349,8 @@ final class SimulatedFile: StoreFile {
     }
 
     func sync() throws(FileSystemError) { try fileSystem.sync(inode) }
+    /// Durable data and size are all this model has: the same as `sync`.
+    func syncData() throws(FileSystemError) { try fileSystem.sync(inode) }
 
     func close() {}
 }
