@@ -28,18 +28,23 @@ enum JournalFixture {
         Set(state[2..<2 + Int(state[1])].map(hash))
     }
 
-    static func store(_ fileSystem: SimulatedFileSystem, compactionBytes: Int = ConsensusStateStore.defaultCompactionBytes)
-        throws -> ConsensusStateStore {
-        try DataLayout.consensusStateStore(dataDirectory, fileSystem: fileSystem, compactionBytes: compactionBytes)
+    /// `preallocationBytes` is 0 unless a test is about preallocation: the journal
+    /// file is then exactly its records, byte for byte.
+    static func store(
+        _ fileSystem: any FileSystem, compactionBytes: Int = ConsensusStateStore.defaultCompactionBytes,
+        preallocationBytes: Int = 0
+    ) throws -> ConsensusStateStore {
+        try DataLayout.consensusStateStore(
+            dataDirectory, fileSystem: fileSystem, compactionBytes: compactionBytes, preallocationBytes: preallocationBytes)
     }
 
     /// Opens as the node does: reads the state, checks every block it refers to reads
     /// back byte-identical, then `retainOnly`.
     static func open(
-        _ fileSystem: SimulatedFileSystem, compactionBytes: Int = ConsensusStateStore.defaultCompactionBytes,
-        context: String = "", file: StaticString = #filePath, line: UInt = #line
+        _ fileSystem: any FileSystem, compactionBytes: Int = ConsensusStateStore.defaultCompactionBytes,
+        preallocationBytes: Int = 0, context: String = "", file: StaticString = #filePath, line: UInt = #line
     ) throws -> (store: ConsensusStateStore, state: [UInt8]?) {
-        let opened = try store(fileSystem, compactionBytes: compactionBytes)
+        let opened = try store(fileSystem, compactionBytes: compactionBytes, preallocationBytes: preallocationBytes)
         let state = try opened.readState()
         let referenced = state.map(referenced) ?? []
         for hash in referenced {
@@ -139,15 +144,18 @@ final class ConsensusJournalTests: XCTestCase {
     // MARK: Torn tails and damage
 
     /// Three records; returns the journal bytes and the record boundaries.
-    func journalWithThreeRecords(_ fileSystem: SimulatedFileSystem) throws -> (bytes: [UInt8], boundaries: [Int]) {
-        let (store, _) = try F.open(fileSystem)
+    /// (With `preallocationBytes`, zeros follow the records.)
+    func journalWithThreeRecords(_ fileSystem: SimulatedFileSystem, preallocationBytes: Int = 0)
+        throws -> (bytes: [UInt8], boundaries: [Int]) {
+        let (store, _) = try F.open(fileSystem, preallocationBytes: preallocationBytes)
         try F.write(store, F.state(1, [1, 2]))
         try F.write(store, F.state(2, [2, 3]))
         try F.write(store, F.state(3, [3, 4]))
         let bytes = try XCTUnwrap(fileSystem.contents(F.journalPath))
         let boundaries = F.recordBoundaries(bytes)
         XCTAssertEqual(boundaries.count, 4)
-        XCTAssertEqual(boundaries.last, bytes.count)
+        if preallocationBytes == 0 { XCTAssertEqual(boundaries.last, bytes.count) }
+        XCTAssertTrue(bytes[boundaries.last!...].allSatisfy { $0 == 0 })
         return (bytes, boundaries)
     }
 
@@ -170,12 +178,16 @@ final class ConsensusJournalTests: XCTestCase {
         let lastRecord = Array(bytes[boundaries[2]..<boundaries[3]])
         var forgedHeader = lastRecord
         forgedHeader[4] &+= 1  // the next sequence, but the checksum no longer matches
+        let zeros = [UInt8](repeating: 0, count: 300)
         let garbages: [(String, [UInt8])] = [
-            ("zeros", [UInt8](repeating: 0, count: 300)),
             ("a header alone", Array(forgedHeader.prefix(ConsensusStateStore.headerBytes))),
             ("a record with a wrong checksum", forgedHeader),
             ("a copy of an older record", Array(bytes[boundaries[1]..<boundaries[2]])),
             ("one byte", [0x54]),
+            // Non-zero bytes in what looks like preallocated space are not that space.
+            ("a header over zeros", Array(forgedHeader.prefix(ConsensusStateStore.headerBytes)) + zeros),
+            ("zeros, then one byte", zeros + [0x01]),
+            ("zeros, then a copy of an older record", zeros + Array(bytes[boundaries[1]..<boundaries[2]])),
         ]
         for (name, garbage) in garbages {
             let fileSystem = SimulatedFileSystem()
@@ -186,6 +198,31 @@ final class ConsensusJournalTests: XCTestCase {
             XCTAssertEqual(fileSystem.contents(F.journalPath), bytes, "\(name): file cut back")
             try F.write(store, F.state(5, [4, 5]))
             XCTAssertEqual(try F.open(fileSystem).state, F.state(5, [4, 5]), name)
+        }
+    }
+
+    /// Zeros after the last record are preallocated space: kept as they are (not cut,
+    /// nothing written at open), and the next record goes over them.
+    func testZerosAfterTheLastRecordAreKept() throws {
+        let (bytes, boundaries) = try journalWithThreeRecords(SimulatedFileSystem())
+        for zeroCount in [1, 3, ConsensusStateStore.headerBytes, 300] {
+            let fileSystem = SimulatedFileSystem()
+            try fileSystem.createDirectory("/n/state")
+            let journal = bytes + [UInt8](repeating: 0, count: zeroCount)
+            fileSystem.setContents(F.journalPath, journal)
+            let operations = fileSystem.operations
+            let (store, state) = try F.open(fileSystem, context: "\(zeroCount) zeros")
+            XCTAssertEqual(state, F.state(3, [3, 4]), "\(zeroCount) zeros")
+            XCTAssertEqual(fileSystem.operations, operations, "\(zeroCount) zeros: nothing written at open")
+            XCTAssertEqual(fileSystem.contents(F.journalPath), journal, "\(zeroCount) zeros: not cut")
+            // A record with no new block fits in 300 zeros: written over them.
+            try F.write(store, F.state(5, [3, 4]))
+            let record = ConsensusStateStore.encodeRecord(sequence: 4, blocks: [], state: F.state(5, [3, 4])).record
+            let expected = zeroCount >= record.count
+                ? bytes + record + [UInt8](repeating: 0, count: zeroCount - record.count) : bytes + record
+            XCTAssertEqual(fileSystem.contents(F.journalPath), expected, "\(zeroCount) zeros")
+            XCTAssertEqual(try F.open(fileSystem).state, F.state(5, [3, 4]), "\(zeroCount) zeros")
+            XCTAssertEqual(F.recordBoundaries(fileSystem.contents(F.journalPath)!).count, boundaries.count + 1)
         }
     }
 
@@ -272,10 +309,14 @@ final class ConsensusJournalTests: XCTestCase {
     /// 200 writes over a sliding window of blocks: the journal compacts again and
     /// again, stays bounded, and serves exactly what the state refers to after
     /// each compaction. `reopenEvery` restarts the store between writes (the bound
-    /// must hold across restarts too).
-    func runManyWrites(compactionBytes: Int, reopenEvery: Int) throws {
+    /// must hold across restarts too). With `preallocationBytes`, the file is the
+    /// records then only zeros, at most that many past the bound.
+    func runManyWrites(compactionBytes: Int, reopenEvery: Int, preallocationBytes: Int = 0) throws {
         let fileSystem = SimulatedFileSystem()
-        var store = try F.open(fileSystem, compactionBytes: compactionBytes).store
+        func open(_ context: String) throws -> (store: ConsensusStateStore, state: [UInt8]?) {
+            try F.open(fileSystem, compactionBytes: compactionBytes, preallocationBytes: preallocationBytes, context: context)
+        }
+        var store = try open("start").store
         let states = (0..<200).map { index in
             // Windows of 2–4 blocks; some writes add blocks, some only drop or keep.
             let first = UInt8(index / 3)
@@ -292,11 +333,15 @@ final class ConsensusJournalTests: XCTestCase {
         var compactions = 0
         var largestJournal = 0
         for (index, state) in states.enumerated() {
-            if index % reopenEvery == 0 { store = try F.open(fileSystem, compactionBytes: compactionBytes, context: "write \(index)").store }
+            if index % reopenEvery == 0 { store = try open("write \(index)").store }
             try F.write(store, state)
             let bytes = try XCTUnwrap(fileSystem.contents(F.journalPath))
             largestJournal = max(largestJournal, bytes.count)
-            XCTAssertLessThanOrEqual(bytes.count, bound, "write \(index)")
+            XCTAssertLessThanOrEqual(bytes.count, bound + preallocationBytes, "write \(index)")
+            let recordsEnd = F.recordBoundaries(bytes).last!
+            XCTAssertLessThanOrEqual(recordsEnd, bound, "write \(index)")
+            XCTAssertTrue(bytes[recordsEnd...].allSatisfy { $0 == 0 }, "write \(index): only zeros after the records")
+            XCTAssertLessThanOrEqual(bytes.count - recordsEnd, preallocationBytes, "write \(index)")
             let referenced = F.referenced(state)
             for hash in referenced { XCTAssertEqual(try store.readBlock(hash), F.blockBytes(hash), "write \(index)") }
             if ConsensusStateStore.decodeRecord(bytes, at: 0)?.sequence == UInt64(index + 1) {
@@ -307,10 +352,11 @@ final class ConsensusJournalTests: XCTestCase {
             }
         }
         XCTAssertGreaterThanOrEqual(compactions, 20, "the journal must compact repeatedly")
-        let (_, last) = try F.open(fileSystem, compactionBytes: compactionBytes)
+        let (_, last) = try open("end")
         XCTAssertEqual(last, states.last)
-        print("journal: 200 writes, compactionBytes \(compactionBytes), reopen every \(reopenEvery): "
-            + "\(compactions) compactions, largest journal \(largestJournal) bytes (bound \(bound))")
+        print("journal: 200 writes, compactionBytes \(compactionBytes), preallocationBytes \(preallocationBytes), "
+            + "reopen every \(reopenEvery): \(compactions) compactions, largest journal \(largestJournal) bytes "
+            + "(bound \(bound) + \(preallocationBytes))")
     }
 
     func testRepeatedCompactionStaysBounded() throws {
@@ -321,6 +367,199 @@ final class ConsensusJournalTests: XCTestCase {
     func testRepeatedCompactionStaysBoundedAcrossRestarts() throws {
         try runManyWrites(compactionBytes: 1, reopenEvery: 1)
         try runManyWrites(compactionBytes: 1500, reopenEvery: 3)
+    }
+
+    func testRepeatedCompactionWithPreallocationStaysBounded() throws {
+        try runManyWrites(compactionBytes: 1, reopenEvery: 1000, preallocationBytes: 64)
+        try runManyWrites(compactionBytes: 1500, reopenEvery: 1000, preallocationBytes: 256)
+        try runManyWrites(compactionBytes: 1, reopenEvery: 1, preallocationBytes: 64)
+        try runManyWrites(compactionBytes: 1500, reopenEvery: 3, preallocationBytes: 4096)
+    }
+
+    // MARK: Preallocation
+
+    static let journalName = "consensus.journal"
+    static func zeros(_ count: Int) -> [UInt8] { [UInt8](repeating: 0, count: count) }
+
+    static func record(_ sequence: UInt64, _ state: [UInt8], newBlocks: [UInt8]) -> [UInt8] {
+        let hashes = ConsensusStateStore.sorted(Set(newBlocks.map(F.hash)))
+        return ConsensusStateStore.encodeRecord(sequence: sequence, blocks: hashes.map { ($0, F.blockBytes($0)) }, state: state).record
+    }
+
+    func testCompactionWritesTheRecordAndThePreallocationInOneWrite() throws {
+        let simulated = SimulatedFileSystem()
+        let fileSystem = RecordingFileSystem(simulated)
+        let (store, _) = try F.open(fileSystem, preallocationBytes: 256)
+        try F.write(store, F.state(1, [1, 2]))
+        let first = Self.record(1, F.state(1, [1, 2]), newBlocks: [1, 2])
+        XCTAssertEqual(simulated.contents(F.journalPath), first + Self.zeros(256))
+        XCTAssertEqual(fileSystem.log, [
+            "create consensus.journal.tmp", "write \(first.count + 256) at 0 to consensus.journal.tmp",
+            "fsync consensus.journal.tmp", "rename consensus.journal.tmp to consensus.journal", "fsync directory /n/state",
+        ])
+    }
+
+    func testWriteThatFitsOverwritesZerosAndKeepsTheSize() throws {
+        let simulated = SimulatedFileSystem()
+        let fileSystem = RecordingFileSystem(simulated)
+        let (store, _) = try F.open(fileSystem, preallocationBytes: 256)
+        try F.write(store, F.state(1, [1, 2]))
+        let first = Self.record(1, F.state(1, [1, 2]), newBlocks: [1, 2])
+        fileSystem.clearLog()
+        try F.write(store, F.state(2, [1, 2]))
+        let second = Self.record(2, F.state(2, [1, 2]), newBlocks: [])
+        XCTAssertLessThan(second.count, 256)
+        XCTAssertEqual(simulated.contents(F.journalPath), first + second + Self.zeros(256 - second.count), "size unchanged")
+        XCTAssertEqual(fileSystem.log, ["write \(second.count) at \(first.count) to \(Self.journalName)", "fdatasync \(Self.journalName)"])
+        // A record that exactly fills the rest still fits.
+        let rest = 256 - second.count
+        let filler = F.state(3, [1, 2]) + Array(repeating: 0x7A, count: rest - Self.record(3, F.state(3, [1, 2]), newBlocks: []).count)
+        let third = Self.record(3, filler, newBlocks: [])
+        XCTAssertEqual(third.count, rest)
+        fileSystem.clearLog()
+        try F.write(store, filler)
+        XCTAssertEqual(simulated.contents(F.journalPath), first + second + third, "size unchanged")
+        XCTAssertEqual(fileSystem.log, ["write \(rest) at \(first.count + second.count) to \(Self.journalName)", "fdatasync \(Self.journalName)"])
+        XCTAssertEqual(try F.open(simulated).state, filler)
+    }
+
+    func testWriteThatDoesNotFitExtendsByRecordAndPreallocation() throws {
+        let simulated = SimulatedFileSystem()
+        let fileSystem = RecordingFileSystem(simulated)
+        let preallocation = 64
+        let (store, _) = try F.open(fileSystem, preallocationBytes: preallocation)
+        try F.write(store, F.state(1, [1, 2]))
+        var expected = Self.record(1, F.state(1, [1, 2]), newBlocks: [1, 2])
+        // A new block: more than the zeros. Then one that fits, then one that no
+        // longer fits in what is left: each extension is the record plus 64 zeros,
+        // written at the end of the records (over any zeros left) and fsynced.
+        let writes: [(state: [UInt8], newBlocks: [UInt8], fits: Bool)] = [
+            (F.state(2, [2, 3]), [3], false), (F.state(3, [2, 3]), [], true), (F.state(4, [2, 3]), [], false),
+            (F.state(5, [2, 3]), [], true),
+        ]
+        for (index, write) in writes.enumerated() {
+            let record = Self.record(UInt64(index + 2), write.state, newBlocks: write.newBlocks)
+            let sizeBefore = simulated.contents(F.journalPath)!.count
+            fileSystem.clearLog()
+            try F.write(store, write.state)
+            let bytes = try XCTUnwrap(simulated.contents(F.journalPath))
+            XCTAssertEqual(Array(bytes.prefix(expected.count + record.count)), expected + record, "write \(index)")
+            if write.fits {
+                XCTAssertEqual(bytes.count, sizeBefore, "write \(index): size unchanged")
+                XCTAssertEqual(fileSystem.log, ["write \(record.count) at \(expected.count) to \(Self.journalName)", "fdatasync \(Self.journalName)"])
+            } else {
+                XCTAssertGreaterThan(expected.count + record.count, sizeBefore, "write \(index) does not fit")
+                XCTAssertEqual(bytes.count, expected.count + record.count + preallocation, "write \(index): record + preallocation")
+                XCTAssertEqual(fileSystem.log, [
+                    "write \(record.count + preallocation) at \(expected.count) to \(Self.journalName)", "fsync \(Self.journalName)",
+                ])
+            }
+            expected += record
+            XCTAssertTrue(bytes[expected.count...].allSatisfy { $0 == 0 }, "write \(index): zeros after the records")
+        }
+        XCTAssertEqual(try F.open(simulated).state, F.state(5, [2, 3]))
+    }
+
+    func testReopenKeepsThePreallocatedZeros() throws {
+        let simulated = SimulatedFileSystem()
+        let (store, _) = try F.open(simulated, preallocationBytes: 2048)
+        for version: UInt8 in 1...4 { try F.write(store, F.state(version, [version, version + 1])) }
+        let bytes = try XCTUnwrap(simulated.contents(F.journalPath))
+        let recordsEnd = F.recordBoundaries(bytes).last!
+        XCTAssertEqual(F.recordBoundaries(bytes).count, 5)
+        XCTAssertGreaterThan(bytes.count, recordsEnd, "records 2 to 4 went over the zeros")
+        XCTAssertEqual(bytes.count, Self.record(1, F.state(1, [1, 2]), newBlocks: [1, 2]).count + 2048, "no extension")
+        let operations = simulated.operations
+        let fileSystem = RecordingFileSystem(simulated)
+        let (reopened, state) = try F.open(fileSystem, preallocationBytes: 2048)
+        XCTAssertEqual(state, F.state(4, [4, 5]))
+        XCTAssertEqual(simulated.operations, operations, "nothing written at open")
+        XCTAssertEqual(simulated.contents(F.journalPath), bytes, "zeros kept")
+        // The next record goes over the kept zeros.
+        try F.write(reopened, F.state(5, [4, 5]))
+        let record = Self.record(5, F.state(5, [4, 5]), newBlocks: [])
+        XCTAssertEqual(fileSystem.log, ["write \(record.count) at \(recordsEnd) to \(Self.journalName)", "fdatasync \(Self.journalName)"])
+        XCTAssertEqual(simulated.contents(F.journalPath), Array(bytes[..<recordsEnd]) + record + Array(bytes[(recordsEnd + record.count)...]))
+        // Opened without preallocation, the zeros are still just space.
+        XCTAssertEqual(try F.open(simulated).state, F.state(5, [4, 5]))
+        XCTAssertEqual(simulated.contents(F.journalPath)?.count, bytes.count)
+    }
+
+    /// A persist torn while overwriting preallocated zeros leaves part of a record,
+    /// then zeros: a torn tail, cut (zeros too) and fsynced.
+    func testTornRecordInPreallocatedSpaceIsCut() throws {
+        let (bytes, boundaries) = try journalWithThreeRecords(SimulatedFileSystem(), preallocationBytes: 4096)
+        XCTAssertGreaterThan(bytes.count, boundaries[3], "the records went over preallocated zeros")
+        var cuts = 0
+        for cut in boundaries[2] + 1..<boundaries[3] where bytes[cut..<boundaries[3]].contains(where: { $0 != 0 }) {
+            cuts += 1
+            let fileSystem = SimulatedFileSystem()
+            try fileSystem.createDirectory("/n/state")
+            fileSystem.setContents(F.journalPath, Array(bytes.prefix(cut)) + Self.zeros(bytes.count - cut))
+            let operations = fileSystem.operations
+            let (store, state) = try F.open(fileSystem, preallocationBytes: 4096, context: "cut at \(cut)")
+            XCTAssertEqual(state, F.state(2, [2, 3]), "cut at \(cut)")
+            XCTAssertEqual(fileSystem.contents(F.journalPath), Array(bytes.prefix(boundaries[2])), "cut at \(cut): file cut back")
+            XCTAssertEqual(fileSystem.operations - operations, 2, "cut at \(cut): truncate and fsync")
+            try F.write(store, F.state(5, [3, 5]))
+            let record = Self.record(3, F.state(5, [3, 5]), newBlocks: [5])
+            XCTAssertEqual(fileSystem.contents(F.journalPath), Array(bytes.prefix(boundaries[2])) + record + Self.zeros(4096), "cut at \(cut)")
+            XCTAssertEqual(try F.open(fileSystem).state, F.state(5, [3, 5]), "cut at \(cut)")
+        }
+        XCTAssertGreaterThan(cuts, (boundaries[3] - boundaries[2]) * 9 / 10)
+    }
+
+    func testDamageBeforePreallocatedZerosIsCorrupt() throws {
+        let (bytes, boundaries) = try journalWithThreeRecords(SimulatedFileSystem(), preallocationBytes: 4096)
+        for index in boundaries[1]..<boundaries[2] {
+            var damaged = bytes
+            damaged[index] ^= 0x01
+            try assertCorrupt(damaged, offset: boundaries[1], "byte \(index) of record 2 flipped, zeros after")
+        }
+        try assertCorrupt(
+            Array(bytes[..<boundaries[1]] + bytes[boundaries[2]...]), offset: boundaries[1], "record 2 missing, zeros after")
+        // Record 3 after a stretch of zeros: it was never written there (records follow
+        // each other), so record 3's place was zeroed: damage, not preallocated space.
+        try assertCorrupt(
+            Array(bytes[..<boundaries[2]]) + Self.zeros(40) + Array(bytes[boundaries[2]...]), offset: boundaries[2],
+            "zeros where record 3 was")
+    }
+
+    func testDefaultPreallocation() throws {
+        XCTAssertEqual(ConsensusStateStore.defaultPreallocationBytes, 4 << 20)
+        let fileSystem = SimulatedFileSystem()
+        let store = try DataLayout.consensusStateStore(F.dataDirectory, fileSystem: fileSystem)
+        try F.write(store, F.state(1, [1, 2]))
+        let first = Self.record(1, F.state(1, [1, 2]), newBlocks: [1, 2])
+        let bytes = try XCTUnwrap(fileSystem.contents(F.journalPath))
+        XCTAssertEqual(bytes.count, first.count + (4 << 20))
+        XCTAssertTrue(bytes[first.count...].allSatisfy { $0 == 0 })
+        try F.write(store, F.state(2, [2, 3]))
+        XCTAssertEqual(fileSystem.contents(F.journalPath)?.count, bytes.count, "fits in the preallocation")
+        XCTAssertEqual(try DataLayout.consensusStateStore(F.dataDirectory, fileSystem: fileSystem).readState(), F.state(2, [2, 3]))
+    }
+
+    /// On a real file system (fdatasync included): writes over the zeros, extensions,
+    /// a reopen that keeps the zeros.
+    func testPreallocatedJournalOnDisk() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/state/" + DataLayout.consensusJournalName
+        var store = try DataLayout.consensusStateStore(directory, preallocationBytes: 128)
+        for version: UInt8 in 1...6 {
+            try F.write(store, F.state(version, [version / 2, version / 2 + 1]))
+            let bytes = Array(try XCTUnwrap(FileManager.default.contents(atPath: path)))
+            let recordsEnd = F.recordBoundaries(bytes).last!
+            XCTAssertEqual(F.recordBoundaries(bytes).count, Int(version) + 1)
+            XCTAssertTrue(bytes[recordsEnd...].allSatisfy { $0 == 0 }, "write \(version)")
+            XCTAssertLessThanOrEqual(bytes.count - recordsEnd, 128, "write \(version)")
+            if version % 2 == 0 {
+                store = try DataLayout.consensusStateStore(directory, preallocationBytes: 128)
+                XCTAssertEqual(try store.readState(), F.state(version, [version / 2, version / 2 + 1]))
+                XCTAssertEqual(Array(try XCTUnwrap(FileManager.default.contents(atPath: path))), bytes, "kept at open")
+            }
+        }
+        XCTAssertEqual(try store.readBlock(F.hash(4)), F.blockBytes(F.hash(4)))
     }
 
     // MARK: Upgrade from the previous layout
@@ -337,4 +576,84 @@ final class ConsensusJournalTests: XCTestCase {
         XCTAssertEqual(try fileSystem.listDirectory("/n/state"), ["consensus.journal", "prepared"])
         XCTAssertEqual(try fileSystem.listDirectory(F.legacyBlocksDirectory), [])
     }
+}
+
+/// Forwards to a `SimulatedFileSystem` and logs every mutating call (file names
+/// only, an open file named by its current name), to tell an fdatasync from an
+/// fsync: the simulation treats both alike. One thread.
+final class RecordingFileSystem: FileSystem, @unchecked Sendable {
+    let base: SimulatedFileSystem
+    private(set) var log: [String] = []
+    private var openFiles: [RecordingFile] = []
+
+    init(_ base: SimulatedFileSystem) { self.base = base }
+
+    func record(_ entry: String) { log.append(entry) }
+    func clearLog() { log = [] }
+    static func name(_ path: String) -> String { String(path.split(separator: "/").last ?? "") }
+
+    func createDirectory(_ path: String) throws(FileSystemError) { try base.createDirectory(path) }
+    func listDirectory(_ path: String) throws(FileSystemError) -> [String] { try base.listDirectory(path) }
+    func fileExists(_ path: String) -> Bool { base.fileExists(path) }
+
+    func open(_ path: String, mode: FileOpenMode) throws(FileSystemError) -> any StoreFile {
+        if mode == .create && !base.fileExists(path) { record("create \(Self.name(path))") }
+        let file = RecordingFile(try base.open(path, mode: mode), name: Self.name(path), fileSystem: self)
+        openFiles.append(file)
+        return file
+    }
+
+    func rename(_ source: String, to destination: String) throws(FileSystemError) {
+        record("rename \(Self.name(source)) to \(Self.name(destination))")
+        try base.rename(source, to: destination)
+        for file in openFiles where file.name == Self.name(destination) { file.name = "(replaced)" }
+        for file in openFiles where file.name == Self.name(source) { file.name = Self.name(destination) }
+    }
+
+    func remove(_ path: String) throws(FileSystemError) {
+        record("remove \(Self.name(path))")
+        try base.remove(path)
+    }
+
+    func syncDirectory(_ path: String) throws(FileSystemError) {
+        record("fsync directory \(path)")
+        try base.syncDirectory(path)
+    }
+}
+
+final class RecordingFile: StoreFile {
+    let file: any StoreFile
+    var name: String
+    unowned let fileSystem: RecordingFileSystem
+
+    init(_ file: any StoreFile, name: String, fileSystem: RecordingFileSystem) {
+        self.file = file
+        self.name = name
+        self.fileSystem = fileSystem
+    }
+
+    func size() throws(FileSystemError) -> Int { try file.size() }
+    func read(at offset: Int, count: Int) throws(FileSystemError) -> [UInt8] { try file.read(at: offset, count: count) }
+
+    func write(_ bytes: [UInt8], at offset: Int) throws(FileSystemError) {
+        fileSystem.record("write \(bytes.count) at \(offset) to \(name)")
+        try file.write(bytes, at: offset)
+    }
+
+    func truncate(to size: Int) throws(FileSystemError) {
+        fileSystem.record("truncate \(name) to \(size)")
+        try file.truncate(to: size)
+    }
+
+    func sync() throws(FileSystemError) {
+        fileSystem.record("fsync \(name)")
+        try file.sync()
+    }
+
+    func syncData() throws(FileSystemError) {
+        fileSystem.record("fdatasync \(name)")
+        try file.syncData()
+    }
+
+    func close() { file.close() }
 }

@@ -168,16 +168,27 @@ final class CrashMatrixTests: XCTestCase {
     /// the state read back is the last acknowledged one or the one being written,
     /// every block it refers to reads back byte-identical (checked by
     /// `JournalFixture.open`), and a further write survives a reopen.
+    /// After the open, the file is valid records then zeros only (none without
+    /// preallocation, at most `preallocationBytes` with it).
     func checkConsensusJournal(
-        _ fileSystem: SimulatedFileSystem, states: [[UInt8]], acknowledgedWrites: Int, compactionBytes: Int, context: String
+        _ fileSystem: SimulatedFileSystem, states: [[UInt8]], acknowledgedWrites: Int, compactionBytes: Int,
+        preallocationBytes: Int = 0, context: String
     ) throws {
         typealias F = JournalFixture
-        let (store, state) = try F.open(fileSystem, compactionBytes: compactionBytes, context: context)
+        let (store, state) = try F.open(
+            fileSystem, compactionBytes: compactionBytes, preallocationBytes: preallocationBytes, context: context)
         let allowed = states[acknowledgedWrites...].prefix(2)
         XCTAssertTrue(allowed.contains { $0 == state }, "\(context): read \(String(describing: state)), allowed \(Array(allowed))")
+        if let bytes = fileSystem.contents(F.journalPath) {  // (none yet after a crash mid-upgrade)
+            let recordsEnd = F.recordBoundaries(bytes).last!
+            XCTAssertTrue(bytes[recordsEnd...].allSatisfy { $0 == 0 }, "\(context): only zeros after the records")
+            XCTAssertLessThanOrEqual(bytes.count - recordsEnd, preallocationBytes, "\(context): zeros after the records")
+        }
         let further = F.state(200, [4, 50, 51])
         try F.write(store, further)
-        let (reopened, again) = try F.open(fileSystem, compactionBytes: compactionBytes, context: context + ", after a further write")
+        let (reopened, again) = try F.open(
+            fileSystem, compactionBytes: compactionBytes, preallocationBytes: preallocationBytes,
+            context: context + ", after a further write")
         XCTAssertEqual(again, further, context)
         XCTAssertNil(try reopened.readBlock(F.hash(99)), context)
         XCTAssertFalse(fileSystem.fileExists(F.journalPath + ".tmp"), "\(context): temporary journal left")
@@ -211,18 +222,73 @@ final class CrashMatrixTests: XCTestCase {
         XCTAssertEqual(points, 3 * 2, "a write and an fsync per persist")
     }
 
+    /// The normal persist with 64 bytes of preallocation: records of no new block fit
+    /// in the zeros (written over them, fdatasynced), records with a block or past the
+    /// zeros left extend the file (record and 64 zeros in one write, fsynced).
+    func testWritingThePreallocatedConsensusJournal() throws {
+        typealias F = JournalFixture
+        let preallocationBytes = 64
+        // Set up: state 1 (compaction), state 2 (a new block: extends). Then: fits,
+        // extends past the 19 zeros left, extends with a new block, fits.
+        let states = [F.state(2, [2, 3]), F.state(3, [2, 3]), F.state(4, [2, 3]), F.state(5, [3, 4]), F.state(6, [3, 4])]
+        var acknowledgedWrites = 0
+        var kinds: [String] = []
+        let points = try crashMatrix(
+            "append consensus journal records over preallocated zeros",
+            setup: { fileSystem in
+                acknowledgedWrites = 0
+                kinds = []
+                let (store, _) = try F.open(fileSystem, preallocationBytes: preallocationBytes)
+                try F.write(store, F.state(1, [1, 2]))
+                try F.write(store, states[0])
+            },
+            action: { fileSystem in
+                let (store, state) = try F.open(fileSystem, preallocationBytes: preallocationBytes)
+                XCTAssertEqual(state, states[0])
+                for next in states.dropFirst() {
+                    let sizeBefore = fileSystem.contents(F.journalPath)!.count
+                    try self.writeAll(store, [next], acknowledged: &acknowledgedWrites)
+                    let bytes = fileSystem.contents(F.journalPath)!
+                    let recordsEnd = F.recordBoundaries(bytes).last!
+                    kinds.append(bytes.count == sizeBefore ? "fits" : bytes.count == recordsEnd + preallocationBytes ? "extends" : "wrong")
+                }
+            },
+            check: { fileSystem, acknowledged, point, outcome in
+                if acknowledged { XCTAssertEqual(acknowledgedWrites, 4) }
+                try self.checkConsensusJournal(
+                    fileSystem, states: states, acknowledgedWrites: acknowledgedWrites,
+                    compactionBytes: ConsensusStateStore.defaultCompactionBytes, preallocationBytes: preallocationBytes,
+                    context: "crash \(point) \(outcome)")
+            })
+        XCTAssertEqual(points, 4 * 2, "a write and an fsync or fdatasync per persist")
+        XCTAssertEqual(kinds, ["fits", "extends", "extends", "fits"], "the last complete run")
+    }
+
     /// A persist that compacts the journal first (temporary file, fsync, rename,
     /// directory fsync), then one appended after it.
     func testCompactingTheConsensusJournal() throws {
+        try compactTheConsensusJournal(preallocationBytes: 0)
+    }
+
+    /// The same with preallocation: the compacted journal is its record and 64 zeros,
+    /// and the append after it goes over them.
+    func testCompactingThePreallocatedConsensusJournal() throws {
+        try compactTheConsensusJournal(preallocationBytes: 64)
+    }
+
+    func compactTheConsensusJournal(preallocationBytes: Int, file: StaticString = #filePath, line: UInt = #line) throws {
         typealias F = JournalFixture
         let compactionBytes = 1
         var states: [[UInt8]] = []
         var acknowledgedWrites = 0
+        func open(_ fileSystem: SimulatedFileSystem) throws -> (store: ConsensusStateStore, state: [UInt8]?) {
+            try F.open(fileSystem, compactionBytes: compactionBytes, preallocationBytes: preallocationBytes)
+        }
         let points = try crashMatrix(
-            "compact the consensus journal",
+            "compact the consensus journal (preallocation \(preallocationBytes))",
             setup: { fileSystem in
                 acknowledgedWrites = 0
-                let (store, _) = try F.open(fileSystem, compactionBytes: compactionBytes)
+                let (store, _) = try open(fileSystem)
                 // Append until the journal is twice its first (compacted) record.
                 var version: UInt8 = 1
                 repeat {
@@ -233,22 +299,27 @@ final class CrashMatrixTests: XCTestCase {
                 states = [try store.readState()!, F.state(version, [version, version + 1]), F.state(version + 1, [version + 1])]
             },
             action: { fileSystem in
-                let (store, state) = try F.open(fileSystem, compactionBytes: compactionBytes)
+                let (store, state) = try open(fileSystem)
                 XCTAssertEqual(state, states[0])
                 XCTAssertTrue(store.shouldCompact, "a reopened journal keeps its compaction bound")
                 try self.writeAll(store, [states[1]], acknowledged: &acknowledgedWrites)
                 let bytes = fileSystem.contents(F.journalPath)!
-                XCTAssertEqual(ConsensusStateStore.decodeRecord(bytes, at: 0)?.byteCount, bytes.count, "compacted to one record")
+                let recordBytes = try XCTUnwrap(ConsensusStateStore.decodeRecord(bytes, at: 0)?.byteCount)
+                XCTAssertEqual(recordBytes + preallocationBytes, bytes.count, "compacted to one record (and the zeros)")
+                XCTAssertTrue(bytes[recordBytes...].allSatisfy { $0 == 0 })
                 XCTAssertNil(try store.readBlock(F.hash(1)), "unreferenced block dropped")
                 try self.writeAll(store, [states[2]], acknowledged: &acknowledgedWrites)
+                if preallocationBytes > 0 {
+                    XCTAssertEqual(fileSystem.contents(F.journalPath)!.count, bytes.count, "the append fits in the zeros")
+                }
             },
             check: { fileSystem, acknowledged, point, outcome in
                 if acknowledged { XCTAssertEqual(acknowledgedWrites, 2) }
                 try self.checkConsensusJournal(
                     fileSystem, states: states, acknowledgedWrites: acknowledgedWrites, compactionBytes: compactionBytes,
-                    context: "crash \(point) \(outcome)")
-            })
-        XCTAssertEqual(points, 5 + 2, "compaction (create, write, fsync, rename, directory fsync), then an append")
+                    preallocationBytes: preallocationBytes, context: "crash \(point) \(outcome)")
+            }, file: file, line: line)
+        XCTAssertEqual(points, 5 + 2, "compaction (create, write, fsync, rename, directory fsync), then an append", file: file, line: line)
     }
 
     /// The first persist on a data directory of the previous layout (a state file and
