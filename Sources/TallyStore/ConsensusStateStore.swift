@@ -24,7 +24,7 @@ import TallyCrypto
 /// that skips sequences) is real damage: `.corrupt`, never a silent roll-back (a
 /// validator that forgot what it signed could sign twice). The journal gets its
 /// name only once its first record is fsynced, so an empty journal or an invalid
-/// first record is `.corrupt` too.
+/// first record is `.corrupt` too. Open fsyncs what it read (see `openJournal`).
 ///
 /// Preallocation: the journal is followed by zeros (`preallocationBytes`, written
 /// with the record that needs them, then fsynced); a record that fits in them is
@@ -247,12 +247,14 @@ public final class ConsensusStateStore {
                     reason: "invalid record before a valid one at offset \(damage): the journal is damaged, not torn"))
             }
             // A torn tail: the last persist never completed (nothing depended on it).
-            do {
-                try file.truncate(to: offset)
-                try file.sync()
-            } catch { throw .io(error) }
+            do { try file.truncate(to: offset) } catch { throw .io(error) }
             allocatedBytes = offset
         }
+        // Durable before anything depends on it (the cut too): after a process crash
+        // between a persist's write and its fsync, with no reboot, the last record may
+        // still be in the page cache only; the replica must not act on it (resend its
+        // votes) and then lose it to a power failure.
+        do { try file.sync() } catch { throw .io(error) }
         journalBytes = offset
         // A journal is born by compaction: its first record is what the last
         // compaction wrote. (Counting the whole journal here would let it grow

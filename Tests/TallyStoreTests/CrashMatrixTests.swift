@@ -219,7 +219,7 @@ final class CrashMatrixTests: XCTestCase {
                     fileSystem, states: states, acknowledgedWrites: acknowledgedWrites,
                     compactionBytes: ConsensusStateStore.defaultCompactionBytes, context: "crash \(point) \(outcome)")
             })
-        XCTAssertEqual(points, 3 * 2, "a write and an fsync per persist")
+        XCTAssertEqual(points, 1 + 3 * 2, "the fsync at open, then a write and an fsync per persist")
     }
 
     /// The normal persist with 64 bytes of preallocation: records of no new block fit
@@ -260,8 +260,38 @@ final class CrashMatrixTests: XCTestCase {
                     compactionBytes: ConsensusStateStore.defaultCompactionBytes, preallocationBytes: preallocationBytes,
                     context: "crash \(point) \(outcome)")
             })
-        XCTAssertEqual(points, 4 * 2, "a write and an fsync or fdatasync per persist")
+        XCTAssertEqual(points, 1 + 4 * 2, "the fsync at open, then a write and an fsync or fdatasync per persist")
         XCTAssertEqual(kinds, ["fits", "extends", "extends", "fits"], "the last complete run")
+    }
+
+    /// Opening a preallocated journal whose last record was torn over its zeros: the
+    /// cut (truncate, fsync), then a persist.
+    func testRecoveringATornJournalRecordInPreallocatedSpace() throws {
+        typealias F = JournalFixture
+        let states = [F.state(2, [2, 3]), F.state(3, [3, 4])]
+        let points = try crashMatrix(
+            "recover a torn consensus journal record over preallocated zeros",
+            setup: { fileSystem in
+                let (store, _) = try F.open(fileSystem, preallocationBytes: 1024)
+                for state in [F.state(1, [1, 2])] + states { try F.write(store, state) }
+                let bytes = fileSystem.contents(F.journalPath)!
+                let boundaries = F.recordBoundaries(bytes)
+                precondition(boundaries.count == 4 && bytes.count > boundaries[3], "record 3 over preallocated zeros")
+                let torn = boundaries[2] + (boundaries[3] - boundaries[2]) / 2
+                fileSystem.setContents(F.journalPath, Array(bytes[..<torn]) + [UInt8](repeating: 0, count: bytes.count - torn))
+            },
+            action: { fileSystem in
+                let (_, state) = try F.open(fileSystem, preallocationBytes: 1024)
+                XCTAssertEqual(state, states[0])
+            },
+            check: { fileSystem, _, point, outcome in
+                // Cut or not yet, the state is the one before the torn record, only.
+                try self.checkConsensusJournal(
+                    fileSystem, states: [states[0]], acknowledgedWrites: 0,
+                    compactionBytes: ConsensusStateStore.defaultCompactionBytes, preallocationBytes: 1024,
+                    context: "crash \(point) \(outcome)")
+            })
+        XCTAssertEqual(points, 2, "truncate, fsync")
     }
 
     /// A persist that compacts the journal first (temporary file, fsync, rename,
@@ -319,7 +349,9 @@ final class CrashMatrixTests: XCTestCase {
                     fileSystem, states: states, acknowledgedWrites: acknowledgedWrites, compactionBytes: compactionBytes,
                     preallocationBytes: preallocationBytes, context: "crash \(point) \(outcome)")
             }, file: file, line: line)
-        XCTAssertEqual(points, 5 + 2, "compaction (create, write, fsync, rename, directory fsync), then an append", file: file, line: line)
+        XCTAssertEqual(
+            points, 1 + 5 + 2, "the fsync at open, compaction (create, write, fsync, rename, directory fsync), then an append",
+            file: file, line: line)
     }
 
     /// The first persist on a data directory of the previous layout (a state file and
