@@ -358,37 +358,52 @@ final class CrashMatrixTests: XCTestCase {
     /// one file per block, with a crash leftover of each kind): the journal is written
     /// by compaction, then the old files are removed.
     func testUpgradingToTheConsensusJournal() throws {
+        try upgradeToTheConsensusJournal(preallocationBytes: 0)
+    }
+
+    /// The same with preallocation: the journal written by the upgrade is its record
+    /// and 64 zeros; the append after it goes over them.
+    func testUpgradingToThePreallocatedConsensusJournal() throws {
+        try upgradeToTheConsensusJournal(preallocationBytes: 64)
+    }
+
+    func upgradeToTheConsensusJournal(preallocationBytes: Int, file: StaticString = #filePath, line: UInt = #line) throws {
         typealias F = JournalFixture
         let legacy = F.state(1, [1, 2, 3])
         let states = [legacy, F.state(2, [2, 3, 4]), F.state(3, [3, 4])]
         var acknowledgedWrites = 0
         let points = try crashMatrix(
-            "upgrade consensus state files to the journal",
+            "upgrade consensus state files to the journal (preallocation \(preallocationBytes))",
             setup: { fileSystem in
                 acknowledgedWrites = 0
                 try F.writeLegacy(fileSystem, state: legacy, extraBlocks: [9])
                 fileSystem.setContents(F.legacyStatePath + ".tmp", Array("half a replace".utf8))
             },
             action: { fileSystem in
-                let (store, state) = try F.open(fileSystem)
+                let (store, state) = try F.open(fileSystem, preallocationBytes: preallocationBytes)
                 XCTAssertEqual(state, legacy, "the previous layout is read as it is")
                 XCTAssertEqual(try store.readBlock(F.hash(9)), F.blockBytes(F.hash(9)))
                 try self.writeAll(store, [states[1]], acknowledged: &acknowledgedWrites)
                 XCTAssertEqual(try fileSystem.listDirectory("/n/state"), ["consensus.journal", "prepared"], "old files gone")
                 XCTAssertEqual(try fileSystem.listDirectory(F.legacyBlocksDirectory), [])
+                let size = fileSystem.contents(F.journalPath)!.count
                 try self.writeAll(store, [states[2]], acknowledged: &acknowledgedWrites)
+                if preallocationBytes > 0 {
+                    XCTAssertEqual(fileSystem.contents(F.journalPath)!.count, size, "the append fits in the zeros")
+                }
             },
             check: { fileSystem, acknowledged, point, outcome in
                 if acknowledged { XCTAssertEqual(acknowledgedWrites, 2) }
                 let context = "crash \(point) \(outcome)"
                 try self.checkConsensusJournal(
                     fileSystem, states: states, acknowledgedWrites: acknowledgedWrites,
-                    compactionBytes: ConsensusStateStore.defaultCompactionBytes, context: context)
+                    compactionBytes: ConsensusStateStore.defaultCompactionBytes, preallocationBytes: preallocationBytes,
+                    context: context)
                 XCTAssertEqual(try fileSystem.listDirectory("/n/state"), ["consensus.journal", "prepared"], context)
                 XCTAssertEqual(try fileSystem.listDirectory(F.legacyBlocksDirectory), [], context)
-            })
+            }, file: file, line: line)
         // Compaction 5, removing the state file, its temporary and 4 block files 6, an append 2.
-        XCTAssertEqual(points, 5 + 6 + 2)
+        XCTAssertEqual(points, 5 + 6 + 2, file: file, line: line)
     }
 
     func testWritingTheFirstDurableState() throws {
