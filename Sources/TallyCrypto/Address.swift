@@ -14,7 +14,7 @@ public struct Address: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     public init(publicKey: PublicKey) {
-        let digest = SHA256.hash(parts: [Address.domainTag, publicKey.bytes])
+        let digest = SHA256.hash(Address.domainTag, publicKey.bytes)
         bytes = Array(digest.bytes.prefix(Address.byteCount))
     }
 

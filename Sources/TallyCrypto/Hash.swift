@@ -79,6 +79,15 @@ public enum SHA256 {
         }
     }
 
+    /// Digest of `first ‖ second`, without an array of parts.
+    static func hash(_ first: [UInt8], _ second: [UInt8]) -> Hash {
+        withContext { context in
+            first.withUnsafeBytes { update(context, $0) }
+            second.withUnsafeBytes { update(context, $0) }
+            return finish(context)
+        }
+    }
+
     /// Digest of `prefix ‖ first ‖ second` (Merkle inner nodes and similar).
     static func hash(prefix: UInt8, _ first: [UInt8], _ second: [UInt8]) -> Hash {
         withContext { context in
