@@ -141,12 +141,13 @@ public enum SHA256 {
 
     private static func finish(_ context: OpaquePointer) -> Hash {
         var length: UInt32 = 0
-        let digest = [UInt8](unsafeUninitializedCapacity: Hash.byteCount) { buffer, count in
-            let ok = EVP_DigestFinal_ex(context, buffer.baseAddress, &length)
-            precondition(ok == 1 && length == 32, "EVP_DigestFinal_ex failed")
-            count = Hash.byteCount
+        // Finalised on the stack, then copied into the hash's array in one call.
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        let ok = withUnsafeMutableBytes(of: &digest) { raw in
+            EVP_DigestFinal_ex(context, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), &length)
         }
-        return Hash(unchecked: digest)
+        precondition(ok == 1 && length == 32, "EVP_DigestFinal_ex failed")
+        return Hash(unchecked: withUnsafeBytes(of: digest) { Array($0) })
     }
 
     /// Streaming SHA-256. Owns an `EVP_MD_CTX`; not copyable, use once.
