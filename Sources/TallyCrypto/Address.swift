@@ -14,7 +14,7 @@ public struct Address: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     public init(publicKey: PublicKey) {
-        let digest = SHA256.hash(parts: [Address.domainTag, publicKey.bytes])
+        let digest = SHA256.hash(Address.domainTag, publicKey.bytes)
         bytes = Array(digest.bytes.prefix(Address.byteCount))
     }
 
@@ -51,6 +51,25 @@ public struct Address: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     public var description: String { bech32m }
+
+    /// Hashes the 20 bytes in one call and compares them as words: the derived
+    /// conformances go byte by byte, and the ledger keys its dictionaries by address.
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+
+    public static func == (lhs: Address, rhs: Address) -> Bool {
+        lhs.bytes.withUnsafeBytes { left in
+            rhs.bytes.withUnsafeBytes { right in
+                guard left.count == Address.byteCount && right.count == Address.byteCount else {
+                    return left.elementsEqual(right)
+                }
+                return left.loadUnaligned(fromByteOffset: 0, as: UInt64.self) == right.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+                    && left.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == right.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+                    && left.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == right.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
+            }
+        }
+    }
 
     public static func < (lhs: Address, rhs: Address) -> Bool {
         lhs.bytes.lexicographicallyPrecedes(rhs.bytes)

@@ -1,4 +1,9 @@
 import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A 32-byte SHA-256 digest. Value type; compares and hashes by its bytes.
 public struct Hash: Hashable, Sendable, Comparable, CustomStringConvertible {
@@ -30,6 +35,12 @@ public struct Hash: Hashable, Sendable, Comparable, CustomStringConvertible {
     public static func < (lhs: Hash, rhs: Hash) -> Bool {
         lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
     }
+
+    /// Feeds the bytes to the hasher in one call (the derived conformance combines
+    /// them one at a time); equal bytes still hash equally.
+    public func hash(into hasher: inout Swift.Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
 }
 
 /// SHA-256 through OpenSSL's EVP interface.
@@ -46,16 +57,97 @@ public enum SHA256 {
 
     /// One-shot digest.
     public static func hash<Bytes: ByteContainer>(_ data: Bytes) -> Hash {
-        var hasher = Hasher()
-        hasher.update(data)
-        return hasher.finalize()
+        data.withUnsafeBytes { hash($0) }
+    }
+
+    /// The common cases without a generic call across modules.
+    public static func hash(_ data: [UInt8]) -> Hash { data.withUnsafeBytes { hash($0) } }
+    public static func hash(_ data: ArraySlice<UInt8>) -> Hash { data.withUnsafeBytes { hash($0) } }
+
+    public static func hash(_ data: UnsafeRawBufferPointer) -> Hash {
+        withContext { context in
+            update(context, data)
+            return finish(context)
+        }
     }
 
     /// Digest of several byte strings concatenated, without building the concatenation.
     public static func hash(parts: [[UInt8]]) -> Hash {
-        var hasher = Hasher()
-        for part in parts { hasher.update(part) }
-        return hasher.finalize()
+        withContext { context in
+            for part in parts { part.withUnsafeBytes { update(context, $0) } }
+            return finish(context)
+        }
+    }
+
+    /// Digest of `first ‖ second`, without an array of parts.
+    static func hash(_ first: [UInt8], _ second: [UInt8]) -> Hash {
+        withContext { context in
+            first.withUnsafeBytes { update(context, $0) }
+            second.withUnsafeBytes { update(context, $0) }
+            return finish(context)
+        }
+    }
+
+    /// Digest of `prefix ‖ first ‖ second` (Merkle inner nodes and similar).
+    static func hash(prefix: UInt8, _ first: [UInt8], _ second: [UInt8]) -> Hash {
+        withContext { context in
+            withUnsafeBytes(of: prefix) { update(context, $0) }
+            first.withUnsafeBytes { update(context, $0) }
+            second.withUnsafeBytes { update(context, $0) }
+            return finish(context)
+        }
+    }
+
+    /// One digest context per thread, reused by the one-shot functions above:
+    /// allocating, initialising and freeing an `EVP_MD_CTX` for every digest cost
+    /// more than hashing our short inputs (tally verify's profile). The context is
+    /// taken out of the thread's slot while in use, so a nested digest (a
+    /// `ByteContainer` that hashes inside `withUnsafeBytes`) gets its own.
+    private static let contextKey: pthread_key_t = {
+        var key = pthread_key_t()
+        let status = pthread_key_create(&key) { context in
+            if let context { EVP_MD_CTX_free(OpaquePointer(context)) }
+        }
+        precondition(status == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    private static func withContext(_ body: (OpaquePointer) -> Hash) -> Hash {
+        let key = contextKey
+        let context: OpaquePointer
+        if let cached = pthread_getspecific(key) {
+            pthread_setspecific(key, nil)
+            context = OpaquePointer(cached)
+        } else {
+            guard let fresh = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed: out of memory") }
+            context = fresh
+        }
+        let ok = EVP_DigestInit_ex(context, SHA256.algorithm, nil)
+        precondition(ok == 1, "EVP_DigestInit_ex(sha256) failed")
+        let digest = body(context)
+        if pthread_getspecific(key) == nil {
+            pthread_setspecific(key, UnsafeRawPointer(context))
+        } else {
+            EVP_MD_CTX_free(context)
+        }
+        return digest
+    }
+
+    private static func update(_ context: OpaquePointer, _ data: UnsafeRawBufferPointer) {
+        guard data.count > 0 else { return }
+        let ok = EVP_DigestUpdate(context, data.baseAddress, data.count)
+        precondition(ok == 1, "EVP_DigestUpdate failed")
+    }
+
+    private static func finish(_ context: OpaquePointer) -> Hash {
+        var length: UInt32 = 0
+        // Finalised on the stack, then copied into the hash's array in one call.
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        let ok = withUnsafeMutableBytes(of: &digest) { raw in
+            EVP_DigestFinal_ex(context, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), &length)
+        }
+        precondition(ok == 1 && length == 32, "EVP_DigestFinal_ex failed")
+        return Hash(unchecked: withUnsafeBytes(of: digest) { Array($0) })
     }
 
     /// Streaming SHA-256. Owns an `EVP_MD_CTX`; not copyable, use once.

@@ -3,17 +3,17 @@
 /// can never pass for an inner node; an n-leaf tree splits at the largest power of
 /// two below n. The root of the empty list is SHA-256 of the empty string.
 public enum Merkle {
-    static let leafPrefix: [UInt8] = [0x00]
-    static let nodePrefix: [UInt8] = [0x01]
+    static let leafPrefix: UInt8 = 0x00
+    static let nodePrefix: UInt8 = 0x01
 
     /// Our leaves are already hashes (e.g. transaction hashes); they are hashed again
     /// with the leaf prefix.
     public static func leafHash(_ item: Hash) -> Hash {
-        SHA256.hash(parts: [leafPrefix, item.bytes])
+        SHA256.hash(prefix: leafPrefix, item.bytes, [])
     }
 
     public static func nodeHash(_ left: Hash, _ right: Hash) -> Hash {
-        SHA256.hash(parts: [nodePrefix, left.bytes, right.bytes])
+        SHA256.hash(prefix: nodePrefix, left.bytes, right.bytes)
     }
 
     public static func root(_ items: [Hash]) -> Hash {

@@ -89,6 +89,15 @@ public struct BlockExecution: Sendable {
     }
 }
 
+/// An account `Ledger.execute` has read or written: its state so far in the block
+/// and its leaf (nil until a first credit creates it).
+private struct AccountSlot {
+    let address: Address
+    var account: Account
+    var leafIndex: Int?
+    var changed: Bool
+}
+
 /// The ledger state machine: accounts with balances and nonces, a state root over
 /// them, and deterministic block execution. Pure: no I/O, no clock.
 public struct Ledger: Sendable {
@@ -209,62 +218,85 @@ public struct Ledger: Sendable {
         for (offset, parent) in parents.enumerated() {
             precondition(parent.baseHeight == height + UInt64(offset), "parents must be consecutive executions above this ledger")
         }
-        var changes: [Address: Account] = [:]
+        // Every account the block touches gets a slot on first sight (one lookup in
+        // the ledger and the parents); after that each transaction costs one
+        // dictionary lookup per party instead of several.
+        var slotByAddress: [Address: Int] = [:]
+        slotByAddress.reserveCapacity(transactions.count * 2 + 1)
+        var slots: [AccountSlot] = []
+        slots.reserveCapacity(transactions.count * 2 + 1)
         var created: [Address] = []
-        var createdIndex: [Address: Int] = [:]
         var nextIndex = accounts.count + parents.reduce(0) { $0 + $1.created.count }
         var results: [Result<Void, TransactionRejection>] = []
         results.reserveCapacity(transactions.count)
         var fees: UInt64 = 0
 
-        func current(_ address: Address) -> Account {
-            if let changed = changes[address] { return changed }
-            for parent in parents.reversed() { if let changed = parent.changes[address] { return changed } }
-            return account(address) ?? .empty
+        func slot(_ address: Address) -> Int {
+            if let slot = slotByAddress[address] { return slot }
+            var account: Account?
+            for parent in parents.reversed() {
+                if let changed = parent.changes[address] { account = changed; break }
+            }
+            var leafIndex = indexByAddress[address]
+            if let index = leafIndex {
+                if account == nil { account = accounts[index] }
+            } else {
+                leafIndex = parents.lazy.compactMap { $0.createdIndex[address] }.first
+            }
+            let slot = slots.count
+            slots.append(AccountSlot(address: address, account: account ?? .empty, leafIndex: leafIndex, changed: false))
+            slotByAddress[address] = slot
+            return slot
         }
-        func exists(_ address: Address) -> Bool {
-            indexByAddress[address] != nil || parents.contains { $0.createdIndex[address] != nil }
-        }
-        func store(_ address: Address, _ value: Account) {
-            if changes[address] == nil && createdIndex[address] == nil && !exists(address) {
-                created.append(address)
-                createdIndex[address] = nextIndex
+        // A first store creates the account: creation order is first-credit order.
+        func store(_ slot: Int, _ value: Account) {
+            if slots[slot].leafIndex == nil {
+                created.append(slots[slot].address)
+                slots[slot].leafIndex = nextIndex
                 nextIndex += 1
             }
-            changes[address] = value
+            slots[slot].account = value
+            slots[slot].changed = true
         }
 
         for verified in transactions {
             let transaction = verified.transaction
             let senderAddress = transaction.senderAddress
             let selfTransfer = senderAddress == transaction.recipient
+            let senderSlot = slot(senderAddress)
+            let recipientSlot = selfTransfer ? senderSlot : slot(transaction.recipient)
             let outcome = Ledger.transfer(
-                transaction, chainID: chainID, sender: current(senderAddress),
-                recipient: current(transaction.recipient), selfTransfer: selfTransfer)
+                transaction, chainID: chainID, sender: slots[senderSlot].account,
+                recipient: slots[recipientSlot].account, selfTransfer: selfTransfer)
             switch outcome {
             case .failure(let reason):
                 results.append(.failure(reason))
             case .success(let updated):
-                store(senderAddress, updated.sender)
-                if !selfTransfer { store(transaction.recipient, updated.recipient) }
+                store(senderSlot, updated.sender)
+                if !selfTransfer { store(recipientSlot, updated.recipient) }
                 // Fees are bounded by the total supply, which fits in 64 bits.
                 fees += transaction.fee
                 results.append(.success(()))
             }
         }
         if fees > 0 {
-            let proposerAddress = validators[proposer].accountAddress
-            var proposerAccount = current(proposerAddress)
+            let proposerSlot = slot(validators[proposer].accountAddress)
+            var proposerAccount = slots[proposerSlot].account
             proposerAccount.balance += fees
-            store(proposerAddress, proposerAccount)
+            store(proposerSlot, proposerAccount)
         }
+        var changes: [Address: Account] = [:]
+        changes.reserveCapacity(slots.count)
         var leaves: [Int: Hash] = [:]
-        leaves.reserveCapacity(changes.count)
-        for (address, value) in changes {
-            let index = indexByAddress[address] ?? createdIndex[address]
-                ?? parents.lazy.compactMap { $0.createdIndex[address] }.first!
-            leaves[index] = StateTree.leafHash(address: address, balance: value.balance, nonce: value.nonce)
+        leaves.reserveCapacity(slots.count)
+        for slot in slots where slot.changed {
+            changes[slot.address] = slot.account
+            leaves[slot.leafIndex!] = StateTree.leafHash(
+                address: slot.address, balance: slot.account.balance, nonce: slot.account.nonce)
         }
+        var createdIndex: [Address: Int] = [:]
+        createdIndex.reserveCapacity(created.count)
+        for address in created { createdIndex[address] = slots[slotByAddress[address]!].leafIndex! }
         return BlockExecution(
             results: results, changes: changes, created: created, createdIndex: createdIndex,
             overlay: tree.overlay(applying: leaves, over: parents.map(\.overlay)),

@@ -46,13 +46,15 @@ public struct StateTree: Sendable {
     }
 
     public static func leafHash(address: Address, balance: UInt64, nonce: UInt64) -> Hash {
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(1 + Address.byteCount + 16)
-        bytes.append(0x00)
-        bytes.append(contentsOf: address.bytes)
-        withUnsafeBytes(of: balance.littleEndian) { bytes.append(contentsOf: $0) }
-        withUnsafeBytes(of: nonce.littleEndian) { bytes.append(contentsOf: $0) }
-        return SHA256.hash(bytes)
+        // Built on the stack: the replay hashes a leaf for every changed account.
+        let count = 1 + Address.byteCount + 16
+        return withUnsafeTemporaryAllocation(byteCount: count, alignment: 8) { buffer in
+            buffer[0] = 0x00
+            address.bytes.withUnsafeBytes { buffer.baseAddress!.advanced(by: 1).copyMemory(from: $0.baseAddress!, byteCount: Address.byteCount) }
+            buffer.storeBytes(of: balance.littleEndian, toByteOffset: 1 + Address.byteCount, as: UInt64.self)
+            buffer.storeBytes(of: nonce.littleEndian, toByteOffset: 1 + Address.byteCount + 8, as: UInt64.self)
+            return SHA256.hash(UnsafeRawBufferPointer(buffer))
+        }
     }
 
     public var root: Hash {

@@ -100,10 +100,15 @@ public struct CanonicalDecoder {
     }
 
     public mutating func string(max: Int, _ field: String) throws(CanonicalDecodingError) -> String {
-        let raw = try variable(max: max, field)
-        guard let text = String(validating: raw, as: UTF8.self) else {
+        // Same checks and errors as `variable(max:_:)`, validated from the input
+        // without an intermediate array.
+        let length = Int(try u32(field + ".length"))
+        guard length <= max else { throw .tooLong(field: field, length: length, max: max) }
+        guard remaining >= length else { throw .truncated(field: field) }
+        guard let text = String(validating: bytes[offset..<offset + length], as: UTF8.self) else {
             throw .invalid(field: field, reason: "not UTF-8")
         }
+        offset += length
         return text
     }
 
@@ -117,8 +122,17 @@ public struct CanonicalDecoder {
     }
 
     public mutating func tag(_ expected: DomainTag) throws(CanonicalDecodingError) {
-        let raw = try variable(max: 64, "tag")
-        guard raw == Array(expected.rawValue.utf8) else { throw .wrongTag(expected: expected.rawValue) }
+        // Same checks and errors as `variable(max: 64, "tag")`, compared in place
+        // (a tag opens every decoded value, so no copy of it is made).
+        let length = Int(try u32("tag.length"))
+        guard length <= 64 else { throw .tooLong(field: "tag", length: length, max: 64) }
+        guard remaining >= length else { throw .truncated(field: "tag") }
+        var expectedText = expected.rawValue
+        let matches = expectedText.withUTF8 { utf8 in
+            utf8.count == length && bytes[offset..<offset + length].elementsEqual(utf8)
+        }
+        guard matches else { throw .wrongTag(expected: expected.rawValue) }
+        offset += length
     }
 
     public mutating func hash(_ field: String) throws(CanonicalDecodingError) -> Hash {
