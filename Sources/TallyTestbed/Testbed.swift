@@ -47,6 +47,17 @@ public final class Testbed: @unchecked Sendable {
     /// serves its API on port `basePort + i` and its peers on `basePort + 100 + i`, at
     /// 127.0.0.1 or at its lab address. `maxBlocksInFlight` overrides the genesis PBFT
     /// window; `fundedDevnetAccounts` funds `DevnetKeys.accountKey(0..<N)`.
+    /// A random `basePort` whose ports (API `basePort + i`, peers `basePort + 100 + i`)
+    /// all lie below the kernel's ephemeral range, where an outgoing connection of any
+    /// process may already hold a port and the validator would fail to bind it.
+    public static func randomBasePort(validators: Int) -> Int {
+        let range = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)
+        let ephemeralStart = range.flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32_768
+        let lowest = 10_000
+        let highest = max(lowest, ephemeralStart - 101 - validators)
+        return Int.random(in: lowest...highest)
+    }
+
     public init(
         directory: URL, validators: Int, basePort: Int, binaries: URL, chainID: String = "tally-testbed",
         fundedDevnetAccounts: Int = 0, maxBlocksInFlight: UInt64? = nil, lab: NetworkLab? = nil,

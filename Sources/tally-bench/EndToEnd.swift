@@ -45,7 +45,7 @@ struct EndToEnd: AsyncParsableCommand {
 
     func run() async throws {
         let directory = output ?? FileManager.default.temporaryDirectory.appendingPathComponent("tally-bench-e2e-\(getpid())").path
-        let port = basePort ?? Int.random(in: 20_000...40_000)
+        let port = basePort ?? Testbed.randomBasePort(validators: validators)
         var lab: NetworkLab?
         if wan {
             if let reason = NetworkLab.unavailableReason() { throw BenchError("--wan: \(reason)") }

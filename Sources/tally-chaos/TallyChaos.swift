@@ -80,7 +80,7 @@ struct TallyChaos: AsyncParsableCommand {
         if output == nil { try? FileManager.default.removeItem(at: directory) }
         let binaries = Bundle.main.executableURL!.resolvingSymlinksInPath().deletingLastPathComponent()
         let cluster = try Testbed(
-            directory: directory, validators: validators, basePort: basePort ?? Int.random(in: 20_000...40_000), binaries: binaries,
+            directory: directory, validators: validators, basePort: basePort ?? Testbed.randomBasePort(validators: validators), binaries: binaries,
             chainID: "tally-chaos", lab: lab)
         let maxFaulty = maxFaulty ?? cluster.faultTolerance
         let schedule = FaultSchedule(

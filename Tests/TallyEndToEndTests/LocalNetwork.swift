@@ -28,7 +28,7 @@ extension Testbed {
     convenience init(validators: Int = 4) throws {
         try self.init(
             directory: FileManager.default.temporaryDirectory.appendingPathComponent("tally-e2e-\(UUID().uuidString.prefix(8))"),
-            validators: validators, basePort: Int.random(in: 20_000...40_000), binaries: Self.productsDirectory, chainID: "tally-testnet",
+            validators: validators, basePort: Testbed.randomBasePort(validators: validators), binaries: Self.productsDirectory, chainID: "tally-testnet",
             requestTimeoutSeconds: 10)
     }
 
