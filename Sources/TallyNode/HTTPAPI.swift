@@ -144,7 +144,8 @@ public struct HTTPAPI: Sendable {
         guard let stream = await node.subscribe() else {
             return try Self.error(.serviceUnavailable, "too_many_subscribers", "too many event subscribers; retry later")
         }
-        let body = stream.map { event -> ByteBuffer in ByteBuffer(string: Self.serverSentEvent(event)) }
+        // One write per block, not per event (a full block has 4,000 `tx` events).
+        let body = stream.map { events -> ByteBuffer in ByteBuffer(string: events.map(Self.serverSentEvent).joined()) }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                         body: .init(asyncSequence: body))
     }

@@ -43,7 +43,7 @@ public actor Node: NodeService {
     private static let executorGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     private var transactionIndex = TransactionIndex()
-    private var subscribers: [UInt64: AsyncStream<NodeEvent>.Continuation] = [:]
+    private var subscribers: [UInt64: AsyncStream<[NodeEvent]>.Continuation] = [:]
     private var eventStreamsEnded = false
     private var nextSubscriber: UInt64 = 0
     private var gossipBuffer: [Transaction] = []
@@ -503,9 +503,11 @@ public actor Node: NodeService {
                 metrics.commitLatency.record(duration: now - submitted)
             }
         }
-        publish(.block(height: block.height, hash: block.hash, transactionCount: block.transactions.count))
-        for (index, transaction) in block.transactions.enumerated() {
-            publish(.transaction(hash: transaction.hash, height: block.height, index: index))
+        if !subscribers.isEmpty {
+            let header = NodeEvent.block(height: block.height, hash: block.hash, transactionCount: block.transactions.count)
+            publish([header] + block.transactions.enumerated().map { index, transaction in
+                .transaction(hash: transaction.hash, height: block.height, index: index)
+            })
         }
         maybeSnapshot(at: block.height, blockHash: block.hash)
         return .blockExecuted(height: block.height, stateRoot: execution.stateRoot)
@@ -563,8 +565,8 @@ public actor Node: NodeService {
             network: network)
     }
 
-    private func publish(_ event: NodeEvent) {
-        for continuation in subscribers.values { continuation.yield(event) }
+    private func publish(_ events: [NodeEvent]) {
+        for continuation in subscribers.values { continuation.yield(events) }
     }
 
     // MARK: NodeService
@@ -646,11 +648,16 @@ public actor Node: NodeService {
         subscribers = [:]
     }
 
-    public func subscribe() -> AsyncStream<NodeEvent>? {
+    /// Blocks a subscriber may fall behind by before its oldest are dropped (with their
+    /// `tx` events): a few seconds of full 4,000-transaction blocks, ≤ ~16 MiB.
+    static let maxBufferedEventBlocks = 64
+
+    public func subscribe() -> AsyncStream<[NodeEvent]>? {
         guard !stopped, !eventStreamsEnded, subscribers.count < config.api.maxEventSubscribers else { return nil }
         let id = nextSubscriber
         nextSubscriber += 1
-        let (stream, continuation) = AsyncStream<NodeEvent>.makeStream(bufferingPolicy: .bufferingNewest(8192))
+        let (stream, continuation) = AsyncStream<[NodeEvent]>.makeStream(
+            bufferingPolicy: .bufferingNewest(Self.maxBufferedEventBlocks))
         continuation.onTermination = { _ in Task { await self.unsubscribe(id) } }
         subscribers[id] = continuation
         return stream

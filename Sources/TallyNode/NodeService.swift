@@ -81,8 +81,9 @@ public protocol NodeService: Sendable {
     func pendingNonce(_ address: Address) async -> UInt64
     func block(at height: UInt64) async -> CertifiedBlock?
     func latestHeight() async -> UInt64
-    /// A bounded stream of events from now on; nil when too many subscribers.
-    func subscribe() async -> AsyncStream<NodeEvent>?
+    /// A bounded stream of events from now on, one element per committed block (its
+    /// `block` event, then its `tx` events); nil when too many subscribers.
+    func subscribe() async -> AsyncStream<[NodeEvent]>?
 }
 
 extension NodeService {

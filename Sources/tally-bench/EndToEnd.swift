@@ -380,10 +380,18 @@ final class CommitLog: @unchecked Sendable {
             if line.starts(with: Array("event: ".utf8)) { name = String(decoding: line.dropFirst(7), as: UTF8.self) }
             if line.starts(with: Array("data: ".utf8)) { data = Data(line.dropFirst(6)) }
         }
-        guard let data, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
+        guard let data else { return }
+        if name == "tx" {
+            // Thousands a second at saturation: take the hash from its fixed place
+            // (`{"hash":"<64 hex>",…`, HTTPAPI.serverSentEvent) instead of a JSON parse.
+            let prefix = Array("{\"hash\":\"".utf8)
+            guard data.count >= prefix.count + 64, data.prefix(prefix.count).elementsEqual(prefix) else { return }
+            let hash = String(decoding: data.dropFirst(prefix.count).prefix(64), as: UTF8.self)
+            lock.withLock { if commits[hash] == nil { commits[hash] = time } }
+            return
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
         switch name {
-        case "tx":
-            if let hash = object["hash"] as? String { lock.withLock { if commits[hash] == nil { commits[hash] = time } } }
         case "block":
             let height = (object["height"] as? String).flatMap { UInt64($0) } ?? 0
             let count = object["transactions"] as? Int ?? 0

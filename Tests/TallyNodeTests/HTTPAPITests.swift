@@ -47,9 +47,12 @@ actor LedgerOnlyNode: NodeService {
         height >= 1 && height <= UInt64(committed.count) ? committed[Int(height - 1)] : nil
     }
     func latestHeight() -> UInt64 { UInt64(committed.count) }
-    func subscribe() -> AsyncStream<NodeEvent>? {
+    func subscribe() -> AsyncStream<[NodeEvent]>? {
         AsyncStream { continuation in
-            continuation.yield(.block(height: 1, hash: genesis.hash, transactionCount: 2))
+            continuation.yield([
+                .block(height: 1, hash: genesis.hash, transactionCount: 2),
+                .transaction(hash: genesis.hash, height: 1, index: 0), .transaction(hash: genesis.hash, height: 1, index: 1),
+            ])
             continuation.finish()
         }
     }
@@ -201,7 +204,11 @@ final class HTTPAPITests: XCTestCase, @unchecked Sendable {
             }
             try await client.execute(uri: "/events", method: .get) { response in
                 XCTAssertEqual(response.headers[.contentType], "text/event-stream")
-                XCTAssertTrue(String(buffer: response.body).hasPrefix("event: block\ndata: {\"hash\""))
+                // A block's events, in order: the block, then each transaction.
+                let body = String(buffer: response.body)
+                XCTAssertTrue(body.hasPrefix("event: block\ndata: {\"hash\""))
+                XCTAssertEqual(body.components(separatedBy: "event: tx\n").count, 3)
+                XCTAssertTrue(body.hasSuffix("\"index\":1}\n\n"))
             }
             try await client.execute(uri: "/metrics", method: .get) { response in
                 XCTAssertEqual(String(buffer: response.body), "tally_height 0\n")
