@@ -49,6 +49,8 @@ public actor Node: NodeService {
     private var gossipBuffer: [Transaction] = []
     private var submittedAt: [Hash: ContinuousClock.Instant] = [:]
     private var lastSnapshotHeight: UInt64
+    /// Transactions executed since the last snapshot (or since start).
+    private var transactionsSinceSnapshot = 0
     private var lastView: UInt64
     /// The replica's drop counts already exported to metrics.
     private var exportedDrops: [TallyConsensus.DropReason: Int] = [:]
@@ -99,6 +101,10 @@ public actor Node: NodeService {
     static let startupSnapshotReplayDuration = Duration.milliseconds(500)
     /// A snapshot at most every this many heights (rounded to checkpoints).
     static let snapshotIntervalBlocks: UInt64 = 1_024
+    /// … or once this many transactions were executed since the last one: a restart
+    /// replays (and re-verifies) what came after it, and 1,024 full blocks would be
+    /// four million transactions.
+    static let snapshotIntervalTransactions = 65_536
 
     /// Opens the home's data (recovering it), builds the replica from its durable
     /// state, and starts the peer network.
@@ -509,7 +515,7 @@ public actor Node: NodeService {
                 .transaction(hash: transaction.hash, height: block.height, index: index)
             })
         }
-        maybeSnapshot(at: block.height, blockHash: block.hash)
+        maybeSnapshot(at: block.height, blockHash: block.hash, transactionCount: block.transactions.count)
         return .blockExecuted(height: block.height, stateRoot: execution.stateRoot)
     }
 
@@ -527,14 +533,19 @@ public actor Node: NodeService {
         network.send(to: Int(peer), PeerMessage.consensus(.syncResponse(blocks)).bytes)
     }
 
-    /// Snapshots at checkpoint heights, at most every `snapshotIntervalBlocks`, so a
-    /// restart replays a bounded number of blocks.
-    private func maybeSnapshot(at height: UInt64, blockHash: Hash) {
+    /// Snapshots at checkpoint heights, every `snapshotIntervalBlocks` or
+    /// `snapshotIntervalTransactions`, whichever comes first, so a restart replays a
+    /// bounded number of blocks and transactions.
+    private func maybeSnapshot(at height: UInt64, blockHash: Hash, transactionCount: Int) {
+        transactionsSinceSnapshot += transactionCount
         let interval = max(genesis.consensus.checkpointIntervalBlocks, Self.snapshotIntervalBlocks)
-        guard height % genesis.consensus.checkpointIntervalBlocks == 0, height >= lastSnapshotHeight + interval else { return }
+        guard height % genesis.consensus.checkpointIntervalBlocks == 0,
+              height >= lastSnapshotHeight + interval || transactionsSinceSnapshot >= Self.snapshotIntervalTransactions
+        else { return }
         do {
             try snapshots.write(Snapshot(ledger: application.ledger, blockHash: blockHash))
             lastSnapshotHeight = height
+            transactionsSinceSnapshot = 0
         } catch {
             logger.error("snapshot failed; restart will replay more blocks", metadata: ["height": "\(height)", "error": "\(error)"])
         }
