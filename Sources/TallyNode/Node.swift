@@ -536,11 +536,20 @@ public actor Node: NodeService {
     /// Snapshots at checkpoint heights, every `snapshotIntervalBlocks` or
     /// `snapshotIntervalTransactions`, whichever comes first, so a restart replays a
     /// bounded number of blocks and transactions.
+    /// Whether a snapshot is due after executing `height` (see `maybeSnapshot`).
+    static func isSnapshotDue(
+        height: UInt64, lastSnapshotHeight: UInt64, transactionsSinceSnapshot: Int, checkpointIntervalBlocks: UInt64
+    ) -> Bool {
+        let interval = max(checkpointIntervalBlocks, snapshotIntervalBlocks)
+        return height % checkpointIntervalBlocks == 0
+            && (height >= lastSnapshotHeight + interval || transactionsSinceSnapshot >= snapshotIntervalTransactions)
+    }
+
     private func maybeSnapshot(at height: UInt64, blockHash: Hash, transactionCount: Int) {
         transactionsSinceSnapshot += transactionCount
-        let interval = max(genesis.consensus.checkpointIntervalBlocks, Self.snapshotIntervalBlocks)
-        guard height % genesis.consensus.checkpointIntervalBlocks == 0,
-              height >= lastSnapshotHeight + interval || transactionsSinceSnapshot >= Self.snapshotIntervalTransactions
+        guard Self.isSnapshotDue(
+            height: height, lastSnapshotHeight: lastSnapshotHeight, transactionsSinceSnapshot: transactionsSinceSnapshot,
+            checkpointIntervalBlocks: genesis.consensus.checkpointIntervalBlocks)
         else { return }
         do {
             try snapshots.write(Snapshot(ledger: application.ledger, blockHash: blockHash))
