@@ -18,18 +18,22 @@ final class LedgerApplication: ConsensusApplication {
         let block: Block
         let parentHash: Hash
         let execution: BlockExecution
+        /// Hashed once here: proposals and gossip consult them often.
+        let transactionHashes: Set<Hash>
+
+        init(block: Block, parentHash: Hash, execution: BlockExecution) {
+            self.block = block
+            self.parentHash = parentHash
+            self.execution = execution
+            transactionHashes = Set(block.transactions.map(\.hash))
+        }
     }
 
     let genesis: Genesis
     private(set) var ledger: Ledger
     private(set) var tipHash: Hash
     var mempool: Mempool
-    private var inFlight: [Hash: InFlight] = [:] {
-        didSet { inFlightTransactions = Set(inFlight.values.flatMap { $0.block.transactions.map(\.hash) }) }
-    }
-    /// The transactions of the blocks in flight: their signatures were checked with
-    /// the block (or on admission), so gossip of them needs no second check.
-    private(set) var inFlightTransactions: Set<Hash> = []
+    private var inFlight: [Hash: InFlight] = [:]
     /// Wall clock for proposal timestamps (injected so tests can pin it).
     let nowMs: () -> UInt64
 
@@ -69,10 +73,10 @@ final class LedgerApplication: ConsensusApplication {
         height: UInt64, view: UInt64, proposer: ValidatorIndex, parentHash: Hash, maxTransactions: Int, allowEmpty: Bool
     ) -> Block? {
         guard let parents = chain(to: parentHash), height == ledger.height + UInt64(parents.count) + 1 else { return nil }
-        let included = Set(parents.flatMap { $0.block.transactions.map(\.hash) })
-        let candidates = mempool.reap(maxCount: maxTransactions + included.count) { address in
+        let includedCount = parents.reduce(0) { $0 + $1.transactionHashes.count }
+        let candidates = mempool.reap(maxCount: maxTransactions + includedCount) { address in
             self.account(address, after: parents).nonce
-        }.filter { !included.contains($0.hash) }.prefix(maxTransactions)
+        }.filter { candidate in !parents.contains { $0.transactionHashes.contains(candidate.hash) } }.prefix(maxTransactions)
         // Mempool transactions had their signatures verified on admission.
         let verified = candidates.map(VerifiedTransaction.init(signatureAlreadyVerified:))
         let executions = parents.map(\.execution)
@@ -93,6 +97,13 @@ final class LedgerApplication: ConsensusApplication {
         let block = Block(header: header, transactions: transactions)
         inFlight[block.hash] = InFlight(block: block, parentHash: parentHash, execution: execution)
         return block
+    }
+
+    /// Whether a block in flight (proposed or validated, not committed) holds the
+    /// transaction: its signature was checked with the block (or on admission), so
+    /// gossip of it needs no second check.
+    func isInFlight(_ transactionHash: Hash) -> Bool {
+        inFlight.values.contains { $0.transactionHashes.contains(transactionHash) }
     }
 
     func validate(_ block: Block, parentHash: Hash, maxTransactions: Int) -> Result<Void, BlockRejection> {

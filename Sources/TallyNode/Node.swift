@@ -331,15 +331,16 @@ public actor Node: NodeService {
     /// then admitted.
     private nonisolated func receiveGossip(_ messages: [InboundMessage]) async {
         var transactions: [Transaction] = []
-        var rejected: [(peer: Int?, error: (any Error)?)] = []
+        var malformed: [(peer: Int, error: any Error)] = []
+        var notFromValidators = 0
         for message in messages {
             guard let from = message.validatorIndex else {
-                rejected.append((nil, nil))
+                notFromValidators += 1
                 continue
             }
-            do { transactions += try PeerMessage.gossip(bytes: message.bytes) } catch { rejected.append((from, error)) }
+            do { transactions += try PeerMessage.gossip(bytes: message.bytes) } catch { malformed.append((from, error)) }
         }
-        let (unchecked, checked) = await unknownTransactions(transactions, rejected: rejected)
+        let (unchecked, checked) = await unknownTransactions(transactions, malformed: malformed, notFromValidators: notFromValidators)
         guard !unchecked.isEmpty || !checked.isEmpty else { return }
         // Gossip is verified like any submission (once), and not gossiped again.
         await admitGossip(
@@ -354,11 +355,10 @@ public actor Node: NodeService {
     /// those checked already with a block in flight (gossip often arrives after the
     /// PRE-PREPARE that carries it).
     private func unknownTransactions(
-        _ transactions: [Transaction], rejected: [(peer: Int?, error: (any Error)?)]
+        _ transactions: [Transaction], malformed: [(peer: Int, error: any Error)], notFromValidators: Int
     ) -> (unchecked: [Transaction], checked: [Transaction]) {
-        for (peer, error) in rejected {
-            if let peer, let error { dropMalformed(from: peer, error) } else { metrics.messageDropped("not_a_validator") }
-        }
+        for (peer, error) in malformed { dropMalformed(from: peer, error) }
+        if notFromValidators > 0 { metrics.messageDropped("not_a_validator", count: notFromValidators) }
         var seen = Set<Hash>()
         var unchecked: [Transaction] = []
         var checked: [Transaction] = []
@@ -368,7 +368,7 @@ public actor Node: NodeService {
                   transaction.nonce >= (application.ledger.account(transaction.senderAddress)?.nonce ?? 0),
                   seen.insert(hash).inserted
             else { continue }
-            if application.inFlightTransactions.contains(hash) { checked.append(transaction) } else { unchecked.append(transaction) }
+            if application.isInFlight(hash) { checked.append(transaction) } else { unchecked.append(transaction) }
         }
         return (unchecked, checked)
     }
@@ -533,10 +533,9 @@ public actor Node: NodeService {
         network.send(to: Int(peer), PeerMessage.consensus(.syncResponse(blocks)).bytes)
     }
 
-    /// Snapshots at checkpoint heights, every `snapshotIntervalBlocks` or
-    /// `snapshotIntervalTransactions`, whichever comes first, so a restart replays a
-    /// bounded number of blocks and transactions.
-    /// Whether a snapshot is due after executing `height` (see `maybeSnapshot`).
+    /// Whether a snapshot is due after executing `height`: at checkpoint heights, every
+    /// `snapshotIntervalBlocks` or `snapshotIntervalTransactions`, whichever comes
+    /// first, so a restart replays a bounded number of blocks and transactions.
     static func isSnapshotDue(
         height: UInt64, lastSnapshotHeight: UInt64, transactionsSinceSnapshot: Int, checkpointIntervalBlocks: UInt64
     ) -> Bool {
@@ -545,6 +544,7 @@ public actor Node: NodeService {
             && (height >= lastSnapshotHeight + interval || transactionsSinceSnapshot >= snapshotIntervalTransactions)
     }
 
+    /// Snapshots the ledger when `isSnapshotDue`.
     private func maybeSnapshot(at height: UInt64, blockHash: Hash, transactionCount: Int) {
         transactionsSinceSnapshot += transactionCount
         guard Self.isSnapshotDue(
