@@ -115,6 +115,9 @@ public enum DropReason: String, CaseIterable, Sendable, Comparable {
     case invalidSyncBlock = "invalid_sync_block"
     case unexpectedSync = "unexpected_sync"
     case signerGuardRefused = "signer_guard_refused"
+    case viewOutOfRange = "view_out_of_range"
+    case rateLimited = "rate_limited"
+    case invalidCommittedTip = "invalid_committed_tip"
 
     public static func < (lhs: DropReason, rhs: DropReason) -> Bool { lhs.rawValue < rhs.rawValue }
 }
@@ -178,6 +181,9 @@ package struct Defences: Sendable, Hashable {
     package var recomputeNewView = true
     package var viewChangeTimer = true
     package var joinViewChangeNeedsFPlusOne = true
+    /// An invalid NEW-VIEW moves a replica on only when it is for the view the
+    /// replica is changing to (off: any invalid NEW-VIEW starts the view after it).
+    package var invalidNewViewBlamesOnlyItsView = true
     /// Replaces 2f+1 when set (only to show that a smaller quorum is unsafe).
     package var quorumOverride: Int? = nil
 

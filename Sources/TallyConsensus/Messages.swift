@@ -12,6 +12,14 @@ public enum ConsensusLimits {
     public static let maxSyncBlocks = 64
     /// Largest encoded consensus message (a NEW-VIEW carrying blocks).
     public static let maxMessageBytes = 64 * 1024 * 1024
+    /// Highest view a message may name; higher ones are dropped (`viewOutOfRange`).
+    /// Honest views grow by one per view change, so this is unreachable (one view
+    /// change a millisecond would need 292 million years), and `view + 1` on any view
+    /// a replica accepted cannot trap.
+    public static let maxView = UInt64(Int64.max)
+    /// Sync requests one peer gets answered per retransmit interval: a syncing replica
+    /// asks again as soon as a batch arrives, a flood gets no more than this.
+    public static let maxSyncAnswersPerInterval = 4
 }
 
 /// PBFT PRE-PREPARE: the primary of `view` proposes `block` at height `block.height`.
@@ -398,7 +406,8 @@ public struct NewView: Hashable, Sendable, CanonicalCodable {
 /// Carried as `tag "tally/consensus-message/v1" | kind: u8 | body`, kinds:
 /// 1 pre-prepare, 2 prepare (vote), 3 commit (vote), 4 checkpoint, 5 view-change,
 /// 6 new-view, 7 sync request (`from_height: u64 | to_height: u64`),
-/// 8 sync response (`count: u32 | certified block…`).
+/// 8 sync response (`count: u32 | certified block…`), 9 committed tip (the sender's
+/// highest committed block's `CommitCertificate`: a height claim that proves itself).
 public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
     case prePrepare(PrePrepare)
     case prepare(Vote)
@@ -408,6 +417,7 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
     case newView(NewView)
     case syncRequest(fromHeight: UInt64, toHeight: UInt64)
     case syncResponse([CertifiedBlock])
+    case committedTip(CommitCertificate)
 
     /// A short name for logs and counters.
     public var kind: String {
@@ -420,6 +430,7 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
         case .newView: return "new_view"
         case .syncRequest: return "sync_request"
         case .syncResponse: return "sync_response"
+        case .committedTip: return "committed_tip"
         }
     }
 
@@ -437,6 +448,7 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
             encoder.u8(8)
             encoder.count(blocks.count)
             for block in blocks { block.encode(to: &encoder) }
+        case .committedTip(let certificate): encoder.u8(9); certificate.encode(to: &encoder)
         }
     }
 
@@ -461,6 +473,7 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
             var blocks: [CertifiedBlock] = []
             for _ in 0..<count { blocks.append(try CertifiedBlock.decode(from: &decoder)) }
             return .syncResponse(blocks)
+        case 9: return .committedTip(try CommitCertificate.decode(from: &decoder))
         default: throw .invalid(field: "message.kind", reason: "unknown message kind")
         }
     }

@@ -113,6 +113,15 @@ public struct Replica {
     /// where this replica was not, e.g. while it moved alone to a higher view.
     var staleViewCommits: [UInt64: [ValidatorIndex: Vote]] = [:]
     var tickCount: UInt64 = 0
+    /// When each peer was last sent the current NEW-VIEW (rate limit of the resend).
+    var newViewResentAtTick: [ValidatorIndex: UInt64] = [:]
+    /// Sync requests answered per peer in the current retransmit interval.
+    var syncAnswersThisInterval: [ValidatorIndex: Int] = [:]
+    /// The certificate of the highest committed block (nil at genesis), announced to
+    /// peers while the chain is quiet so that one behind learns it without traffic.
+    var tipCertificate: CommitCertificate?
+    /// Peers whose committed-tip claim was checked in the current retransmit interval.
+    var tipClaimsCheckedThisInterval: Set<ValidatorIndex> = []
     var viewTimerTicks: UInt64 = 0
     var ticksInViewChange: UInt64 = 0
     var ticksSinceProposal: UInt64 = 0
@@ -134,9 +143,10 @@ public struct Replica {
     /// vote again for re-proposed blocks it already executed.
     public init(
         configuration: ReplicaConfiguration, durableState: DurableState?, committedHeight: UInt64,
-        blockHash: (UInt64) -> Hash, application: any ConsensusApplication, verifier: any ConsensusVerifier,
-        signer: any ConsensusSigner
+        blockHash: (UInt64) -> Hash, tipCertificate: CommitCertificate? = nil, application: any ConsensusApplication,
+        verifier: any ConsensusVerifier, signer: any ConsensusSigner
     ) {
+        precondition(tipCertificate.map { $0.height == committedHeight } ?? true, "tip certificate of another height")
         self.configuration = configuration
         self.application = application
         self.verifier = verifier
@@ -151,6 +161,7 @@ public struct Replica {
             preparedCertificates[certificate.height] = certificate
         }
         self.committedHeight = committedHeight
+        self.tipCertificate = tipCertificate
         executedHeight = committedHeight
         let recent = configuration.logWindow + configuration.parameters.maxBlocksInFlight
         let lowest = max(min(stableCheckpoint.height, committedHeight), committedHeight > recent ? committedHeight - recent : 0)
@@ -220,6 +231,7 @@ public struct Replica {
 
     mutating func handle(_ message: ConsensusMessage, from: ValidatorIndex) {
         guard Int(from) < configuration.validatorCount, from != selfIndex else { return drop(.unknownValidator) }
+        if let named = message.namedView, named > ConsensusLimits.maxView { return drop(.viewOutOfRange) }
         switch message {
         case .prePrepare(let prePrepare): onPrePrepare(prePrepare)
         case .prepare(let vote): onVote(vote, phase: .prepare)
@@ -229,6 +241,7 @@ public struct Replica {
         case .newView(let newView): onNewView(newView)
         case .syncRequest(let fromHeight, let toHeight): onSyncRequest(fromHeight: fromHeight, toHeight: toHeight, from: from)
         case .syncResponse(let blocks): onSyncResponse(blocks)
+        case .committedTip(let certificate): onCommittedTip(certificate, from: from)
         }
     }
 
@@ -448,6 +461,12 @@ public struct Replica {
 
     mutating func tryExecute() {
         while let slot = slots[committedHeight + 1], let prePrepare = slot.prePrepare {
+            // The gate is the parent, not only the height: a slot accepted on a block
+            // that lost its height (to a sync) must never execute on the one that won.
+            guard prePrepare.block.header.previousHash == committedHashes[committedHeight] else {
+                dropSlotsOffTheCommittedChain()
+                return drop(.wrongParent)
+            }
             let signers = slot.commits.values
                 .filter { $0.target.blockHash == prePrepare.blockHash }
                 .sorted { $0.validator < $1.validator }
@@ -464,7 +483,9 @@ public struct Replica {
         precondition(height == committedHeight + 1, "blocks commit in height order")
         committedHeight = height
         committedHashes[height] = hash
+        tipCertificate = certified.certificate
         pendingStateRoots[height] = certified.block.header.stateRoot
+        if let accepted = slots[height]?.prePrepare, accepted.blockHash != hash { dropSlotsOffTheCommittedChain() }
         executeActions.append(.execute(certified))
         viewTimerTicks = 0
         ticksSinceCommit = 0
@@ -472,6 +493,21 @@ public struct Replica {
         tryCommitVote(height + 1)
         tryAccept(height + 1)
         tryPropose()
+    }
+
+    /// Clears the slots that no longer build on the committed chain (a sync committed
+    /// another block where this replica had accepted one): from the first accepted
+    /// block that does not link, every slot above the committed height. Their votes
+    /// are for blocks that can no longer commit here.
+    mutating func dropSlotsOffTheCommittedChain() {
+        var parent = committedHashes[committedHeight]
+        if let accepted = slots[committedHeight]?.prePrepare, accepted.blockHash != parent { slots[committedHeight] = nil }
+        var height = committedHeight + 1
+        while let accepted = slots[height]?.prePrepare, accepted.block.header.previousHash == parent {
+            parent = accepted.blockHash
+            height += 1
+        }
+        for stale in slots.keys where stale >= height && slots[stale]?.prePrepare != nil { slots[stale] = nil }
     }
 
     // MARK: Checkpoints
@@ -580,8 +616,19 @@ public struct Replica {
         guard Int(sender) < configuration.validatorCount, sender != selfIndex else { return drop(.unknownValidator) }
         if viewChange.newView < view || (viewChange.newView == view && !inViewChange) {
             // The sender is still looking for a view this replica already entered: its
-            // primary answers with the NEW-VIEW that started it.
-            if !inViewChange, isPrimary, let newView = currentNewView { send(.newView(newView), to: from) }
+            // primary answers with the NEW-VIEW that started it, once the request is
+            // shown to be the sender's and at most once per retransmit interval (a
+            // NEW-VIEW is large, the request is cheap to replay).
+            if !inViewChange, isPrimary, let newView = currentNewView {
+                guard verify(viewChange.signature, by: sender, viewChange.signingBytes(chainID: configuration.chainID)) else {
+                    return drop(.invalidSignature)
+                }
+                if let last = newViewResentAtTick[from], tickCount - last < configuration.retransmitIntervalTicks {
+                    return drop(.rateLimited)
+                }
+                newViewResentAtTick[from] = tickCount
+                send(.newView(newView), to: from)
+            }
             return drop(.staleView)
         }
         if let existing = viewChanges[sender], existing.newView >= viewChange.newView {
@@ -721,7 +768,15 @@ public struct Replica {
         }
         guard let checkpoint = check(newView) else {
             drop(.invalidNewView)
-            startViewChange(to: newView.view + 1)
+            // A replica leaves a view only on its own timer, on f+1 VIEW-CHANGEs or on
+            // a NEW-VIEW that checks out. An invalid NEW-VIEW proves its signer faulty,
+            // which matters only when the signer leads the view this replica is
+            // changing to; for any other view it is dropped and moves nobody.
+            if !defences.invalidNewViewBlamesOnlyItsView {
+                startViewChange(to: newView.view + 1)
+            } else if inViewChange, newView.view == view {
+                startViewChange(to: view + 1)
+            }
             return
         }
         enterView(newView, checkpoint: checkpoint)
@@ -774,6 +829,10 @@ public struct Replica {
 
     mutating func onSyncRequest(fromHeight: UInt64, toHeight: UInt64, from: ValidatorIndex) {
         guard fromHeight >= 1, fromHeight <= toHeight, fromHeight <= committedHeight else { return drop(.unexpectedSync) }
+        // Each answer reads and sends up to `maxSyncBlocks` blocks for a 17-byte request.
+        let answered = syncAnswersThisInterval[from, default: 0]
+        guard answered < ConsensusLimits.maxSyncAnswersPerInterval else { return drop(.rateLimited) }
+        syncAnswersThisInterval[from] = answered + 1
         let last = min(toHeight, committedHeight, fromHeight + UInt64(ConsensusLimits.maxSyncBlocks) - 1)
         sendActions.append(.sendBlocks(heights: fromHeight...last, to: from))
     }
@@ -876,6 +935,8 @@ public struct Replica {
         }
         let interval = configuration.retransmitIntervalTicks
         if tickCount % interval == 0 {
+            syncAnswersThisInterval = [:]
+            tipClaimsCheckedThisInterval = []
             // While blocks commit, peers are evidently hearing us: resend rarely.
             if inViewChange || ticksSinceCommit >= interval || tickCount % (4 * interval) == 0 { retransmit() }
             detectBehind()
@@ -912,6 +973,21 @@ public struct Replica {
             }
         }
         if let checkpoint = ownCheckpoint { broadcast(.checkpoint(checkpoint)) }
+        if let tip = tipCertificate, ticksSinceCommit >= configuration.retransmitIntervalTicks {
+            broadcast(.committedTip(tip))
+        }
+    }
+
+    /// A peer's committed tip: when it is above ours, its certificate (once checked)
+    /// proves the block committed, so fetch up to it. One claim per peer and interval
+    /// is checked (each costs a quorum of signature checks); lower claims cost nothing.
+    mutating func onCommittedTip(_ certificate: CommitCertificate, from: ValidatorIndex) {
+        guard certificate.height > committedHeight, certificate.height > (sync?.target ?? 0) else { return }
+        guard tipClaimsCheckedThisInterval.insert(from).inserted else { return drop(.rateLimited) }
+        guard isValid(certificate, height: certificate.height, blockHash: certificate.blockHash) else {
+            return drop(.invalidCommittedTip)
+        }
+        requestSync(to: certificate.height, peers: [from] + certificate.signatures.map(\.validatorIndex))
     }
 
     /// Asks for blocks when f+1 validators (so at least one honest) claim a
@@ -980,5 +1056,20 @@ public struct Replica {
         if inViewChange, let own = ownViewChange { precondition(own.newView <= view, "view change ahead of the view") }
         precondition(viewChanges.count <= configuration.validatorCount, "view-change store unbounded")
         precondition(checkpointVotes.keys.allSatisfy { $0 > stableCheckpoint.height }, "checkpoint votes below stable")
+    }
+}
+
+extension ConsensusMessage {
+    /// The view a message names, checked against `ConsensusLimits.maxView` before any
+    /// arithmetic (nil for messages that name none; views inside a VIEW-CHANGE or a
+    /// PRE-PREPARE's header are checked to be below the view named here).
+    var namedView: UInt64? {
+        switch self {
+        case .prePrepare(let prePrepare): return prePrepare.view
+        case .prepare(let vote), .commit(let vote): return vote.target.view
+        case .viewChange(let viewChange): return viewChange.newView
+        case .newView(let newView): return newView.view
+        case .checkpoint, .syncRequest, .syncResponse, .committedTip: return nil
+        }
     }
 }

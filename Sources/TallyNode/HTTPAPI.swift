@@ -112,6 +112,14 @@ public struct HTTPAPI: Sendable {
         do { address = try Address(bech32m: text) } catch {
             return try Self.error(.badRequest, "malformed", "\(error)")
         }
+        // A node that knows it is behind would hand out a stale nonce and balance as if
+        // current (a wallet signing with it is rejected by every up-to-date validator).
+        let status = await node.status()
+        if status.catchingUp {
+            return try Self.error(
+                .serviceUnavailable, "catching_up",
+                "this node is catching up with the network (at height \(status.height)); retry shortly or ask another node")
+        }
         let account = await node.account(address)
         let pending = await node.pendingNonce(address)
         return try Self.json([

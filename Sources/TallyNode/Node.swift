@@ -167,6 +167,7 @@ public actor Node: NodeService {
         replica = Replica(
             configuration: replicaConfiguration, durableState: durable, committedHeight: store.tipHeight,
             blockHash: { height in height == 0 ? genesisHash : (try! blocks.block(at: height))!.block.hash },
+            tipCertificate: store.tipHeight == 0 ? nil : try store.block(at: store.tipHeight)?.certificate,
             application: application, verifier: Ed25519Verifier(validators: genesis.validators),
             signer: Ed25519Signer(key: key))
         lastView = replica.view

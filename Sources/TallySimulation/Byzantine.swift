@@ -14,7 +14,7 @@ extension Simulation {
         let signer = scheme.signer(for: node.validator)
         let activePrimary = node.replica!.isPrimary && !node.replica!.inViewChange
         switch mode {
-        case .twins, .wrongChain, .replayOldView, .futureViewFlood:
+        case .twins, .wrongChain, .replayOldView, .futureViewFlood, .forgedNewView:
             transmit(message, from: node, to: targets)
         case .equivocatingPrimary:
             guard case .prePrepare(let prePrepare) = message, targets.count > 1 else {
@@ -80,6 +80,8 @@ extension Simulation {
             count("byzantine_replays", 5)
         case .futureViewFlood:
             floodFutureViews(node, replica: replica, to: everyone)
+        case .forgedNewView:
+            forgeNewViews(node, replica: replica, to: everyone)
         default:
             break
         }
@@ -146,6 +148,24 @@ extension Simulation {
             viewChange, tip: tip, genesisTimeMs: genesis.genesisTimeMs, validators: genesis.validators,
             checkpointIntervalBlocks: SimulationOptions.parameters.checkpointIntervalBlocks, chainID: Simulation.chainID,
             signer: scheme.signer(for: node.validator), randomSignature: randomSignature)
+    }
+
+    /// Empty NEW-VIEWs (no VIEW-CHANGEs, so invalid) signed with the node's own key for
+    /// views it leads: the next above its view, and the highest view a message may name.
+    func forgeNewViews(_ node: Node, replica: ReplicaSnapshot, to targets: [ValidatorIndex]) {
+        let count = UInt64(options.validatorCount)
+        let own = UInt64(node.validator)
+        let next = replica.view + 1 + (own + count - (replica.view + 1) % count) % count
+        let top = ConsensusLimits.maxView - (ConsensusLimits.maxView % count + count - own) % count
+        let signer = scheme.signer(for: node.validator)
+        for view in [next, top] {
+            let bodyHash = NewView.bodyHash(viewChanges: [], prePrepares: [])
+            let forged = NewView(
+                view: view, viewChanges: [], prePrepares: [],
+                signature: signer.sign(NewView.signingBytes(chainID: Simulation.chainID, view: view, bodyHash: bodyHash)))
+            transmit(.newView(forged), from: node, to: targets)
+        }
+        self.count("byzantine_forged_new_views", 2)
     }
 
     func floodFutureViews(_ node: Node, replica: ReplicaSnapshot, to targets: [ValidatorIndex]) {

@@ -45,6 +45,7 @@ public struct SimulationOptions: Sendable {
         case "new-view-recompute": defences.recomputeNewView = false
         case "view-change-timer": defences.viewChangeTimer = false
         case "join-needs-f-plus-one": defences.joinViewChangeNeedsFPlusOne = false
+        case "invalid-new-view": defences.invalidNewViewBlamesOnlyItsView = false
         case "quorum": defences.quorumOverride = 2 * ((validatorCount - 1) / 3)
         case "chain-id": bindsChainID = false
         default: return false
@@ -250,7 +251,7 @@ public final class Simulation {
         var replica = Replica(
             configuration: configuration, durableState: durable, committedHeight: UInt64(node.chain.count),
             blockHash: { [genesisHash] height in height == 0 ? genesisHash : node.chain[Int(height) - 1].block.hash },
-            application: node.app,
+            tipCertificate: node.chain.last?.certificate, application: node.app,
             verifier: scheme.verifier, signer: signer)
         replica.defences = options.defences
         return replica

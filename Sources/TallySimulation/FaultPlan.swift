@@ -22,6 +22,9 @@ public enum ByzantineMode: String, CaseIterable, Sendable {
     case primaryTalksToF = "primary-talks-to-f"
     /// Floods VIEW-CHANGEs, votes and checkpoints for future views and heights.
     case futureViewFlood = "future-view-flood"
+    /// Signs empty (invalid) NEW-VIEWs for views it leads: the next one above its own
+    /// view and the highest one a message may name, a stream of them every tick.
+    case forgedNewView = "forged-new-view"
 }
 
 public enum PartitionKind: String, Sendable {

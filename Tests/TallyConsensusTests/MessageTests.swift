@@ -106,7 +106,7 @@ final class MessageTests: XCTestCase {
             .checkpoint(Checkpoint(height: 40, blockHash: hashA, stateRoot: hashB, validator: 3, signature: signature)),
             .viewChange(viewChange),
             .newView(NewView(view: 8, viewChanges: [viewChange], prePrepares: [PrePrepare(view: 8, block: block, signature: signature)], signature: signature)),
-            .syncRequest(fromHeight: 1, toHeight: 64), .syncResponse([certified]),
+            .syncRequest(fromHeight: 1, toHeight: 64), .syncResponse([certified]), .committedTip(certified.certificate),
         ]
         for message in messages {
             let decoded = try ConsensusMessage(canonicalBytes: message.canonicalBytes)

@@ -65,6 +65,7 @@ final class Scenario {
         return Replica(
             configuration: configuration(index), durableState: durable, committedHeight: UInt64(chain.count),
             blockHash: { [genesisHash] height in height == 0 ? genesisHash : chain[Int(height) - 1].block.hash },
+            tipCertificate: chain.last?.certificate,
             application: apps[Int(index)], verifier: Ed25519Verifier(validators: genesis.validators),
             signer: Ed25519Signer(key: keys[Int(index)]))
     }
