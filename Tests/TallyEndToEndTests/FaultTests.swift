@@ -76,4 +76,37 @@ final class FaultTests: XCTestCase, @unchecked Sendable {
             XCTAssertTrue(verify.output.contains("\"valid\":true") || verify.output.contains("\"valid\" : true"), verify.output)
         }
     }
+
+    /// Issue 13 item 5, as reproduced with tools/testnet: the view-0 primary is killed,
+    /// three transfers commit in view 1, then every validator restarts and nothing is
+    /// sent. The old primary must learn from its peers that it is behind and fetch the
+    /// blocks with no new traffic (it stayed at its height for good), and then serve a
+    /// current nonce: a transfer sent through it commits everywhere.
+    func testValidatorRestartedBehindCatchesUpOnAQuietChain() async throws {
+        let network = try LocalNetwork()
+        defer { network.stop() }
+        try network.startAll()
+        try await network.waitUntil("validators up", seconds: 60) {
+            for node in 0..<4 { guard await network.height(node) != nil else { return false } }
+            return true
+        }
+        try await submitAndCommit(network, via: 0, count: 1, on: [0, 1, 2, 3])
+        network.kill(0)
+        try await submitAndCommit(network, via: 2, count: 3, on: [1, 2, 3])
+        let behind = await network.height(0)
+        XCTAssertNil(behind, "node0 is down")
+        for node in 1..<4 { network.kill(node) }
+        try network.startAll()
+        var tip: UInt64 = 0
+        try await network.waitUntil("node1 up", seconds: 60) {
+            tip = await network.height(1) ?? 0
+            return tip > 0
+        }
+        try await network.waitForFaucetNonce(nonce, on: [0], seconds: 30)
+        try await network.waitForHeight(tip, on: [0])
+        let status = try await network.json(0, "status")
+        XCTAssertEqual(status["catching_up"] as? Bool, false, "\(status)")
+        try await submitAndCommit(network, via: 0, count: 1, on: [0, 1, 2, 3])
+    }
 }
+
