@@ -55,14 +55,15 @@ public struct SignerGuard: Hashable, Sendable {
 /// Everything a replica must find after a restart to stay safe: its view (views
 /// never go back), whether it was changing view and the VIEW-CHANGE it sent, the
 /// stable checkpoint proof, its prepared certificates above it (a VIEW-CHANGE must
-/// report them), and the signer guard.
+/// report them), the signer guard, and the blocks of its prepared certificates that it
+/// holds (peers fetch them by hash when a NEW-VIEW re-proposes them).
 ///
 /// Canonical bytes:
 /// ```
 /// tag "tally/consensus-durable/v1" | view: u64 | in_view_change: u8
 /// | checkpoint_proof | count: u32 | prepared certificate… (increasing height)
 /// | count: u32 | (view: u64 | height: u64 | phase: u8 | content_hash: 32)… (increasing key)
-/// | has_view_change: u8 | view change?
+/// | has_view_change: u8 | view change? | count: u32 | block… (increasing hash)
 /// ```
 public struct DurableState: Hashable, Sendable, CanonicalCodable {
     public var view: UInt64
@@ -71,10 +72,13 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
     public var preparedCertificates: [PreparedCertificate]
     public var signerGuard: SignerGuard
     public var ownViewChange: ViewChange?
+    /// Blocks of prepared certificates, by hash (a certificate for a block this replica
+    /// had already executed may have none here: its block is in the block store).
+    public var preparedBlocks: [Hash: Block]
 
     public init(
         view: UInt64, inViewChange: Bool, stableCheckpoint: CheckpointProof, preparedCertificates: [PreparedCertificate],
-        signerGuard: SignerGuard, ownViewChange: ViewChange?
+        signerGuard: SignerGuard, ownViewChange: ViewChange?, preparedBlocks: [Hash: Block] = [:]
     ) {
         self.view = view
         self.inViewChange = inViewChange
@@ -82,6 +86,7 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
         self.preparedCertificates = preparedCertificates
         self.signerGuard = signerGuard
         self.ownViewChange = ownViewChange
+        self.preparedBlocks = preparedBlocks
     }
 
     public func encode(to encoder: inout CanonicalEncoder) {
@@ -94,27 +99,15 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
 
     // MARK: Compact form
 
-    /// Every block a prepared certificate holds (its own and its VIEW-CHANGE's), by hash:
-    /// what `compactBytes` leaves out and its reader must be given back.
-    public var referencedBlocks: [Hash: Block] {
-        var blocks: [Hash: Block] = [:]
-        for certificate in preparedCertificates + (ownViewChange?.prepared ?? []) {
-            blocks[certificate.blockHash] = certificate.prePrepare.block
-        }
-        return blocks
-    }
+    /// The blocks `compactBytes` leaves out and its reader must be given back.
+    public var referencedBlocks: [Hash: Block] { preparedBlocks }
 
-    /// The stored form: as the canonical bytes, but each prepared certificate's block
-    /// is replaced by its hash, so a persist rewrites a few kilobytes rather than every
-    /// block in the log window. The blocks (`referencedBlocks`) are stored apart, once.
+    /// The stored form: as the canonical bytes, but the blocks are replaced by their
+    /// hashes, so a persist rewrites a few kilobytes rather than every block in the log
+    /// window. The blocks (`referencedBlocks`) are stored apart, once.
     /// ```
-    /// tag "tally/consensus-durable/v2" | view: u64 | in_view_change: u8
-    /// | checkpoint_proof | count: u32 | compact certificate… (increasing height)
-    /// | count: u32 | (view: u64 | height: u64 | phase: u8 | content_hash: 32)… (increasing key)
-    /// | has_view_change: u8
-    /// | (new_view: u64 | validator: u32 | checkpoint_proof | count: u32 | compact certificate… | signature: 64)?
+    /// tag "tally/consensus-durable/v2" | … as the canonical bytes … | count: u32 | block_hash: 32… (increasing)
     /// ```
-    /// compact certificate = `view: u64 | block_hash: 32 | pre_prepare_signature: 64 | count: u32 | prepare vote…`
     public var compactBytes: [UInt8] {
         var encoder = CanonicalEncoder()
         encode(to: &encoder, blocks: .byHash)
@@ -154,7 +147,8 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
         encoder.u64(view)
         encoder.bool(inViewChange)
         stableCheckpoint.encode(to: &encoder)
-        Self.encode(preparedCertificates, to: &encoder, form)
+        encoder.count(preparedCertificates.count)
+        for certificate in preparedCertificates { certificate.encode(to: &encoder) }
         let entries = signerGuard.signed.sorted { $0.key < $1.key }
         encoder.count(entries.count)
         for (key, content) in entries {
@@ -164,56 +158,15 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
             encoder.fixed(content.bytes)
         }
         encoder.bool(ownViewChange != nil)
-        if let own = ownViewChange {
+        if let own = ownViewChange { own.encode(to: &encoder) }
+        let hashes = preparedBlocks.keys.sorted()
+        encoder.count(hashes.count)
+        for hash in hashes {
             switch form {
-            case .inline: own.encode(to: &encoder)
-            case .byHash:
-                encoder.u64(own.newView)
-                encoder.u32(own.validator)
-                own.checkpoint.encode(to: &encoder)
-                Self.encode(own.prepared, to: &encoder, form)
-                encoder.fixed(own.signature.bytes)
+            case .inline: preparedBlocks[hash]!.encode(to: &encoder)
+            case .byHash: encoder.fixed(hash.bytes)
             }
         }
-    }
-
-    private static func encode(_ certificates: [PreparedCertificate], to encoder: inout CanonicalEncoder, _ form: EncodedBlockForm) {
-        encoder.count(certificates.count)
-        for certificate in certificates {
-            switch form {
-            case .inline: certificate.encode(to: &encoder)
-            case .byHash:
-                encoder.u64(certificate.prePrepare.view)
-                encoder.fixed(certificate.blockHash.bytes)
-                encoder.fixed(certificate.prePrepare.signature.bytes)
-                encoder.count(certificate.prepares.count)
-                for vote in certificate.prepares { vote.encode(to: &encoder) }
-            }
-        }
-    }
-
-    private static func decodeCertificates(
-        from decoder: inout CanonicalDecoder, _ form: BlockForm, _ field: String
-    ) throws(CanonicalDecodingError) -> [PreparedCertificate] {
-        let count = try decoder.count(max: ConsensusLimits.maxPreparedCertificates, minItemBytes: 100, field)
-        var certificates: [PreparedCertificate] = []
-        for _ in 0..<count {
-            switch form {
-            case .inline: certificates.append(try PreparedCertificate.decode(from: &decoder))
-            case .byHash(let lookup):
-                let view = try decoder.u64("durable.prepared.view")
-                let hash = try decoder.hash("durable.prepared.block_hash")
-                let signature = try decoder.signature("durable.prepared.signature")
-                let voteCount = try decoder.count(max: Limits.maxValidators, minItemBytes: 121, "durable.prepared.prepares")
-                var votes: [Vote] = []
-                for _ in 0..<voteCount { votes.append(try Vote.decode(from: &decoder)) }
-                guard let block = lookup(hash), block.hash == hash else {
-                    throw .invalid(field: "durable.prepared.block", reason: "block \(hash.hex) is missing or differs")
-                }
-                certificates.append(PreparedCertificate(prePrepare: PrePrepare(view: view, block: block, signature: signature), prepares: votes))
-            }
-        }
-        return certificates
     }
 
     private static func decode(from decoder: inout CanonicalDecoder, blocks form: BlockForm) throws(CanonicalDecodingError) -> DurableState {
@@ -224,7 +177,9 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
         let view = try decoder.u64("durable.view")
         let inViewChange = try decoder.bool("durable.in_view_change")
         let checkpoint = try CheckpointProof.decode(from: &decoder)
-        let certificates = try decodeCertificates(from: &decoder, form, "durable.prepared")
+        let count = try decoder.count(max: ConsensusLimits.maxPreparedCertificates, minItemBytes: 100, "durable.prepared")
+        var certificates: [PreparedCertificate] = []
+        for _ in 0..<count { certificates.append(try PreparedCertificate.decode(from: &decoder)) }
         let guardCount = try decoder.count(max: 1 << 20, minItemBytes: 49, "durable.signer_guard")
         var signerGuard = SignerGuard()
         var previous: SignerGuard.Key?
@@ -241,22 +196,30 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
             previous = key
             signerGuard.record(key, content: try decoder.hash("durable.guard.content"))
         }
-        var ownViewChange: ViewChange?
-        if try decoder.bool("durable.has_view_change") {
+        let ownViewChange = try decoder.bool("durable.has_view_change") ? try ViewChange.decode(from: &decoder) : nil
+        let blockCount = try decoder.count(max: ConsensusLimits.maxPreparedCertificates, minItemBytes: 32, "durable.blocks")
+        var blocks: [Hash: Block] = [:]
+        var previousHash: Hash?
+        for _ in 0..<blockCount {
+            let block: Block
             switch form {
-            case .inline: ownViewChange = try ViewChange.decode(from: &decoder)
-            case .byHash:
-                let newView = try decoder.u64("view_change.new_view")
-                let validator = try decoder.u32("view_change.validator")
-                let ownCheckpoint = try CheckpointProof.decode(from: &decoder)
-                let prepared = try decodeCertificates(from: &decoder, form, "view_change.prepared")
-                ownViewChange = ViewChange(
-                    newView: newView, validator: validator, checkpoint: ownCheckpoint, prepared: prepared,
-                    signature: try decoder.signature("view_change.signature"))
+            case .inline: block = try Block.decode(from: &decoder)
+            case .byHash(let lookup):
+                let hash = try decoder.hash("durable.block_hash")
+                guard let found = lookup(hash), found.hash == hash else {
+                    throw .invalid(field: "durable.blocks", reason: "block \(hash.hex) is missing or differs")
+                }
+                block = found
             }
+            let hash = block.hash
+            if let previousHash, !(previousHash < hash) {
+                throw .invalid(field: "durable.blocks", reason: "blocks not in strictly increasing hash order")
+            }
+            previousHash = hash
+            blocks[hash] = block
         }
         return DurableState(
             view: view, inViewChange: inViewChange, stableCheckpoint: checkpoint, preparedCertificates: certificates,
-            signerGuard: signerGuard, ownViewChange: ownViewChange)
+            signerGuard: signerGuard, ownViewChange: ownViewChange, preparedBlocks: blocks)
     }
 }

@@ -75,12 +75,12 @@ package enum Forgery {
             previousHash: onCheckpoint ? checkpoint.blockHash : tip.hash, transactionsRoot: Block.transactionsRoot([]),
             stateRoot: onCheckpoint ? checkpoint.stateRoot : tip.stateRoot, proposer: primary, transactionCount: 0)
         let block = Block(header: header, transactions: [])
-        let forgedPrePrepare = PrePrepare(view: certificateView, block: block, signature: randomSignature())
+        let forgedProposal = SignedProposal(view: certificateView, header: block.header, signature: randomSignature())
         let prepares = (0..<ValidatorIndex(validators.count)).filter { $0 != primary }.prefix(2 * validators.maxFaulty).map {
             Vote(target: VoteTarget(phase: .prepare, view: certificateView, height: height, blockHash: block.hash),
                  validator: $0, signature: randomSignature())
         }
-        let forgedCertificate = PreparedCertificate(prePrepare: forgedPrePrepare, prepares: Array(prepares))
+        let forgedCertificate = PreparedCertificate(proposal: forgedProposal, prepares: Array(prepares))
         let prepared = viewChange.prepared.filter { $0.height < height } + [forgedCertificate]
         let bodyHash = ViewChange.bodyHash(checkpoint: checkpoint, prepared: prepared)
         return ViewChange(
@@ -89,23 +89,23 @@ package enum Forgery {
                 chainID: chainID, newView: viewChange.newView, validator: viewChange.validator, bodyHash: bodyHash)))
     }
 
-    /// `newView` with every re-proposed block replaced by a sibling (same transactions,
-    /// a later timestamp, re-linked), re-signed by `signer`: the prepared blocks are
-    /// dropped, which a backup recomputing the NEW-VIEW must refuse.
+    /// `newView` with every re-proposed block replaced by a sibling header (a later
+    /// timestamp, re-linked), re-signed by `signer`: the prepared blocks are dropped,
+    /// which a backup recomputing the NEW-VIEW must refuse.
     package static func newViewDroppingPrepared(_ newView: NewView, chainID: String, signer: some ConsensusSigner) -> NewView {
-        var prePrepares: [PrePrepare] = []
+        var proposals: [SignedProposal] = []
         var parent: Hash?
-        for original in newView.prePrepares {
-            var header = original.block.header
+        for original in newView.proposals {
+            var header = original.header
             header.timestampMs += 5
             if let parent { header.previousHash = parent }
-            let block = Block(header: header, transactions: original.block.transactions)
-            parent = block.hash
-            prePrepares.append(prePrepare(view: newView.view, block: block, chainID: chainID, signer: signer))
+            parent = header.hash
+            let bytes = PrePrepare.signingBytes(chainID: chainID, view: newView.view, height: header.height, blockHash: header.hash)
+            proposals.append(SignedProposal(view: newView.view, header: header, signature: signer.sign(bytes)))
         }
-        let bodyHash = NewView.bodyHash(viewChanges: newView.viewChanges, prePrepares: prePrepares)
+        let bodyHash = NewView.bodyHash(viewChanges: newView.viewChanges, proposals: proposals)
         return NewView(
-            view: newView.view, viewChanges: newView.viewChanges, prePrepares: prePrepares,
+            view: newView.view, viewChanges: newView.viewChanges, proposals: proposals,
             signature: signer.sign(NewView.signingBytes(chainID: chainID, view: newView.view, bodyHash: bodyHash)))
     }
 }

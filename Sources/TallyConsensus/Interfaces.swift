@@ -118,6 +118,7 @@ public enum DropReason: String, CaseIterable, Sendable, Comparable {
     case viewOutOfRange = "view_out_of_range"
     case rateLimited = "rate_limited"
     case invalidCommittedTip = "invalid_committed_tip"
+    case unexpectedBlock = "unexpected_block"
 
     public static func < (lhs: DropReason, rhs: DropReason) -> Bool { lhs.rawValue < rhs.rawValue }
 }

@@ -73,6 +73,70 @@ public struct PrePrepare: Hashable, Sendable, CanonicalCodable {
         let block = try Block.decode(from: &decoder)
         return PrePrepare(view: view, block: block, signature: try decoder.signature("pre_prepare.signature"))
     }
+
+    /// The same PRE-PREPARE without the transactions.
+    public var proposal: SignedProposal {
+        SignedProposal(view: view, header: block.header, signature: signature, blockHash: blockHash)
+    }
+
+    /// `proposal` with its block's transactions; nil when `block` is another block.
+    public init?(proposal: SignedProposal, block: Block) {
+        guard block.hash == proposal.blockHash else { return nil }
+        self.init(view: proposal.view, block: block, signature: proposal.signature, blockHash: proposal.blockHash)
+    }
+
+    init(view: UInt64, block: Block, signature: Signature, blockHash: Hash) {
+        self.view = view
+        self.block = block
+        self.signature = signature
+        self.blockHash = blockHash
+    }
+}
+
+/// A PRE-PREPARE without its block's transactions: the view it was (re-)proposed in,
+/// the block header (its hash is the block hash) and the primary's signature, over
+/// the PRE-PREPARE's signing bytes. VIEW-CHANGEs and NEW-VIEWs carry these, not blocks,
+/// so their size does not grow with the blocks' (with full blocks a NEW-VIEW of whole
+/// blocks outgrew the frame bound, and losing the primary halted the chain); a replica
+/// that lacks a block fetches it by hash (`blockRequest`) and checks it against the
+/// header's transactions root.
+///
+/// Carried as `view: u64 | header | signature: 64`.
+public struct SignedProposal: Hashable, Sendable, CanonicalCodable {
+    public let view: UInt64
+    public let header: BlockHeader
+    public let signature: Signature
+    /// Cached: the header hash is needed for every check.
+    public let blockHash: Hash
+
+    public init(view: UInt64, header: BlockHeader, signature: Signature) {
+        self.init(view: view, header: header, signature: signature, blockHash: header.hash)
+    }
+
+    init(view: UInt64, header: BlockHeader, signature: Signature, blockHash: Hash) {
+        self.view = view
+        self.header = header
+        self.signature = signature
+        self.blockHash = blockHash
+    }
+
+    public var height: UInt64 { header.height }
+
+    public func signingBytes(chainID: String) -> [UInt8] {
+        PrePrepare.signingBytes(chainID: chainID, view: view, height: height, blockHash: blockHash)
+    }
+
+    public func encode(to encoder: inout CanonicalEncoder) {
+        encoder.u64(view)
+        header.encode(to: &encoder)
+        encoder.fixed(signature.bytes)
+    }
+
+    public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> SignedProposal {
+        let view = try decoder.u64("proposal.view")
+        let header = try BlockHeader.decode(from: &decoder)
+        return SignedProposal(view: view, header: header, signature: try decoder.signature("proposal.signature"))
+    }
 }
 
 /// A PREPARE or COMMIT vote. The signature is over exactly
@@ -221,35 +285,36 @@ public struct CheckpointProof: Hashable, Sendable, CanonicalCodable {
     }
 }
 
-/// Proof that a block was prepared in `prePrepare.view`: the primary's PRE-PREPARE
-/// and 2f PREPAREs from distinct other validators for the same (view, height, hash).
+/// Proof that a block was prepared in `proposal.view`: the primary's signed proposal
+/// (a PRE-PREPARE without the transactions) and 2f PREPAREs from distinct other
+/// validators for the same (view, height, hash).
 ///
-/// Carried as `pre_prepare | count: u32 | prepare vote…` (votes strictly increasing by validator).
+/// Carried as `signed proposal | count: u32 | prepare vote…` (votes strictly increasing by validator).
 public struct PreparedCertificate: Hashable, Sendable, CanonicalCodable {
-    public let prePrepare: PrePrepare
+    public let proposal: SignedProposal
     public let prepares: [Vote]
 
-    public init(prePrepare: PrePrepare, prepares: [Vote]) {
-        self.prePrepare = prePrepare
+    public init(proposal: SignedProposal, prepares: [Vote]) {
+        self.proposal = proposal
         self.prepares = prepares
     }
 
-    public var view: UInt64 { prePrepare.view }
-    public var height: UInt64 { prePrepare.height }
-    public var blockHash: Hash { prePrepare.blockHash }
+    public var view: UInt64 { proposal.view }
+    public var height: UInt64 { proposal.height }
+    public var blockHash: Hash { proposal.blockHash }
 
     public func encode(to encoder: inout CanonicalEncoder) {
-        prePrepare.encode(to: &encoder)
+        proposal.encode(to: &encoder)
         encoder.count(prepares.count)
         for vote in prepares { vote.encode(to: &encoder) }
     }
 
     public static func decode(from decoder: inout CanonicalDecoder) throws(CanonicalDecodingError) -> PreparedCertificate {
-        let prePrepare = try PrePrepare.decode(from: &decoder)
+        let proposal = try SignedProposal.decode(from: &decoder)
         let count = try decoder.count(max: Limits.maxValidators, minItemBytes: 121, "prepared.prepares")
         var votes: [Vote] = []
         for _ in 0..<count { votes.append(try Vote.decode(from: &decoder)) }
-        return PreparedCertificate(prePrepare: prePrepare, prepares: votes)
+        return PreparedCertificate(proposal: proposal, prepares: votes)
     }
 }
 
@@ -329,39 +394,40 @@ public struct ViewChange: Hashable, Sendable, CanonicalCodable {
 }
 
 /// NEW-VIEW for `view`, sent by its primary: the 2f+1 VIEW-CHANGEs it used and the
-/// PRE-PREPAREs (in `view`) it derived from them. Every replica recomputes the
-/// PRE-PREPAREs from the VIEW-CHANGEs and rejects the NEW-VIEW if they differ.
+/// proposals (PRE-PREPAREs in `view`, without transactions) it derived from them.
+/// Every replica recomputes the proposals from the VIEW-CHANGEs and rejects the
+/// NEW-VIEW if they differ; it fetches the blocks it lacks by hash.
 ///
 /// Signing bytes:
 /// ```
 /// tag "tally/new-view/v1" | chain_id: string | view: u64 | body_hash: 32
 /// ```
-/// where `body_hash` = SHA-256(count: u32 | view change… | count: u32 | pre-prepare…).
-/// Carried as `view: u64 | count: u32 | view change… | count: u32 | pre-prepare… | signature: 64`.
+/// where `body_hash` = SHA-256(count: u32 | view change… | count: u32 | signed proposal…).
+/// Carried as `view: u64 | count: u32 | view change… | count: u32 | signed proposal… | signature: 64`.
 public struct NewView: Hashable, Sendable, CanonicalCodable {
     public let view: UInt64
     public let viewChanges: [ViewChange]
-    public let prePrepares: [PrePrepare]
+    public let proposals: [SignedProposal]
     public let signature: Signature
 
-    public init(view: UInt64, viewChanges: [ViewChange], prePrepares: [PrePrepare], signature: Signature) {
+    public init(view: UInt64, viewChanges: [ViewChange], proposals: [SignedProposal], signature: Signature) {
         self.view = view
         self.viewChanges = viewChanges
-        self.prePrepares = prePrepares
+        self.proposals = proposals
         self.signature = signature
     }
 
-    public static func bodyHash(viewChanges: [ViewChange], prePrepares: [PrePrepare]) -> Hash {
+    public static func bodyHash(viewChanges: [ViewChange], proposals: [SignedProposal]) -> Hash {
         var encoder = CanonicalEncoder()
-        encodeBody(viewChanges: viewChanges, prePrepares: prePrepares, to: &encoder)
+        encodeBody(viewChanges: viewChanges, proposals: proposals, to: &encoder)
         return SHA256.hash(encoder.bytes)
     }
 
-    static func encodeBody(viewChanges: [ViewChange], prePrepares: [PrePrepare], to encoder: inout CanonicalEncoder) {
+    static func encodeBody(viewChanges: [ViewChange], proposals: [SignedProposal], to encoder: inout CanonicalEncoder) {
         encoder.count(viewChanges.count)
         for viewChange in viewChanges { viewChange.encode(to: &encoder) }
-        encoder.count(prePrepares.count)
-        for prePrepare in prePrepares { prePrepare.encode(to: &encoder) }
+        encoder.count(proposals.count)
+        for proposal in proposals { proposal.encode(to: &encoder) }
     }
 
     public static func signingBytes(chainID: String, view: UInt64, bodyHash: Hash) -> [UInt8] {
@@ -375,12 +441,12 @@ public struct NewView: Hashable, Sendable, CanonicalCodable {
 
     public func signingBytes(chainID: String) -> [UInt8] {
         NewView.signingBytes(
-            chainID: chainID, view: view, bodyHash: NewView.bodyHash(viewChanges: viewChanges, prePrepares: prePrepares))
+            chainID: chainID, view: view, bodyHash: NewView.bodyHash(viewChanges: viewChanges, proposals: proposals))
     }
 
     public func encode(to encoder: inout CanonicalEncoder) {
         encoder.u64(view)
-        NewView.encodeBody(viewChanges: viewChanges, prePrepares: prePrepares, to: &encoder)
+        NewView.encodeBody(viewChanges: viewChanges, proposals: proposals, to: &encoder)
         encoder.fixed(signature.bytes)
     }
 
@@ -389,12 +455,12 @@ public struct NewView: Hashable, Sendable, CanonicalCodable {
         let viewChangeCount = try decoder.count(max: Limits.maxValidators, minItemBytes: 120, "new_view.view_changes")
         var viewChanges: [ViewChange] = []
         for _ in 0..<viewChangeCount { viewChanges.append(try ViewChange.decode(from: &decoder)) }
-        let prePrepareCount = try decoder.count(
-            max: ConsensusLimits.maxPreparedCertificates, minItemBytes: 100, "new_view.pre_prepares")
-        var prePrepares: [PrePrepare] = []
-        for _ in 0..<prePrepareCount { prePrepares.append(try PrePrepare.decode(from: &decoder)) }
+        let proposalCount = try decoder.count(
+            max: ConsensusLimits.maxPreparedCertificates, minItemBytes: 100, "new_view.proposals")
+        var proposals: [SignedProposal] = []
+        for _ in 0..<proposalCount { proposals.append(try SignedProposal.decode(from: &decoder)) }
         return NewView(
-            view: view, viewChanges: viewChanges, prePrepares: prePrepares,
+            view: view, viewChanges: viewChanges, proposals: proposals,
             signature: try decoder.signature("new_view.signature"))
     }
 }
@@ -407,7 +473,9 @@ public struct NewView: Hashable, Sendable, CanonicalCodable {
 /// 1 pre-prepare, 2 prepare (vote), 3 commit (vote), 4 checkpoint, 5 view-change,
 /// 6 new-view, 7 sync request (`from_height: u64 | to_height: u64`),
 /// 8 sync response (`count: u32 | certified block…`), 9 committed tip (the sender's
-/// highest committed block's `CommitCertificate`: a height claim that proves itself).
+/// highest committed block's `CommitCertificate`: a height claim that proves itself),
+/// 10 block request (`count: u32 | block_hash: 32…`, blocks a NEW-VIEW re-proposes that
+/// the sender lacks), 11 block (one block, answering a block request).
 public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
     case prePrepare(PrePrepare)
     case prepare(Vote)
@@ -418,6 +486,8 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
     case syncRequest(fromHeight: UInt64, toHeight: UInt64)
     case syncResponse([CertifiedBlock])
     case committedTip(CommitCertificate)
+    case blockRequest([Hash])
+    case block(Block)
 
     /// A short name for logs and counters.
     public var kind: String {
@@ -431,6 +501,8 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
         case .syncRequest: return "sync_request"
         case .syncResponse: return "sync_response"
         case .committedTip: return "committed_tip"
+        case .blockRequest: return "block_request"
+        case .block: return "block"
         }
     }
 
@@ -449,6 +521,11 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
             encoder.count(blocks.count)
             for block in blocks { block.encode(to: &encoder) }
         case .committedTip(let certificate): encoder.u8(9); certificate.encode(to: &encoder)
+        case .blockRequest(let hashes):
+            encoder.u8(10)
+            encoder.count(hashes.count)
+            for hash in hashes { encoder.fixed(hash.bytes) }
+        case .block(let block): encoder.u8(11); block.encode(to: &encoder)
         }
     }
 
@@ -474,6 +551,12 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
             for _ in 0..<count { blocks.append(try CertifiedBlock.decode(from: &decoder)) }
             return .syncResponse(blocks)
         case 9: return .committedTip(try CommitCertificate.decode(from: &decoder))
+        case 10:
+            let count = try decoder.count(max: ConsensusLimits.maxPreparedCertificates, minItemBytes: 32, "block_request.hashes")
+            var hashes: [Hash] = []
+            for _ in 0..<count { hashes.append(try decoder.hash("block_request.hash")) }
+            return .blockRequest(hashes)
+        case 11: return .block(try Block.decode(from: &decoder))
         default: throw .invalid(field: "message.kind", reason: "unknown message kind")
         }
     }

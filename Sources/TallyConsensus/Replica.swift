@@ -77,8 +77,13 @@ public struct Replica {
     public private(set) var viewChangesStarted = 0
 
     struct Slot {
-        var prePrepare: PrePrepare?
-        var candidate: PrePrepare?
+        /// The accepted proposal and its block (nil only for a re-proposed block this
+        /// replica had already executed: it votes by hash and never needs the body).
+        var proposal: SignedProposal?
+        var body: Block?
+        /// A proposal waiting for its parent (or, from a NEW-VIEW, for its block).
+        var candidate: SignedProposal?
+        var candidateBody: Block?
         var prepares: [ValidatorIndex: Vote] = [:]
         var commits: [ValidatorIndex: Vote] = [:]
         var ownPrepare: Vote?
@@ -97,6 +102,15 @@ public struct Replica {
     var pendingStateRoots: [UInt64: Hash] = [:]
     var slots: [UInt64: Slot] = [:]
     var preparedCertificates: [UInt64: PreparedCertificate] = [:]
+    /// Blocks of the prepared certificates (by hash), persisted with them: a NEW-VIEW
+    /// carries only hashes, so the replicas that prepared a block serve it to those that lack it.
+    var preparedBlocks: [Hash: Block] = [:]
+    /// Blocks a NEW-VIEW re-proposed that this replica lacks: who should have each
+    /// (the new primary and the validators whose VIEW-CHANGE certified it), and the
+    /// next of them to ask.
+    var missingBlocks: [Hash: (sources: [ValidatorIndex], attempt: Int)] = [:]
+    /// Blocks sent to each peer in the current retransmit interval (rate limit).
+    var blockAnswersThisInterval: [ValidatorIndex: Int] = [:]
     var signerGuard: SignerGuard
     var ownViewChange: ViewChange?
     /// The NEW-VIEW that started the current view (resent to replicas still asking for it).
@@ -159,6 +173,7 @@ public struct Replica {
         ownViewChange = durableState?.ownViewChange
         for certificate in durableState?.preparedCertificates ?? [] where certificate.height > stableCheckpoint.height {
             preparedCertificates[certificate.height] = certificate
+            if let block = durableState?.preparedBlocks[certificate.blockHash] { preparedBlocks[certificate.blockHash] = block }
         }
         self.committedHeight = committedHeight
         self.tipCertificate = tipCertificate
@@ -185,7 +200,7 @@ public struct Replica {
         DurableState(
             view: view, inViewChange: inViewChange, stableCheckpoint: stableCheckpoint,
             preparedCertificates: preparedCertificates.keys.sorted().map { preparedCertificates[$0]! },
-            signerGuard: signerGuard, ownViewChange: ownViewChange)
+            signerGuard: signerGuard, ownViewChange: ownViewChange, preparedBlocks: preparedBlocks)
     }
 
     var timeoutTicks: UInt64 {
@@ -242,6 +257,8 @@ public struct Replica {
         case .syncRequest(let fromHeight, let toHeight): onSyncRequest(fromHeight: fromHeight, toHeight: toHeight, from: from)
         case .syncResponse(let blocks): onSyncResponse(blocks)
         case .committedTip(let certificate): onCommittedTip(certificate, from: from)
+        case .blockRequest(let hashes): onBlockRequest(hashes, from: from)
+        case .block(let block): onBlock(block)
         }
     }
 
@@ -267,12 +284,13 @@ public struct Replica {
         return Vote(target: target, validator: selfIndex, signature: signature)
     }
 
-    mutating func signPrePrepare(_ block: Block) -> PrePrepare? {
-        let hash = block.hash
-        let key = SignerGuard.Key(view: view, height: block.height, phase: .prePrepare)
-        let bytes = PrePrepare.signingBytes(chainID: configuration.chainID, view: view, height: block.height, blockHash: hash)
+    /// Signs `header` as proposed (or re-proposed) in the current view.
+    mutating func signProposal(_ header: BlockHeader) -> SignedProposal? {
+        let hash = header.hash
+        let key = SignerGuard.Key(view: view, height: header.height, phase: .prePrepare)
+        let bytes = PrePrepare.signingBytes(chainID: configuration.chainID, view: view, height: header.height, blockHash: hash)
         guard let signature = signGuarded(key, content: hash, bytes) else { return nil }
-        return PrePrepare(view: view, block: block, signature: signature)
+        return SignedProposal(view: view, header: header, signature: signature, blockHash: hash)
     }
 
     // MARK: Normal case
@@ -281,7 +299,7 @@ public struct Replica {
     /// accepted in the current view.
     func knownHash(at height: UInt64) -> Hash? {
         if height <= committedHeight { return committedHashes[height] }
-        return slots[height]?.prePrepare?.blockHash
+        return slots[height]?.proposal?.blockHash
     }
 
     var highWaterMark: UInt64 { stableCheckpoint.height + configuration.logWindow }
@@ -292,7 +310,7 @@ public struct Replica {
         while nextProposalHeight <= highWaterMark,
               nextProposalHeight <= committedHeight + configuration.parameters.maxBlocksInFlight {
             let height = nextProposalHeight
-            if slots[height]?.prePrepare != nil {
+            if slots[height]?.proposal != nil {
                 nextProposalHeight += 1
                 continue
             }
@@ -304,11 +322,12 @@ public struct Replica {
                 maxTransactions: Int(configuration.parameters.maxBlockTransactions), allowEmpty: allowEmpty)
             else { return }
             precondition(block.height == height && block.header.previousHash == parent, "application built a wrong block")
-            guard let prePrepare = signPrePrepare(block) else { return }
-            slots[height, default: Slot()].prePrepare = prePrepare
+            guard let proposal = signProposal(block.header) else { return }
+            slots[height, default: Slot()].proposal = proposal
+            slots[height]!.body = block
             nextProposalHeight = height + 1
             ticksSinceProposal = 0
-            broadcast(.prePrepare(prePrepare))
+            broadcast(.prePrepare(PrePrepare(view: view, block: block, signature: proposal.signature, blockHash: proposal.blockHash)))
             checkPrepared(height)
         }
     }
@@ -328,13 +347,18 @@ public struct Replica {
               header.transactionCount <= configuration.parameters.maxBlockTransactions
         else { return drop(.malformedBlock) }
         var slot = slots[height, default: Slot()]
-        if let existing = slot.prePrepare ?? slot.candidate {
-            guard existing.blockHash != prePrepare.blockHash else { return drop(.duplicate) }
+        if let existing = slot.proposal ?? slot.candidate {
+            guard existing.blockHash != prePrepare.blockHash else {
+                // The NEW-VIEW's proposal arrived first, without its block: this is it.
+                if slot.proposal == nil, slot.candidateBody == nil { return receivedBody(prePrepare.block, hash: prePrepare.blockHash) }
+                return drop(.duplicate)
+            }
             drop(.equivocation)
             guard !defences.rejectEquivocation else { return }
             slot = Slot(prepares: slot.prepares, commits: slot.commits)
         }
-        slot.candidate = prePrepare
+        slot.candidate = prePrepare.proposal
+        slot.candidateBody = prePrepare.block
         slots[height] = slot
         tryAccept(height)
     }
@@ -357,9 +381,10 @@ public struct Replica {
     /// known, then votes; continues with the next height (it may wait on this one).
     mutating func tryAccept(_ height: UInt64) {
         var height = height
-        while let slot = slots[height], let candidate = slot.candidate, slot.prePrepare == nil {
+        while let slot = slots[height], let candidate = slot.candidate, slot.proposal == nil {
             var accepted = slot
             accepted.candidate = nil
+            accepted.candidateBody = nil
             if height <= committedHeight {
                 // Already executed here: the hash identifies the block and its chain.
                 guard let known = committedHashes[height] else { return }
@@ -367,20 +392,24 @@ public struct Replica {
                     slots[height] = accepted
                     return drop(.wrongParent)
                 }
+                missingBlocks[candidate.blockHash] = nil
             } else {
                 guard let parent = knownHash(at: height - 1) else { return }
-                guard candidate.block.header.previousHash == parent else {
+                guard candidate.header.previousHash == parent else {
                     slots[height] = accepted
                     return drop(.wrongParent)
                 }
+                // A NEW-VIEW names the block by hash; it is fetched (`missingBlocks`).
+                guard let body = slot.candidateBody else { return }
                 if case .failure = application.validate(
-                candidate.block, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions))
+                body, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions))
                 {
                     slots[height] = accepted
                     return drop(.invalidBlock)
                 }
+                accepted.body = body
             }
-            accepted.prePrepare = candidate
+            accepted.proposal = candidate
             slots[height] = accepted
             if configuration.primary(of: view) != selfIndex,
                let vote = signVote(.prepare, height: height, blockHash: candidate.blockHash)
@@ -430,7 +459,7 @@ public struct Replica {
     }
 
     mutating func checkPrepared(_ height: UInt64) {
-        guard let slot = slots[height], let prePrepare = slot.prePrepare, !slot.prepared else { return }
+        guard let slot = slots[height], let prePrepare = slot.proposal, !slot.prepared else { return }
         let primary = configuration.primary(of: view)
         let matching = slot.prepares.values
             .filter { $0.target.blockHash == prePrepare.blockHash && $0.validator != primary }
@@ -438,7 +467,9 @@ public struct Replica {
         guard matching.count >= quorum - 1 else { return }
         slots[height]!.prepared = true
         if (preparedCertificates[height]?.view ?? 0) <= view {
-            preparedCertificates[height] = PreparedCertificate(prePrepare: prePrepare, prepares: matching)
+            if let replaced = preparedCertificates[height] { preparedBlocks[replaced.blockHash] = nil }
+            preparedCertificates[height] = PreparedCertificate(proposal: prePrepare, prepares: matching)
+            if let body = slot.body { preparedBlocks[prePrepare.blockHash] = body }
             durableDirty = true
         }
         tryCommitVote(height)
@@ -448,7 +479,7 @@ public struct Replica {
     /// this view (what makes NEW-VIEW's chain rule safe).
     mutating func tryCommitVote(_ height: UInt64) {
         var height = height
-        while let slot = slots[height], slot.prepared, slot.ownCommit == nil, let prePrepare = slot.prePrepare {
+        while let slot = slots[height], slot.prepared, slot.ownCommit == nil, let prePrepare = slot.proposal {
             guard height - 1 <= committedHeight || slots[height - 1]?.ownCommit != nil else { return }
             guard let vote = signVote(.commit, height: height, blockHash: prePrepare.blockHash) else { return }
             slots[height]!.ownCommit = vote
@@ -460,10 +491,10 @@ public struct Replica {
     }
 
     mutating func tryExecute() {
-        while let slot = slots[committedHeight + 1], let prePrepare = slot.prePrepare {
+        while let slot = slots[committedHeight + 1], let prePrepare = slot.proposal {
             // The gate is the parent, not only the height: a slot accepted on a block
             // that lost its height (to a sync) must never execute on the one that won.
-            guard prePrepare.block.header.previousHash == committedHashes[committedHeight] else {
+            guard prePrepare.header.previousHash == committedHashes[committedHeight] else {
                 dropSlotsOffTheCommittedChain()
                 return drop(.wrongParent)
             }
@@ -474,7 +505,8 @@ public struct Replica {
             let certificate = CommitCertificate(
                 view: signers[0].target.view, height: prePrepare.height, blockHash: prePrepare.blockHash,
                 signatures: signers.map { CommitCertificate.Entry(validatorIndex: $0.validator, signature: $0.signature) })
-            commit(CertifiedBlock(block: prePrepare.block, certificate: certificate), hash: prePrepare.blockHash)
+            guard let body = slot.body else { preconditionFailure("accepted above the committed height without its block") }
+            commit(CertifiedBlock(block: body, certificate: certificate), hash: prePrepare.blockHash)
         }
     }
 
@@ -485,7 +517,7 @@ public struct Replica {
         committedHashes[height] = hash
         tipCertificate = certified.certificate
         pendingStateRoots[height] = certified.block.header.stateRoot
-        if let accepted = slots[height]?.prePrepare, accepted.blockHash != hash { dropSlotsOffTheCommittedChain() }
+        if let accepted = slots[height]?.proposal, accepted.blockHash != hash { dropSlotsOffTheCommittedChain() }
         executeActions.append(.execute(certified))
         viewTimerTicks = 0
         ticksSinceCommit = 0
@@ -501,13 +533,13 @@ public struct Replica {
     /// are for blocks that can no longer commit here.
     mutating func dropSlotsOffTheCommittedChain() {
         var parent = committedHashes[committedHeight]
-        if let accepted = slots[committedHeight]?.prePrepare, accepted.blockHash != parent { slots[committedHeight] = nil }
+        if let accepted = slots[committedHeight]?.proposal, accepted.blockHash != parent { slots[committedHeight] = nil }
         var height = committedHeight + 1
-        while let accepted = slots[height]?.prePrepare, accepted.block.header.previousHash == parent {
+        while let accepted = slots[height]?.proposal, accepted.header.previousHash == parent {
             parent = accepted.blockHash
             height += 1
         }
-        for stale in slots.keys where stale >= height && slots[stale]?.prePrepare != nil { slots[stale] = nil }
+        for stale in slots.keys where stale >= height && slots[stale]?.proposal != nil { slots[stale] = nil }
     }
 
     // MARK: Checkpoints
@@ -575,6 +607,8 @@ public struct Replica {
         let height = proof.height
         slots = slots.filter { $0.key > height }
         preparedCertificates = preparedCertificates.filter { $0.key > height }
+        let kept = Set(preparedCertificates.values.map(\.blockHash))
+        preparedBlocks = preparedBlocks.filter { kept.contains($0.key) }
         checkpointVotes = checkpointVotes.filter { $0.key > height }
         let keepFrom = min(height, committedHeight)
         committedHashes = committedHashes.filter { $0.key >= keepFrom }
@@ -595,6 +629,7 @@ public struct Replica {
         viewChangesStarted += 1
         ticksInViewChange = 0
         slots = [:]
+        missingBlocks = [:]
         currentNewView = nil
         durableDirty = true
         signerGuard.prune(currentView: view, stableHeight: stableCheckpoint.height)
@@ -687,9 +722,9 @@ public struct Replica {
 
     func isValid(_ certificate: PreparedCertificate) -> Bool {
         guard defences.checkViewChangeCertificates else { return true }
-        let prePrepare = certificate.prePrepare
+        let prePrepare = certificate.proposal
         let primary = configuration.primary(of: prePrepare.view)
-        let header = prePrepare.block.header
+        let header = prePrepare.header
         guard header.view <= prePrepare.view, header.proposer == configuration.primary(of: header.view),
               verify(prePrepare.signature, by: primary, prePrepare.signingBytes(chainID: configuration.chainID))
         else { return false }
@@ -710,7 +745,7 @@ public struct Replica {
     /// The chain a NEW-VIEW must re-propose, computed from its VIEW-CHANGEs: the
     /// highest checkpoint, then per height the prepared certificate of the highest
     /// view, while each links to the previous block.
-    static func newViewPlan(_ viewChanges: [ViewChange]) -> (checkpoint: CheckpointProof, blocks: [Block]) {
+    static func newViewPlan(_ viewChanges: [ViewChange]) -> (checkpoint: CheckpointProof, blocks: [BlockHeader]) {
         var checkpoint = viewChanges[0].checkpoint
         for viewChange in viewChanges where viewChange.checkpoint.height > checkpoint.height {
             checkpoint = viewChange.checkpoint
@@ -726,11 +761,11 @@ public struct Replica {
                 best[certificate.height] = certificate
             }
         }
-        var blocks: [Block] = []
+        var blocks: [BlockHeader] = []
         var parent = checkpoint.blockHash
         var height = checkpoint.height + 1
-        while let certificate = best[height], certificate.prePrepare.block.header.previousHash == parent {
-            blocks.append(certificate.prePrepare.block)
+        while let certificate = best[height], certificate.proposal.header.previousHash == parent {
+            blocks.append(certificate.proposal.header)
             parent = certificate.blockHash
             height += 1
         }
@@ -743,16 +778,16 @@ public struct Replica {
         guard set.count >= quorum else { return }
         let chosen = Array(set.prefix(quorum))
         let plan = Replica.newViewPlan(chosen)
-        var prePrepares: [PrePrepare] = []
-        for block in plan.blocks {
-            guard let prePrepare = signPrePrepare(block) else { return }
-            prePrepares.append(prePrepare)
+        var proposals: [SignedProposal] = []
+        for header in plan.blocks {
+            guard let proposal = signProposal(header) else { return }
+            proposals.append(proposal)
         }
-        let bodyHash = NewView.bodyHash(viewChanges: chosen, prePrepares: prePrepares)
+        let bodyHash = NewView.bodyHash(viewChanges: chosen, proposals: proposals)
         let key = SignerGuard.Key(view: view, height: 0, phase: .newView)
         let bytes = NewView.signingBytes(chainID: configuration.chainID, view: view, bodyHash: bodyHash)
         guard let signature = signGuarded(key, content: bodyHash, bytes) else { return }
-        let newView = NewView(view: view, viewChanges: chosen, prePrepares: prePrepares, signature: signature)
+        let newView = NewView(view: view, viewChanges: chosen, proposals: proposals, signature: signature)
         broadcast(.newView(newView))
         enterView(newView, checkpoint: plan.checkpoint)
     }
@@ -789,15 +824,15 @@ public struct Replica {
               set.allSatisfy({ $0.newView == newView.view && isValid($0) })
         else { return nil }
         let primary = configuration.primary(of: newView.view)
-        for prePrepare in newView.prePrepares {
+        for prePrepare in newView.proposals {
             guard prePrepare.view == newView.view,
                   verify(prePrepare.signature, by: primary, prePrepare.signingBytes(chainID: configuration.chainID))
             else { return nil }
         }
         let plan = Replica.newViewPlan(set)
         guard defences.recomputeNewView else { return plan.checkpoint }
-        guard plan.blocks.count == newView.prePrepares.count,
-              zip(plan.blocks, newView.prePrepares).allSatisfy({ $0.hash == $1.blockHash })
+        guard plan.blocks.count == newView.proposals.count,
+              zip(plan.blocks, newView.proposals).allSatisfy({ $0.hash == $1.blockHash })
         else { return nil }
         return plan.checkpoint
     }
@@ -814,15 +849,79 @@ public struct Replica {
         signerGuard.prune(currentView: view, stableHeight: stableCheckpoint.height)
         if checkpoint.height > stableCheckpoint.height { adoptStable(checkpoint) }
         var top = stableCheckpoint.height
-        for prePrepare in newView.prePrepares where prePrepare.height > stableCheckpoint.height {
-            guard prePrepare.height <= highWaterMark else { break }
-            slots[prePrepare.height, default: Slot()].candidate = prePrepare
-            top = max(top, prePrepare.height)
+        missingBlocks = [:]
+        for proposal in newView.proposals where proposal.height > stableCheckpoint.height {
+            guard proposal.height <= highWaterMark else { break }
+            slots[proposal.height, default: Slot()].candidate = proposal
+            top = max(top, proposal.height)
+            guard proposal.height > committedHeight else { continue }
+            if let body = preparedBlocks[proposal.blockHash] {
+                slots[proposal.height]!.candidateBody = body
+            } else {
+                // Who certified it in a VIEW-CHANGE holds it (persisted with its certificate).
+                let holders = newView.viewChanges.filter { viewChange in
+                    viewChange.prepared.contains { $0.blockHash == proposal.blockHash }
+                }.map(\.validator)
+                var sources: [ValidatorIndex] = []
+                for source in [configuration.primary(of: newView.view)] + holders where source != selfIndex && !sources.contains(source) {
+                    sources.append(source)
+                }
+                missingBlocks[proposal.blockHash] = (sources, 0)
+            }
         }
+        requestMissingBlocks()
         nextProposalHeight = max(committedHeight, top) + 1
         tryAccept(stableCheckpoint.height + 1)
         if stableCheckpoint.height >= committedHeight { tryAccept(committedHeight + 1) }
         tryPropose()
+    }
+
+    // MARK: Blocks of a NEW-VIEW
+
+    /// Asks, for each block a NEW-VIEW re-proposed that this replica lacks, the next
+    /// validator that should hold it (again each retransmit interval, rotating).
+    mutating func requestMissingBlocks() {
+        let awaited = Set(slots.values.compactMap { $0.candidateBody == nil ? $0.candidate?.blockHash : nil })
+        missingBlocks = missingBlocks.filter { awaited.contains($0.key) }
+        var byPeer: [ValidatorIndex: [Hash]] = [:]
+        for (hash, entry) in missingBlocks where !entry.sources.isEmpty {
+            byPeer[entry.sources[entry.attempt % entry.sources.count], default: []].append(hash)
+            missingBlocks[hash]!.attempt += 1
+        }
+        for peer in byPeer.keys.sorted() { send(.blockRequest(byPeer[peer]!.sorted()), to: peer) }
+    }
+
+    /// Sends the requested blocks this replica holds (those it prepared, or has in its
+    /// slots), one message each; at most `logWindow` a peer per retransmit interval.
+    mutating func onBlockRequest(_ hashes: [Hash], from: ValidatorIndex) {
+        for hash in hashes {
+            let answered = blockAnswersThisInterval[from, default: 0]
+            guard answered < Int(configuration.logWindow) else { return drop(.rateLimited) }
+            guard let block = preparedBlocks[hash] ?? slots.values.lazy.compactMap({ slot in
+                slot.body?.hash == hash ? slot.body : slot.candidateBody?.hash == hash ? slot.candidateBody : nil
+            }).first else { continue }
+            blockAnswersThisInterval[from] = answered + 1
+            send(.block(block), to: from)
+        }
+    }
+
+    mutating func onBlock(_ block: Block) {
+        let hash = block.hash
+        guard missingBlocks[hash] != nil else { return drop(.unexpectedBlock) }
+        receivedBody(block, hash: hash)
+    }
+
+    /// A block for a NEW-VIEW candidate: checked against the header's transactions
+    /// (the hash covers the header only), then the candidate can be validated.
+    mutating func receivedBody(_ block: Block, hash: Hash) {
+        guard let height = slots.first(where: { $0.value.candidate?.blockHash == hash && $0.value.candidateBody == nil })?.key
+        else { return drop(.unexpectedBlock) }
+        guard block.transactions.count == Int(block.header.transactionCount),
+              Block.transactionsRoot(block.transactions) == block.header.transactionsRoot
+        else { return drop(.malformedBlock) }
+        missingBlocks[hash] = nil
+        slots[height]!.candidateBody = block
+        tryAccept(height)
     }
 
     // MARK: Catching up
@@ -873,7 +972,7 @@ public struct Replica {
             else { return drop(.invalidSyncBlock) }
             let hash = block.hash
             guard isValid(certified.certificate, height: block.height, blockHash: hash) else { return drop(.invalidSyncBlock) }
-            if slots[block.height]?.prePrepare?.blockHash != hash,
+            if slots[block.height]?.proposal?.blockHash != hash,
                case .failure = application.validate(
                    block, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions))
             {
@@ -903,7 +1002,7 @@ public struct Replica {
 
     var expectingProgress: Bool {
         configuration.emptyBlockIntervalTicks != nil || application.hasPendingTransactions
-            || slots.contains { $0.key > committedHeight && ($0.value.prePrepare != nil || $0.value.candidate != nil) }
+            || slots.contains { $0.key > committedHeight && ($0.value.proposal != nil || $0.value.candidate != nil) }
     }
 
     mutating func onTick() {
@@ -937,6 +1036,8 @@ public struct Replica {
         if tickCount % interval == 0 {
             syncAnswersThisInterval = [:]
             tipClaimsCheckedThisInterval = []
+            blockAnswersThisInterval = [:]
+            requestMissingBlocks()
             // While blocks commit, peers are evidently hearing us: resend rarely.
             if inViewChange || ticksSinceCommit >= interval || tickCount % (4 * interval) == 0 { retransmit() }
             detectBehind()
@@ -967,7 +1068,9 @@ public struct Replica {
                 ? committedHeight - configuration.parameters.maxBlocksInFlight : 0
             for height in slots.keys.sorted() where height > from {
                 let slot = slots[height]!
-                if isPrimary, height > committedHeight, let prePrepare = slot.prePrepare { broadcast(.prePrepare(prePrepare)) }
+                if isPrimary, height > committedHeight, let proposal = slot.proposal, let body = slot.body {
+                    broadcast(.prePrepare(PrePrepare(view: proposal.view, block: body, signature: proposal.signature, blockHash: proposal.blockHash)))
+                }
                 if let vote = slot.ownPrepare { broadcast(.prepare(vote)) }
                 if let vote = slot.ownCommit { broadcast(.commit(vote)) }
             }
@@ -1025,7 +1128,7 @@ public struct Replica {
     package var debugSummary: String {
         let slotText = slots.keys.sorted().map { height -> String in
             let slot = slots[height]!
-            return "\(height):\(slot.prePrepare != nil ? "pp" : slot.candidate != nil ? "cand" : "-")/p\(slot.prepares.count)/c\(slot.commits.count)\(slot.prepared ? "P" : "")"
+            return "\(height):\(slot.proposal != nil ? "pp" : slot.candidate != nil ? "cand" : "-")/p\(slot.prepares.count)/c\(slot.commits.count)\(slot.prepared ? "P" : "")"
         }.joined(separator: " ")
         return "timer \(viewTimerTicks)/\(timeoutTicks) vc \(ticksInViewChange) sync \(sync.map { "\($0.target)@\($0.attempt)" } ?? "-") next \(nextProposalHeight) [\(slotText)]"
     }
@@ -1039,10 +1142,12 @@ public struct Replica {
         precondition(committedHashes[committedHeight] != nil, "lost the committed tip's hash")
         for (height, slot) in slots {
             precondition(height > stableCheckpoint.height && height <= highWaterMark, "slot outside the water marks")
-            if let prePrepare = slot.prePrepare {
-                precondition(prePrepare.height == height && prePrepare.view == view, "slot holds a foreign pre-prepare")
+            if let proposal = slot.proposal {
+                precondition(proposal.height == height && proposal.view == view, "slot holds a foreign pre-prepare")
+                precondition(slot.body.map { $0.hash == proposal.blockHash } ?? true, "slot holds another block")
             }
-            precondition(!slot.prepared || slot.prePrepare != nil, "prepared without a pre-prepare")
+            precondition(slot.candidateBody.map { $0.hash == slot.candidate?.blockHash } ?? true, "candidate holds another block")
+            precondition(!slot.prepared || slot.proposal != nil, "prepared without a pre-prepare")
             if slot.ownCommit != nil { precondition(slot.prepared, "committed a vote without being prepared") }
             if defences == .all {
                 for vote in slot.prepares.values { precondition(vote.target.view == view && vote.target.height == height) }
@@ -1052,6 +1157,7 @@ public struct Replica {
         for (height, certificate) in preparedCertificates {
             precondition(height > stableCheckpoint.height && certificate.height == height && certificate.view <= view)
         }
+        precondition(preparedBlocks.count <= preparedCertificates.count, "prepared blocks without certificates")
         for key in signerGuard.signed.keys { precondition(key.view <= view || key.phase == .checkpoint, "signed in a future view") }
         if inViewChange, let own = ownViewChange { precondition(own.newView <= view, "view change ahead of the view") }
         precondition(viewChanges.count <= configuration.validatorCount, "view-change store unbounded")
@@ -1069,7 +1175,7 @@ extension ConsensusMessage {
         case .prepare(let vote), .commit(let vote): return vote.target.view
         case .viewChange(let viewChange): return viewChange.newView
         case .newView(let newView): return newView.view
-        case .checkpoint, .syncRequest, .syncResponse, .committedTip: return nil
+        case .checkpoint, .syncRequest, .syncResponse, .committedTip, .blockRequest, .block: return nil
         }
     }
 }

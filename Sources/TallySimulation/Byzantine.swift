@@ -39,7 +39,7 @@ extension Simulation {
             }
             transmit(message, from: node, to: targets)
         case .newViewDropsPrepared:
-            if case .newView(let newView) = message, !newView.prePrepares.isEmpty {
+            if case .newView(let newView) = message, !newView.proposals.isEmpty {
                 count("byzantine_forged_new_views")
                 return transmit(.newView(Forgery.newViewDroppingPrepared(newView, chainID: Simulation.chainID, signer: signer)),
                                 from: node, to: targets)
@@ -159,9 +159,9 @@ extension Simulation {
         let top = ConsensusLimits.maxView - (ConsensusLimits.maxView % count + count - own) % count
         let signer = scheme.signer(for: node.validator)
         for view in [next, top] {
-            let bodyHash = NewView.bodyHash(viewChanges: [], prePrepares: [])
+            let bodyHash = NewView.bodyHash(viewChanges: [], proposals: [])
             let forged = NewView(
-                view: view, viewChanges: [], prePrepares: [],
+                view: view, viewChanges: [], proposals: [],
                 signature: signer.sign(NewView.signingBytes(chainID: Simulation.chainID, view: view, bodyHash: bodyHash)))
             transmit(.newView(forged), from: node, to: targets)
         }

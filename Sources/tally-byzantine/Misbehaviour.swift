@@ -102,9 +102,9 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
             guard let forged = forge(viewChange, link: link) else { return link.send(message, to: targets) }
             link.send(.viewChange(forged), to: targets)
             count("forged_view_change", "new_view=\(viewChange.newView) certificates=\(forged.prepared.count)")
-        case (.forgedViewChange, .newView(let newView)) where !newView.prePrepares.isEmpty:
+        case (.forgedViewChange, .newView(let newView)) where !newView.proposals.isEmpty:
             link.send(.newView(Forgery.newViewDroppingPrepared(newView, chainID: chainID, signer: signer)), to: targets)
-            count("forged_new_view", "view=\(newView.view) pre_prepares=\(newView.prePrepares.count)")
+            count("forged_new_view", "view=\(newView.view) proposals=\(newView.proposals.count)")
         default:
             link.send(message, to: targets)
         }

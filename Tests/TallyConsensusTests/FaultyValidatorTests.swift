@@ -10,9 +10,9 @@ import XCTest
 final class FaultyValidatorTests: XCTestCase {
     /// An empty NEW-VIEW (no VIEW-CHANGEs) for `view`, signed by `signer`.
     func forgedNewView(_ scenario: Scenario, view: UInt64, by signer: ValidatorIndex) -> ConsensusMessage {
-        let bodyHash = NewView.bodyHash(viewChanges: [], prePrepares: [])
+        let bodyHash = NewView.bodyHash(viewChanges: [], proposals: [])
         return .newView(NewView(
-            view: view, viewChanges: [], prePrepares: [],
+            view: view, viewChanges: [], proposals: [],
             signature: scenario.keys[Int(signer)].sign(NewView.signingBytes(chainID: Scenario.chainID, view: view, bodyHash: bodyHash))))
     }
 
@@ -149,7 +149,7 @@ final class FaultyValidatorTests: XCTestCase {
         scenario.step(1, .message(.prePrepare(scenario.prePrepare(view: 0, block: blockA, by: 0)), from: 0))
         let blockA2 = scenario.proposal(height: 2, parent: blockA.hash, on: 1)
         scenario.step(1, .message(.prePrepare(scenario.prePrepare(view: 0, block: blockA2, by: 0)), from: 0))
-        XCTAssertNotNil(scenario.replicas[1].slots[2]?.prePrepare)
+        XCTAssertNotNil(scenario.replicas[1].slots[2]?.proposal)
         // B commits elsewhere; replica 1 gets it by sync with its certificate.
         let signers: [ValidatorIndex] = [0, 2, 3]
         let certificate = CommitCertificate(
@@ -160,7 +160,7 @@ final class FaultyValidatorTests: XCTestCase {
         scenario.queue = []
         scenario.step(1, .message(.syncResponse([CertifiedBlock(block: blockB, certificate: certificate)]), from: 2))
         XCTAssertEqual(scenario.replicas[1].committedHeight, 1)
-        XCTAssertNil(scenario.replicas[1].slots[2]?.prePrepare, "stale slot above the synced block kept")
+        XCTAssertNil(scenario.replicas[1].slots[2]?.proposal, "stale slot above the synced block kept")
         // A quorum of (Byzantine-signed) COMMITs for A2 must not execute it on B.
         for validator in signers {
             scenario.step(1, .message(.commit(scenario.vote(.commit, view: 0, height: 2, hash: blockA2.hash, by: validator)), from: validator))

@@ -34,7 +34,7 @@ final class MessageTests: XCTestCase {
     var viewChange: ViewChange {
         ViewChange(
             newView: 8, validator: 2, checkpoint: checkpointProof,
-            prepared: [PreparedCertificate(prePrepare: prePrepare, prepares: [vote(.prepare, validator: 0), vote(.prepare, validator: 1)])],
+            prepared: [PreparedCertificate(proposal: prePrepare.proposal, prepares: [vote(.prepare, validator: 0), vote(.prepare, validator: 1)])],
             signature: signature)
     }
 
@@ -66,7 +66,7 @@ final class MessageTests: XCTestCase {
                        ViewChange.signingBytes(chainID: chainID, newView: 8, validator: 2,
                                                bodyHash: ViewChange.bodyHash(checkpoint: checkpointProof, prepared: viewChange.prepared)))
         XCTAssertEqual(ViewChange.bodyHash(checkpoint: checkpointProof, prepared: viewChange.prepared).hex,
-                       "c570722f23fc08ba264fad59b0b137af1bd7e12835eef77846dab367455d3370")
+                       "837af37fb4909d13da70fa87ffa9670b8f190afe42b7f203f1a6b7b264fe9284")
     }
 
     /// PREPARE and COMMIT sign exactly TallyTypes' `VoteTarget` bytes, so COMMITs
@@ -105,8 +105,9 @@ final class MessageTests: XCTestCase {
             .prePrepare(prePrepare), .prepare(vote(.prepare, validator: 1)), .commit(vote(.commit, validator: 2)),
             .checkpoint(Checkpoint(height: 40, blockHash: hashA, stateRoot: hashB, validator: 3, signature: signature)),
             .viewChange(viewChange),
-            .newView(NewView(view: 8, viewChanges: [viewChange], prePrepares: [PrePrepare(view: 8, block: block, signature: signature)], signature: signature)),
+            .newView(NewView(view: 8, viewChanges: [viewChange], proposals: [PrePrepare(view: 8, block: block, signature: signature).proposal], signature: signature)),
             .syncRequest(fromHeight: 1, toHeight: 64), .syncResponse([certified]), .committedTip(certified.certificate),
+            .blockRequest([hashA, hashB]), .block(block),
         ]
         for message in messages {
             let decoded = try ConsensusMessage(canonicalBytes: message.canonicalBytes)
@@ -133,10 +134,11 @@ final class MessageTests: XCTestCase {
         signerGuard.record(SignerGuard.Key(view: 0, height: 44, phase: .checkpoint), content: hashB)
         let state = DurableState(
             view: 8, inViewChange: true, stableCheckpoint: checkpointProof,
-            preparedCertificates: viewChange.prepared, signerGuard: signerGuard, ownViewChange: viewChange)
+            preparedCertificates: viewChange.prepared, signerGuard: signerGuard, ownViewChange: viewChange,
+            preparedBlocks: [block.hash: block])
         let bytes = state.canonicalBytes
         XCTAssertEqual(try DurableState(canonicalBytes: bytes), state)
-        XCTAssertEqual(SHA256.hash(bytes).hex, "5e55a730e286016ca9ec7304b10286980848d4f1f5567356d8abf910ba64ef1c")
+        XCTAssertEqual(SHA256.hash(bytes).hex, "2c8f4f124b3b5fe7dbf7055a55f61340f342a84d60501fa5e2c24dfa6f46d543")
         XCTAssertEqual(hex(Array(bytes.prefix(4 + 26 + 9))),
             "1a000000" + hex(Array("tally/consensus-durable/v1".utf8)) + "0800000000000000" + "01")
         XCTAssertThrowsError(try DurableState(canonicalBytes: Array(bytes.dropLast(3))))
@@ -150,7 +152,8 @@ final class MessageTests: XCTestCase {
         signerGuard.record(SignerGuard.Key(view: 8, height: 41, phase: .prepare), content: hashA)
         let state = DurableState(
             view: 8, inViewChange: true, stableCheckpoint: checkpointProof,
-            preparedCertificates: viewChange.prepared, signerGuard: signerGuard, ownViewChange: viewChange)
+            preparedCertificates: viewChange.prepared, signerGuard: signerGuard, ownViewChange: viewChange,
+            preparedBlocks: [block.hash: block])
         let blocks = state.referencedBlocks
         XCTAssertEqual(Set(blocks.keys), Set((state.preparedCertificates + viewChange.prepared).map(\.blockHash)))
         let bytes = state.compactBytes
@@ -159,10 +162,10 @@ final class MessageTests: XCTestCase {
         XCTAssertEqual(try DurableState(storedBytes: state.canonicalBytes) { _ in nil }, state, "the full form still reads")
         XCTAssertEqual(hex(Array(bytes.prefix(4 + 26 + 9))),
             "1a000000" + hex(Array("tally/consensus-durable/v2".utf8)) + "0800000000000000" + "01")
-        XCTAssertEqual(SHA256.hash(bytes).hex, "a6fc126f738566e489178d34302f61b6f00e694c8d9665da647e6e907b8ffa2c")
-        // No block bytes inside: smaller than the full form by at least the blocks.
-        let blockBytes = state.preparedCertificates.map(\.prePrepare.block.canonicalBytes.count).reduce(0, +)
-        XCTAssertLessThanOrEqual(bytes.count, state.canonicalBytes.count - blockBytes)
+        XCTAssertEqual(SHA256.hash(bytes).hex, "ea8645d066e339771a73a2cbd4d129bce6ddc65ae306e28ea403c9bbd44b7962")
+        // No block bytes inside: the full form with each block replaced by its hash.
+        let blockBytes = state.preparedBlocks.values.map(\.canonicalBytes.count).reduce(0, +)
+        XCTAssertEqual(bytes.count, state.canonicalBytes.count - blockBytes + 32 * state.preparedBlocks.count)
         // A missing block, or one with another hash, makes the state unreadable.
         XCTAssertThrowsError(try DurableState(compactBytes: bytes) { _ in nil })
         let other = Block(header: BlockHeader(

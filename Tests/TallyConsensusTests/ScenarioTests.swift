@@ -218,7 +218,7 @@ final class ScenarioTests: XCTestCase {
             let real = scenario.vote(.prepare, view: 0, height: 1, hash: block.hash, by: 3)
             return Vote(target: real.target, validator: ValidatorIndex(validator), signature: real.signature)
         }
-        let certificate = PreparedCertificate(prePrepare: prePrepare, prepares: prepares)
+        let certificate = PreparedCertificate(proposal: prePrepare.proposal, prepares: prepares)
         let checkpoint = CheckpointProof.genesis(hash: scenario.genesisHash, stateRoot: scenario.genesisLedger.stateRoot)
         let bodyHash = ViewChange.bodyHash(checkpoint: checkpoint, prepared: [certificate])
         let viewChange = ViewChange(
@@ -241,10 +241,10 @@ final class ScenarioTests: XCTestCase {
             return message.kind != "commit"
         }
         let newView = try! XCTUnwrap(captured)
-        XCTAssertEqual(newView.prePrepares.count, 1)
-        let bodyHash = NewView.bodyHash(viewChanges: newView.viewChanges, prePrepares: [])
+        XCTAssertEqual(newView.proposals.count, 1)
+        let bodyHash = NewView.bodyHash(viewChanges: newView.viewChanges, proposals: [])
         let forged = NewView(
-            view: 1, viewChanges: newView.viewChanges, prePrepares: [],
+            view: 1, viewChanges: newView.viewChanges, proposals: [],
             signature: scenario.keys[1].sign(NewView.signingBytes(chainID: Scenario.chainID, view: 1, bodyHash: bodyHash)))
         scenario.step(2, .message(.newView(forged), from: 1))
         XCTAssertEqual(scenario.replicas[2].dropped[.invalidNewView], 1)
