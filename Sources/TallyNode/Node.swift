@@ -372,10 +372,8 @@ public actor Node: NodeService {
         var checked: [Transaction] = []
         for transaction in transactions {
             let hash = transaction.hash
-            // The mempool's cheap checks (which include "not pending already") drop
-            // what admission would refuse anyway, before its signature is checked.
-            guard application.mempool.check(
-                      transaction, account: application.ledger.account(transaction.senderAddress) ?? .empty) == nil,
+            guard !application.mempool.contains(hash),
+                  transaction.nonce >= (application.ledger.account(transaction.senderAddress)?.nonce ?? 0),
                   seen.insert(hash).inserted
             else { continue }
             if application.isInFlight(hash) { checked.append(transaction) } else { unchecked.append(transaction) }
