@@ -48,6 +48,7 @@ public actor Node: NodeService {
     private var nextSubscriber: UInt64 = 0
     private var gossipBuffer: [Transaction] = []
     private var submittedAt: [Hash: ContinuousClock.Instant] = [:]
+    private var lastSubmissionSweepTick: UInt64 = 0
     private var lastSnapshotHeight: UInt64
     /// Transactions executed since the last snapshot (or since start).
     private var transactionsSinceSnapshot = 0
@@ -84,6 +85,8 @@ public actor Node: NodeService {
     static let maxConcurrentSignatureBatches = 2
     /// Submissions whose commit latency is tracked at once.
     static let maxTrackedSubmissions = 100_000
+    /// Ticks between sweeps of evicted submissions out of a full `submittedAt`.
+    static let submissionSweepIntervalTicks: UInt64 = 20
     /// Largest sync response, under the peer frame limit.
     static let maxSyncResponseBytes = 8 << 20
     /// Inbox size at which the reader waits for the actor to drain it (back-pressure
@@ -662,9 +665,11 @@ public actor Node: NodeService {
     }
 
     /// Remembers when a transaction was submitted, for the commit latency; at the
-    /// bound, forgets those the mempool no longer holds (evicted ones never commit).
+    /// bound, forgets those the mempool no longer holds (evicted ones never commit),
+    /// at most once per `submissionSweepIntervalTicks`.
     private func trackSubmission(_ hash: Hash, at instant: ContinuousClock.Instant) {
-        if submittedAt.count >= Self.maxTrackedSubmissions {
+        if submittedAt.count >= Self.maxTrackedSubmissions, ticks >= lastSubmissionSweepTick + Self.submissionSweepIntervalTicks {
+            lastSubmissionSweepTick = ticks
             submittedAt = submittedAt.filter { application.mempool.contains($0.key) || application.isInFlight($0.key) }
         }
         if submittedAt.count < Self.maxTrackedSubmissions { submittedAt[hash] = instant }
