@@ -360,7 +360,10 @@ public struct Mempool: Sendable {
     /// apply before it).
     private mutating func evict(sender: Address, from nonce: UInt64, reason: EvictionReason) {
         guard let queue = bySender[sender] else { return }
-        for pending in queue.entries.keys where pending >= nonce { evictOne(sender: sender, nonce: pending, reason: reason) }
+        // Highest first: each removal then finds the sender's new highest nonce at once.
+        for pending in queue.entries.keys.filter({ $0 >= nonce }).sorted(by: >) {
+            evictOne(sender: sender, nonce: pending, reason: reason)
+        }
     }
 
     private mutating func evictOne(sender: Address, nonce: UInt64, reason: EvictionReason) {
@@ -379,11 +382,22 @@ public struct Mempool: Sendable {
             return true
         }
         if nonce == queue.highestNonce {
-            queue.highestNonce = queue.entries.keys.max()!
+            queue.highestNonce = Self.highest(below: nonce, in: queue.entries)
             tails.push(tail(queue.entries[queue.highestNonce]!, sender: sender))
         }
         bySender[sender] = queue
         return true
+    }
+
+    /// The highest key below `nonce` (all keys are): a short walk down when the queue
+    /// is contiguous there, else a scan of the keys; never more than twice the count.
+    private static func highest(below nonce: UInt64, in entries: [UInt64: Entry]) -> UInt64 {
+        var candidate = nonce
+        for _ in 0..<entries.count {
+            candidate -= 1
+            if entries[candidate] != nil { return candidate }
+        }
+        return entries.keys.max()!
     }
 
     private func tail(_ entry: Entry, sender: Address) -> TailHeap.Item {
