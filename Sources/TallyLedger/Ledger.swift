@@ -37,6 +37,7 @@ public struct VerifiedTransaction: Hashable, Sendable {
 public enum TransactionRejection: Error, Hashable, Sendable, CustomStringConvertible {
     case wrongChain(expected: String, found: String)
     case wrongNonce(expected: UInt64, found: UInt64)
+    case feeTooLow(minimum: UInt64, found: UInt64)
     case insufficientBalance(balance: UInt64, needed: UInt64)
     case amountOverflow
     case recipientOverflow
@@ -47,6 +48,7 @@ public enum TransactionRejection: Error, Hashable, Sendable, CustomStringConvert
         case .wrongNonce(let expected, let found):
             return found < expected ? "stale nonce \(found) (already used; next is \(expected))"
                 : "nonce \(found) is ahead; the next nonce is \(expected)"
+        case .feeTooLow(let minimum, let found): return "fee \(found) is below this chain's minimum fee \(minimum)"
         case .insufficientBalance(let balance, let needed): return "insufficient balance: \(balance) < amount + fee = \(needed)"
         case .amountOverflow: return "amount + fee overflows 64 bits"
         case .recipientOverflow: return "recipient balance would overflow 64 bits"
@@ -58,6 +60,7 @@ public enum TransactionRejection: Error, Hashable, Sendable, CustomStringConvert
         switch self {
         case .wrongChain: return "wrong_chain_id"
         case .wrongNonce(let expected, let found): return found < expected ? "stale_nonce" : "future_nonce"
+        case .feeTooLow: return "fee_too_low"
         case .insufficientBalance: return "insufficient_balance"
         case .amountOverflow: return "amount_overflow"
         case .recipientOverflow: return "recipient_overflow"
@@ -104,6 +107,8 @@ public struct Ledger: Sendable {
     public let chainID: String
     public let validators: ValidatorSet
     public let totalSupply: UInt64
+    /// Genesis `consensus.min_fee`: a transaction paying less does not apply.
+    public let minFee: UInt64
     /// Height of the last block applied (0 = genesis).
     public private(set) var height: UInt64 = 0
 
@@ -116,6 +121,7 @@ public struct Ledger: Sendable {
         chainID = genesis.chainID
         validators = genesis.validators
         totalSupply = genesis.totalSupply
+        minFee = genesis.consensus.minFee
         var leaves: [Int: Hash] = [:]
         for account in genesis.accounts {
             leaves[addresses.count] = StateTree.leafHash(address: account.address, balance: account.balance, nonce: 0)
@@ -149,6 +155,7 @@ public struct Ledger: Sendable {
         chainID = genesis.chainID
         validators = genesis.validators
         totalSupply = genesis.totalSupply
+        minFee = genesis.consensus.minFee
         self.height = height
         var supply: UInt64 = 0
         var leaves: [Int: Hash] = [:]
@@ -183,24 +190,46 @@ public struct Ledger: Sendable {
         zip(addresses, accounts).map { ($0, $1) }
     }
 
-    /// Checks one transaction against `state` and returns the new sender and
-    /// recipient states, or why it cannot apply.
-    static func transfer(
-        _ transaction: Transaction, chainID: String, sender: Account, recipient: Account, selfTransfer: Bool
-    ) -> Result<(sender: Account, recipient: Account), TransactionRejection> {
+    /// The sender's side of applying `transaction`: its state afterwards, or why the
+    /// transaction cannot apply. The mempool decides "proposable" with this same
+    /// function, so what it offers a proposal is what execution accepts. (The
+    /// recipient's side cannot fail in practice: balances sum to the supply.)
+    public static func debit(
+        _ transaction: Transaction, chainID: String, minFee: UInt64, sender: Account
+    ) -> Result<Account, TransactionRejection> {
         guard transaction.chainID == chainID else { return .failure(.wrongChain(expected: chainID, found: transaction.chainID)) }
         guard transaction.nonce == sender.nonce else {
             return .failure(.wrongNonce(expected: sender.nonce, found: transaction.nonce))
         }
+        guard transaction.fee >= minFee else { return .failure(.feeTooLow(minimum: minFee, found: transaction.fee)) }
         let (needed, overflow) = transaction.amount.addingReportingOverflow(transaction.fee)
         guard !overflow else { return .failure(.amountOverflow) }
         guard sender.balance >= needed else { return .failure(.insufficientBalance(balance: sender.balance, needed: needed)) }
         var newSender = sender
         newSender.balance -= needed
         newSender.nonce += 1
+        return .success(newSender)
+    }
+
+    /// `debit` with this ledger's chain id and minimum fee.
+    public func debit(_ transaction: Transaction, sender: Account) -> Result<Account, TransactionRejection> {
+        Ledger.debit(transaction, chainID: chainID, minFee: minFee, sender: sender)
+    }
+
+    /// Checks one transaction against `state` and returns the new sender and
+    /// recipient states, or why it cannot apply.
+    static func transfer(
+        _ transaction: Transaction, chainID: String, minFee: UInt64, sender: Account, recipient: Account, selfTransfer: Bool
+    ) -> Result<(sender: Account, recipient: Account), TransactionRejection> {
+        let newSender: Account
+        switch debit(transaction, chainID: chainID, minFee: minFee, sender: sender) {
+        case .failure(let reason): return .failure(reason)
+        case .success(let debited): newSender = debited
+        }
         if selfTransfer {
-            newSender.balance += transaction.amount
-            return .success((newSender, newSender))
+            var credited = newSender
+            credited.balance += transaction.amount
+            return .success((credited, credited))
         }
         var newRecipient = recipient
         let (credited, recipientOverflow) = recipient.balance.addingReportingOverflow(transaction.amount)
@@ -266,7 +295,7 @@ public struct Ledger: Sendable {
             let senderSlot = slot(senderAddress)
             let recipientSlot = selfTransfer ? senderSlot : slot(transaction.recipient)
             let outcome = Ledger.transfer(
-                transaction, chainID: chainID, sender: slots[senderSlot].account,
+                transaction, chainID: chainID, minFee: minFee, sender: slots[senderSlot].account,
                 recipient: slots[recipientSlot].account, selfTransfer: selfTransfer)
             switch outcome {
             case .failure(let reason):

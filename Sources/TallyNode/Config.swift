@@ -44,15 +44,24 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         public var maxBytes = MempoolLimits.default.maxBytes
         public var maxNonceGap = MempoolLimits.default.maxNonceGap
         public var maxPerSender = MempoolLimits.default.maxPerSender
+        /// How long a transaction may wait before it is evicted.
+        public var pendingLifetimeSeconds = Int(MempoolLimits.default.pendingLifetimeMs / 1000)
         enum CodingKeys: String, CodingKey, CaseIterable {
             case maxTransactions = "max_transactions"
             case maxBytes = "max_bytes"
             case maxNonceGap = "max_nonce_gap"
             case maxPerSender = "max_per_sender"
+            case pendingLifetimeSeconds = "pending_lifetime_seconds"
         }
         public var limits: MempoolLimits {
-            MempoolLimits(maxTransactions: maxTransactions, maxBytes: maxBytes, maxNonceGap: maxNonceGap, maxPerSender: maxPerSender)
+            MempoolLimits(
+                maxTransactions: maxTransactions, maxBytes: maxBytes, maxNonceGap: maxNonceGap, maxPerSender: maxPerSender,
+                pendingLifetimeMs: UInt64(pendingLifetimeSeconds) * 1000)
         }
+        /// Largest `max_nonce_gap` accepted.
+        static let maxNonceGapBound: UInt64 = 100_000
+        /// Largest `pending_lifetime_seconds` accepted (a day).
+        static let maxPendingLifetimeSeconds = 86_400
     }
 
     public struct Storage: Codable, Equatable, Sendable {
@@ -132,6 +141,10 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         try bounded(mempool.maxTransactions, 1...10_000_000, "mempool.max_transactions")
         try bounded(mempool.maxBytes, 1024...(4 << 30), "mempool.max_bytes")
         try bounded(mempool.maxPerSender, 1...1_000_000, "mempool.max_per_sender")
+        guard mempool.maxNonceGap <= Mempool.maxNonceGapBound else {
+            throw Error.invalid("mempool.max_nonce_gap = \(mempool.maxNonceGap) is outside 0…\(Mempool.maxNonceGapBound)")
+        }
+        try bounded(mempool.pendingLifetimeSeconds, 1...Mempool.maxPendingLifetimeSeconds, "mempool.pending_lifetime_seconds")
         guard ["text", "json"].contains(log.format) else { throw Error.invalid("log.format must be \"text\" or \"json\"") }
         _ = try HostPort(api.listen, field: "api.listen")
         _ = try HostPort(p2p.listen, field: "p2p.listen")
@@ -167,12 +180,18 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         max_dial_backoff_ms = \(p2p.maxDialBackoffMs)
 
         [mempool]
-        # Bounds: a full mempool answers 503 mempool_full instead of growing.
+        # Bounds: a full mempool lets a transaction paying more per byte displace the
+        # one paying least (that sender's highest nonce); otherwise it answers 503
+        # mempool_full instead of growing.
         max_transactions = \(mempool.maxTransactions)
         max_bytes = \(mempool.maxBytes)
-        # How far ahead of an account's next nonce a transaction may wait.
+        # How far ahead of an account's next nonce a transaction may wait (a key holds
+        # at most this + 1 pending transactions; further ones get 422 future_nonce).
         max_nonce_gap = \(mempool.maxNonceGap)
         max_per_sender = \(mempool.maxPerSender)
+        # Seconds (of the consensus clock) a transaction may wait before it is evicted
+        # with the sender's later nonces; GET /txs/{hash} then says "unknown".
+        pending_lifetime_seconds = \(mempool.pendingLifetimeSeconds)
 
         [storage]
         # Block segments, consensus state and snapshots.
@@ -227,6 +246,7 @@ extension NodeConfig.Mempool {
         try c.decode(.maxBytes, into: &maxBytes)
         try c.decode(.maxNonceGap, into: &maxNonceGap)
         try c.decode(.maxPerSender, into: &maxPerSender)
+        try c.decode(.pendingLifetimeSeconds, into: &pendingLifetimeSeconds)
     }
 }
 

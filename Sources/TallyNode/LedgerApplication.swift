@@ -38,6 +38,7 @@ final class LedgerApplication: ConsensusApplication {
     let nowMs: () -> UInt64
 
     init(genesis: Genesis, ledger: Ledger, tipHash: Hash, mempool: Mempool, nowMs: @escaping () -> UInt64) {
+        precondition(mempool.chainID == ledger.chainID && mempool.minFee == ledger.minFee, "mempool and ledger of different chains")
         self.genesis = genesis
         self.ledger = ledger
         self.tipHash = tipHash
@@ -45,10 +46,12 @@ final class LedgerApplication: ConsensusApplication {
         self.nowMs = nowMs
     }
 
-    /// Only transactions a proposal could include: a backup expecting progress for a
-    /// transaction stuck behind a nonce gap would start view change after view change.
+    /// Only transactions a proposal could include, by the rule execution applies (next
+    /// nonce, fee, balance): a backup expecting progress for a transaction stuck
+    /// behind a nonce gap or beyond its sender's balance would start view change
+    /// after view change.
     var hasPendingTransactions: Bool {
-        mempool.hasProposable { self.ledger.account($0)?.nonce ?? 0 }
+        mempool.hasProposable { self.ledger.account($0) ?? .empty }
     }
 
     /// Executions from the committed tip up to `parentHash`, oldest first; nil when
@@ -141,7 +144,8 @@ final class LedgerApplication: ConsensusApplication {
         tipHash = hash
         // Blocks at or below the new height can no longer be built on.
         inFlight = inFlight.filter { $0.value.block.height > block.height }
-        mempool.removeCommitted(block.transactions) { self.ledger.account($0)?.nonce ?? 0 }
+        // Re-checks every queue the block touched against the new state.
+        mempool.removeCommitted(block.transactions) { self.ledger.account($0) ?? .empty }
         return entry.execution
     }
 }

@@ -48,12 +48,17 @@ public actor Node: NodeService {
     private var nextSubscriber: UInt64 = 0
     private var gossipBuffer: [Transaction] = []
     private var submittedAt: [Hash: ContinuousClock.Instant] = [:]
+    private var lastSubmissionSweepTick: UInt64 = 0
     private var lastSnapshotHeight: UInt64
     /// Transactions executed since the last snapshot (or since start).
     private var transactionsSinceSnapshot = 0
     private var lastView: UInt64
     /// The replica's drop counts already exported to metrics.
     private var exportedDrops: [TallyConsensus.DropReason: Int] = [:]
+    /// The mempool's eviction counts already exported to metrics.
+    private var exportedEvictions: [EvictionReason: Int] = [:]
+    /// Signature batches of submissions verified at once (each uses every core).
+    nonisolated let signatureGate = SignatureGate(permits: Node.maxConcurrentSignatureBatches)
     private var stopped = false
     /// Malformed peer messages so far (for sparse logging).
     private var malformedMessages = 0
@@ -76,8 +81,12 @@ public actor Node: NodeService {
     static let malformedMessagesLoggedInFull = 20
     /// Blocks read back at start-up for `/txs/{hash}`; older ones are not indexed.
     static let startupIndexBlocks: UInt64 = 2_000
+    /// Submission batches whose signatures are verified at once; the others wait.
+    static let maxConcurrentSignatureBatches = 2
     /// Submissions whose commit latency is tracked at once.
     static let maxTrackedSubmissions = 100_000
+    /// Ticks between sweeps of evicted submissions out of a full `submittedAt`.
+    static let submissionSweepIntervalTicks: UInt64 = 20
     /// Largest sync response, under the peer frame limit.
     static let maxSyncResponseBytes = 8 << 20
     /// Inbox size at which the reader waits for the actor to drain it (back-pressure
@@ -157,7 +166,7 @@ public actor Node: NodeService {
 
         application = LedgerApplication(
             genesis: genesis, ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
-            mempool: Mempool(chainID: genesis.chainID, limits: config.mempool.limits),
+            mempool: Mempool(genesis: genesis, limits: config.mempool.limits),
             nowMs: { UInt64(Date().timeIntervalSince1970 * 1000) })
         let replicaConfiguration = ReplicaConfiguration(
             chainID: genesis.chainID, validators: genesis.validators, selfIndex: selfIndex, parameters: genesis.consensus,
@@ -287,6 +296,8 @@ public actor Node: NodeService {
     private func onTick() {
         guard !stopped else { return }
         ticks += 1
+        // The mempool's clock is the consensus clock: ticks × tick_ms.
+        application.mempool.expire(nowMs: ticks &* genesis.consensus.tickMs)
         if ticks.isMultiple(of: Self.regossipIntervalTicks) { regossipStuckHeads() }
         flushGossip()
         handle(.tick)
@@ -427,6 +438,7 @@ public actor Node: NodeService {
             metrics.view.record(Int64(replica.view))
         }
         metrics.mempoolTransactions.record(Int64(application.mempool.count))
+        exportEvictions()
         for (reason, count) in replica.dropped where count > exportedDrops[reason, default: 0] {
             metrics.messageDropped(reason.rawValue, count: count - exportedDrops[reason, default: 0])
             exportedDrops[reason] = count
@@ -601,32 +613,48 @@ public actor Node: NodeService {
     }
 
     public nonisolated func submit(_ transactions: [Transaction]) async -> [Result<Hash, SubmissionError>] {
-        // Signatures are checked on all cores before the actor is entered.
-        let verified = SignatureBatch.verify(transactions)
-        return await admit(transactions, verified)
+        // Cheap checks on the actor first; then only the survivors' signatures, on
+        // all cores, outside the actor and a bounded number of batches at once.
+        let prechecked = await precheck(transactions)
+        let screened = await AdmissionScreen.verifySurvivors(transactions, prechecked: prechecked) {
+            await self.signatureGate.verify($0)
+        }
+        return await admit(transactions, screened)
     }
 
-    private func admit(_ transactions: [Transaction], _ verified: [VerifiedTransaction?]) -> [Result<Hash, SubmissionError>] {
+    /// Every admission check but the signature, against the committed state now.
+    private func precheck(_ transactions: [Transaction]) -> [AdmissionError?] {
+        transactions.map { application.mempool.check($0, account: application.ledger.account($0.senderAddress) ?? .empty) }
+    }
+
+    private func admit(
+        _ transactions: [Transaction], _ screened: [Result<VerifiedTransaction, AdmissionError>]
+    ) -> [Result<Hash, SubmissionError>] {
         guard !stopped else { return transactions.map { _ in .failure(.malformed("node is shutting down")) } }
         let now = ContinuousClock.now
         var admitted = 0
-        let results: [Result<Hash, SubmissionError>] = zip(transactions, verified).map { transaction, checked in
-            guard let checked else {
-                metrics.transactionRejected(AdmissionError.badSignature.code)
-                return .failure(.rejected(.badSignature))
+        let results: [Result<Hash, SubmissionError>] = zip(transactions, screened).map { transaction, screen in
+            let checked: VerifiedTransaction
+            switch screen {
+            case .failure(let reason):
+                metrics.transactionRejected(reason.code)
+                return .failure(.rejected(reason))
+            case .success(let verified): checked = verified
             }
+            // Checked again: the state may have moved while signatures were verified.
             let account = application.ledger.account(transaction.senderAddress) ?? .empty
             switch application.mempool.admit(checked, account: account) {
             case .success(let hash):
                 admitted += 1
                 gossipBuffer.append(transaction)
-                if submittedAt.count < Self.maxTrackedSubmissions { submittedAt[hash] = now }
+                trackSubmission(hash, at: now)
                 return .success(hash)
             case .failure(let reason):
                 metrics.transactionRejected(reason.code)
                 return .failure(.rejected(reason))
             }
         }
+        exportEvictions()
         if admitted > 0 {
             metrics.transactionsAdmitted.increment(by: Int64(admitted))
             // Gossip at once, not on the next tick: a transaction sent to a backup
@@ -635,6 +663,25 @@ public actor Node: NodeService {
             handle(.transactionsAvailable)
         }
         return results
+    }
+
+    /// Remembers when a transaction was submitted, for the commit latency; at the
+    /// bound, forgets those the mempool no longer holds (evicted ones never commit),
+    /// at most once per `submissionSweepIntervalTicks`.
+    private func trackSubmission(_ hash: Hash, at instant: ContinuousClock.Instant) {
+        if submittedAt.count >= Self.maxTrackedSubmissions, ticks >= lastSubmissionSweepTick + Self.submissionSweepIntervalTicks {
+            lastSubmissionSweepTick = ticks
+            submittedAt = submittedAt.filter { application.mempool.contains($0.key) || application.isInFlight($0.key) }
+        }
+        if submittedAt.count < Self.maxTrackedSubmissions { submittedAt[hash] = instant }
+    }
+
+    /// Adds the mempool's evictions since the last call to the metrics.
+    private func exportEvictions() {
+        for (reason, count) in application.mempool.evictions where count > exportedEvictions[reason, default: 0] {
+            metrics.transactionsEvicted(reason.rawValue, count: count - exportedEvictions[reason, default: 0])
+            exportedEvictions[reason] = count
+        }
     }
 
     public func transactionStatus(_ hash: Hash) -> TransactionStatus {

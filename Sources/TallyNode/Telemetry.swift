@@ -67,6 +67,12 @@ public struct NodeMetrics: Sendable {
         Metrics.Counter(label: "tally_transactions_rejected_total", dimensions: [("reason", code)]).increment()
     }
 
+    /// Transactions the mempool dropped after admitting them (expired, displaced,
+    /// unaffordable after a commit, nonce used by another committed transaction).
+    public func transactionsEvicted(_ reason: String, count: Int) {
+        Metrics.Counter(label: "tally_mempool_evicted_total", dimensions: [("reason", reason)]).increment(by: Int64(count))
+    }
+
     public func messageDropped(_ reason: String, count: Int = 1) {
         Metrics.Counter(label: "tally_messages_dropped_total", dimensions: [("reason", reason)]).increment(by: Int64(count))
     }

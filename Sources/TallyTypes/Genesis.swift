@@ -15,14 +15,20 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
     /// on each consecutive view change up to the maximum.
     public var viewChangeTimeoutTicks: UInt64
     public var maxViewChangeTimeoutTicks: UInt64
+    /// Smallest fee, in base units, of a transaction that applies: every transfer
+    /// (and every account it creates) costs its sender something, so spam is paid for.
+    public var minFee: UInt64
+
+    /// The minimum fee of a genesis that does not name one.
+    public static let defaultMinFee: UInt64 = 1
 
     public static let `default` = ConsensusParameters(
         checkpointIntervalBlocks: 16, maxBlockTransactions: 4000, maxBlocksInFlight: 4, tickMs: 50,
-        viewChangeTimeoutTicks: 40, maxViewChangeTimeoutTicks: 640)
+        viewChangeTimeoutTicks: 40, maxViewChangeTimeoutTicks: 640, minFee: defaultMinFee)
 
     public init(
         checkpointIntervalBlocks: UInt64, maxBlockTransactions: UInt32, maxBlocksInFlight: UInt64, tickMs: UInt64,
-        viewChangeTimeoutTicks: UInt64, maxViewChangeTimeoutTicks: UInt64
+        viewChangeTimeoutTicks: UInt64, maxViewChangeTimeoutTicks: UInt64, minFee: UInt64 = defaultMinFee
     ) {
         self.checkpointIntervalBlocks = checkpointIntervalBlocks
         self.maxBlockTransactions = maxBlockTransactions
@@ -30,6 +36,7 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         self.tickMs = tickMs
         self.viewChangeTimeoutTicks = viewChangeTimeoutTicks
         self.maxViewChangeTimeoutTicks = maxViewChangeTimeoutTicks
+        self.minFee = minFee
     }
 
     enum CodingKeys: String, CodingKey {
@@ -39,6 +46,20 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         case tickMs = "tick_ms"
         case viewChangeTimeoutTicks = "view_change_timeout_ticks"
         case maxViewChangeTimeoutTicks = "max_view_change_timeout_ticks"
+        case minFee = "min_fee"
+    }
+
+    /// Every key but `min_fee` is required (as before it existed); a file without it
+    /// gets `defaultMinFee`, which is hashed like any other value.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        checkpointIntervalBlocks = try container.decode(UInt64.self, forKey: .checkpointIntervalBlocks)
+        maxBlockTransactions = try container.decode(UInt32.self, forKey: .maxBlockTransactions)
+        maxBlocksInFlight = try container.decode(UInt64.self, forKey: .maxBlocksInFlight)
+        tickMs = try container.decode(UInt64.self, forKey: .tickMs)
+        viewChangeTimeoutTicks = try container.decode(UInt64.self, forKey: .viewChangeTimeoutTicks)
+        maxViewChangeTimeoutTicks = try container.decode(UInt64.self, forKey: .maxViewChangeTimeoutTicks)
+        minFee = try container.decodeIfPresent(UInt64.self, forKey: .minFee) ?? Self.defaultMinFee
     }
 
     func check() throws(Genesis.Error) {
@@ -56,6 +77,8 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         guard maxViewChangeTimeoutTicks >= viewChangeTimeoutTicks else {
             throw .invalid("consensus.max_view_change_timeout_ticks", "must be at least view_change_timeout_ticks")
         }
+        // Zero would make transfers, and the accounts they create, free again.
+        guard minFee >= 1 else { throw .invalid("consensus.min_fee", "must be at least 1 base unit") }
     }
 
     func encode(to encoder: inout CanonicalEncoder) {
@@ -65,6 +88,7 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         encoder.u64(tickMs)
         encoder.u64(viewChangeTimeoutTicks)
         encoder.u64(maxViewChangeTimeoutTicks)
+        encoder.u64(minFee)
     }
 }
 
@@ -88,6 +112,7 @@ public struct GenesisAccount: Hashable, Sendable {
 /// | count: u32 | (address: 20 | balance: u64)…
 /// | checkpoint_interval_blocks: u64 | max_block_transactions: u32 | max_blocks_in_flight: u64
 /// | tick_ms: u64 | view_change_timeout_ticks: u64 | max_view_change_timeout_ticks: u64
+/// | min_fee: u64
 /// ```
 public struct Genesis: Hashable, Sendable {
     public var chainID: String

@@ -11,8 +11,9 @@ import TallyTypes
 final class LoadGenerator: @unchecked Sendable {
     static let recipientCount = 32
     static let batchSize = 16
-    /// Below the mempool's nonce gap bound, so the whole window is admissible.
-    static let maxOutstanding = 48
+    /// Within the mempool's default nonce window (`MempoolLimits.defaultMaxNonceGap`,
+    /// 16: nonces next … next + 16), so the whole window is admissible.
+    static let maxOutstanding = 16
     static let resubmitAfterSeconds = 4.0
     static let roundMilliseconds = 250
 

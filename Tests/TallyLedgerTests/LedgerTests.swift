@@ -8,13 +8,16 @@ final class LedgerTests: XCTestCase {
     let keys = (0..<12).map { SigningKey(seed: SHA256.hash(Array("ledger-account-\($0)".utf8)).bytes)! }
     let validatorKeys = (0..<4).map { SigningKey(seed: SHA256.hash(Array("ledger-validator-\($0)".utf8)).bytes)! }
 
-    func genesis(funded: Int = 6, balance: UInt64 = 1_000_000) -> Genesis {
-        try! Genesis(
+    func genesis(funded: Int = 6, balance: UInt64 = 1_000_000, minFee: UInt64 = ConsensusParameters.defaultMinFee) -> Genesis {
+        var consensus = ConsensusParameters.default
+        consensus.minFee = minFee
+        return try! Genesis(
             chainID: Self.chainID, genesisTimeMs: 0,
             validators: validatorKeys.enumerated().map {
                 Validator(name: "v\($0.offset)", publicKey: $0.element.publicKey, networkAddress: "127.0.0.1:1")
             },
-            accounts: keys.prefix(funded).map { GenesisAccount(address: Address(publicKey: $0.publicKey), balance: balance) })
+            accounts: keys.prefix(funded).map { GenesisAccount(address: Address(publicKey: $0.publicKey), balance: balance) },
+            consensus: consensus)
     }
 
     func transfer(_ from: Int, _ to: Int, amount: UInt64, fee: UInt64 = 1, nonce: UInt64, chain: String = chainID) -> VerifiedTransaction {
@@ -182,5 +185,40 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(chained.stateRoot, sequential.stateRoot)
         XCTAssertEqual(chained.allAccounts.map(\.address), sequential.allAccounts.map(\.address))
         XCTAssertEqual(chained.balanceSum, chained.totalSupply)
+    }
+
+    /// Regression (testnet): 50 zero-amount, zero-fee transfers from never-funded
+    /// keys all committed, each creating two permanent accounts for free.
+    func testFeeBelowTheMinimumDoesNotApplyAndCreatesNoState() {
+        var ledger = Ledger(genesis: genesis(funded: 2))
+        XCTAssertEqual(ledger.minFee, 1)
+        let root = ledger.stateRoot
+        // Key 7 was never funded; key 9 does not exist either.
+        let free = ledger.apply([transfer(7, 9, amount: 0, fee: 0, nonce: 0)], proposer: 0)
+        XCTAssertEqual(free.firstRejection?.reason, .feeTooLow(minimum: 1, found: 0))
+        XCTAssertEqual(free.firstRejection?.reason.code, "fee_too_low")
+        // Paying the fee needs a balance: a zero-value transfer from an empty account fails too.
+        let unfunded = ledger.apply([transfer(7, 9, amount: 0, fee: 1, nonce: 0)], proposer: 0)
+        XCTAssertEqual(unfunded.firstRejection?.reason, .insufficientBalance(balance: 0, needed: 1))
+        XCTAssertEqual(ledger.accountCount, 2, "no account was created")
+        XCTAssertNil(ledger.account(address(7)))
+        XCTAssertNil(ledger.account(address(9)))
+        XCTAssertEqual(ledger.stateRoot, root)
+        // A funded sender paying no fee is refused as well.
+        XCTAssertEqual(ledger.apply([transfer(0, 1, amount: 5, fee: 0, nonce: 0)], proposer: 0).firstRejection?.reason,
+                       .feeTooLow(minimum: 1, found: 0))
+        XCTAssertEqual(ledger.account(address(0)), Account(balance: 1_000_000, nonce: 0))
+    }
+
+    func testTheMinimumFeeComesFromGenesis() throws {
+        var ledger = Ledger(genesis: genesis(minFee: 5))
+        XCTAssertEqual(ledger.apply([transfer(0, 1, amount: 5, fee: 4, nonce: 0)], proposer: 0).firstRejection?.reason,
+                       .feeTooLow(minimum: 5, found: 4))
+        XCTAssertTrue(ledger.apply([transfer(0, 1, amount: 5, fee: 5, nonce: 0)], proposer: 0).allApplied)
+        // A ledger restored from a snapshot keeps the genesis minimum.
+        let restored = try Ledger(genesis: genesis(minFee: 5), height: ledger.height, accounts: ledger.allAccounts)
+        XCTAssertEqual(restored.minFee, 5)
+        XCTAssertEqual(restored.debit(transfer(0, 1, amount: 1, fee: 4, nonce: 1).transaction, sender: restored.account(address(0))!),
+                       .failure(.feeTooLow(minimum: 5, found: 4)))
     }
 }

@@ -63,4 +63,18 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try load("[log]\nformat = \"xml\"\n"))
         XCTAssertThrowsError(try load("[api]\nmax_body_bytes = \"big\"\n"))
     }
+
+    func testMempoolWindowAndLifetimeAreConfigurableAndBounded() throws {
+        let config = try load("[mempool]\nmax_nonce_gap = 4\npending_lifetime_seconds = 30\n")
+        XCTAssertEqual(config.mempool.limits.maxNonceGap, 4)
+        XCTAssertEqual(config.mempool.limits.pendingLifetimeMs, 30_000)
+        XCTAssertEqual(NodeConfig().mempool.limits.pendingLifetimeMs, 600_000)
+        XCTAssertTrue(NodeConfig().rendered().contains("pending_lifetime_seconds = 600"))
+        XCTAssertThrowsError(try load("[mempool]\npending_lifetime_seconds = 0\n")) { error in
+            XCTAssertTrue("\(error)".contains("mempool.pending_lifetime_seconds"), "\(error)")
+        }
+        XCTAssertThrowsError(try load("[mempool]\nmax_nonce_gap = 1000000000\n")) { error in
+            XCTAssertTrue("\(error)".contains("mempool.max_nonce_gap"), "\(error)")
+        }
+    }
 }

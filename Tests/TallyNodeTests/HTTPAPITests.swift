@@ -21,7 +21,7 @@ actor LedgerOnlyNode: NodeService {
         self.genesis = genesis
         genesisJSON = genesis.jsonData()
         ledger = Ledger(genesis: genesis)
-        mempool = Mempool(chainID: genesis.chainID, limits: limits)
+        mempool = Mempool(genesis: genesis, limits: limits)
     }
 
     func status() -> NodeStatus {

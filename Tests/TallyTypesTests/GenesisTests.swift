@@ -95,4 +95,29 @@ final class GenesisTests: XCTestCase {
     private func assertRejected(_ data: Data, mutatingCheck field: String) {
         assertRejected(data, mentioning: field)
     }
+
+    /// `consensus.min_fee` is read, hashed and checked; a file without it gets the
+    /// default (and the default's hash).
+    func testMinFeeIsReadHashedAndChecked() throws {
+        let devnet = try Self.expectedDevnet()
+        XCTAssertEqual(devnet.consensus.minFee, ConsensusParameters.defaultMinFee)
+        let pricier = try Genesis(json: try mutated {
+            var consensus = $0["consensus"] as! [String: Any]
+            consensus["min_fee"] = 25
+            $0["consensus"] = consensus
+        })
+        XCTAssertEqual(pricier.consensus.minFee, 25)
+        XCTAssertNotEqual(pricier.hash, devnet.hash, "min_fee is part of the genesis hash")
+        let implicit = try Genesis(json: try mutated {
+            var consensus = $0["consensus"] as! [String: Any]
+            consensus["min_fee"] = nil
+            $0["consensus"] = consensus
+        })
+        XCTAssertEqual(implicit.hash, devnet.hash)
+        assertRejected(try mutated {
+            var consensus = $0["consensus"] as! [String: Any]
+            consensus["min_fee"] = 0
+            $0["consensus"] = consensus
+        }, mentioning: "consensus.min_fee")
+    }
 }

@@ -215,7 +215,7 @@ final class SendTests: XCTestCase, @unchecked Sendable {
             try await withServer(node) { url in
                 // Two transactions in one block, so another leaf's audit path exists.
                 let first = Transaction.signed(by: self.chain.other, chainID: self.chain.genesis.chainID, to: Address(publicKey: self.chain.faucet.publicKey),
-                                               amount: 1, fee: 0, nonce: 0)
+                                               amount: 1, fee: 1, nonce: 0)
                 let admitted = await node.submit([first])
                 XCTAssertNotNil(try? admitted[0].get())
                 let sent = try await whileProducingBlocks(node) {

@@ -40,7 +40,7 @@ actor CommittingNode: NodeService {
         genesisJSON = genesis.jsonData()
         self.validatorKeys = validatorKeys
         ledger = Ledger(genesis: genesis)
-        mempool = Mempool(chainID: genesis.chainID)
+        mempool = Mempool(genesis: genesis)
     }
 
     func setForgery(_ forgery: Forgery, minimumBlockTransactions: Int = 1) {
@@ -66,7 +66,7 @@ actor CommittingNode: NodeService {
         let block = Block(header: header, transactions: transactions)
         committed.append(CertifiedBlock(block: block, certificate: certificate(for: block)))
         for (index, transaction) in transactions.enumerated() { location[transaction.hash] = (height, index) }
-        mempool.removeCommitted(transactions) { ledger.account($0)?.nonce ?? 0 }
+        mempool.removeCommitted(transactions) { ledger.account($0) ?? .empty }
         return height
     }
 
