@@ -19,8 +19,16 @@ public enum CloseReason: String, Sendable, CaseIterable {
     case authenticationFailed = "authentication_failed"
     case rejectedByPeer = "rejected_by_peer"
     case handshakeTimeout = "handshake_timeout"
+    /// An inbound peer did not deliver its first handshake frame in time.
+    case firstMessageTimeout = "first_message_timeout"
     case closedDuringHandshake = "closed_during_handshake"
+    /// Evicted, the oldest pending handshake, when every pending-handshake slot was taken.
     case tooManyPendingHandshakes = "too_many_pending_handshakes"
+    /// Evicted, the oldest pending handshake from one IP address, when that address had
+    /// its cap of pending handshakes.
+    case tooManyPendingFromAddress = "too_many_pending_from_address"
+    /// Refused at accept: not from a genesis validator's IP address (when configured).
+    case addressNotAllowed = "address_not_allowed"
     case duplicateConnection = "duplicate_connection"
     case peerClosed = "peer_closed"
     case ioError = "io_error"
@@ -51,6 +59,7 @@ public enum CloseReason: String, Sendable, CaseIterable {
             case .malformedFrame: self = .malformedFrame
             case .idleTimeout: self = .idleTimeout
             case .handshakeTimeout: self = .handshakeTimeout
+            case .firstMessageTimeout: self = .firstMessageTimeout
             case .closedDuringHandshake: self = .closedDuringHandshake
             }
         case let error as HandshakeError:
