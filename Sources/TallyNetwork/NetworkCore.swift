@@ -23,7 +23,18 @@ final class NetworkCore: Sendable {
         let id: UInt64
         let channel: any Channel
         let role: ConnectionRole
+        let establishedAt: NIODeadline
+        /// The remote endpoint, for the log.
+        let remote: String
         var drainScheduled = false
+    }
+
+    /// What to do with a newly authenticated connection when its key has one already.
+    private enum Conflict {
+        case replace
+        case keepExisting
+        /// Keep the existing one and report: two processes hold this key.
+        case twin
     }
 
     private enum DialState {
@@ -42,6 +53,8 @@ final class NetworkCore: Sendable {
         var backoffMs: Int64
         /// The IP addresses of `address` (only with `acceptOnlyValidatorAddresses`).
         var addressIPs: Set<String> = []
+        /// When a connection last arrived while this peer had a settled one (see `conflict`).
+        var lastConflictAt: NIODeadline?
     }
 
     /// An inbound connection that has not authenticated yet.
@@ -339,43 +352,89 @@ final class NetworkCore: Sendable {
     // MARK: Connection events (called by PeerConnectionHandler on the channel's event loop)
 
     /// The peer on connection `id` authenticated as `key`. Returns false when the
-    /// connection lost deduplication and must be retired; when it wins over an existing
-    /// connection, that one is retired instead.
+    /// connection lost deduplication (or is a twin's) and must be retired; when it wins
+    /// over an existing connection, that one is retired instead.
     func established(id: UInt64, channel: any Channel, key: PublicKey, role: ConnectionRole) -> Bool {
-        let (accepted, replaced): (Bool, (any Channel)?) = state.withLockedValue { state in
+        let now = NIODeadline.now()
+        let remote = channel.remoteAddress.map { "\($0)" } ?? "?"
+        let (conflict, existing): (Conflict?, ActiveConnection?) = state.withLockedValue { state in
             removePending(id, in: &state)
             // Evicted (or shutting down) while its last handshake frame was in flight.
-            guard state.running, state.closingReasons[id] == nil else { return (false, nil) }
+            guard state.running, state.closingReasons[id] == nil else { return (.keepExisting, nil) }
             var peer = state.peers[key] ?? Peer(
                 key: key, validatorIndex: nil, address: nil, queue: NetworkCore.makeQueue(limits),
                 backoffMs: limits.reconnectInitialDelayMs)
-            var replaced: (any Channel)?
-            if let existing = peer.connection {
-                guard prefers(newRole: role, over: existing.role, peerIndex: peer.validatorIndex) else { return (false, nil) }
-                state.closingReasons[existing.id] = .duplicateConnection
-                replaced = existing.channel
+            let existing = peer.connection
+            var conflict: Conflict?
+            if let existing {
+                conflict = self.conflict(existing: existing, newRole: role, peer: &peer, now: now)
+                switch conflict! {
+                case .replace: state.closingReasons[existing.id] = .duplicateConnection
+                case .keepExisting: break
+                case .twin: state.closingReasons[id] = .keyInUseTwice
+                }
             }
-            peer.connection = ActiveConnection(id: id, channel: channel, role: role)
-            peer.backoffMs = limits.reconnectInitialDelayMs
+            if conflict == nil || conflict == .replace {
+                peer.connection = ActiveConnection(id: id, channel: channel, role: role, establishedAt: now, remote: remote)
+                state.statistics.connectionsEstablished += 1
+            }
             state.peers[key] = peer
-            state.statistics.connectionsEstablished += 1
-            return (true, replaced)
+            return (conflict, existing)
         }
-        if accepted {
-            metrics.established.increment()
-            updateConnectedGauge()
-            logger.info("peer connected", metadata: [
-                "peer": "\(key)", "validator": "\(validatorIndex(of: key).map(String.init) ?? "-")", "role": "\(role)"])
-            replaced?.pipeline.fireUserInboundEventTriggered(RetireConnection())
-            drain(key: key, connectionID: id)
+        let index = validatorIndex(of: key).map(String.init) ?? "-"
+        switch conflict {
+        case .keepExisting:
+            return false
+        case .twin:
+            boundedLog.log(.error, "validator key in use twice", reason: CloseReason.keyInUseTwice.rawValue, metadata: [
+                "peer": "\(key)", "validator": "\(index)",
+                "established": "\(existing!.remote) (\(existing!.role))", "refused": "\(remote) (\(role))"])
+            return false
+        case .replace:
+            boundedLog.log(.info, "a newer connection replaces the established one", reason: "same_key_replaced", metadata: [
+                "peer": "\(key)", "validator": "\(index)", "old": "\(existing!.remote)", "new": "\(remote)"])
+            existing!.channel.pipeline.fireUserInboundEventTriggered(RetireConnection())
+        case nil:
+            break
         }
-        return accepted
+        metrics.established.increment()
+        updateConnectedGauge()
+        logger.info("peer connected", metadata: ["peer": "\(key)", "validator": "\(index)", "role": "\(role)"])
+        drain(key: key, connectionID: id)
+        return true
     }
 
-    /// Which of two authenticated connections to the same peer to keep. Both ends must
-    /// decide alike: keep the one dialed by the lower validator index. Two connections
-    /// dialed by the same side (a redial while the old one was still open), or any
-    /// connection to a non-validator: keep the newer, the old one is most likely dead.
+    /// A connection for a key that already has an established one. Within the
+    /// simultaneous-dial window, two connections of opposite roles are the usual race and
+    /// are resolved by the validator-index rule (both ends decide alike). Otherwise the
+    /// remote dialed again although we hold a connection to it: it restarted and our old
+    /// connection is half-open (not yet known dead), or a second process has its key.
+    /// The newcomer may replace the established connection once; another conflict within
+    /// `sameKeyReplacementIntervalMs` is the twin signal, and then the established one
+    /// stays (each conflict restarts the interval, so twins cannot take turns).
+    private func conflict(existing: ActiveConnection, newRole: ConnectionRole, peer: inout Peer, now: NIODeadline) -> Conflict {
+        guard existing.channel.isActive else { return .replace }
+        if newRole != existing.role,
+           NetworkCore.milliseconds(from: existing.establishedAt, to: now) < limits.simultaneousDialWindowMs
+        {
+            return prefers(newRole: newRole, over: existing.role, peerIndex: peer.validatorIndex) ? .replace : .keepExisting
+        }
+        defer { peer.lastConflictAt = now }
+        if let last = peer.lastConflictAt,
+           NetworkCore.milliseconds(from: last, to: now) < limits.sameKeyReplacementIntervalMs
+        {
+            return .twin
+        }
+        return .replace
+    }
+
+    static func milliseconds(from start: NIODeadline, to end: NIODeadline) -> Int64 {
+        (end - start).nanoseconds / 1_000_000
+    }
+
+    /// Which of two simultaneously dialed connections to the same peer to keep. Both ends
+    /// must decide alike: keep the one dialed by the lower validator index. For a
+    /// non-validator, keep the newer.
     private func prefers(newRole: ConnectionRole, over oldRole: ConnectionRole, peerIndex: Int?) -> Bool {
         guard let peerIndex, let ownIndex, newRole != oldRole else { return true }
         let newDialer = newRole == .dialer ? ownIndex : peerIndex
@@ -420,8 +479,13 @@ final class NetworkCore: Sendable {
             let finalReason = state.closingReasons.removeValue(forKey: id) ?? reason
             removePending(id, in: &state)
             state.statistics.connectionsClosed[finalReason, default: 0] += 1
-            guard let key, var peer = state.peers[key], peer.connection?.id == id else { return (finalReason, nil) }
+            guard let key, var peer = state.peers[key], let connection = peer.connection, connection.id == id else {
+                return (finalReason, nil)
+            }
             peer.connection = nil
+            if NetworkCore.milliseconds(from: connection.establishedAt, to: .now()) >= limits.stableConnectionMs {
+                peer.backoffMs = limits.reconnectInitialDelayMs
+            }
             guard peer.validatorIndex != nil else {
                 state.peers[key] = nil  // a non-validator's queue goes with its connection
                 return (finalReason, nil)

@@ -36,6 +36,13 @@ public struct NetworkLimits: Sendable, Equatable {
     /// this time; a real peer sends it as soon as TCP is up. The whole handshake still
     /// has `handshakeTimeoutMs`.
     public var handshakeFirstMessageTimeoutMs: Int64
+    /// A new authenticated connection for a key that already has a healthy established
+    /// connection replaces it at most once per this interval (the remote may have
+    /// restarted, leaving the old TCP connection half-open). A second conflict within the
+    /// interval means two processes hold the same key: the established connection is kept
+    /// and the newcomer refused (`CloseReason.keyInUseTwice`). Every conflict restarts the
+    /// interval, so twins that keep redialing cannot take turns.
+    public var sameKeyReplacementIntervalMs: Int64
     /// Log lines an outsider can trigger: at most this many per reason per interval
     /// (see `RateLimitedLogger`); the rest are counted in the metrics only.
     public var logLinesPerInterval: Int
@@ -74,6 +81,7 @@ public struct NetworkLimits: Sendable, Equatable {
         connectTimeoutMs: 3_000,
         writeBufferLowWatermarkBytes: 256 * 1024,
         writeBufferHighWatermarkBytes: 1024 * 1024,
+        sameKeyReplacementIntervalMs: 30_000,
         logLinesPerInterval: 5,
         logIntervalMs: 10_000)
 
@@ -87,7 +95,7 @@ public struct NetworkLimits: Sendable, Equatable {
         handshakeTimeoutMs: Int64, handshakeFirstMessageTimeoutMs: Int64 = 1_000,
         keepaliveIntervalMs: Int64, idleTimeoutMs: Int64, reconnectInitialDelayMs: Int64, reconnectMaxDelayMs: Int64,
         connectTimeoutMs: Int64, writeBufferLowWatermarkBytes: Int, writeBufferHighWatermarkBytes: Int,
-        logLinesPerInterval: Int = 5, logIntervalMs: Int64 = 10_000
+        sameKeyReplacementIntervalMs: Int64 = 30_000, logLinesPerInterval: Int = 5, logIntervalMs: Int64 = 10_000
     ) {
         self.maxMessageBytes = maxMessageBytes
         self.maxOutboundQueueMessages = maxOutboundQueueMessages
@@ -105,8 +113,27 @@ public struct NetworkLimits: Sendable, Equatable {
         self.connectTimeoutMs = connectTimeoutMs
         self.writeBufferLowWatermarkBytes = writeBufferLowWatermarkBytes
         self.writeBufferHighWatermarkBytes = writeBufferHighWatermarkBytes
+        self.sameKeyReplacementIntervalMs = sameKeyReplacementIntervalMs
         self.logLinesPerInterval = logLinesPerInterval
         self.logIntervalMs = logIntervalMs
+    }
+
+    /// How long after a connection is established a conflicting connection of the
+    /// other role may still be the other half of a simultaneous dial (resolved by the
+    /// validator-index rule): the other side's dial began before it saw ours, so it
+    /// connected within the connect timeout and finished within the handshake timeout.
+    var simultaneousDialWindowMs: Int64 {
+        let (sum, overflow) = connectTimeoutMs.addingReportingOverflow(handshakeTimeoutMs)
+        return overflow ? .max : sum
+    }
+
+    /// A connection that closes sooner than this after its handshake leaves the reconnect
+    /// back-off where it was (it is reset only by a connection that lasted): a peer that
+    /// accepts and then drops us at once (a twin's refusal, a crash loop) is redialed
+    /// ever more slowly instead of every `reconnectInitialDelayMs`.
+    var stableConnectionMs: Int64 {
+        let (double, overflow) = keepaliveIntervalMs.multipliedReportingOverflow(by: 2)
+        return overflow ? .max : double
     }
 
     /// Largest frame body (ciphertext) after the handshake.
@@ -130,6 +157,7 @@ public struct NetworkLimits: Sendable, Equatable {
         try require(maxPendingHandshakesPerAddress >= 1, "at least one pending handshake per address")
         try require(handshakeTimeoutMs >= 1, "handshake timeout must be positive")
         try require(handshakeFirstMessageTimeoutMs >= 1, "handshake first-message timeout must be positive")
+        try require(sameKeyReplacementIntervalMs >= 1, "same-key replacement interval must be positive")
         try require(logLinesPerInterval >= 1 && logIntervalMs >= 1, "log rate: at least one line per positive interval")
         try require(keepaliveIntervalMs >= 1 && idleTimeoutMs >= 2 * keepaliveIntervalMs,
                     "idle timeout must be at least twice the keepalive interval")

@@ -30,6 +30,9 @@ public enum CloseReason: String, Sendable, CaseIterable {
     /// Refused at accept: not from a genesis validator's IP address (when configured).
     case addressNotAllowed = "address_not_allowed"
     case duplicateConnection = "duplicate_connection"
+    /// Refused: the key already has a healthy established connection that was itself a
+    /// replacement within `sameKeyReplacementIntervalMs`, i.e. two processes hold one key.
+    case keyInUseTwice = "key_in_use_twice"
     case peerClosed = "peer_closed"
     case ioError = "io_error"
     case shutdown = "shutdown"
@@ -37,8 +40,8 @@ public enum CloseReason: String, Sendable, CaseIterable {
     /// True for reasons that are the peer's fault (bad or hostile input).
     public var isPeerFault: Bool {
         switch self {
-        case .peerClosed, .ioError, .shutdown, .duplicateConnection, .rejectedByPeer, .tooManyPendingHandshakes,
-             .idleTimeout:
+        case .peerClosed, .ioError, .shutdown, .duplicateConnection, .keyInUseTwice, .rejectedByPeer,
+             .tooManyPendingHandshakes, .idleTimeout:
             return false
         default:
             return true
