@@ -41,11 +41,17 @@ public struct NetworkConfiguration: Sendable {
     /// Non-validator nodes (full nodes syncing blocks) allowed to connect to us. We never
     /// dial them; they get no broadcasts, only `send(toPeer:)`.
     public var extraAllowedKeys: Set<PublicKey>
+    /// Accept inbound connections only from the IP addresses of the validators' network
+    /// addresses (hostnames are resolved once, at start); others are closed at accept,
+    /// before any handshake work. Off by default: allowed non-validator nodes dial from
+    /// addresses genesis does not list.
+    public var acceptOnlyValidatorAddresses: Bool
     public var limits: NetworkLimits
 
     public init(
         listenHost: String, listenPort: Int, chainID: String, identity: SigningKey, validators: [PublicKey],
-        validatorAddresses: [Int: PeerAddress], extraAllowedKeys: Set<PublicKey> = [], limits: NetworkLimits = .default
+        validatorAddresses: [Int: PeerAddress], extraAllowedKeys: Set<PublicKey> = [],
+        acceptOnlyValidatorAddresses: Bool = false, limits: NetworkLimits = .default
     ) {
         self.listenHost = listenHost
         self.listenPort = listenPort
@@ -54,13 +60,14 @@ public struct NetworkConfiguration: Sendable {
         self.validators = validators
         self.validatorAddresses = validatorAddresses
         self.extraAllowedKeys = extraAllowedKeys
+        self.acceptOnlyValidatorAddresses = acceptOnlyValidatorAddresses
         self.limits = limits
     }
 
     /// The validators, their addresses and the chain id from genesis.
     public init(
         genesis: Genesis, identity: SigningKey, listenHost: String, listenPort: Int,
-        extraAllowedKeys: Set<PublicKey> = [], limits: NetworkLimits = .default
+        extraAllowedKeys: Set<PublicKey> = [], acceptOnlyValidatorAddresses: Bool = false, limits: NetworkLimits = .default
     ) throws(InvalidConfiguration) {
         var addresses: [Int: PeerAddress] = [:]
         for (index, validator) in genesis.validators.validators.enumerated() {
@@ -72,7 +79,7 @@ public struct NetworkConfiguration: Sendable {
         self.init(
             listenHost: listenHost, listenPort: listenPort, chainID: genesis.chainID, identity: identity,
             validators: genesis.validators.validators.map(\.publicKey), validatorAddresses: addresses,
-            extraAllowedKeys: extraAllowedKeys, limits: limits)
+            extraAllowedKeys: extraAllowedKeys, acceptOnlyValidatorAddresses: acceptOnlyValidatorAddresses, limits: limits)
     }
 
     public struct InvalidConfiguration: Error, CustomStringConvertible {

@@ -11,6 +11,8 @@ final class NetworkCore: Sendable {
     let configuration: NetworkConfiguration
     let group: any EventLoopGroup
     let logger: Logger
+    /// For every line a peer (or anyone reaching the port) can trigger.
+    let boundedLog: RateLimitedLogger
     private let metrics = NetworkMetrics()
     private let continuation: AsyncStream<InboundMessage>.Continuation
     private let ownIndex: Int?
@@ -21,7 +23,18 @@ final class NetworkCore: Sendable {
         let id: UInt64
         let channel: any Channel
         let role: ConnectionRole
+        let establishedAt: NIODeadline
+        /// The remote endpoint, for the log.
+        let remote: String
         var drainScheduled = false
+    }
+
+    /// What to do with a newly authenticated connection when its key has one already.
+    private enum Conflict {
+        case replace
+        case keepExisting
+        /// Keep the existing one and report: two processes hold this key.
+        case twin
     }
 
     private enum DialState {
@@ -38,13 +51,30 @@ final class NetworkCore: Sendable {
         var connection: ActiveConnection?
         var dial = DialState.idle
         var backoffMs: Int64
+        /// The IP addresses of `address` (only with `acceptOnlyValidatorAddresses`).
+        var addressIPs: Set<String> = []
+        /// When a connection last arrived while this peer had a settled one (see `conflict`).
+        var lastConflictAt: NIODeadline?
+    }
+
+    /// An inbound connection that has not authenticated yet.
+    private struct PendingHandshake {
+        let channel: any Channel
+        let remoteIP: String
+    }
+
+    private enum Admission {
+        case accepted(id: UInt64, evicted: [any Channel])
+        case refused(CloseReason)
     }
 
     private struct State {
         var running = true
         var peers: [PublicKey: Peer] = [:]
         var nextConnectionID: UInt64 = 1
-        var pendingHandshakes = 0
+        /// Keyed by connection id, which grows with time: the smallest is the oldest.
+        var pendingHandshakes: [UInt64: PendingHandshake] = [:]
+        var pendingPerAddress: [String: Int] = [:]
         var openChannels: [UInt64: any Channel] = [:]
         /// A reason decided by us for a connection we are closing (duplicate, shutdown).
         var closingReasons: [UInt64: CloseReason] = [:]
@@ -60,6 +90,9 @@ final class NetworkCore: Sendable {
         self.configuration = configuration
         self.group = group
         self.logger = logger
+        boundedLog = RateLimitedLogger(
+            logger: logger, maxLinesPerInterval: configuration.limits.logLinesPerInterval,
+            intervalMs: configuration.limits.logIntervalMs)
         self.continuation = continuation
         let ownIndex = configuration.ownIndex
         self.ownIndex = ownIndex
@@ -67,7 +100,8 @@ final class NetworkCore: Sendable {
         for (index, key) in configuration.validators.enumerated() where index != ownIndex {
             state.peers[key] = Peer(
                 key: key, validatorIndex: index, address: configuration.validatorAddresses[index],
-                queue: NetworkCore.makeQueue(configuration.limits), backoffMs: configuration.limits.reconnectInitialDelayMs)
+                queue: NetworkCore.makeQueue(configuration.limits), backoffMs: configuration.limits.reconnectInitialDelayMs,
+                addressIPs: NetworkCore.allowedIPs(configuration.validatorAddresses[index], configuration))
         }
         listenerAllowedKeys = Set(configuration.validators).union(configuration.extraAllowedKeys)
             .subtracting([configuration.identity.publicKey])
@@ -99,24 +133,95 @@ final class NetworkCore: Sendable {
     }
 
     private func acceptConnection(_ channel: any Channel) throws {
-        let id: UInt64? = state.withLockedValue { state in
-            guard state.running, state.pendingHandshakes < limits.maxPendingHandshakes else { return nil }
-            state.pendingHandshakes += 1
-            return register(channel, in: &state)
-        }
-        guard let id else {
-            guard state.withLockedValue({ $0.running }) else {
-                count(closed: .shutdown)
-                channel.close(promise: nil)
-                return
+        let remoteIP = NetworkCore.ipAddress(of: channel.remoteAddress)
+        switch state.withLockedValue({ admit(channel, from: remoteIP, in: &$0) }) {
+        case .refused(let reason):
+            count(closed: reason)
+            if reason != .shutdown {
+                boundedLog.log(.warning, "refusing peer connection", reason: reason.rawValue,
+                               metadata: ["remote": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"])
             }
-            count(closed: .tooManyPendingHandshakes)
-            logger.warning("refusing connection", metadata: ["remote": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
-                                                            "reason": "\(CloseReason.tooManyPendingHandshakes.rawValue)"])
             channel.close(promise: nil)
-            return
+        case .accepted(let id, let evicted):
+            // Each evicted connection is counted and logged by its handler as it closes.
+            for old in evicted { old.close(promise: nil) }
+            do {
+                try addHandlers(to: channel, id: id, role: .listener, peerCheck: .allow(listenerAllowedKeys))
+            } catch {
+                state.withLockedValue { state in
+                    removePending(id, in: &state)
+                    state.openChannels[id] = nil
+                }
+                throw error
+            }
         }
-        try addHandlers(to: channel, id: id, role: .listener, peerCheck: .allow(listenerAllowedKeys), pending: true)
+    }
+
+    /// Takes a pending-handshake slot for a new inbound connection. A full address or a
+    /// full table evicts its OLDEST pending handshake rather than refusing the newcomer:
+    /// connections that sit idle cannot keep out a validator that redials, and each slot
+    /// is held at most `handshakeFirstMessageTimeoutMs` by a peer that sends nothing.
+    private func admit(_ channel: any Channel, from remoteIP: String, in state: inout State) -> Admission {
+        guard state.running else { return .refused(.shutdown) }
+        if configuration.acceptOnlyValidatorAddresses,
+           !state.peers.values.contains(where: { $0.addressIPs.contains(remoteIP) })
+        {
+            return .refused(.addressNotAllowed)
+        }
+        var evicted: [any Channel] = []
+        if state.pendingPerAddress[remoteIP, default: 0] >= limits.maxPendingHandshakesPerAddress,
+           let oldest = state.pendingHandshakes.filter({ $0.value.remoteIP == remoteIP }).keys.min()
+        {
+            evicted.append(evictPending(oldest, reason: .tooManyPendingFromAddress, in: &state))
+        }
+        if state.pendingHandshakes.count >= limits.maxPendingHandshakes, let oldest = state.pendingHandshakes.keys.min() {
+            evicted.append(evictPending(oldest, reason: .tooManyPendingHandshakes, in: &state))
+        }
+        let id = register(channel, in: &state)
+        state.pendingHandshakes[id] = PendingHandshake(channel: channel, remoteIP: remoteIP)
+        state.pendingPerAddress[remoteIP, default: 0] += 1
+        return .accepted(id: id, evicted: evicted)
+    }
+
+    private func evictPending(_ id: UInt64, reason: CloseReason, in state: inout State) -> any Channel {
+        let channel = state.pendingHandshakes[id]!.channel
+        removePending(id, in: &state)
+        state.closingReasons[id] = reason
+        return channel
+    }
+
+    private func removePending(_ id: UInt64, in state: inout State) {
+        guard let entry = state.pendingHandshakes.removeValue(forKey: id) else { return }
+        let remaining = state.pendingPerAddress[entry.remoteIP, default: 1] - 1
+        state.pendingPerAddress[entry.remoteIP] = remaining > 0 ? remaining : nil
+    }
+
+    /// The reason we decided for closing connection `id`, if we closed it.
+    func closingReason(of id: UInt64) -> CloseReason? {
+        state.withLockedValue { $0.closingReasons[id] }
+    }
+
+    /// The remote's IP as text, IPv4-mapped IPv6 shown as IPv4, so a dual-stack listener
+    /// matches `127.0.0.1` and `::ffff:127.0.0.1` alike. "?" when it has none.
+    static func ipAddress(of address: SocketAddress?) -> String {
+        guard let ip = address?.ipAddress else { return "?" }
+        return normalizedIP(ip)
+    }
+
+    static func normalizedIP(_ ip: String) -> String {
+        let lowered = ip.lowercased()
+        let mappedPrefix = "::ffff:"
+        if lowered.hasPrefix(mappedPrefix), lowered.contains(".") { return String(lowered.dropFirst(mappedPrefix.count)) }
+        return lowered
+    }
+
+    /// The IP addresses an inbound connection from validator `address` may come from:
+    /// the host itself when it is an IP literal, else its first resolved address (looked
+    /// up once, so only when the allow-list is on).
+    private static func allowedIPs(_ address: PeerAddress?, _ configuration: NetworkConfiguration) -> Set<String> {
+        guard configuration.acceptOnlyValidatorAddresses, let host = address?.host else { return [] }
+        let resolved = (try? SocketAddress(ipAddress: host, port: 0)) ?? (try? SocketAddress.makeAddressResolvingHost(host, port: 0))
+        return resolved?.ipAddress.map { [normalizedIP($0)] } ?? []
     }
 
     private func register(_ channel: any Channel, in state: inout State) -> UInt64 {
@@ -126,7 +231,7 @@ final class NetworkCore: Sendable {
         return id
     }
 
-    private func addHandlers(to channel: any Channel, id: UInt64, role: ConnectionRole, peerCheck: PeerCheck, pending: Bool) throws {
+    private func addHandlers(to channel: any Channel, id: UInt64, role: ConnectionRole, peerCheck: PeerCheck) throws {
         let decoder = FrameDecoder(maxBodyBytes: NetworkLimits.maxHandshakeFrameBytes)
         let handshake = Handshake(
             role: role, chainID: configuration.chainID, identity: configuration.identity,
@@ -138,8 +243,9 @@ final class NetworkCore: Sendable {
             readTimeout: .milliseconds(limits.idleTimeoutMs), writeTimeout: .milliseconds(limits.keepaliveIntervalMs)))
         try operations.addHandler(SecureChannelHandler(
             handshake: handshake, frameDecoder: decoder, maxFrameBodyBytes: limits.maxFrameBodyBytes,
-            handshakeTimeout: .milliseconds(limits.handshakeTimeoutMs)))
-        try operations.addHandler(PeerConnectionHandler(core: self, connectionID: id, pendingHandshake: pending))
+            handshakeTimeout: .milliseconds(limits.handshakeTimeoutMs),
+            firstMessageTimeout: role == .listener ? .milliseconds(limits.handshakeFirstMessageTimeoutMs) : nil))
+        try operations.addHandler(PeerConnectionHandler(core: self, connectionID: id))
     }
 
     func startDialing() {
@@ -152,6 +258,7 @@ final class NetworkCore: Sendable {
         let shouldDial = state.withLockedValue { state -> Bool in
             guard var peer = state.peers[key] else { return false }
             peer.address = address
+            peer.addressIPs = NetworkCore.allowedIPs(address, configuration)
             let idle: Bool
             if case .idle = peer.dial { idle = true } else { idle = false }
             state.peers[key] = peer
@@ -188,7 +295,7 @@ final class NetworkCore: Sendable {
                         return state.running
                     }
                     guard running else { throw ChannelError.ioOnClosedChannel }
-                    try addHandlers(to: channel, id: target.id, role: .dialer, peerCheck: .expect(key), pending: false)
+                    try addHandlers(to: channel, id: target.id, role: .dialer, peerCheck: .expect(key))
                 }
             }
             .connect(host: target.address.host, port: target.address.port)
@@ -245,42 +352,89 @@ final class NetworkCore: Sendable {
     // MARK: Connection events (called by PeerConnectionHandler on the channel's event loop)
 
     /// The peer on connection `id` authenticated as `key`. Returns false when the
-    /// connection lost deduplication and must be retired; when it wins over an existing
-    /// connection, that one is retired instead.
-    func established(id: UInt64, channel: any Channel, key: PublicKey, role: ConnectionRole, pending: Bool) -> Bool {
-        let (accepted, replaced): (Bool, (any Channel)?) = state.withLockedValue { state in
-            if pending { state.pendingHandshakes -= 1 }
-            guard state.running else { return (false, nil) }
+    /// connection lost deduplication (or is a twin's) and must be retired; when it wins
+    /// over an existing connection, that one is retired instead.
+    func established(id: UInt64, channel: any Channel, key: PublicKey, role: ConnectionRole) -> Bool {
+        let now = NIODeadline.now()
+        let remote = channel.remoteAddress.map { "\($0)" } ?? "?"
+        let (conflict, existing): (Conflict?, ActiveConnection?) = state.withLockedValue { state in
+            removePending(id, in: &state)
+            // Evicted (or shutting down) while its last handshake frame was in flight.
+            guard state.running, state.closingReasons[id] == nil else { return (.keepExisting, nil) }
             var peer = state.peers[key] ?? Peer(
                 key: key, validatorIndex: nil, address: nil, queue: NetworkCore.makeQueue(limits),
                 backoffMs: limits.reconnectInitialDelayMs)
-            var replaced: (any Channel)?
-            if let existing = peer.connection {
-                guard prefers(newRole: role, over: existing.role, peerIndex: peer.validatorIndex) else { return (false, nil) }
-                state.closingReasons[existing.id] = .duplicateConnection
-                replaced = existing.channel
+            let existing = peer.connection
+            var conflict: Conflict?
+            if let existing {
+                conflict = self.conflict(existing: existing, newRole: role, peer: &peer, now: now)
+                switch conflict! {
+                case .replace: state.closingReasons[existing.id] = .duplicateConnection
+                case .keepExisting: break
+                case .twin: state.closingReasons[id] = .keyInUseTwice
+                }
             }
-            peer.connection = ActiveConnection(id: id, channel: channel, role: role)
-            peer.backoffMs = limits.reconnectInitialDelayMs
+            if conflict == nil || conflict == .replace {
+                peer.connection = ActiveConnection(id: id, channel: channel, role: role, establishedAt: now, remote: remote)
+                state.statistics.connectionsEstablished += 1
+            }
             state.peers[key] = peer
-            state.statistics.connectionsEstablished += 1
-            return (true, replaced)
+            return (conflict, existing)
         }
-        if accepted {
-            metrics.established.increment()
-            updateConnectedGauge()
-            logger.info("peer connected", metadata: [
-                "peer": "\(key)", "validator": "\(validatorIndex(of: key).map(String.init) ?? "-")", "role": "\(role)"])
-            replaced?.pipeline.fireUserInboundEventTriggered(RetireConnection())
-            drain(key: key, connectionID: id)
+        let index = validatorIndex(of: key).map(String.init) ?? "-"
+        switch conflict {
+        case .keepExisting:
+            return false
+        case .twin:
+            boundedLog.log(.error, "validator key in use twice", reason: CloseReason.keyInUseTwice.rawValue, metadata: [
+                "peer": "\(key)", "validator": "\(index)",
+                "established": "\(existing!.remote) (\(existing!.role))", "refused": "\(remote) (\(role))"])
+            return false
+        case .replace:
+            boundedLog.log(.info, "a newer connection replaces the established one", reason: "same_key_replaced", metadata: [
+                "peer": "\(key)", "validator": "\(index)", "old": "\(existing!.remote)", "new": "\(remote)"])
+            existing!.channel.pipeline.fireUserInboundEventTriggered(RetireConnection())
+        case nil:
+            break
         }
-        return accepted
+        metrics.established.increment()
+        updateConnectedGauge()
+        logger.info("peer connected", metadata: ["peer": "\(key)", "validator": "\(index)", "role": "\(role)"])
+        drain(key: key, connectionID: id)
+        return true
     }
 
-    /// Which of two authenticated connections to the same peer to keep. Both ends must
-    /// decide alike: keep the one dialed by the lower validator index. Two connections
-    /// dialed by the same side (a redial while the old one was still open), or any
-    /// connection to a non-validator: keep the newer, the old one is most likely dead.
+    /// A connection for a key that already has an established one. Within the
+    /// simultaneous-dial window, two connections of opposite roles are the usual race and
+    /// are resolved by the validator-index rule (both ends decide alike). Otherwise the
+    /// remote dialed again although we hold a connection to it: it restarted and our old
+    /// connection is half-open (not yet known dead), or a second process has its key.
+    /// The newcomer may replace the established connection once; another conflict within
+    /// `sameKeyReplacementIntervalMs` is the twin signal, and then the established one
+    /// stays (each conflict restarts the interval, so twins cannot take turns).
+    private func conflict(existing: ActiveConnection, newRole: ConnectionRole, peer: inout Peer, now: NIODeadline) -> Conflict {
+        guard existing.channel.isActive else { return .replace }
+        if newRole != existing.role,
+           NetworkCore.milliseconds(from: existing.establishedAt, to: now) < limits.simultaneousDialWindowMs
+        {
+            return prefers(newRole: newRole, over: existing.role, peerIndex: peer.validatorIndex) ? .replace : .keepExisting
+        }
+        defer { peer.lastConflictAt = now }
+        if let last = peer.lastConflictAt,
+           NetworkCore.milliseconds(from: last, to: now) < limits.sameKeyReplacementIntervalMs
+        {
+            return .twin
+        }
+        return .replace
+    }
+
+    static func milliseconds(from start: NIODeadline, to end: NIODeadline) -> Int64 {
+        (end - start).nanoseconds / 1_000_000
+    }
+
+    /// Which of two simultaneously dialed connections to the same peer to keep. Both ends
+    /// must decide alike: keep the one dialed by the lower validator index. For a
+    /// non-validator, keep the newer.
     private func prefers(newRole: ConnectionRole, over oldRole: ConnectionRole, peerIndex: Int?) -> Bool {
         guard let peerIndex, let ownIndex, newRole != oldRole else { return true }
         let newDialer = newRole == .dialer ? ownIndex : peerIndex
@@ -319,14 +473,19 @@ final class NetworkCore: Sendable {
     }
 
     /// Connection `id` closed. `key` is its peer if it had authenticated.
-    func closed(id: UInt64, key: PublicKey?, reason: CloseReason, pendingHandshake: Bool) {
+    func closed(id: UInt64, key: PublicKey?, reason: CloseReason) {
         let (finalReason, redialMs): (CloseReason, Int64?) = state.withLockedValue { state in
             state.openChannels[id] = nil
             let finalReason = state.closingReasons.removeValue(forKey: id) ?? reason
-            if pendingHandshake { state.pendingHandshakes -= 1 }
+            removePending(id, in: &state)
             state.statistics.connectionsClosed[finalReason, default: 0] += 1
-            guard let key, var peer = state.peers[key], peer.connection?.id == id else { return (finalReason, nil) }
+            guard let key, var peer = state.peers[key], let connection = peer.connection, connection.id == id else {
+                return (finalReason, nil)
+            }
             peer.connection = nil
+            if NetworkCore.milliseconds(from: connection.establishedAt, to: .now()) >= limits.stableConnectionMs {
+                peer.backoffMs = limits.reconnectInitialDelayMs
+            }
             guard peer.validatorIndex != nil else {
                 state.peers[key] = nil  // a non-validator's queue goes with its connection
                 return (finalReason, nil)

@@ -22,10 +22,31 @@ public struct NetworkLimits: Sendable, Equatable {
     /// cannot crowd out the others or grow our memory.
     public var maxInboundQueueMessagesPerPeer: Int
     public var maxInboundQueueBytesPerPeer: Int
-    /// Inbound connections that have not finished the handshake yet.
+    /// Inbound connections that have not finished the handshake yet. When all slots are
+    /// taken, a new connection evicts the OLDEST pending one instead of being refused, so
+    /// idle connections cannot lock out a validator that keeps redialing.
     public var maxPendingHandshakes: Int
+    /// Pending inbound handshakes per remote IP address; one more evicts that address's
+    /// oldest. Local test networks put every validator on 127.0.0.1, and each peer has at
+    /// most one dial in flight, so this must exceed the validator count there (4–7).
+    public var maxPendingHandshakesPerAddress: Int
     /// A peer that does not finish the handshake within this time is disconnected.
     public var handshakeTimeoutMs: Int64
+    /// An inbound peer must deliver its whole first handshake frame (its hello) within
+    /// this time; a real peer sends it as soon as TCP is up. The whole handshake still
+    /// has `handshakeTimeoutMs`.
+    public var handshakeFirstMessageTimeoutMs: Int64
+    /// A new authenticated connection for a key that already has a healthy established
+    /// connection replaces it at most once per this interval (the remote may have
+    /// restarted, leaving the old TCP connection half-open). A second conflict within the
+    /// interval means two processes hold the same key: the established connection is kept
+    /// and the newcomer refused (`CloseReason.keyInUseTwice`). Every conflict restarts the
+    /// interval, so twins that keep redialing cannot take turns.
+    public var sameKeyReplacementIntervalMs: Int64
+    /// Log lines an outsider can trigger: at most this many per reason per interval
+    /// (see `RateLimitedLogger`); the rest are counted in the metrics only.
+    public var logLinesPerInterval: Int
+    public var logIntervalMs: Int64
     /// After this long without sending anything, an established connection sends a
     /// keepalive frame, so a quiet but healthy peer is not mistaken for a dead one.
     public var keepaliveIntervalMs: Int64
@@ -50,14 +71,19 @@ public struct NetworkLimits: Sendable, Equatable {
         maxInboundQueueMessagesPerPeer: 4096,
         maxInboundQueueBytesPerPeer: 64 * 1024 * 1024,
         maxPendingHandshakes: 64,
+        maxPendingHandshakesPerAddress: 8,
         handshakeTimeoutMs: 5_000,
+        handshakeFirstMessageTimeoutMs: 1_000,
         keepaliveIntervalMs: 5_000,
         idleTimeoutMs: 20_000,
         reconnectInitialDelayMs: 100,
         reconnectMaxDelayMs: 5_000,
         connectTimeoutMs: 3_000,
         writeBufferLowWatermarkBytes: 256 * 1024,
-        writeBufferHighWatermarkBytes: 1024 * 1024)
+        writeBufferHighWatermarkBytes: 1024 * 1024,
+        sameKeyReplacementIntervalMs: 30_000,
+        logLinesPerInterval: 5,
+        logIntervalMs: 10_000)
 
     /// What a frame adds to a message: the frame-kind byte and the Poly1305 tag.
     public static let frameOverheadBytes = 1 + XChaCha20Poly1305.tagByteCount
@@ -65,8 +91,11 @@ public struct NetworkLimits: Sendable, Equatable {
     public init(
         maxMessageBytes: Int, maxOutboundQueueMessages: Int, maxOutboundQueueBytes: Int,
         maxInboundQueueMessagesPerPeer: Int, maxInboundQueueBytesPerPeer: Int, maxPendingHandshakes: Int,
-        handshakeTimeoutMs: Int64, keepaliveIntervalMs: Int64, idleTimeoutMs: Int64, reconnectInitialDelayMs: Int64, reconnectMaxDelayMs: Int64,
-        connectTimeoutMs: Int64, writeBufferLowWatermarkBytes: Int, writeBufferHighWatermarkBytes: Int
+        maxPendingHandshakesPerAddress: Int = 8,
+        handshakeTimeoutMs: Int64, handshakeFirstMessageTimeoutMs: Int64 = 1_000,
+        keepaliveIntervalMs: Int64, idleTimeoutMs: Int64, reconnectInitialDelayMs: Int64, reconnectMaxDelayMs: Int64,
+        connectTimeoutMs: Int64, writeBufferLowWatermarkBytes: Int, writeBufferHighWatermarkBytes: Int,
+        sameKeyReplacementIntervalMs: Int64 = 30_000, logLinesPerInterval: Int = 5, logIntervalMs: Int64 = 10_000
     ) {
         self.maxMessageBytes = maxMessageBytes
         self.maxOutboundQueueMessages = maxOutboundQueueMessages
@@ -74,7 +103,9 @@ public struct NetworkLimits: Sendable, Equatable {
         self.maxInboundQueueMessagesPerPeer = maxInboundQueueMessagesPerPeer
         self.maxInboundQueueBytesPerPeer = maxInboundQueueBytesPerPeer
         self.maxPendingHandshakes = maxPendingHandshakes
+        self.maxPendingHandshakesPerAddress = maxPendingHandshakesPerAddress
         self.handshakeTimeoutMs = handshakeTimeoutMs
+        self.handshakeFirstMessageTimeoutMs = handshakeFirstMessageTimeoutMs
         self.keepaliveIntervalMs = keepaliveIntervalMs
         self.idleTimeoutMs = idleTimeoutMs
         self.reconnectInitialDelayMs = reconnectInitialDelayMs
@@ -82,6 +113,27 @@ public struct NetworkLimits: Sendable, Equatable {
         self.connectTimeoutMs = connectTimeoutMs
         self.writeBufferLowWatermarkBytes = writeBufferLowWatermarkBytes
         self.writeBufferHighWatermarkBytes = writeBufferHighWatermarkBytes
+        self.sameKeyReplacementIntervalMs = sameKeyReplacementIntervalMs
+        self.logLinesPerInterval = logLinesPerInterval
+        self.logIntervalMs = logIntervalMs
+    }
+
+    /// How long after a connection is established a conflicting connection of the
+    /// other role may still be the other half of a simultaneous dial (resolved by the
+    /// validator-index rule): the other side's dial began before it saw ours, so it
+    /// connected within the connect timeout and finished within the handshake timeout.
+    var simultaneousDialWindowMs: Int64 {
+        let (sum, overflow) = connectTimeoutMs.addingReportingOverflow(handshakeTimeoutMs)
+        return overflow ? .max : sum
+    }
+
+    /// A connection that closes sooner than this after its handshake leaves the reconnect
+    /// back-off where it was (it is reset only by a connection that lasted): a peer that
+    /// accepts and then drops us at once (a twin's refusal, a crash loop) is redialed
+    /// ever more slowly instead of every `reconnectInitialDelayMs`.
+    var stableConnectionMs: Int64 {
+        let (double, overflow) = keepaliveIntervalMs.multipliedReportingOverflow(by: 2)
+        return overflow ? .max : double
     }
 
     /// Largest frame body (ciphertext) after the handshake.
@@ -102,7 +154,11 @@ public struct NetworkLimits: Sendable, Equatable {
         try require(maxInboundQueueMessagesPerPeer >= 1, "inbound queue must hold at least one message")
         try require(maxInboundQueueBytesPerPeer >= maxMessageBytes, "inbound queue bytes must hold one largest message")
         try require(maxPendingHandshakes >= 1, "at least one pending handshake")
+        try require(maxPendingHandshakesPerAddress >= 1, "at least one pending handshake per address")
         try require(handshakeTimeoutMs >= 1, "handshake timeout must be positive")
+        try require(handshakeFirstMessageTimeoutMs >= 1, "handshake first-message timeout must be positive")
+        try require(sameKeyReplacementIntervalMs >= 1, "same-key replacement interval must be positive")
+        try require(logLinesPerInterval >= 1 && logIntervalMs >= 1, "log rate: at least one line per positive interval")
         try require(keepaliveIntervalMs >= 1 && idleTimeoutMs >= 2 * keepaliveIntervalMs,
                     "idle timeout must be at least twice the keepalive interval")
         try require(reconnectInitialDelayMs >= 1 && reconnectMaxDelayMs >= reconnectInitialDelayMs,

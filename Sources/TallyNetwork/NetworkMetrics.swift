@@ -19,9 +19,20 @@ public enum CloseReason: String, Sendable, CaseIterable {
     case authenticationFailed = "authentication_failed"
     case rejectedByPeer = "rejected_by_peer"
     case handshakeTimeout = "handshake_timeout"
+    /// An inbound peer did not deliver its first handshake frame in time.
+    case firstMessageTimeout = "first_message_timeout"
     case closedDuringHandshake = "closed_during_handshake"
+    /// Evicted, the oldest pending handshake, when every pending-handshake slot was taken.
     case tooManyPendingHandshakes = "too_many_pending_handshakes"
+    /// Evicted, the oldest pending handshake from one IP address, when that address had
+    /// its cap of pending handshakes.
+    case tooManyPendingFromAddress = "too_many_pending_from_address"
+    /// Refused at accept: not from a genesis validator's IP address (when configured).
+    case addressNotAllowed = "address_not_allowed"
     case duplicateConnection = "duplicate_connection"
+    /// Refused: the key already has a healthy established connection that was itself a
+    /// replacement within `sameKeyReplacementIntervalMs`, i.e. two processes hold one key.
+    case keyInUseTwice = "key_in_use_twice"
     case peerClosed = "peer_closed"
     case ioError = "io_error"
     case shutdown = "shutdown"
@@ -29,8 +40,8 @@ public enum CloseReason: String, Sendable, CaseIterable {
     /// True for reasons that are the peer's fault (bad or hostile input).
     public var isPeerFault: Bool {
         switch self {
-        case .peerClosed, .ioError, .shutdown, .duplicateConnection, .rejectedByPeer, .tooManyPendingHandshakes,
-             .idleTimeout:
+        case .peerClosed, .ioError, .shutdown, .duplicateConnection, .keyInUseTwice, .rejectedByPeer,
+             .tooManyPendingHandshakes, .idleTimeout:
             return false
         default:
             return true
@@ -51,6 +62,7 @@ public enum CloseReason: String, Sendable, CaseIterable {
             case .malformedFrame: self = .malformedFrame
             case .idleTimeout: self = .idleTimeout
             case .handshakeTimeout: self = .handshakeTimeout
+            case .firstMessageTimeout: self = .firstMessageTimeout
             case .closedDuringHandshake: self = .closedDuringHandshake
             }
         case let error as HandshakeError:

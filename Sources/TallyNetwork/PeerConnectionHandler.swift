@@ -22,28 +22,21 @@ final class PeerConnectionHandler: ChannelInboundHandler {
 
     private let core: NetworkCore
     private let connectionID: UInt64
-    private var pendingHandshake: Bool
     private var peerKey: PublicKey?
     private var closeReason: CloseReason?
     private var failed = false
     private var retired = false
 
-    init(core: NetworkCore, connectionID: UInt64, pendingHandshake: Bool) {
+    init(core: NetworkCore, connectionID: UInt64) {
         self.core = core
         self.connectionID = connectionID
-        self.pendingHandshake = pendingHandshake
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case let established as SecureChannelEstablished:
-            let wasPending = pendingHandshake
-            pendingHandshake = false
             peerKey = established.peerKey
-            if !core.established(
-                id: connectionID, channel: context.channel, key: established.peerKey, role: established.role,
-                pending: wasPending)
-            {
+            if !core.established(id: connectionID, channel: context.channel, key: established.peerKey, role: established.role) {
                 retire(context: context)
             }
         case is RetireConnection:
@@ -79,22 +72,20 @@ final class PeerConnectionHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard !failed else { return }
         failed = true
-        let reason = closeReason ?? CloseReason(error)
+        // A reason the core decided (eviction, shutdown) names the close better than the
+        // error it caused (e.g. closed during handshake).
+        let reason = closeReason ?? core.closingReason(of: connectionID) ?? CloseReason(error)
         closeReason = reason
         let metadata: Logger.Metadata = [
             "remote": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")",
-            "peer": "\(peerKey.map(\.hex) ?? "unauthenticated")", "reason": "\(reason.rawValue)", "error": "\(error)"]
-        if reason.isPeerFault {
-            core.logger.warning("closing peer connection", metadata: metadata)
-        } else {
-            core.logger.info("closing peer connection", metadata: metadata)
-        }
+            "peer": "\(peerKey.map(\.hex) ?? "unauthenticated")", "error": "\(error)"]
+        core.boundedLog.log(reason.isPeerFault ? .warning : .info, "closing peer connection", reason: reason.rawValue,
+                            metadata: metadata)
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        core.closed(id: connectionID, key: peerKey, reason: closeReason ?? .peerClosed, pendingHandshake: pendingHandshake)
-        pendingHandshake = false
+        core.closed(id: connectionID, key: peerKey, reason: closeReason ?? .peerClosed)
         context.fireChannelInactive()
     }
 }

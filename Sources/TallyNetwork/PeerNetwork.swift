@@ -152,6 +152,12 @@ public final class PeerNetwork: Sendable {
     /// Peer statuses and statistics taken together (consistent with each other).
     func snapshot() -> ([PeerStatus], NetworkStatistics) { core.snapshot() }
 
+    /// The remote end of validator `index`'s live connection (tests tell connections apart by it).
+    func activeRemoteAddress(validator index: Int) -> SocketAddress? {
+        guard let key = core.validatorKey(index) else { return nil }
+        return core.activeChannel(key)?.remoteAddress
+    }
+
     /// Bytes NIO holds for validator `index`'s connection beyond our queue (tests check
     /// the memory bound with it).
     func bufferedWritableBytes(validator index: Int) async throws -> Int {

@@ -25,6 +25,8 @@ enum SessionError: Error, Equatable {
     case idleTimeout
     /// The peer did not finish the handshake in time.
     case handshakeTimeout
+    /// An inbound peer did not send its first handshake frame in time.
+    case firstMessageTimeout
     /// The peer closed the connection during the handshake.
     case closedDuringHandshake
 }
@@ -56,16 +58,24 @@ final class SecureChannelHandler: ChannelDuplexHandler {
     private let frameDecoder: FrameDecoder
     private let maxFrameBodyBytes: Int
     private let handshakeTimeout: TimeAmount
+    private let firstMessageTimeout: TimeAmount?
     private var timeoutTask: Scheduled<Void>?
+    private var firstMessageTask: Scheduled<Void>?
     private var sentHello = false
 
     /// `frameDecoder` is the decoder in front of this handler: its limit is raised from
     /// the handshake bound to `maxFrameBodyBytes` once the peer is authenticated.
-    init(handshake: Handshake, frameDecoder: FrameDecoder, maxFrameBodyBytes: Int, handshakeTimeout: TimeAmount) {
+    /// `firstMessageTimeout` (inbound connections): the peer's first frame must arrive by
+    /// then, so a silent or trickling connection holds a pending-handshake slot briefly.
+    init(
+        handshake: Handshake, frameDecoder: FrameDecoder, maxFrameBodyBytes: Int, handshakeTimeout: TimeAmount,
+        firstMessageTimeout: TimeAmount? = nil
+    ) {
         state = .handshaking(handshake)
         self.frameDecoder = frameDecoder
         self.maxFrameBodyBytes = maxFrameBodyBytes
         self.handshakeTimeout = handshakeTimeout
+        self.firstMessageTimeout = firstMessageTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -78,7 +88,7 @@ final class SecureChannelHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timeoutTask?.cancel()
+        cancelTimers()
         if case .handshaking = state { context.fireErrorCaught(SessionError.closedDuringHandshake) }
         context.fireChannelInactive()
     }
@@ -93,12 +103,24 @@ final class SecureChannelHandler: ChannelDuplexHandler {
             guard case .handshaking = state else { return }
             fail(SessionError.handshakeTimeout, context: loopBoundContext.value)
         }
+        if let firstMessageTimeout {
+            firstMessageTask = context.eventLoop.assumeIsolated().scheduleTask(in: firstMessageTimeout) { [self] in
+                guard case .handshaking = state else { return }
+                fail(SessionError.firstMessageTimeout, context: loopBoundContext.value)
+            }
+        }
+    }
+
+    private func cancelTimers() {
+        timeoutTask?.cancel()
+        firstMessageTask?.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         switch state {
         case .handshaking(var handshake):
+            firstMessageTask?.cancel()
             let step: Handshake.Step
             do {
                 step = try handshake.receive(Array(frame.readableBytesView))
@@ -116,7 +138,7 @@ final class SecureChannelHandler: ChannelDuplexHandler {
                 writeFrame(frame, context: context)
                 context.flush()
             case .established(let session):
-                timeoutTask?.cancel()
+                cancelTimers()
                 state = .established(session)
                 frameDecoder.maxBodyBytes = maxFrameBodyBytes
                 context.fireUserInboundEventTriggered(SecureChannelEstablished(peerKey: session.peerKey, role: handshake.role))
@@ -192,7 +214,7 @@ final class SecureChannelHandler: ChannelDuplexHandler {
     private func fail(_ error: Error, context: ChannelHandlerContext) {
         if case .failed = state { return }
         state = .failed
-        timeoutTask?.cancel()
+        cancelTimers()
         context.fireErrorCaught(error)
         context.close(promise: nil)
     }

@@ -31,11 +31,20 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         public var outboundQueueFrames = 4096
         /// Reconnect back-off cap.
         public var maxDialBackoffMs = 5_000
+        /// Unauthenticated inbound connections per remote IP; one more evicts the oldest.
+        public var maxPendingHandshakesPerAddress = NetworkLimits.default.maxPendingHandshakesPerAddress
+        /// An inbound peer's first handshake frame must arrive within this time.
+        public var handshakeFirstMessageTimeoutMs = Int(NetworkLimits.default.handshakeFirstMessageTimeoutMs)
+        /// Accept inbound peer connections only from genesis validators' IP addresses.
+        public var acceptOnlyValidatorAddresses = false
         enum CodingKeys: String, CodingKey, CaseIterable {
             case listen
             case maxMessageBytes = "max_message_bytes"
             case outboundQueueFrames = "outbound_queue_frames"
             case maxDialBackoffMs = "max_dial_backoff_ms"
+            case maxPendingHandshakesPerAddress = "max_pending_handshakes_per_address"
+            case handshakeFirstMessageTimeoutMs = "handshake_first_message_timeout_ms"
+            case acceptOnlyValidatorAddresses = "accept_only_validator_addresses"
         }
     }
 
@@ -138,6 +147,10 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         try bounded(p2p.maxMessageBytes, 64 << 10...NetworkLimits.default.maxMessageBytes, "p2p.max_message_bytes")
         try bounded(p2p.outboundQueueFrames, 16...1_000_000, "p2p.outbound_queue_frames")
         try bounded(p2p.maxDialBackoffMs, 10...600_000, "p2p.max_dial_backoff_ms")
+        try bounded(p2p.maxPendingHandshakesPerAddress, 1...NetworkLimits.default.maxPendingHandshakes,
+                    "p2p.max_pending_handshakes_per_address")
+        try bounded(p2p.handshakeFirstMessageTimeoutMs, 100...Int(NetworkLimits.default.handshakeTimeoutMs),
+                    "p2p.handshake_first_message_timeout_ms")
         try bounded(mempool.maxTransactions, 1...10_000_000, "mempool.max_transactions")
         try bounded(mempool.maxBytes, 1024...(4 << 30), "mempool.max_bytes")
         try bounded(mempool.maxPerSender, 1...1_000_000, "mempool.max_per_sender")
@@ -178,6 +191,17 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         # Per-peer send queue; when full, the oldest frames are dropped (and counted).
         outbound_queue_frames = \(p2p.outboundQueueFrames)
         max_dial_backoff_ms = \(p2p.maxDialBackoffMs)
+        # Unauthenticated (handshaking) inbound connections per remote IP address; one more
+        # evicts that address's oldest, and a full table (64) evicts its oldest, so idle
+        # connections cannot keep a validator out. Keep it above the number of validators
+        # sharing one address (a local testnet puts them all on 127.0.0.1).
+        max_pending_handshakes_per_address = \(p2p.maxPendingHandshakesPerAddress)
+        # An inbound peer must send its first handshake frame within this time (the whole
+        # handshake has 5 s).
+        handshake_first_message_timeout_ms = \(p2p.handshakeFirstMessageTimeoutMs)
+        # true: accept inbound peer connections only from the IP addresses of the genesis
+        # validators' network addresses (non-validator full nodes then cannot connect).
+        accept_only_validator_addresses = \(p2p.acceptOnlyValidatorAddresses)
 
         [mempool]
         # Bounds: a full mempool lets a transaction paying more per byte displace the
@@ -234,6 +258,9 @@ extension NodeConfig.P2P {
         try c.decode(.maxMessageBytes, into: &maxMessageBytes)
         try c.decode(.outboundQueueFrames, into: &outboundQueueFrames)
         try c.decode(.maxDialBackoffMs, into: &maxDialBackoffMs)
+        try c.decode(.maxPendingHandshakesPerAddress, into: &maxPendingHandshakesPerAddress)
+        try c.decode(.handshakeFirstMessageTimeoutMs, into: &handshakeFirstMessageTimeoutMs)
+        try c.decode(.acceptOnlyValidatorAddresses, into: &acceptOnlyValidatorAddresses)
     }
 }
 

@@ -186,8 +186,12 @@ public actor Node: NodeService {
         limits.maxMessageBytes = config.p2p.maxMessageBytes
         limits.maxOutboundQueueMessages = config.p2p.outboundQueueFrames
         limits.reconnectMaxDelayMs = Int64(config.p2p.maxDialBackoffMs)
+        limits.maxPendingHandshakesPerAddress = config.p2p.maxPendingHandshakesPerAddress
+        limits.handshakeFirstMessageTimeoutMs = Int64(config.p2p.handshakeFirstMessageTimeoutMs)
         network = try await PeerNetwork.start(
-            configuration: NetworkConfiguration(genesis: genesis, identity: key, listenHost: listen.host, listenPort: listen.port, limits: limits),
+            configuration: NetworkConfiguration(
+                genesis: genesis, identity: key, listenHost: listen.host, listenPort: listen.port,
+                acceptOnlyValidatorAddresses: config.p2p.acceptOnlyValidatorAddresses, limits: limits),
             group: executorLoop, logger: logger)
 
         var recentTransactions = TransactionIndex()

@@ -83,15 +83,16 @@ final class Cluster {
 
     static func start(
         index: Int, keys: [SigningKey], port: Int, addresses: [Int: PeerAddress], limits: NetworkLimits,
-        extra: Set<PublicKey>
+        extra: Set<PublicKey>, acceptOnlyValidatorAddresses: Bool = false, logger: Logger? = nil
     ) async throws -> PeerNetwork {
-        var logger = Logger(label: "tally.network.\(index)")
-        logger.logLevel = .critical
+        var quiet = Logger(label: "tally.network.\(index)")
+        quiet.logLevel = .critical
         let configuration = NetworkConfiguration(
             listenHost: "127.0.0.1", listenPort: port, chainID: testChainID, identity: keys[index],
-            validators: keys.map(\.publicKey), validatorAddresses: addresses, extraAllowedKeys: extra, limits: limits)
+            validators: keys.map(\.publicKey), validatorAddresses: addresses, extraAllowedKeys: extra,
+            acceptOnlyValidatorAddresses: acceptOnlyValidatorAddresses, limits: limits)
         return try await PeerNetwork.start(
-            configuration: configuration, logger: logger, random: SplitMix64(seed: UInt64(index)))
+            configuration: configuration, logger: logger ?? quiet, random: SplitMix64(seed: UInt64(index)))
     }
 
     func network(_ index: Int) -> PeerNetwork { networks[index]! }
@@ -117,8 +118,12 @@ final class Cluster {
 struct RawPeer {
     let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
 
-    static func connect(port: Int) async throws -> RawPeer {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    /// `from`: the local address to connect from (any of 127.0.0.0/8 is loopback on Linux),
+    /// so tests can play peers on different IP addresses.
+    static func connect(port: Int, from localHost: String? = nil) async throws -> RawPeer {
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let localHost { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: localHost, port: 0)) }
+        let channel = try await bootstrap
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -195,4 +200,58 @@ func quietLogger() -> Logger {
     var logger = Logger(label: "tally.network.test")
     logger.logLevel = .critical
     return logger
+}
+
+
+/// A TCP connection that sends nothing, as a flooder's would: it only notices when the
+/// node closes it.
+struct IdleConnection {
+    let channel: any Channel
+
+    static func open(port: Int, from localHost: String = "127.0.0.1") async throws -> IdleConnection {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(to: try SocketAddress(ipAddress: localHost, port: 0))
+            .connect(host: "127.0.0.1", port: port).get()
+        return IdleConnection(channel: channel)
+    }
+
+    /// True once the node closed it (NIO sees the EOF as the channel going inactive).
+    var isClosed: Bool { !channel.isActive }
+
+    func close() async { try? await channel.close() }
+}
+
+/// One line a `CapturingLogHandler` saw.
+struct LoggedLine: Sendable {
+    let level: Logger.Level
+    let message: String
+    let metadata: Logger.Metadata
+}
+
+/// Records every line logged through it, so tests can count what a flood writes.
+struct CapturingLogHandler: LogHandler {
+    let lines: NIOLockedValueBox<[LoggedLine]>
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+        function: String, line: UInt
+    ) {
+        let merged = self.metadata.merging(metadata ?? [:]) { $1 }
+        lines.withLockedValue { $0.append(LoggedLine(level: level, message: "\(message)", metadata: merged)) }
+    }
+
+    /// A logger at `level` and the lines it records.
+    static func logger(level: Logger.Level = .info) -> (Logger, NIOLockedValueBox<[LoggedLine]>) {
+        let lines = NIOLockedValueBox<[LoggedLine]>([])
+        var logger = Logger(label: "tally.network.captured") { _ in CapturingLogHandler(lines: lines) }
+        logger.logLevel = level
+        return (logger, lines)
+    }
 }
