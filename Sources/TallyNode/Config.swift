@@ -71,8 +71,9 @@ public struct NodeConfig: Codable, Equatable, Sendable {
 
     /// Validator key file (encrypted), relative to the home directory.
     public var keyFile = "validator.key"
-    /// File holding the key's passphrase (testnets); otherwise $TALLY_NODE_PASSWORD
-    /// or a prompt.
+    /// File holding the key's passphrase (its first line; mode 0600 or stricter, else
+    /// the node refuses to start); otherwise $TALLY_NODE_PASSWORD (removed from the
+    /// environment once read) or a prompt.
     public var keyPasswordFile: String?
     /// Genesis file, relative to the home directory.
     public var genesisFile = "genesis.json"
@@ -146,7 +147,10 @@ public struct NodeConfig: Codable, Equatable, Sendable {
 
         # Encrypted Ed25519 validator key (Argon2id + XChaCha20-Poly1305).
         key_file = \(quoted(keyFile))
-        \(keyPasswordFile.map { "# Passphrase file: for local test networks only; otherwise use $TALLY_NODE_PASSWORD or the prompt.\nkey_password_file = \(quoted($0))" } ?? "# key_password_file = \"validator.password\"   # test networks only")
+        # Passphrase: key_password_file (its first line; the file must be mode 0600 or
+        # stricter, else the node exits with 2), else $TALLY_NODE_PASSWORD (unset and
+        # wiped from the process environment once read), else a prompt.
+        \(keyPasswordFile.map { "key_password_file = \(quoted($0))" } ?? "# key_password_file = \"validator.password\"")
         genesis_file = \(quoted(genesisFile))
 
         [api]

@@ -52,7 +52,8 @@ public struct StartOptions: ParsableArguments {
         let key: SigningKey
         do {
             let file = try KeyFile.load(path: home.file(config.keyFile))
-            let passphrase = try readNodePassphrase(file: config.keyPasswordFile.map(home.file), confirm: false)
+            var passphrase = try readNodePassphrase(file: config.keyPasswordFile.map(home.file), confirm: false)
+            defer { KeyFile.zero(&passphrase) }
             key = try file.open(passphrase: passphrase)
         } catch let error as KeyFile.Error { throw fail("validator key: \(error)") }
 
