@@ -81,6 +81,13 @@ public struct KeyFile: Codable, Equatable, Sendable {
 
     /// Encrypts `key`'s seed under `passphrase`.
     public static func seal(_ key: SigningKey, passphrase: String, cost: Cost = .moderate) throws(Error) -> KeyFile {
+        var bytes = Array(passphrase.utf8)
+        defer { zero(&bytes) }
+        return try seal(key, passphrase: bytes, cost: cost)
+    }
+
+    /// Encrypts `key`'s seed under `passphrase` (UTF-8 bytes; the caller zeroes them).
+    public static func seal(_ key: SigningKey, passphrase: [UInt8], cost: Cost = .moderate) throws(Error) -> KeyFile {
         Sodium.ready()
         let salt = SecureRandom.bytes(Int(crypto_pwhash_SALTBYTES))
         let nonce = SecureRandom.bytes(Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES))
@@ -110,6 +117,14 @@ public struct KeyFile: Codable, Equatable, Sendable {
     /// Decrypts the seed. A wrong passphrase or any edit to the file gives
     /// `.wrongPassphrase`, never another key.
     public func open(passphrase: String) throws(Error) -> SigningKey {
+        var bytes = Array(passphrase.utf8)
+        defer { KeyFile.zero(&bytes) }
+        return try open(passphrase: bytes)
+    }
+
+    /// As `open(passphrase:)`, from the passphrase's UTF-8 bytes: a caller that never
+    /// makes a `String` of it can zero every copy (`KeyFile.zero`).
+    public func open(passphrase: [UInt8]) throws(Error) -> SigningKey {
         guard version == 1 else { throw .unsupported("version \(version)") }
         guard kdf.algorithm == KeyFile.kdfAlgorithm else { throw .unsupported("kdf \(kdf.algorithm)") }
         guard cipher.algorithm == KeyFile.cipherAlgorithm else { throw .unsupported("cipher \(cipher.algorithm)") }
@@ -148,11 +163,15 @@ public struct KeyFile: Codable, Equatable, Sendable {
         Array("tally-keyfile|\(version)|\(publicKey)|\(address)|\(kdf.algorithm)|\(kdf.opslimit)|\(kdf.memlimit)|\(kdf.salt)|\(cipher.algorithm)|\(cipher.nonce)".utf8)
     }
 
-    static func deriveKey(passphrase: String, salt: [UInt8], cost: Cost) throws(Error) -> SecretBytes {
+    /// Overwrites a secret's bytes with zeros (`sodium_memzero`: not optimised away).
+    public static func zero(_ bytes: inout [UInt8]) {
+        bytes.withUnsafeMutableBytes { if let base = $0.baseAddress { sodium_memzero(base, $0.count) } }
+    }
+
+    static func deriveKey(passphrase: [UInt8], salt: [UInt8], cost: Cost) throws(Error) -> SecretBytes {
         var key = [UInt8](repeating: 0, count: Int(crypto_aead_xchacha20poly1305_ietf_KEYBYTES))
-        let password = Array(passphrase.utf8)
         let result = crypto_pwhash(
-            &key, UInt64(key.count), password, UInt64(password.count), salt,
+            &key, UInt64(key.count), passphrase, UInt64(passphrase.count), salt,
             cost.opsLimit, Int(cost.memLimitBytes), crypto_pwhash_ALG_ARGON2ID13)
         guard result == 0 else { throw .io("crypto_pwhash could not allocate \(cost.memLimitBytes) bytes") }
         let secret = SecretBytes(key)

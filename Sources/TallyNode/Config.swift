@@ -14,11 +14,50 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         public var maxBatchTransactions = 10_000
         /// Server-sent-event subscribers at once.
         public var maxEventSubscribers = 64
+        /// Connection and request limits (`HTTPLimits` documents each).
+        public var maxConnections = HTTPLimits().maxConnections
+        public var maxConnectionsPerAddress = HTTPLimits().maxConnectionsPerAddress
+        public var idleTimeoutSeconds = HTTPLimits().idleTimeoutSeconds
+        public var headerTimeoutSeconds = HTTPLimits().headerTimeoutSeconds
+        public var bodyTimeoutSeconds = HTTPLimits().bodyTimeoutSeconds
+        public var writeTimeoutSeconds = HTTPLimits().writeTimeoutSeconds
+        public var maxEventSubscribersPerAddress = HTTPLimits().maxEventSubscribersPerAddress
+        public var submitRequestsPerSecond = HTTPLimits().submitRequestsPerSecond
+        public var submitBurst = HTTPLimits().submitBurst
+        public var queryRequestsPerSecond = HTTPLimits().queryRequestsPerSecond
+        public var queryBurst = HTTPLimits().queryBurst
         enum CodingKeys: String, CodingKey, CaseIterable {
             case listen
             case maxBodyBytes = "max_body_bytes"
             case maxBatchTransactions = "max_batch_transactions"
             case maxEventSubscribers = "max_event_subscribers"
+            case maxConnections = "max_connections"
+            case maxConnectionsPerAddress = "max_connections_per_address"
+            case idleTimeoutSeconds = "idle_timeout_seconds"
+            case headerTimeoutSeconds = "header_timeout_seconds"
+            case bodyTimeoutSeconds = "body_timeout_seconds"
+            case writeTimeoutSeconds = "write_timeout_seconds"
+            case maxEventSubscribersPerAddress = "max_event_subscribers_per_address"
+            case submitRequestsPerSecond = "submit_requests_per_second"
+            case submitBurst = "submit_burst"
+            case queryRequestsPerSecond = "query_requests_per_second"
+            case queryBurst = "query_burst"
+        }
+
+        public var httpLimits: HTTPLimits {
+            var limits = HTTPLimits()
+            limits.maxConnections = maxConnections
+            limits.maxConnectionsPerAddress = maxConnectionsPerAddress
+            limits.idleTimeoutSeconds = idleTimeoutSeconds
+            limits.headerTimeoutSeconds = headerTimeoutSeconds
+            limits.bodyTimeoutSeconds = bodyTimeoutSeconds
+            limits.writeTimeoutSeconds = writeTimeoutSeconds
+            limits.maxEventSubscribersPerAddress = maxEventSubscribersPerAddress
+            limits.submitRequestsPerSecond = submitRequestsPerSecond
+            limits.submitBurst = submitBurst
+            limits.queryRequestsPerSecond = queryRequestsPerSecond
+            limits.queryBurst = queryBurst
+            return limits
         }
     }
 
@@ -89,8 +128,9 @@ public struct NodeConfig: Codable, Equatable, Sendable {
 
     /// Validator key file (encrypted), relative to the home directory.
     public var keyFile = "validator.key"
-    /// File holding the key's passphrase (testnets); otherwise $TALLY_NODE_PASSWORD
-    /// or a prompt.
+    /// File holding the key's passphrase (its first line; mode 0600 or stricter, else
+    /// the node refuses to start); otherwise $TALLY_NODE_PASSWORD (removed from the
+    /// environment once read) or a prompt.
     public var keyPasswordFile: String?
     /// Genesis file, relative to the home directory.
     public var genesisFile = "genesis.json"
@@ -144,6 +184,17 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         try bounded(api.maxBodyBytes, 1024...(256 << 20), "api.max_body_bytes")
         try bounded(api.maxBatchTransactions, 1...100_000, "api.max_batch_transactions")
         try bounded(api.maxEventSubscribers, 0...10_000, "api.max_event_subscribers")
+        try bounded(api.maxConnections, 1...1_000_000, "api.max_connections")
+        try bounded(api.maxConnectionsPerAddress, 1...1_000_000, "api.max_connections_per_address")
+        try bounded(api.idleTimeoutSeconds, 1...86_400, "api.idle_timeout_seconds")
+        try bounded(api.headerTimeoutSeconds, 1...3_600, "api.header_timeout_seconds")
+        try bounded(api.bodyTimeoutSeconds, 1...3_600, "api.body_timeout_seconds")
+        try bounded(api.writeTimeoutSeconds, 1...3_600, "api.write_timeout_seconds")
+        try bounded(api.maxEventSubscribersPerAddress, 1...10_000, "api.max_event_subscribers_per_address")
+        try bounded(api.submitRequestsPerSecond, 1...1_000_000, "api.submit_requests_per_second")
+        try bounded(api.submitBurst, 1...1_000_000, "api.submit_burst")
+        try bounded(api.queryRequestsPerSecond, 1...1_000_000, "api.query_requests_per_second")
+        try bounded(api.queryBurst, 1...1_000_000, "api.query_burst")
         try bounded(p2p.maxMessageBytes, 64 << 10...NetworkLimits.default.maxMessageBytes, "p2p.max_message_bytes")
         try bounded(p2p.outboundQueueFrames, 16...1_000_000, "p2p.outbound_queue_frames")
         try bounded(p2p.maxDialBackoffMs, 10...600_000, "p2p.max_dial_backoff_ms")
@@ -172,7 +223,10 @@ public struct NodeConfig: Codable, Equatable, Sendable {
 
         # Encrypted Ed25519 validator key (Argon2id + XChaCha20-Poly1305).
         key_file = \(quoted(keyFile))
-        \(keyPasswordFile.map { "# Passphrase file: for local test networks only; otherwise use $TALLY_NODE_PASSWORD or the prompt.\nkey_password_file = \(quoted($0))" } ?? "# key_password_file = \"validator.password\"   # test networks only")
+        # Passphrase: key_password_file (its first line; the file must be mode 0600 or
+        # stricter, else the node exits with 2), else $TALLY_NODE_PASSWORD (unset and
+        # wiped from the process environment once read), else a prompt.
+        \(keyPasswordFile.map { "key_password_file = \(quoted($0))" } ?? "# key_password_file = \"validator.password\"")
         genesis_file = \(quoted(genesisFile))
 
         [api]
@@ -182,6 +236,29 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         max_body_bytes = \(api.maxBodyBytes)
         max_batch_transactions = \(api.maxBatchTransactions)
         max_event_subscribers = \(api.maxEventSubscribers)
+        # /events streams from one remote address; more get 503 too_many_subscribers. A
+        # subscriber more than 64 blocks behind is dropped (its stream ends).
+        max_event_subscribers_per_address = \(api.maxEventSubscribersPerAddress)
+        # Connections at once; past this, new ones wait in the kernel's accept backlog.
+        max_connections = \(api.maxConnections)
+        # Connections at once from one IP address; the next gets 503 too_many_connections
+        # and is closed.
+        max_connections_per_address = \(api.maxConnectionsPerAddress)
+        # A connection with no request in progress is closed after this.
+        idle_timeout_seconds = \(api.idleTimeoutSeconds)
+        # A request's head must arrive within this of its first byte (else 408
+        # request_timeout and close); its body before its response starts within
+        # body_timeout_seconds (else close); a client must take some of a response within
+        # write_timeout_seconds (else close).
+        header_timeout_seconds = \(api.headerTimeoutSeconds)
+        body_timeout_seconds = \(api.bodyTimeoutSeconds)
+        write_timeout_seconds = \(api.writeTimeoutSeconds)
+        # Per IP address, token buckets (sustained rate, burst): POST /txs, and
+        # GET /txs/{hash} and /blocks/*. Over them: 429 rate_limited with Retry-After: 1.
+        submit_requests_per_second = \(api.submitRequestsPerSecond)
+        submit_burst = \(api.submitBurst)
+        query_requests_per_second = \(api.queryRequestsPerSecond)
+        query_burst = \(api.queryBurst)
 
         [p2p]
         # Where this validator accepts its peers; genesis lists the same address.
@@ -246,6 +323,17 @@ extension NodeConfig.API {
         try c.decode(.maxBodyBytes, into: &maxBodyBytes)
         try c.decode(.maxBatchTransactions, into: &maxBatchTransactions)
         try c.decode(.maxEventSubscribers, into: &maxEventSubscribers)
+        try c.decode(.maxConnections, into: &maxConnections)
+        try c.decode(.maxConnectionsPerAddress, into: &maxConnectionsPerAddress)
+        try c.decode(.idleTimeoutSeconds, into: &idleTimeoutSeconds)
+        try c.decode(.headerTimeoutSeconds, into: &headerTimeoutSeconds)
+        try c.decode(.bodyTimeoutSeconds, into: &bodyTimeoutSeconds)
+        try c.decode(.writeTimeoutSeconds, into: &writeTimeoutSeconds)
+        try c.decode(.maxEventSubscribersPerAddress, into: &maxEventSubscribersPerAddress)
+        try c.decode(.submitRequestsPerSecond, into: &submitRequestsPerSecond)
+        try c.decode(.submitBurst, into: &submitBurst)
+        try c.decode(.queryRequestsPerSecond, into: &queryRequestsPerSecond)
+        try c.decode(.queryBurst, into: &queryBurst)
     }
 }
 

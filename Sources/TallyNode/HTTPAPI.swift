@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import TallyCrypto
@@ -13,38 +14,103 @@ public struct HTTPAPI: Sendable {
     public let maxBodyBytes: Int
     public let maxBatchTransactions: Int
     public let metricsText: @Sendable () -> String
+    public let limits: HTTPLimits
+    /// What the limits refused, cut or closed (also `tally_http_limited_total`).
+    public let statistics: HTTPStatistics
+    let rateLimiter: RequestRateLimiter
+    let subscriberSlots: SubscriberSlots
 
-    public init(node: any NodeService, maxBodyBytes: Int, maxBatchTransactions: Int, metricsText: @escaping @Sendable () -> String) {
+    public init(
+        node: any NodeService, maxBodyBytes: Int, maxBatchTransactions: Int, limits: HTTPLimits = HTTPLimits(),
+        metricsText: @escaping @Sendable () -> String
+    ) {
         self.node = node
         self.maxBodyBytes = maxBodyBytes
         self.maxBatchTransactions = maxBatchTransactions
         self.metricsText = metricsText
+        self.limits = limits
+        statistics = HTTPStatistics()
+        rateLimiter = RequestRateLimiter(limits: limits)
+        subscriberSlots = SubscriberSlots(limit: limits.maxEventSubscribersPerAddress)
     }
 
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public func router() -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
         router.get("/status") { _, _ in try await self.status() }
-        router.post("/txs") { request, _ in try await self.submit(request) }
-        router.get("/txs/:hash") { _, context in try await self.transaction(context.parameters.get("hash") ?? "") }
+        router.post("/txs") { request, context in
+            try await self.limited(.submit, context) { try await self.submit(request) }
+        }
+        router.get("/txs/:hash") { _, context in
+            try await self.limited(.query, context) { try await self.transaction(context.parameters.get("hash") ?? "") }
+        }
         router.get("/accounts/:address") { _, context in try await self.account(context.parameters.get("address") ?? "") }
-        router.get("/blocks/latest") { request, _ in try await self.block(nil, request) }
+        router.get("/blocks/latest") { request, context in
+            try await self.limited(.query, context) { try await self.block(nil, request) }
+        }
         router.get("/blocks/:height") { request, context in
-            guard let height = UInt64(context.parameters.get("height") ?? "") else {
-                return try Self.error(.badRequest, "malformed", "height must be a decimal integer")
+            try await self.limited(.query, context) {
+                guard let height = UInt64(context.parameters.get("height") ?? "") else {
+                    return try Self.error(.badRequest, "malformed", "height must be a decimal integer")
+                }
+                return try await self.block(height, request)
             }
-            return try await self.block(height, request)
         }
         router.get("/validators") { _, _ in try self.validators() }
         router.get("/genesis") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"],
                      body: .init(byteBuffer: ByteBuffer(bytes: self.node.genesisJSON)))
         }
-        router.get("/events") { _, _ in try await self.events() }
+        router.get("/events") { _, context in try await self.events(from: addressKey(context.remoteAddress)) }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: self.metricsText())))
         }
         return router
+    }
+
+    /// The API as a Hummingbird application with the connection limits in force: at
+    /// most `maxConnections` at once (Hummingbird stops accepting; the rest wait in
+    /// the backlog), the idle timeout (Hummingbird's), and per connection the
+    /// per-address cap and the header, body and write deadlines (`HTTPConnectionGuard`).
+    public func application(
+        host: String, port: Int, logger: Logger, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> Application<RouterResponder<APIRequestContext>> {
+        let connections = ConnectionsPerAddress(limit: limits.maxConnectionsPerAddress)
+        let limits = self.limits
+        let statistics = self.statistics
+        return Application(
+            router: router(),
+            server: .http1(configuration: .init(
+                additionalChannelHandlers: [
+                    HTTPConnectionGuardInstaller(limits: limits, connections: connections, statistics: statistics),
+                ],
+                idleTimeout: .seconds(Int64(limits.idleTimeoutSeconds)))),
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: "tally-node",
+                availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
+            onServerRunning: { channel in
+                // First in the listening pipeline, before NIO's accept back-off swallows
+                // accept errors (out of descriptors): they are counted and logged.
+                try? await channel.pipeline.addHandler(AcceptErrorCounter(statistics: statistics, logger: logger), position: .first).get()
+                await onServerRunning(channel)
+            },
+            logger: logger)
+    }
+
+    /// Answers 429 `rate_limited` when the client's address is over its rate for
+    /// `routeClass`, else `respond`.
+    func limited(
+        _ routeClass: RequestRateLimiter.RouteClass, _ context: APIRequestContext, _ respond: () async throws -> Response
+    ) async throws -> Response {
+        guard rateLimiter.allow(routeClass, addressKey(context.remoteAddress)) else {
+            statistics.count(.rateLimited)
+            let rate = rateLimiter.rates[routeClass]!.perSecond
+            var response = try Self.error(
+                .tooManyRequests, "rate_limited", "over \(Int(rate)) requests a second from this address; retry later")
+            response.headers[.retryAfter] = "1"
+            return response
+        }
+        return try await respond()
     }
 
     // MARK: Routes
@@ -148,14 +214,29 @@ public struct HTTPAPI: Sendable {
         return try Self.json(list)
     }
 
-    func events() async throws -> Response {
+    func events(from address: String) async throws -> Response {
+        guard subscriberSlots.take(address) else {
+            statistics.count(.subscriberRefused)
+            return try Self.error(
+                .serviceUnavailable, "too_many_subscribers",
+                "over \(subscriberSlots.limit) event streams from this address; close one and retry")
+        }
         guard let stream = await node.subscribe() else {
+            subscriberSlots.release(address)
             return try Self.error(.serviceUnavailable, "too_many_subscribers", "too many event subscribers; retry later")
         }
-        // One write per block, not per event (a full block has 4,000 `tx` events).
-        let body = stream.map { events -> ByteBuffer in ByteBuffer(string: events.map(Self.serverSentEvent).joined()) }
-        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
-                        body: .init(asyncSequence: body))
+        let slots = subscriberSlots
+        // One write per block, not per event (a full block has 4,000 `tx` events). The
+        // address's slot is held until the stream ends or its connection fails (a
+        // client that stops reading is cut by the write timeout).
+        let body = ResponseBody { writer in
+            defer { slots.release(address) }
+            for await events in stream {
+                try await writer.write(ByteBuffer(string: events.map(Self.serverSentEvent).joined()))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
 
     // MARK: Encoding

@@ -43,9 +43,8 @@ public actor Node: NodeService {
     private static let executorGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     private var transactionIndex = TransactionIndex()
-    private var subscribers: [UInt64: AsyncStream<[NodeEvent]>.Continuation] = [:]
+    private var subscribers = EventSubscribers()
     private var eventStreamsEnded = false
-    private var nextSubscriber: UInt64 = 0
     private var gossipBuffer: [Transaction] = []
     private var submittedAt: [Hash: ContinuousClock.Instant] = [:]
     private var lastSubmissionSweepTick: UInt64 = 0
@@ -603,7 +602,8 @@ public actor Node: NodeService {
     }
 
     private func publish(_ events: [NodeEvent]) {
-        for continuation in subscribers.values { continuation.yield(events) }
+        let dropped = subscribers.publish(events)
+        if dropped > 0 { Counter(label: "tally_event_subscribers_dropped_total", dimensions: [("reason", "slow")]).increment(by: dropped) }
     }
 
     // MARK: NodeService
@@ -716,26 +716,19 @@ public actor Node: NodeService {
     /// never ends by itself.
     public func endEventStreams() {
         eventStreamsEnded = true
-        for continuation in subscribers.values { continuation.finish() }
-        subscribers = [:]
+        subscribers.finishAll()
     }
 
-    /// Blocks a subscriber may fall behind by before its oldest are dropped (with their
-    /// `tx` events): a few seconds of full 4,000-transaction blocks, ≤ ~16 MiB.
+    /// Blocks a subscriber may fall behind by before it is dropped (its stream ends):
+    /// a few seconds of full 4,000-transaction blocks, ≤ ~16 MiB.
     static let maxBufferedEventBlocks = 64
 
     public func subscribe() -> AsyncStream<[NodeEvent]>? {
         guard !stopped, !eventStreamsEnded, subscribers.count < config.api.maxEventSubscribers else { return nil }
-        let id = nextSubscriber
-        nextSubscriber += 1
-        let (stream, continuation) = AsyncStream<[NodeEvent]>.makeStream(
-            bufferingPolicy: .bufferingNewest(Self.maxBufferedEventBlocks))
-        continuation.onTermination = { _ in Task { await self.unsubscribe(id) } }
-        subscribers[id] = continuation
-        return stream
+        return subscribers.add(bufferBlocks: Self.maxBufferedEventBlocks) { id in Task { await self.unsubscribe(id) } }
     }
 
-    private func unsubscribe(_ id: UInt64) { subscribers[id] = nil }
+    private func unsubscribe(_ id: UInt64) { subscribers.remove(id) }
 }
 
 /// Where committed transactions are, for `/txs/{hash}`: keyed by the first 8 bytes

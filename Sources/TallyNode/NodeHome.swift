@@ -6,7 +6,7 @@ import TallyTypes
 /// ```
 /// HOME/config.toml        NodeConfig (commented)
 /// HOME/validator.key      encrypted Ed25519 key (KeyFile, 0600)
-/// HOME/validator.password passphrase, written only by `testnet` (dev networks)
+/// HOME/validator.password passphrase (0600), written only by `testnet` (dev networks)
 /// HOME/genesis.json       the chain's genesis
 /// HOME/data/              blocks, consensus state, snapshots (TallyStore)
 /// ```
@@ -18,7 +18,9 @@ public struct NodeHome: Sendable {
     /// `--home`, else `$TALLY_NODE_HOME`, else `~/.tally-node`.
     public static func resolve(_ option: String?) -> NodeHome {
         if let option { return NodeHome(path: option) }
-        if let env = ProcessInfo.processInfo.environment["TALLY_NODE_HOME"], !env.isEmpty { return NodeHome(path: env) }
+        // getenv, not ProcessInfo's dictionary: that would copy every variable,
+        // $TALLY_NODE_PASSWORD too, into strings that cannot be zeroed.
+        if let env = getenv("TALLY_NODE_HOME").map({ String(cString: $0) }), !env.isEmpty { return NodeHome(path: env) }
         return NodeHome(path: (NSHomeDirectory() as NSString).appendingPathComponent(".tally-node"))
     }
 
@@ -44,11 +46,73 @@ public struct NodeHome: Sendable {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     }
 
-    /// Reads a passphrase file: its first line, without the newline.
-    public static func readPassphrase(file: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: file) else { throw NodeConfig.Error.unreadable("cannot read \(file)") }
-        let text = String(decoding: data, as: UTF8.self)
-        return String(text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+    /// Why a passphrase could not be read.
+    public enum PassphraseError: Swift.Error, Equatable, CustomStringConvertible {
+        case unreadable(path: String, reason: String)
+        /// Group or others may read or write the file (mode shown in octal).
+        case tooOpen(path: String, mode: mode_t)
+        case tooLarge(path: String)
+
+        public var description: String {
+            switch self {
+            case .unreadable(let path, let reason): return "cannot read passphrase file \(path): \(reason)"
+            case .tooOpen(let path, let mode):
+                return "passphrase file \(path) has mode \(String(mode, radix: 8)); it must be 0600 or stricter (chmod 600 \(path))"
+            case .tooLarge(let path): return "passphrase file \(path) is over \(NodeHome.maxPassphraseFileBytes) bytes"
+            }
+        }
+    }
+
+    /// Largest passphrase file read (a passphrase is one short line).
+    public static let maxPassphraseFileBytes = 64 << 10
+    /// The environment variable an unattended node may take its passphrase from.
+    public static let passphraseEnvironmentVariable = "TALLY_NODE_PASSWORD"
+
+    /// Reads a passphrase file: its first line, without the newline, as UTF-8 bytes
+    /// (the caller zeroes them with `KeyFile.zero`). The file must be owner-only
+    /// (mode 0600 or stricter), checked on the open descriptor so the file checked is
+    /// the file read.
+    public static func readPassphrase(file: String) throws(PassphraseError) -> [UInt8] {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .unreadable(path: file, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .unreadable(path: file, reason: String(cString: strerror(errno))) }
+        let permissions = info.st_mode & 0o7777
+        guard permissions & 0o077 == 0 else { throw .tooOpen(path: file, mode: permissions) }
+        var contents = [UInt8](repeating: 0, count: maxPassphraseFileBytes + 1)
+        defer { KeyFile.zero(&contents) }
+        var length = 0
+        while length < contents.count {
+            let count = contents.withUnsafeMutableBytes { read(fd, $0.baseAddress! + length, $0.count - length) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw .unreadable(path: file, reason: String(cString: strerror(errno))) }
+            if count == 0 { break }
+            length += count
+        }
+        guard length <= maxPassphraseFileBytes else { throw .tooLarge(path: file) }
+        let lineEnd = contents[..<length].firstIndex(of: UInt8(ascii: "\n")) ?? length
+        return Array(contents[..<lineEnd])
+    }
+
+    /// Takes the passphrase from `$TALLY_NODE_PASSWORD`, if set, and removes it from
+    /// the process: the variable is unset (no child inherits it), then its whole
+    /// `NAME=value` entry is overwritten where it lies. unsetenv alone only drops the
+    /// pointer; for the initial environment the bytes stay in the memory that
+    /// /proc/PID/environ shows to any process of the same user.
+    public static func takePassphraseFromEnvironment(_ name: String = passphraseEnvironmentVariable) -> [UInt8]? {
+        guard let value = getenv(name) else { return nil }
+        let length = strlen(value)
+        let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(value).assumingMemoryBound(to: UInt8.self), count: length))
+        let prefix = Array((name + "=").utf8)
+        let entry = value - prefix.count
+        // glibc's getenv points into the entry, just past `NAME=`; check before writing.
+        let isEntry = prefix.withUnsafeBytes { memcmp(entry, $0.baseAddress!, prefix.count) == 0 }
+        unsetenv(name)
+        // The entry's memory stays valid after unsetenv (the initial environment is on
+        // the stack; glibc never frees what setenv allocated).
+        memset(isEntry ? entry : value, 0, isEntry ? prefix.count + length : length)
+        return bytes
     }
 }
 

@@ -44,6 +44,11 @@ public struct StartOptions: ParsableArguments {
         Telemetry.bootstrap()
         var logger = Logger(label: "tally.node")
         logger[metadataKey: "home"] = "\(home.path)"
+        // The default soft limit (often 1,024) is a few hundred API connections.
+        let descriptors = DescriptorLimit.raiseToHard()
+        logger.info("open-file limit", metadata: [
+            "soft_was": "\(descriptors.previousSoft)", "soft": "\(descriptors.soft)", "hard": "\(descriptors.hard)",
+        ])
 
         let genesisPath = home.file(config.genesisFile)
         guard let genesisData = FileManager.default.contents(atPath: genesisPath) else { throw fail("cannot read \(genesisPath)") }
@@ -52,7 +57,8 @@ public struct StartOptions: ParsableArguments {
         let key: SigningKey
         do {
             let file = try KeyFile.load(path: home.file(config.keyFile))
-            let passphrase = try readNodePassphrase(file: config.keyPasswordFile.map(home.file), confirm: false)
+            var passphrase = try readNodePassphrase(file: config.keyPasswordFile.map(home.file), confirm: false)
+            defer { KeyFile.zero(&passphrase) }
             key = try file.open(passphrase: passphrase)
         } catch let error as KeyFile.Error { throw fail("validator key: \(error)") }
 
@@ -64,12 +70,9 @@ public struct StartOptions: ParsableArguments {
         } catch { throw fail("cannot start: \(error)") }
         let api = HTTPAPI(
             node: node, maxBodyBytes: config.api.maxBodyBytes, maxBatchTransactions: config.api.maxBatchTransactions,
-            metricsText: Telemetry.prometheusText)
+            limits: config.api.httpLimits, metricsText: Telemetry.prometheusText)
         let listen = try HostPort(config.api.listen, field: "api.listen")
-        let app = Application(
-            router: api.router(),
-            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tally-node"),
-            logger: logger)
+        let app = api.application(host: listen.host, port: listen.port, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 // Shut down last to first: event streams end, then the HTTP server

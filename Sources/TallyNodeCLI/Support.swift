@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TallyCrypto
 import TallyNode
 
 /// The executable's name, for error messages (`tally-node` or `tally-byzantine`).
@@ -14,19 +15,36 @@ public struct HomeOption: ParsableArguments {
     public var resolved: NodeHome { NodeHome.resolve(home) }
 }
 
-/// Reads a passphrase: a file, then $TALLY_NODE_PASSWORD, then the terminal without echo.
-public func readNodePassphrase(file: String?, confirm: Bool) throws -> String {
-    if let file { return try NodeHome.readPassphrase(file: file) }
-    if let env = ProcessInfo.processInfo.environment["TALLY_NODE_PASSWORD"] { return env }
+/// Reads a passphrase as UTF-8 bytes (zero them with `KeyFile.zero` after use): a
+/// file (owner-only, else exit 2 naming it and its mode), then $TALLY_NODE_PASSWORD
+/// (removed from the environment once read), then the terminal without echo.
+public func readNodePassphrase(file: String?, confirm: Bool) throws -> [UInt8] {
+    if let file {
+        do { return try NodeHome.readPassphrase(file: file) } catch { throw fail("\(error)") }
+    }
+    if let bytes = NodeHome.takePassphraseFromEnvironment() { return bytes }
     guard isatty(STDIN_FILENO) == 1 else {
         throw ValidationError("no passphrase: use --password-file, $TALLY_NODE_PASSWORD, or run on a terminal")
     }
-    let first = String(cString: getpass("Validator key passphrase: "))
+    var first = prompt("Validator key passphrase: ")
     if confirm {
-        let second = String(cString: getpass("Repeat the passphrase: "))
-        guard first == second else { throw ValidationError("the passphrases differ") }
+        var second = prompt("Repeat the passphrase: ")
+        defer { KeyFile.zero(&second) }
+        guard first == second else {
+            KeyFile.zero(&first)
+            throw ValidationError("the passphrases differ")
+        }
     }
     return first
+}
+
+/// getpass's answer as bytes; its static buffer is zeroed after the copy.
+private func prompt(_ text: String) -> [UInt8] {
+    guard let answer = getpass(text) else { return [] }
+    let length = strlen(answer)
+    let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(answer).assumingMemoryBound(to: UInt8.self), count: length))
+    memset(answer, 0, length)
+    return bytes
 }
 
 public func fail(_ message: String, code: Int32 = NodeExit.unusableInput) -> ExitCode {

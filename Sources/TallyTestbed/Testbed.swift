@@ -97,7 +97,8 @@ public final class Testbed: @unchecked Sendable {
             for home in output.homes { try data.write(to: URL(fileURLWithPath: home.file("genesis.json"))) }
         }
         self.genesis = genesis
-        let passphrase = try NodeHome.readPassphrase(file: directory.appendingPathComponent("faucet.password").path)
+        var passphrase = try NodeHome.readPassphrase(file: directory.appendingPathComponent("faucet.password").path)
+        defer { KeyFile.zero(&passphrase) }
         faucet = try KeyFile.load(path: directory.appendingPathComponent("faucet.key").path).open(passphrase: passphrase)
     }
 

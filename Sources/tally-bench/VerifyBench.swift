@@ -158,7 +158,8 @@ enum SoloValidator {
     /// Makes the generated chain's directory a home for devnet validator 0; returns its height.
     static func prepare(home: String, genesis: Genesis) throws -> UInt64 {
         let password = "devnet-bench"
-        try Data((password + "\n").utf8).write(to: URL(fileURLWithPath: home + "/validator.password"))
+        // Owner-only: the node refuses a passphrase file others can read.
+        try AtomicFile.write(Data((password + "\n").utf8), to: home + "/validator.password", mode: 0o600)
         try KeyFile.seal(DevnetKeys.validatorKey(0), passphrase: password, cost: .light).write(path: home + "/validator.key")
         let report = try ChainVerify.height(home: home)
         return report

@@ -32,7 +32,8 @@ struct Init: ParsableCommand {
         config.api.listen = apiListen
         config.p2p.listen = p2pListen
         try config.check()
-        let passphrase = try readNodePassphrase(file: passwordFile, confirm: passwordFile == nil)
+        var passphrase = try readNodePassphrase(file: passwordFile, confirm: passwordFile == nil)
+        defer { KeyFile.zero(&passphrase) }
         try home.create()
         let key = SigningKey.generate()
         try KeyFile.seal(key, passphrase: passphrase).write(path: home.file(config.keyFile))

@@ -1,0 +1,360 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+
+/// Bounds on the HTTP API's connections and requests (`[api]` in config.toml;
+/// docs/API.md says what a client sees at each).
+public struct HTTPLimits: Sendable, Equatable {
+    /// Connections at once; beyond this new ones wait in the kernel's accept backlog.
+    public var maxConnections = 512
+    /// Connections at once from one remote address; the next is answered 503 and closed.
+    public var maxConnectionsPerAddress = 64
+    /// A connection with no request in progress is closed after this long.
+    public var idleTimeoutSeconds = 30
+    /// From a request's first byte to the end of its head (slowloris): else 408 and close.
+    public var headerTimeoutSeconds = 10
+    /// From the end of a request's head until its response starts (the body is read
+    /// in between): else the connection is closed.
+    public var bodyTimeoutSeconds = 30
+    /// How long a response may wait for the client to take any of it (a socket that
+    /// stays unwritable): then the connection is closed.
+    public var writeTimeoutSeconds = 30
+    /// `/events` streams at once from one remote address.
+    public var maxEventSubscribersPerAddress = 4
+    /// POST /txs per remote address: sustained requests per second and burst.
+    public var submitRequestsPerSecond = 200
+    public var submitBurst = 400
+    /// GET /txs/{hash} and /blocks/* (block reads, proofs) per remote address.
+    public var queryRequestsPerSecond = 200
+    public var queryBurst = 400
+
+    public init() {}
+}
+
+/// What the API's limits did, for tests and metrics (`tally_http_*`).
+public final class HTTPStatistics: @unchecked Sendable {
+    public enum Event: String, CaseIterable, Sendable {
+        case refusedPerAddress = "too_many_connections"
+        case headerTimeout = "header_timeout"
+        case bodyTimeout = "body_timeout"
+        case writeTimeout = "write_timeout"
+        case rateLimited = "rate_limited"
+        case subscriberRefused = "too_many_subscribers"
+        case acceptError = "accept_error"
+    }
+
+    private let lock = NSLock()
+    private var counts: [Event: Int] = [:]
+
+    public init() {}
+
+    /// Counts one; returns the new total.
+    @discardableResult
+    func count(_ event: Event) -> Int {
+        Metrics.Counter(label: "tally_http_limited_total", dimensions: [("reason", event.rawValue)]).increment()
+        return lock.withLock {
+            counts[event, default: 0] += 1
+            return counts[event]!
+        }
+    }
+
+    public subscript(_ event: Event) -> Int { lock.withLock { counts[event, default: 0] } }
+}
+
+/// Open connections per remote address, shared by all of a server's connections.
+final class ConnectionsPerAddress: @unchecked Sendable {
+    private let lock = NSLock()
+    private var open: [String: Int] = [:]
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Takes a slot for `address`; false when it has `limit` already.
+    func take(_ address: String) -> Bool {
+        lock.withLock {
+            guard open[address, default: 0] < limit else { return false }
+            open[address, default: 0] += 1
+            return true
+        }
+    }
+
+    func release(_ address: String) {
+        lock.withLock {
+            let remaining = open[address, default: 1] - 1
+            open[address] = remaining > 0 ? remaining : nil
+        }
+    }
+}
+
+/// The key limits are kept under: the remote IP address (not the port).
+func addressKey(_ address: SocketAddress?) -> String { address?.ipAddress ?? "unknown" }
+
+/// Installed through Hummingbird's `additionalChannelHandlers` (which sit after
+/// the HTTP decoder); puts an `HTTPConnectionGuard` first in the pipeline, where it
+/// sees raw bytes, and otherwise passes everything on.
+final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = Any
+    let limits: HTTPLimits
+    let connections: ConnectionsPerAddress
+    let statistics: HTTPStatistics
+
+    init(limits: HTTPLimits, connections: ConnectionsPerAddress, statistics: HTTPStatistics) {
+        self.limits = limits
+        self.connections = connections
+        self.statistics = statistics
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let guardHandler = HTTPConnectionGuard(limits: limits, connections: connections, statistics: statistics)
+        do { try context.pipeline.syncOperations.addHandler(guardHandler, position: .first) } catch { context.close(promise: nil) }
+    }
+}
+
+/// One connection's deadlines and its per-address slot, on raw bytes:
+/// - the per-address cap: over it, a 503 `too_many_connections` and close;
+/// - header deadline: from a request's first byte to its head's end (`CRLF CRLF`);
+///   past it, 408 `request_timeout` and close;
+/// - body deadline: from the head's end until the response's first byte; past it, close;
+/// - write deadline: the socket may stay unwritable (client not reading) this long.
+/// The idle timeout between requests is Hummingbird's (`idleTimeout`).
+final class HTTPConnectionGuard: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    enum Phase {
+        case idle
+        case readingHead
+        case awaitingResponse
+    }
+
+    let limits: HTTPLimits
+    let connections: ConnectionsPerAddress
+    let statistics: HTTPStatistics
+    private var address: String?
+    private var refused = false
+    private var phase = Phase.idle
+    /// Last bytes seen of a head, to find a `CRLF CRLF` split across reads.
+    private var tail: [UInt8] = []
+    private var deadline: Scheduled<Void>?
+    private var writeDeadline: Scheduled<Void>?
+
+    init(limits: HTTPLimits, connections: ConnectionsPerAddress, statistics: HTTPStatistics) {
+        self.limits = limits
+        self.connections = connections
+        self.statistics = statistics
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { admit(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        admit(context)
+        context.fireChannelActive()
+    }
+
+    private func admit(_ context: ChannelHandlerContext) {
+        guard address == nil, !refused else { return }
+        let key = addressKey(context.channel.remoteAddress)
+        guard connections.take(key) else {
+            refused = true
+            statistics.count(.refusedPerAddress)
+            respondAndClose(context, status: "503 Service Unavailable", code: "too_many_connections",
+                            message: "over \(connections.limit) connections from this address; close some and retry")
+            return
+        }
+        address = key
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancelTimers()
+        if let address { connections.release(address) }
+        address = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { cancelTimers() }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
+        let buffer = unwrapInboundIn(data)
+        if phase == .idle && buffer.readableBytes > 0 {
+            phase = .readingHead
+            tail = []
+            schedule(context, seconds: limits.headerTimeoutSeconds) { $0.headerTimedOut($1) }
+        }
+        if phase == .readingHead && headEnds(in: buffer) {
+            phase = .awaitingResponse
+            schedule(context, seconds: limits.bodyTimeoutSeconds) { guardHandler, context in
+                guardHandler.statistics.count(.bodyTimeout)
+                context.close(promise: nil)
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if phase == .awaitingResponse {
+            // The response has started: the request was read in time.
+            phase = .idle
+            deadline?.cancel()
+            deadline = nil
+        }
+        context.write(data, promise: promise)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            writeDeadline?.cancel()
+            writeDeadline = nil
+        } else if writeDeadline == nil {
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            writeDeadline = context.eventLoop.scheduleTask(in: .seconds(Int64(limits.writeTimeoutSeconds))) {
+                handler.value.writeDeadline = nil
+                handler.value.statistics.count(.writeTimeout)
+                bound.value.close(promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func headerTimedOut(_ context: ChannelHandlerContext) {
+        statistics.count(.headerTimeout)
+        respondAndClose(context, status: "408 Request Timeout", code: "request_timeout",
+                        message: "request head not received within \(limits.headerTimeoutSeconds) s")
+    }
+
+    /// Whether `CRLF CRLF` ends in `buffer` (or across the previous read and it).
+    private func headEnds(in buffer: ByteBuffer) -> Bool {
+        let bytes = tail + buffer.readableBytesView
+        let terminator: [UInt8] = [13, 10, 13, 10]
+        if bytes.count >= 4 {
+            for start in 0...(bytes.count - 4) where bytes[start] == 13 && Array(bytes[start..<start + 4]) == terminator {
+                return true
+            }
+        }
+        tail = Array(bytes.suffix(3))
+        return false
+    }
+
+    private func schedule(_ context: ChannelHandlerContext, seconds: Int, _ action: @escaping (HTTPConnectionGuard, ChannelHandlerContext) -> Void) {
+        deadline?.cancel()
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let loopAction = NIOLoopBound(action, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: .seconds(Int64(seconds))) {
+            handler.value.deadline = nil
+            loopAction.value(handler.value, bound.value)
+        }
+    }
+
+    private func cancelTimers() {
+        deadline?.cancel()
+        deadline = nil
+        writeDeadline?.cancel()
+        writeDeadline = nil
+    }
+
+    /// A complete HTTP/1.1 error response in the API's error shape, written below
+    /// the HTTP encoder, then close.
+    private func respondAndClose(_ context: ChannelHandlerContext, status: String, code: String, message: String) {
+        let body = "{\"error\":{\"code\":\"\(code)\",\"message\":\"\(message)\"}}"
+        let text = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        let buffer = context.channel.allocator.buffer(string: text)
+        context.writeAndFlush(wrapOutboundOut(.byteBuffer(buffer))).whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
+/// Token buckets per remote address and route class, bounded in how many
+/// addresses it remembers.
+final class RequestRateLimiter: @unchecked Sendable {
+    enum RouteClass: String, Sendable {
+        case submit
+        case query
+    }
+
+    struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+
+    /// Addresses remembered per class; beyond this, full (idle) buckets are forgotten.
+    static let maxTrackedAddresses = 16_384
+
+    private let lock = NSLock()
+    private var buckets: [RouteClass: [String: Bucket]] = [:]
+    let rates: [RouteClass: (perSecond: Double, burst: Double)]
+
+    init(limits: HTTPLimits) {
+        rates = [
+            .submit: (Double(limits.submitRequestsPerSecond), Double(limits.submitBurst)),
+            .query: (Double(limits.queryRequestsPerSecond), Double(limits.queryBurst)),
+        ]
+    }
+
+    /// Takes one token for `address`; false when its bucket is empty.
+    func allow(_ routeClass: RouteClass, _ address: String, now: ContinuousClock.Instant = .now) -> Bool {
+        let (perSecond, burst) = rates[routeClass]!
+        return lock.withLock {
+            var table = buckets[routeClass, default: [:]]
+            defer { buckets[routeClass] = table }
+            if table.count >= Self.maxTrackedAddresses && table[address] == nil { forgetIdle(&table, perSecond: perSecond, burst: burst, now: now) }
+            var bucket = table[address] ?? Bucket(tokens: burst, updated: now)
+            let elapsed = Double((now - bucket.updated).components.seconds) + Double((now - bucket.updated).components.attoseconds) * 1e-18
+            bucket.tokens = min(burst, bucket.tokens + elapsed * perSecond)
+            bucket.updated = now
+            let allowed = bucket.tokens >= 1
+            if allowed { bucket.tokens -= 1 }
+            table[address] = bucket
+            return allowed
+        }
+    }
+
+    private func forgetIdle(_ table: inout [String: Bucket], perSecond: Double, burst: Double, now: ContinuousClock.Instant) {
+        let refillSeconds = burst / max(perSecond, 1)
+        table = table.filter { now - $0.value.updated < .seconds(refillSeconds) }
+        // Still full of active addresses: forget half rather than grow.
+        if table.count >= Self.maxTrackedAddresses { table = Dictionary(uniqueKeysWithValues: table.prefix(table.count / 2).map { ($0.key, $0.value) }) }
+    }
+}
+
+/// `/events` streams per remote address.
+final class SubscriberSlots: @unchecked Sendable {
+    private let lock = NSLock()
+    private var open: [String: Int] = [:]
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    func take(_ address: String) -> Bool {
+        lock.withLock {
+            guard open[address, default: 0] < limit else { return false }
+            open[address, default: 0] += 1
+            return true
+        }
+    }
+
+    func release(_ address: String) {
+        lock.withLock {
+            let remaining = open[address, default: 1] - 1
+            open[address] = remaining > 0 ? remaining : nil
+        }
+    }
+}
+
+/// The API's request context: Hummingbird's basic one plus the client's address,
+/// which the rate and subscriber limits are kept by.
+public struct APIRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
