@@ -1,6 +1,10 @@
 import CSodium
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An encrypted Ed25519 key file (JSON):
 ///
 /// ```json
@@ -52,6 +56,8 @@ public struct KeyFile: Codable, Equatable, Sendable {
         /// refused before the KDF runs (the parameters are only authenticated after it).
         case kdfCostOutOfBounds(field: String, value: String, minimum: UInt64, maximum: UInt64)
         case io(String)
+        /// `create(path:)` found a file (or anything) under the name; it was left as it was.
+        case exists(String)
 
         public var description: String {
             switch self {
@@ -62,6 +68,7 @@ public struct KeyFile: Codable, Equatable, Sendable {
                 return "key file asks for \(field) \(value), outside the accepted \(minimum)...\(maximum); "
                     + "refused before running Argon2 (re-encrypt the key with a standard cost)"
             case .io(let message): return "key file I/O failed: \(message)"
+            case .exists(let path): return "\(path) already exists; it was not replaced"
             }
         }
     }
@@ -211,8 +218,53 @@ public struct KeyFile: Codable, Equatable, Sendable {
         return data
     }
 
-    /// Writes the file atomically with mode 0600 (see `AtomicFile`).
+    /// Writes the file atomically with mode 0600 (see `AtomicFile`), replacing any file
+    /// at `path`. For a name that must not be taken already, use `create(path:)`.
     public func write(path: String) throws(Error) {
         do { try AtomicFile.write(encoded(), to: path, mode: 0o600) } catch { throw .io("\(error)") }
+    }
+
+    /// Writes the file under `path` only if nothing has that name, atomically, mode 0600:
+    /// the whole file is written and fsynced under a unique temporary name, then
+    /// link(2)ed into place, which fails with EEXIST if the name is taken, even by a
+    /// file that appeared a moment ago (two `keys new` racing for one name). So the
+    /// final name never shows a partly written file, and an existing key is never replaced.
+    public func create(path: String) throws(Error) {
+        let temporary = "\(path).tmp-\(getpid())-\(Hex.encode(SecureRandom.bytes(8)))"
+        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw .io("create \(temporary): \(String(cString: strerror(errno)))") }
+        defer { unlink(temporary) }
+        do {
+            defer { close(fd) }
+            // open() applies the umask; fchmod makes the mode exactly 0600.
+            guard fchmod(fd, 0o600) == 0 else { throw KeyFile.Error.io("chmod \(temporary): \(String(cString: strerror(errno)))") }
+            try KeyFile.writeAll(encoded(), to: fd, path: temporary)
+            guard fsync(fd) == 0 else { throw KeyFile.Error.io("fsync \(temporary): \(String(cString: strerror(errno)))") }
+        }
+        guard link(temporary, path) == 0 else {
+            let code = errno
+            if code == EEXIST { throw .exists(path) }
+            throw .io("link \(path): \(String(cString: strerror(code)))")
+        }
+        unlink(temporary)
+        let directory = (path as NSString).deletingLastPathComponent
+        do { try AtomicFile.syncDirectory(directory.isEmpty ? "." : directory) } catch { throw .io("\(error)") }
+    }
+
+    private static func writeAll(_ data: Data, to fd: Int32, path: String) throws(Error) {
+        var failure: Int32 = 0
+        data.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                offset += written
+            }
+        }
+        guard failure == 0 else { throw .io("write \(path): \(String(cString: strerror(failure)))") }
     }
 }

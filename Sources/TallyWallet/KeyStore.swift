@@ -62,11 +62,21 @@ struct KeyStore {
         }
     }
 
-    /// Writes a new key file; never replaces one.
+    /// Called between the early "exists" check and the write; tests put a file there
+    /// to show the write itself refuses to replace one.
+    var beforeCreate: () -> Void = {}
+
+    /// Writes a new key file; never replaces one, even one that appears after the
+    /// early check (two `keys new NAME` at once): `KeyFile.create` links it into place.
     func add(_ name: String, _ file: KeyFile) throws(WalletError) {
         try prepareDirectory()
-        guard !exists(name) else { throw .key("a key named '\(name)' already exists; delete it first or choose another name") }
-        do { try file.write(path: path(name)) } catch { throw .input("cannot write \(path(name)): \(error)") }
+        let taken = WalletError.key("a key named '\(name)' already exists; delete it first or choose another name")
+        guard !exists(name) else { throw taken }
+        beforeCreate()
+        do { try file.create(path: path(name)) } catch {
+            if case .exists = error { throw taken }
+            throw .input("cannot write \(path(name)): \(error)")
+        }
     }
 
     func delete(_ name: String) throws(WalletError) {
