@@ -1,6 +1,10 @@
 import CSodium
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An encrypted Ed25519 key file (JSON):
 ///
 /// ```json
@@ -48,24 +52,37 @@ public struct KeyFile: Codable, Equatable, Sendable {
         case wrongPassphrase
         case malformed(String)
         case unsupported(String)
+        /// The file asks for an Argon2 cost outside `acceptedOpsLimit` / `acceptedMemLimitBytes`;
+        /// refused before the KDF runs (the parameters are only authenticated after it).
+        case kdfCostOutOfBounds(field: String, value: String, minimum: UInt64, maximum: UInt64)
         case io(String)
+        /// `create(path:)` found a file (or anything) under the name; it was left as it was.
+        case exists(String)
 
         public var description: String {
             switch self {
             case .wrongPassphrase: return "wrong passphrase (or the key file was altered)"
             case .malformed(let field): return "malformed key file: \(field)"
             case .unsupported(let what): return "unsupported key file: \(what)"
+            case .kdfCostOutOfBounds(let field, let value, let minimum, let maximum):
+                return "key file asks for \(field) \(value), outside the accepted \(minimum)...\(maximum); "
+                    + "refused before running Argon2 (re-encrypt the key with a standard cost)"
             case .io(let message): return "key file I/O failed: \(message)"
+            case .exists(let path): return "\(path) already exists; it was not replaced"
             }
         }
     }
 
     static let kdfAlgorithm = "argon2id13"
     static let cipherAlgorithm = "xchacha20poly1305-ietf"
-    /// Bounds on what we accept from a file, so a hostile file cannot make us
-    /// allocate terabytes or spin for hours.
-    static let maxOpsLimit: UInt64 = 64
-    static let maxMemLimitBytes: UInt64 = 4 << 30
+    /// Argon2 costs a file may ask for. A file's parameters are authenticated only
+    /// after the KDF ran, so a hostile file could otherwise make us allocate 4 GiB and
+    /// run 64 passes before anything is checked. The maximum is 4x MODERATE in memory
+    /// (SENSITIVE's 1 GiB) and ~3x in passes; the minimum is libsodium's (used by tests).
+    public static let acceptedOpsLimit: ClosedRange<UInt64> = UInt64(crypto_pwhash_OPSLIMIT_MIN)...10
+    public static let acceptedMemLimitBytes: ClosedRange<UInt64> = UInt64(crypto_pwhash_MEMLIMIT_MIN)...(1 << 30)
+    /// A key file is about 500 bytes; reading stops past this many.
+    public static let maxFileBytes = 64 * 1024
 
     public var version: Int
     public var publicKey: String
@@ -88,6 +105,8 @@ public struct KeyFile: Codable, Equatable, Sendable {
 
     /// Encrypts `key`'s seed under `passphrase` (UTF-8 bytes; the caller zeroes them).
     public static func seal(_ key: SigningKey, passphrase: [UInt8], cost: Cost = .moderate) throws(Error) -> KeyFile {
+        precondition(acceptedOpsLimit.contains(cost.opsLimit) && acceptedMemLimitBytes.contains(cost.memLimitBytes),
+                     "sealing with a cost no key file may ask for")
         Sodium.ready()
         let salt = SecureRandom.bytes(Int(crypto_pwhash_SALTBYTES))
         let nonce = SecureRandom.bytes(Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES))
@@ -128,10 +147,8 @@ public struct KeyFile: Codable, Equatable, Sendable {
         guard version == 1 else { throw .unsupported("version \(version)") }
         guard kdf.algorithm == KeyFile.kdfAlgorithm else { throw .unsupported("kdf \(kdf.algorithm)") }
         guard cipher.algorithm == KeyFile.cipherAlgorithm else { throw .unsupported("cipher \(cipher.algorithm)") }
-        guard let ops = UInt64(kdf.opslimit), ops >= UInt64(crypto_pwhash_OPSLIMIT_MIN), ops <= KeyFile.maxOpsLimit
-        else { throw .malformed("kdf.opslimit") }
-        guard let mem = UInt64(kdf.memlimit), mem >= UInt64(crypto_pwhash_MEMLIMIT_MIN), mem <= KeyFile.maxMemLimitBytes
-        else { throw .malformed("kdf.memlimit") }
+        let ops = try KeyFile.checkedCost(kdf.opslimit, field: "kdf.opslimit", accepted: KeyFile.acceptedOpsLimit)
+        let mem = try KeyFile.checkedCost(kdf.memlimit, field: "kdf.memlimit", accepted: KeyFile.acceptedMemLimitBytes)
         guard let salt = Hex.decode(kdf.salt), salt.count == Int(crypto_pwhash_SALTBYTES) else { throw .malformed("kdf.salt") }
         guard let nonce = Hex.decode(cipher.nonce), nonce.count == Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
         else { throw .malformed("cipher.nonce") }
@@ -156,6 +173,18 @@ public struct KeyFile: Codable, Equatable, Sendable {
         // a bug on our side.
         precondition(key.publicKey == expectedPublicKey, "authenticated key file decrypted to another key")
         return key
+    }
+
+    /// Parses a cost field; one out of `accepted` is refused (it could be any size).
+    static func checkedCost(_ text: String, field: String, accepted: ClosedRange<UInt64>) throws(Error) -> UInt64 {
+        guard text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), !text.isEmpty else {
+            throw .malformed(field)
+        }
+        guard let value = UInt64(text), accepted.contains(value) else {
+            let shown = text.count <= 24 ? text : String(text.prefix(24)) + "..."
+            throw .kdfCostOutOfBounds(field: field, value: shown, minimum: accepted.lowerBound, maximum: accepted.upperBound)
+        }
+        return value
     }
 
     /// Everything in the file except the ciphertext, in a fixed order.
@@ -194,12 +223,67 @@ public struct KeyFile: Codable, Equatable, Sendable {
     }
 
     public static func load(path: String) throws(Error) -> KeyFile {
-        guard let data = FileManager.default.contents(atPath: path) else { throw .io("cannot read \(path)") }
-        return try decode(data)
+        try decode(readFile(path: path))
     }
 
-    /// Writes the file atomically with mode 0600 (see `AtomicFile`).
+    /// Reads at most `maxFileBytes` (+1 to tell a too-big file): a huge or sparse file
+    /// given as a key file costs no allocation of its size.
+    public static func readFile(path: String) throws(Error) -> Data {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw .io("cannot read \(path)") }
+        defer { try? handle.close() }
+        let data: Data
+        do { data = try handle.read(upToCount: maxFileBytes + 1) ?? Data() } catch { throw .io("cannot read \(path): \(error)") }
+        guard data.count <= maxFileBytes else { throw .malformed("not a Tally key file (over \(maxFileBytes) bytes)") }
+        return data
+    }
+
+    /// Writes the file atomically with mode 0600 (see `AtomicFile`), replacing any file
+    /// at `path`. For a name that must not be taken already, use `create(path:)`.
     public func write(path: String) throws(Error) {
         do { try AtomicFile.write(encoded(), to: path, mode: 0o600) } catch { throw .io("\(error)") }
+    }
+
+    /// Writes the file under `path` only if nothing has that name, atomically, mode 0600:
+    /// the whole file is written and fsynced under a unique temporary name, then
+    /// link(2)ed into place, which fails with EEXIST if the name is taken, even by a
+    /// file that appeared a moment ago (two `keys new` racing for one name). So the
+    /// final name never shows a partly written file, and an existing key is never replaced.
+    public func create(path: String) throws(Error) {
+        let temporary = "\(path).tmp-\(getpid())-\(Hex.encode(SecureRandom.bytes(8)))"
+        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw .io("create \(temporary): \(String(cString: strerror(errno)))") }
+        defer { unlink(temporary) }
+        do {
+            defer { close(fd) }
+            // open() applies the umask; fchmod makes the mode exactly 0600.
+            guard fchmod(fd, 0o600) == 0 else { throw KeyFile.Error.io("chmod \(temporary): \(String(cString: strerror(errno)))") }
+            try KeyFile.writeAll(encoded(), to: fd, path: temporary)
+            guard fsync(fd) == 0 else { throw KeyFile.Error.io("fsync \(temporary): \(String(cString: strerror(errno)))") }
+        }
+        guard link(temporary, path) == 0 else {
+            let code = errno
+            if code == EEXIST { throw .exists(path) }
+            throw .io("link \(path): \(String(cString: strerror(code)))")
+        }
+        unlink(temporary)
+        let directory = (path as NSString).deletingLastPathComponent
+        do { try AtomicFile.syncDirectory(directory.isEmpty ? "." : directory) } catch { throw .io("\(error)") }
+    }
+
+    private static func writeAll(_ data: Data, to fd: Int32, path: String) throws(Error) {
+        var failure: Int32 = 0
+        data.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                offset += written
+            }
+        }
+        guard failure == 0 else { throw .io("write \(path): \(String(cString: strerror(failure)))") }
     }
 }

@@ -238,7 +238,9 @@ final class BlockIndex {
         throws(FileSystemError) -> BlockIndex
     {
         let wanted = encode(expected)
-        let existing = try AtomicReplace.read(path, fileSystem: fileSystem)
+        // Read at most what the segments say it must hold: a huge (or sparse) index is
+        // simply wrong, and costs no allocation of its size.
+        let existing = try AtomicReplace.read(path, maxBytes: wanted.count, fileSystem: fileSystem)
         if existing != wanted {
             let why = existing == nil ? "missing" : "disagrees with the segments"
             if existing != nil || !expected.isEmpty { logger.info("rebuilding the block index from the segments", metadata: ["reason": "\(why)", "blocks": "\(expected.count)"]) }

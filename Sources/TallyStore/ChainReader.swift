@@ -47,6 +47,8 @@ public struct ChainReader {
     /// Bytes of the segments fully or partly consumed so far.
     public private(set) var bytesRead = 0
     private var bytesBeforeSegment = 0
+    /// What the last look past damage did (bounded; see `DamageScan`).
+    private(set) var damageScanWork = DamageScan.Work()
 
     /// The blocks directory of a node's data directory.
     public static func blocksDirectory(dataDirectory: String) -> String { dataDirectory + "/blocks" }
@@ -116,9 +118,16 @@ public struct ChainReader {
                 case .damaged(let offset, let declaredHeight, let reason):
                     let heightNote = declaredHeight.map { $0 == nextHeight ? "" : " (its frame claims height \($0))" } ?? ""
                     let corruption = Corruption(file: path(number), offset: offset, height: nextHeight, reason: reason + heightNote)
-                    let isLast = segmentPosition + 1 == segments.count
-                    if isLast, try !scanner!.validRecordExists(after: offset) { return .tornTail(corruption) }
-                    throw StoreError.corrupt(corruption)
+                    guard segmentPosition + 1 == segments.count else { throw StoreError.corrupt(corruption) }
+                    let scan = try scanner!.findValidRecord(after: offset)
+                    damageScanWork = scanner!.damageScanWork
+                    switch scan {
+                    case .none: return .tornTail(corruption)
+                    case .found: throw StoreError.corrupt(corruption)
+                    case .gaveUp(let why):
+                        throw StoreError.corrupt(Corruption(
+                            file: corruption.file, offset: offset, height: nextHeight, reason: corruption.reason + "; " + why))
+                    }
                 }
             } catch let error as StoreError {
                 throw error

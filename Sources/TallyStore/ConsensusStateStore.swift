@@ -215,40 +215,62 @@ public final class ConsensusStateStore {
 
     // MARK: Opening, compaction, upgrade
 
-    /// Reads every valid record; cuts off a torn tail; refuses real damage.
+    /// Reads every valid record; cuts off a torn tail; refuses real damage. Reads one
+    /// record at a time (its length checked against the file and `maxRecordBytes`
+    /// before anything is allocated) and looks past damage with bounded work
+    /// (`DamageScan`), so a huge, sparse or crafted journal costs neither memory of
+    /// its size nor hours.
     private func openJournal() throws(StoreError) {
         let file: any StoreFile
-        let bytes: [UInt8]
+        let size: Int
         do {
             file = try fileSystem.open(journalPath, mode: .readWrite)
-            bytes = try file.read(at: 0, count: try file.size())
+            size = try file.size()
         } catch { throw .io(error) }
         journal = file
         var offset = 0
         var lastSequence: UInt64?
         var firstRecordBytes = 0
-        while let record = Self.decodeRecord(bytes, at: offset), lastSequence.map({ record.sequence == $0 + 1 }) ?? true {
-            for block in record.blocks { blockLocations[block.hash] = (offset + block.offset, block.size) }
-            lastState = record.state
-            lastSequence = record.sequence
-            if offset == 0 { firstRecordBytes = record.byteCount }
-            offset += record.byteCount
-        }
+        do {
+            while let record = try Self.readRecord(file, at: offset, size: size),
+                  lastSequence.map({ record.sequence == $0 + 1 }) ?? true
+            {
+                for block in record.blocks { blockLocations[block.hash] = (offset + block.offset, block.size) }
+                lastState = record.state
+                lastSequence = record.sequence
+                if offset == 0 { firstRecordBytes = record.byteCount }
+                offset += record.byteCount
+            }
+        } catch { throw .io(error) }
         // The first record was written whole before the journal got its name: an
         // empty journal or an invalid first record is damage, not a torn write.
         if offset == 0 {
             throw .corrupt(Corruption(file: journalPath, offset: 0, height: 0, reason: "the journal's first record is invalid"))
         }
-        allocatedBytes = bytes.count
-        if offset < bytes.count && bytes[offset...].contains(where: { $0 != 0 }) {
-            if let damage = Self.validRecord(in: bytes, after: offset, sequenceAbove: lastSequence ?? 0) {
+        allocatedBytes = size
+        var work = DamageScan.Work()
+        defer { damageScanWork = work }
+        var damaged = false
+        if offset < size {
+            do { damaged = try DamageScan.containsNonZero(file, from: offset, size: size, work: &work) } catch { throw .io(error) }
+        }
+        if damaged {
+            let scan: DamageScan.Result
+            do { scan = try Self.findValidRecord(file, from: offset, size: size, sequenceAbove: lastSequence ?? 0, work: &work) } catch {
+                throw .io(error)
+            }
+            switch scan {
+            case .found(let damage):
                 throw .corrupt(Corruption(
                     file: journalPath, offset: offset, height: 0,
                     reason: "invalid record before a valid one at offset \(damage): the journal is damaged, not torn"))
+            case .gaveUp(let why):
+                throw .corrupt(Corruption(file: journalPath, offset: offset, height: 0, reason: "invalid record; \(why)"))
+            case .none:
+                // A torn tail: the last persist never completed (nothing depended on it).
+                do { try file.truncate(to: offset) } catch { throw .io(error) }
+                allocatedBytes = offset
             }
-            // A torn tail: the last persist never completed (nothing depended on it).
-            do { try file.truncate(to: offset) } catch { throw .io(error) }
-            allocatedBytes = offset
         }
         // Durable before anything depends on it (the cut too): after a process crash
         // between a persist's write and its fsync, with no reboot, the last record may
@@ -263,19 +285,56 @@ public final class ConsensusStateStore {
         nextSequence = (lastSequence ?? 0) + 1
     }
 
+    /// What the last open's look past the records did (bounded; see `DamageScan`).
+    private(set) var damageScanWork = DamageScan.Work()
+
+    /// The header at `offset` if it could start a record that fits in the file and in
+    /// `maxRecordBytes`: (sequence, payload length). Reads 16 bytes.
+    static func readHeader(_ file: any StoreFile, at offset: Int, size: Int, work: inout DamageScan.Work)
+        throws(FileSystemError) -> (sequence: UInt64, payloadBytes: Int)?
+    {
+        guard size - offset >= headerBytes + 4 + checksumBytes else { return nil }
+        let header = try DamageScan.read(file, at: offset, count: headerBytes, work: &work)
+        guard header.count == headerBytes, RecordFormat.readLittleEndian(UInt32.self, header, 0) == magic else { return nil }
+        let payloadBytes = Int(RecordFormat.readLittleEndian(UInt32.self, header, 12))
+        let recordBytes = headerBytes + payloadBytes + checksumBytes
+        guard payloadBytes >= 4, recordBytes <= maxRecordBytes, recordBytes <= size - offset else { return nil }
+        return (RecordFormat.readLittleEndian(UInt64.self, header, 4), payloadBytes)
+    }
+
+    /// The valid record at `offset`, nil if there is none. Allocates only a record
+    /// whose length fits in the file and in `maxRecordBytes`.
+    static func readRecord(_ file: any StoreFile, at offset: Int, size: Int) throws(FileSystemError) -> DecodedRecord? {
+        var work = DamageScan.Work()
+        guard let header = try readHeader(file, at: offset, size: size, work: &work) else { return nil }
+        let bytes = try file.read(at: offset, count: headerBytes + header.payloadBytes + checksumBytes)
+        return decodeRecord(bytes, at: 0)
+    }
+
     /// The offset of a valid record at or after `offset` with a sequence above
     /// `sequenceAbove`, if any. The record at `offset` itself counts: a valid record
-    /// that skips sequences means records in between were lost.
-    static func validRecord(in bytes: [UInt8], after offset: Int, sequenceAbove: UInt64) -> Int? {
-        var candidate = offset
-        while candidate + headerBytes <= bytes.count {
-            if RecordFormat.readLittleEndian(UInt32.self, bytes, candidate) == magic,
-               let record = decodeRecord(bytes, at: candidate), record.sequence > sequenceAbove {
-                return candidate
+    /// that skips sequences means records in between were lost. Bounded work: the
+    /// sequence and length are checked before a candidate is checksummed (streamed),
+    /// and only one whose checksum matches is read whole.
+    static func findValidRecord(
+        _ file: any StoreFile, from offset: Int, size: Int, sequenceAbove: UInt64, work: inout DamageScan.Work
+    ) throws(FileSystemError) -> DamageScan.Result {
+        try DamageScan.findRecord(in: file, from: offset, size: size, magic: magic, work: &work) {
+            (candidate: Int, work: inout DamageScan.Work) throws(FileSystemError) -> DamageScan.Verdict in
+            guard let header = try readHeader(file, at: candidate, size: size, work: &work),
+                  header.sequence > sequenceAbove
+            else { return .invalid }
+            let coveredBytes = headerBytes + header.payloadBytes
+            guard let checksum = try DamageScan.checksum(file, at: candidate, count: coveredBytes, initial: 0, work: &work) else {
+                return .overBudget(DamageScan.budgetMessage(work))
             }
-            candidate += 1
+            let stored = try DamageScan.read(file, at: candidate + coveredBytes, count: checksumBytes, work: &work)
+            guard stored.count == checksumBytes, checksum == RecordFormat.readLittleEndian(UInt32.self, stored, 0) else {
+                return .invalid
+            }
+            // The checksum matched (the bytes were within the budget): check its structure.
+            return try readRecord(file, at: candidate, size: size) != nil ? .valid : .invalid
         }
-        return nil
     }
 
     /// Replaces the journal with one record holding every referenced block and the

@@ -30,7 +30,11 @@ public final class DurableStateFile {
     /// The last written bytes, nil if the state was never written.
     public func read() throws(StoreError) -> [UInt8]? {
         let contents: [UInt8]?
-        do { contents = try AtomicReplace.read(path, fileSystem: fileSystem) } catch { throw .io(error) }
+        // At most one byte past the largest valid file: a huge or sparse one is damage,
+        // and costs no allocation of its size.
+        do { contents = try AtomicReplace.read(path, maxBytes: 16 + DurableStateFile.maxPayloadBytes, fileSystem: fileSystem) } catch {
+            throw .io(error)
+        }
         guard let contents else { return nil }
         switch DurableStateFile.decode(contents) {
         case .success(let payload): return payload

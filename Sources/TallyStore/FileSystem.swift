@@ -229,6 +229,15 @@ enum AtomicReplace {
         return try file.read(at: 0, count: try file.size())
     }
 
+    /// The file's first `maxBytes + 1` bytes at most (so a bigger file is told apart
+    /// without reading it), or nil when it does not exist.
+    static func read(_ path: String, maxBytes: Int, fileSystem: any FileSystem) throws(FileSystemError) -> [UInt8]? {
+        guard fileSystem.fileExists(path) else { return nil }
+        let file = try fileSystem.open(path, mode: .readOnly)
+        defer { file.close() }
+        return try file.read(at: 0, count: min(try file.size(), maxBytes + 1))
+    }
+
     static func directory(of path: String) -> String {
         let parent = (path as NSString).deletingLastPathComponent
         return parent.isEmpty ? "." : parent

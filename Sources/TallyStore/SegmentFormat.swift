@@ -113,30 +113,30 @@ struct SegmentScanner {
         return .record(height: header.height, offset: start, payload: payload)
     }
 
-    /// Whether any whole, valid record starts after `offset`: if so the damage is in
-    /// the middle of the file, not a torn tail.
-    func validRecordExists(after damagedOffset: Int) throws(FileSystemError) -> Bool {
-        let tailStart = damagedOffset + 1
-        guard size - tailStart >= RecordFormat.headerBytes else { return false }
-        let tail = try file.read(at: tailStart, count: size - tailStart)
-        let magicBytes: [UInt8] = [0x54, 0x42, 0x4C, 0x4B]
-        var index = 0
-        while index + RecordFormat.headerBytes <= tail.count {
-            if tail[index] == magicBytes[0] && tail[index + 1] == magicBytes[1] && tail[index + 2] == magicBytes[2]
-                && tail[index + 3] == magicBytes[3],
-                case .success(let header) = RecordFormat.parseHeader(tail[index..<index + RecordFormat.headerBytes]),
-                index + RecordFormat.headerBytes + header.payloadLength <= tail.count
-            {
-                let headerBytes = Array(tail[index..<index + RecordFormat.headerBytes])
-                let payloadStart = index + RecordFormat.headerBytes
-                let payload = Array(tail[payloadStart..<payloadStart + header.payloadLength])
-                if RecordFormat.checksumMatches(header: headerBytes, payload: payload, expected: header.checksum) {
-                    return true
-                }
-            }
-            index += 1
+    /// Work done by the last `findValidRecord`.
+    private(set) var damageScanWork = DamageScan.Work()
+
+    /// Looks for a whole, valid record starting after `damagedOffset`: if there is one
+    /// the damage is in the middle of the file, not a torn tail. Bounded work (see
+    /// `DamageScan`): giving up counts as damage in the middle.
+    mutating func findValidRecord(after damagedOffset: Int) throws(FileSystemError) -> DamageScan.Result {
+        var work = DamageScan.Work()
+        defer { damageScanWork = work }
+        let (file, size) = (self.file, self.size)
+        return try DamageScan.findRecord(in: file, from: damagedOffset + 1, size: size, magic: RecordFormat.magic, work: &work) {
+            (offset: Int, work: inout DamageScan.Work) throws(FileSystemError) -> DamageScan.Verdict in
+            guard size - offset >= RecordFormat.headerBytes else { return .invalid }
+            let header = try DamageScan.read(file, at: offset, count: RecordFormat.headerBytes, work: &work)
+            // The length is checked against the limit and the file before anything is read.
+            guard header.count == RecordFormat.headerBytes, case .success(let parsed) = RecordFormat.parseHeader(header),
+                  parsed.payloadLength <= size - offset - RecordFormat.headerBytes
+            else { return .invalid }
+            guard let checksum = try DamageScan.checksum(
+                file, at: offset + RecordFormat.headerBytes, count: parsed.payloadLength,
+                initial: CRC32C.checksum(header[0..<16]), work: &work)
+            else { return .overBudget(DamageScan.budgetMessage(work)) }
+            return checksum == parsed.checksum ? .valid : .invalid
         }
-        return false
     }
 }
 

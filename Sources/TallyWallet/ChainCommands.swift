@@ -6,15 +6,16 @@ import TallyTypes
 /// The wallet's subcommands, for the root `tally` command's `subcommands`.
 public enum WalletCommands {
     public static let all: [any ParsableCommand.Type] = [
-        Keys.self, Status.self, Balance.self, Send.self, TransactionCommand.self, BlockCommand.self,
+        Keys.self, GenesisCommand.self, Status.self, Balance.self, Send.self, TransactionCommand.self, BlockCommand.self,
     ]
 }
 
 let chainHelp = """
-    The wallet trusts one chain: the genesis given with --genesis FILE, else \
-    $TALLY_HOME/genesis.json (default ~/.tally). If neither exists, the first node \
-    contacted supplies it and it is pinned there (trust on first use; a note goes to \
-    stderr). A node serving another genesis is refused (exit 1).
+    The wallet trusts one chain: the genesis given with --genesis FILE, else the one \
+    pinned in $TALLY_HOME/genesis.json (default ~/.tally) by `tally genesis trust`. \
+    No command pins on its own: with neither, commands that verify stop with exit 2 \
+    (`tally status` still shows the node's genesis hash, to check and pin). A node \
+    serving another genesis is refused (exit 1).
     """
 
 // MARK: status
@@ -23,9 +24,13 @@ public struct Status: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Show the node's chain, height and view.",
         discussion: """
+            Runs without a pinned genesis too: it shows the hash of the genesis the node \
+            serves and whether it is the trusted one, so it can be checked and pinned \
+            (`tally genesis trust --hash HASH`).
             With --json: chain_id, height, view, latest_block_hash, primary, \
             validator_index, validator_name, catching_up, peers_connected, mempool_size, \
-            genesis_hash (numbers as strings).
+            genesis_hash (the node's), genesis_trusted (false: nothing pinned), \
+            trusted_genesis (the pin's or --genesis file's path, or null) (numbers as strings).
 
             \(chainHelp)
 
@@ -40,14 +45,18 @@ public struct Status: AsyncParsableCommand {
 
     public func run() async throws {
         try await Runner.run(json: json) { context in
-            let session = try await NodeSession.open(connection, chain, context)
-            let node = session.node
+            // Status is how a user learns the node's genesis hash before pinning it, so
+            // it runs without a pin (and says so); with one, a mismatch is still exit 1.
+            let node = try connection.client(context)
+            let trusted = try ChainPin.trusted(override: chain.genesis, context: context)
+            let served = try await ChainPin.served(by: node).genesis
+            if let trusted { try ChainPin.check(served: served, from: node, against: trusted, context: context) }
             let object = try node.object(try await node.get("/status"), "/status")
             guard let chainID = object["chain_id"] as? String, let height = object["height"] as? String,
                   let view = object["view"] as? String
             else { throw node.unusable("/status lacks chain_id, height or view") }
-            guard chainID == session.genesis.chainID else {
-                throw WalletError.verification("the node reports chain '\(chainID)', the trusted genesis is '\(session.genesis.chainID)'")
+            guard chainID == served.chainID else {
+                throw WalletError.verification("the node reports chain '\(chainID)', its genesis is of chain '\(served.chainID)'")
             }
             /// Numbers as strings; null when the node does not say.
             func text(_ key: String) -> Any {
@@ -56,15 +65,19 @@ public struct Status: AsyncParsableCommand {
                 return NSNull()
             }
             var result: [String: Any] = ["chain_id": chainID, "height": height, "view": view,
-                                         "genesis_hash": session.genesis.hash.hex]
+                                         "genesis_hash": served.hash.hex, "genesis_trusted": trusted != nil,
+                                         "trusted_genesis": trusted?.source ?? NSNull()]
             for key in ["latest_block_hash", "primary", "validator_index", "validator_name", "peers_connected", "mempool_size"] {
                 result[key] = text(key)
             }
             result["catching_up"] = object["catching_up"] as? Bool ?? NSNull()
             if json { return Runner.emit(result, context) }
+            let pin = trusted.map { "matches \($0.source)" }
+                ?? "NOT PINNED: check it with the chain's operators, then `tally genesis trust --hash \(served.hash.hex)`"
             context.output("""
                 node:        \(node.baseURL)
-                chain:       \(chainID) (genesis \(session.genesis.hash.hex))
+                chain:       \(chainID)
+                genesis:     \(served.hash.hex) (\(pin))
                 height:      \(height)
                 view:        \(view) (primary \(result["primary"] ?? ""))
                 validator:   \(result["validator_name"] is NSNull ? "-" : "\(result["validator_name"]!)")

@@ -8,7 +8,7 @@ struct KeyStore {
     static let maxNameLength = 64
     static let directoryMode: mode_t = 0o700
     /// A key file is about 500 bytes; anything far bigger is not one.
-    static let maxKeyFileBytes = 64 * 1024
+    static let maxKeyFileBytes = KeyFile.maxFileBytes
 
     let directory: String
 
@@ -39,8 +39,10 @@ struct KeyStore {
     /// Reads any key file, e.g. one given with `--key-file` or `keys import --file`;
     /// the address it states must be the one its public key gives.
     static func loadFile(_ path: String) throws(WalletError) -> KeyFile {
-        guard let data = FileManager.default.contents(atPath: path) else { throw .input("cannot read the key file \(path)") }
-        guard data.count <= maxKeyFileBytes else { throw .input("\(path) is not a key file (\(data.count) bytes)") }
+        guard let data = BoundedRead.contents(of: path, maxBytes: maxKeyFileBytes) else {
+            throw .input("cannot read the key file \(path)")
+        }
+        guard data.count <= maxKeyFileBytes else { throw .input("\(path) is not a key file (over \(maxKeyFileBytes) bytes)") }
         let file: KeyFile
         do { file = try KeyFile.decode(data) } catch { throw .input("\(path): \(error)") }
         guard let publicKey = PublicKey(hex: file.publicKey) else { throw .input("\(path): malformed public_key") }
@@ -60,11 +62,21 @@ struct KeyStore {
         }
     }
 
-    /// Writes a new key file; never replaces one.
+    /// Called between the early "exists" check and the write; tests put a file there
+    /// to show the write itself refuses to replace one.
+    var beforeCreate: () -> Void = {}
+
+    /// Writes a new key file; never replaces one, even one that appears after the
+    /// early check (two `keys new NAME` at once): `KeyFile.create` links it into place.
     func add(_ name: String, _ file: KeyFile) throws(WalletError) {
         try prepareDirectory()
-        guard !exists(name) else { throw .key("a key named '\(name)' already exists; delete it first or choose another name") }
-        do { try file.write(path: path(name)) } catch { throw .input("cannot write \(path(name)): \(error)") }
+        let taken = WalletError.key("a key named '\(name)' already exists; delete it first or choose another name")
+        guard !exists(name) else { throw taken }
+        beforeCreate()
+        do { try file.create(path: path(name)) } catch {
+            if case .exists = error { throw taken }
+            throw .input("cannot write \(path(name)): \(error)")
+        }
     }
 
     func delete(_ name: String) throws(WalletError) {

@@ -186,7 +186,9 @@ public struct Keys: AsyncParsableCommand {
         func readSeed(_ context: WalletContext) throws(WalletError) -> SigningKey {
             let text: String?
             if let seedFile {
-                guard let data = FileManager.default.contents(atPath: seedFile), data.count <= Passphrase.maxFileBytes else {
+                guard let data = BoundedRead.contents(of: seedFile, maxBytes: Passphrase.maxFileBytes),
+                      data.count <= Passphrase.maxFileBytes
+                else {
                     throw .input("cannot read the seed file \(seedFile)")
                 }
                 text = String(decoding: data, as: UTF8.self)

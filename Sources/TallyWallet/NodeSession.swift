@@ -6,7 +6,8 @@ import TallyTypes
 /// Options every command that talks to a node has.
 struct ChainOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "Trust this genesis file instead of the pinned $TALLY_HOME/genesis.json.", valueName: "FILE"))
+        "Trust this local genesis file for this run instead of the pinned $TALLY_HOME/genesis.json (pins nothing).",
+        valueName: "FILE"))
     var genesis: String?
 }
 

@@ -50,7 +50,7 @@ enum Passphrase {
 
     /// The first line of the file, without its line ending.
     static func readFile(_ path: String) throws(WalletError) -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = BoundedRead.contents(of: path, maxBytes: maxFileBytes) else {
             throw .input("cannot read the password file \(path)")
         }
         guard data.count <= maxFileBytes else {

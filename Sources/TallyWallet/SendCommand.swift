@@ -69,8 +69,10 @@ public struct Send: AsyncParsableCommand {
         try await Runner.run(json: json) { context in
             let recipient = try! Address(bech32m: to)
             let (units, feeUnits) = (try! Amount.parse(amount), try! Amount.parse(fee))
-            let key = try unlockKey(context)
+            // The chain first: without a trusted genesis nothing could be verified, so
+            // fail before asking for a passphrase or signing anything.
             let session = try await NodeSession.open(connection, chain, context)
+            let key = try unlockKey(context)
             let sender = Address(publicKey: key.publicKey)
             let nonce = try await session.account(sender).pendingNonce
             let transaction = Transaction.signed(

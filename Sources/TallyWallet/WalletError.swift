@@ -6,7 +6,8 @@ public enum WalletExitCode: Int32, Sendable, CaseIterable {
     case ok = 0
     /// A commit certificate, inclusion proof or pinned genesis did not check out.
     case verificationFailed = 1
-    /// A file given on the command line is missing, unreadable or malformed.
+    /// A file given on the command line is missing, unreadable or malformed; or no
+    /// genesis is pinned (the pin is a missing input: see `tally genesis trust`).
     case unusableInput = 2
     /// The node refused the transaction (its error code and message are printed).
     case transactionRejected = 3
@@ -27,7 +28,7 @@ public enum WalletExitCode: Int32, Sendable, CaseIterable {
 /// The help text every command shows under its discussion.
 let exitCodeHelp = """
     Exit codes: 0 ok; 1 verification failed (certificate, inclusion proof or pinned \
-    genesis); 2 unusable input file; 3 transaction rejected by the node; 4 node \
+    genesis); 2 unusable input file or no pin; 3 transaction rejected by the node; 4 node \
     unreachable or unusable answer; 5 timed out waiting for commit; 6 key error (wrong \
     passphrase, unknown key, key exists); 7 not found (unknown transaction or height); \
     64 usage.

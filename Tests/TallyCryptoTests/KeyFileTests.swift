@@ -1,5 +1,5 @@
 import Foundation
-import TallyCrypto
+@testable import TallyCrypto
 import XCTest
 
 final class KeyFileTests: XCTestCase {
@@ -58,12 +58,84 @@ final class KeyFileTests: XCTestCase {
         XCTAssertThrowsError(try badSalt.open(passphrase: "pw")) { XCTAssertEqual($0 as? KeyFile.Error, .malformed("kdf.salt")) }
         var hugeMemory = file
         hugeMemory.kdf.memlimit = String(UInt64(1) << 40)
-        XCTAssertThrowsError(try hugeMemory.open(passphrase: "pw")) { XCTAssertEqual($0 as? KeyFile.Error, .malformed("kdf.memlimit")) }
+        XCTAssertThrowsError(try hugeMemory.open(passphrase: "pw")) {
+            XCTAssertEqual($0 as? KeyFile.Error, .kdfCostOutOfBounds(
+                field: "kdf.memlimit", value: String(UInt64(1) << 40), minimum: 8192, maximum: 1 << 30))
+        }
+        var notANumber = file
+        notANumber.kdf.opslimit = "-1"
+        XCTAssertThrowsError(try notANumber.open(passphrase: "pw")) { XCTAssertEqual($0 as? KeyFile.Error, .malformed("kdf.opslimit")) }
         var version = file
         version.version = 2
         XCTAssertThrowsError(try version.open(passphrase: "pw")) { XCTAssertEqual($0 as? KeyFile.Error, .unsupported("version 2")) }
         XCTAssertThrowsError(try KeyFile.decode(Data("{}".utf8))) { error in
             guard case .malformed = error as? KeyFile.Error else { return XCTFail("\(error)") }
+        }
+    }
+
+    /// Issue 14: a file asking for 64 passes over 4 GiB made an import reach 4.1 GB
+    /// before anything was authenticated. It is now refused before Argon2 runs.
+    func testCraftedKeyFileWithHugeKDFCostIsRefusedBeforeTheKDF() throws {
+        var file = try KeyFile.seal(SigningKey.generate(), passphrase: "pw", cost: .light)
+        file.kdf.opslimit = "64"
+        file.kdf.memlimit = String(UInt64(4) << 30)
+        let path = directory.appendingPathComponent("crafted.json").path
+        try file.encoded().write(to: URL(fileURLWithPath: path))
+        let loaded = try KeyFile.load(path: path)
+        XCTAssertThrowsError(try loaded.open(passphrase: "pw")) { error in
+            XCTAssertEqual(error as? KeyFile.Error, .kdfCostOutOfBounds(field: "kdf.opslimit", value: "64", minimum: 1, maximum: 10))
+            XCTAssertTrue("\(error)".contains("refused before running Argon2"), "\(error)")
+        }
+        file.kdf.opslimit = "3"
+        XCTAssertThrowsError(try file.open(passphrase: "pw")) { error in
+            XCTAssertEqual(error as? KeyFile.Error, .kdfCostOutOfBounds(
+                field: "kdf.memlimit", value: String(UInt64(4) << 30), minimum: 8192, maximum: 1 << 30))
+        }
+    }
+
+    /// Cheap memory but 11 passes: past the 10-pass bound (the old bound, 64, let it
+    /// reach the KDF and fail authentication as a "wrong passphrase").
+    func testOpsLimitPastTenIsRefused() throws {
+        var file = try KeyFile.seal(SigningKey.generate(), passphrase: "pw", cost: .light)
+        file.kdf.opslimit = "11"
+        XCTAssertThrowsError(try file.open(passphrase: "pw")) { error in
+            XCTAssertEqual(error as? KeyFile.Error, .kdfCostOutOfBounds(field: "kdf.opslimit", value: "11", minimum: 1, maximum: 10))
+        }
+    }
+
+    func testCostBoundsAreInclusiveAndHaveMinimums() throws {
+        let ops = KeyFile.acceptedOpsLimit
+        let memory = KeyFile.acceptedMemLimitBytes
+        XCTAssertEqual(try KeyFile.checkedCost("10", field: "f", accepted: ops), 10)
+        XCTAssertEqual(try KeyFile.checkedCost("1", field: "f", accepted: ops), 1)
+        XCTAssertEqual(try KeyFile.checkedCost("1073741824", field: "f", accepted: memory), 1 << 30)
+        XCTAssertEqual(try KeyFile.checkedCost("8192", field: "f", accepted: memory), 8192)
+        for (text, range) in [("0", ops), ("1073741825", memory), ("8191", memory), ("99999999999999999999999999", ops)] {
+            XCTAssertThrowsError(try KeyFile.checkedCost(text, field: "f", accepted: range)) { error in
+                guard case .kdfCostOutOfBounds = error as? KeyFile.Error else { return XCTFail("\(text): \(error)") }
+            }
+        }
+        for text in ["", "3 ", "+3", "0x10", "-1"] {
+            XCTAssertThrowsError(try KeyFile.checkedCost(text, field: "f", accepted: ops)) { error in
+                XCTAssertEqual(error as? KeyFile.Error, .malformed("f"), text)
+            }
+        }
+        // What we write ourselves is always within what we accept.
+        for cost in [KeyFile.Cost.moderate, .interactive, .light] {
+            XCTAssertTrue(ops.contains(cost.opsLimit) && memory.contains(cost.memLimitBytes))
+        }
+    }
+
+    /// A sparse file far bigger than any key file is refused after reading a bounded prefix.
+    func testHugeSparseKeyFileIsRefusedWithoutReadingIt() throws {
+        let path = directory.appendingPathComponent("sparse.json").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: nil))
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
+        try handle.truncate(atOffset: 16 << 30)
+        try handle.close()
+        XCTAssertThrowsError(try KeyFile.load(path: path)) { error in
+            guard case .malformed(let why) = error as? KeyFile.Error else { return XCTFail("\(error)") }
+            XCTAssertTrue(why.contains("over \(KeyFile.maxFileBytes) bytes"), why)
         }
     }
 

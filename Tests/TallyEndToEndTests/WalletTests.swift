@@ -57,6 +57,20 @@ final class WalletTests: XCTestCase, @unchecked Sendable {
         let alice = json(try tally(["keys", "show", "alice", "--json"]).stdout)["address"] as! String
         let bob = json(try tally(["keys", "show", "bob", "--json"]).stdout)["address"] as! String
 
+        // No genesis pinned yet: status shows the node's genesis hash, send refuses
+        // (exit 2) and pins nothing; `genesis trust --hash` pins it explicitly.
+        let genesisHash = try Genesis.load(path: network.directory.appendingPathComponent("genesis.json").path).hash.hex
+        let unpinned = json(try tally(["status", "--json"]).stdout)
+        XCTAssertEqual(unpinned["genesis_hash"] as? String, genesisHash)
+        XCTAssertEqual(unpinned["genesis_trusted"] as? Bool, false)
+        let refused = try tally(["send", "--from", "faucet", "--to", alice, "--amount", "1", "--password-file", faucetPassword, "--json"])
+        XCTAssertEqual(refused.status, 2, refused.stdout + refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("tally genesis trust --hash \(genesisHash)"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: walletHome.appendingPathComponent("genesis.json").path))
+        let trust = try tally(["genesis", "trust", "--hash", genesisHash, "--json"])
+        XCTAssertEqual(trust.status, 0, trust.stdout + trust.stderr)
+        XCTAssertEqual(json(trust.stdout)["changed"] as? Bool, true)
+
         // Fund alice from the faucet; wait for commit with certificate and proof checked.
         let fund = try tally(["send", "--from", "faucet", "--to", alice, "--amount", "100", "--fee", "0.001",
                               "--password-file", faucetPassword, "--json"])

@@ -5,7 +5,8 @@ import XCTest
 final class CommandLineTests: XCTestCase {
     func testHelpDocumentsExitCodes() async {
         let wallet = WalletHarness()
-        for command in [["send"], ["status"], ["balance"], ["tx"], ["block"], ["keys"], ["keys", "new"]] {
+        for command in [["send"], ["status"], ["balance"], ["tx"], ["block"], ["keys"], ["keys", "new"],
+                        ["genesis", "trust"], ["genesis", "show"]] {
             let outcome = await wallet.run(command + ["--help"])
             XCTAssertEqual(outcome.exitCode, 0, command.joined(separator: " "))
             XCTAssertTrue(outcome.stderr.contains("3 transaction rejected by the node"), "\(command): \(outcome.stderr)")
@@ -14,7 +15,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testWalletCommandNames() {
-        XCTAssertEqual(WalletCommands.all.map { $0._commandName }, ["keys", "status", "balance", "send", "tx", "block"])
+        XCTAssertEqual(WalletCommands.all.map { $0._commandName }, ["keys", "genesis", "status", "balance", "send", "tx", "block"])
     }
 
     func testSendArgumentValidation() throws {

@@ -141,4 +141,62 @@ final class KeysTests: XCTestCase {
         do { let outcome = await wallet.run(["keys", "import", "s5", "--file", faucetPath, "--seed-hex"]); XCTAssertEqual(outcome.exitCode, 64, outcome.stderr) }
         do { let outcome = await wallet.run(["keys", "import", "s5"]); XCTAssertEqual(outcome.exitCode, 64, outcome.stderr) }
     }
+
+    /// Issue 14: two `keys new NAME` at once could overwrite a key. A key file that
+    /// appears between the "exists" check and the write is not replaced.
+    func testKeyAppearingAfterTheCheckIsNotReplaced() throws {
+        let wallet = WalletHarness()
+        var store = KeyStore(home: wallet.home)
+        let first = try KeyFile.seal(SigningKey.generate(), passphrase: "first", cost: .light)
+        let second = try KeyFile.seal(SigningKey.generate(), passphrase: "second", cost: .light)
+        let path = store.path("alice")
+        store.beforeCreate = { try! first.write(path: path) }
+        XCTAssertThrowsError(try store.add("alice", second)) { error in
+            XCTAssertEqual((error as? WalletError)?.exitCode, .keyError)
+            XCTAssertTrue("\(error)".contains("already exists"), "\(error)")
+        }
+        XCTAssertEqual(try KeyFile.load(path: path), first)
+        XCTAssertNoThrow(try KeyFile.load(path: path).open(passphrase: "first"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: store.directory), ["alice.json"], "no temp file left")
+    }
+
+    func testCreateNeverReplacesAndLeavesNoPartialFile() throws {
+        let wallet = WalletHarness()
+        let path = wallet.home + "/k.json"
+        let first = try KeyFile.seal(SigningKey.generate(), passphrase: "a", cost: .light)
+        try first.create(path: path)
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+        let second = try KeyFile.seal(SigningKey.generate(), passphrase: "b", cost: .light)
+        XCTAssertThrowsError(try second.create(path: path)) { XCTAssertEqual($0 as? KeyFile.Error, .exists(path)) }
+        XCTAssertEqual(try KeyFile.load(path: path), first)
+        // A dangling symlink under the name counts as taken too (link(2) does not follow it).
+        let link = wallet.home + "/l.json"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: wallet.home + "/elsewhere.json")
+        XCTAssertThrowsError(try second.create(path: link)) { XCTAssertEqual($0 as? KeyFile.Error, .exists(link)) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: wallet.home + "/elsewhere.json"))
+        let names = try FileManager.default.contentsOfDirectory(atPath: wallet.home).sorted()
+        XCTAssertEqual(names, ["k.json", "l.json"], "no temp files left")
+    }
+
+    /// Many creates of one name at once: exactly one wins and its key is the one on disk.
+    func testConcurrentCreatesOfOneNameHaveOneWinner() throws {
+        let wallet = WalletHarness()
+        let home = wallet.home
+        let store = KeyStore(home: home)
+        try store.prepareDirectory()
+        let files = try (0..<8).map { try KeyFile.seal(SigningKey.generate(), passphrase: "p\($0)", cost: .light) }
+        let winners = Winners()
+        DispatchQueue.concurrentPerform(iterations: files.count) { index in
+            if (try? KeyStore(home: home).add("race", files[index])) != nil { winners.add(index) }
+        }
+        XCTAssertEqual(winners.all.count, 1)
+        XCTAssertEqual(try KeyFile.load(path: store.path("race")), files[try XCTUnwrap(winners.all.first)])
+    }
+}
+
+private final class Winners: @unchecked Sendable {
+    private let lock = NSLock()
+    private var indices: [Int] = []
+    func add(_ index: Int) { lock.withLock { indices.append(index) } }
+    var all: [Int] { lock.withLock { indices } }
 }

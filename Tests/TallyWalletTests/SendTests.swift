@@ -11,9 +11,15 @@ import XCTest
 final class SendTests: XCTestCase, @unchecked Sendable {
     let chain = TestChain()
 
-    /// A wallet with the faucet imported (key file + password file) and a new key `alice`.
-    func fundedWallet() async throws -> (wallet: WalletHarness, password: String, faucetKeyFile: String, alice: String) {
+    /// A wallet with the faucet imported (key file + password file), a new key `alice`
+    /// and, unless `pinned` is false, the test chain's genesis pinned from a local file.
+    func fundedWallet(pinned: Bool = true) async throws -> (wallet: WalletHarness, password: String, faucetKeyFile: String, alice: String) {
         let wallet = WalletHarness()
+        if pinned {
+            let genesisFile = wallet.file("chain-genesis.json", String(decoding: chain.genesis.jsonData(), as: UTF8.self))
+            let trusted = await wallet.run(["genesis", "trust", "--genesis", genesisFile])
+            XCTAssertEqual(trusted.exitCode, 0, trusted.stderr)
+        }
         let password = wallet.file("faucet.password", "faucet pw\n")
         let faucetKeyFile = wallet.home + "/faucet.key"
         try KeyFile.seal(chain.faucet, passphrase: "faucet pw", cost: .light).write(path: faucetKeyFile)
@@ -39,7 +45,7 @@ final class SendTests: XCTestCase, @unchecked Sendable {
             XCTAssertEqual(sent.json["amount"] as? String, "1.500000")
             XCTAssertEqual(sent.json["fee"] as? String, "0.250000")
             let hash = try XCTUnwrap(sent.json["hash"] as? String)
-            XCTAssertTrue(sent.stderr.contains("note: pinned the genesis"), sent.stderr)
+            XCTAssertFalse(sent.stderr.contains("pinned"), sent.stderr)
 
             let aliceBalance = await wallet.run(["balance", "alice", "--node", url, "--json"])
             XCTAssertEqual(aliceBalance.json["balance"] as? String, "1.500000")
@@ -78,11 +84,16 @@ final class SendTests: XCTestCase, @unchecked Sendable {
             XCTAssertEqual(status.json["height"] as? String, "1")
             XCTAssertEqual(status.json["view"] as? String, "0")
             XCTAssertEqual(status.json["mempool_size"] as? String, "0")
-            XCTAssertFalse(status.stderr.contains("note:"), "pinned once")
+            XCTAssertEqual(status.json["genesis_hash"] as? String, self.chain.genesis.hash.hex)
+            XCTAssertEqual(status.json["genesis_trusted"] as? Bool, true)
+            XCTAssertEqual(status.json["trusted_genesis"] as? String, wallet.home + "/genesis.json")
+            XCTAssertFalse(status.stderr.contains("note:"), status.stderr)
 
             let humanStatus = await wallet.run(["status", "--node", url])
             XCTAssertTrue(humanStatus.stdout.contains("height:      1"), humanStatus.stdout)
             XCTAssertTrue(humanStatus.stdout.contains("validator:   validator1"), humanStatus.stdout)
+            XCTAssertTrue(humanStatus.stdout.contains("genesis:     \(self.chain.genesis.hash.hex) (matches \(wallet.home)/genesis.json)"),
+                          humanStatus.stdout)
             let humanTx = await wallet.run(["tx", hash, "--node", url])
             XCTAssertTrue(humanTx.stdout.contains("committed at height 1, index 0"), humanTx.stdout)
             XCTAssertTrue(humanTx.stdout.contains("amount: 1.500000 TALLY, fee 0.250000, nonce 0"), humanTx.stdout)
@@ -197,7 +208,7 @@ final class SendTests: XCTestCase, @unchecked Sendable {
         XCTAssertEqual(sent.errorJSON["exit_code"] as? String, "4")
         do { let outcome = await wallet.run(["status", "--node", url]); XCTAssertEqual(outcome.exitCode, 4, outcome.stderr) }
         do { let outcome = await wallet.run(["balance", "alice", "--node", url]); XCTAssertEqual(outcome.exitCode, 4, outcome.stderr) }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: wallet.home + "/genesis.json"), "nothing pinned")
+        XCTAssertEqual(try Genesis.load(path: wallet.home + "/genesis.json"), chain.genesis, "pin unchanged")
         do { let outcome = await wallet.run(["status", "--node", "ftp://example"]); XCTAssertEqual(outcome.exitCode, 64, outcome.stderr) }
     }
 
@@ -232,26 +243,110 @@ final class SendTests: XCTestCase, @unchecked Sendable {
         }
     }
 
-    func testGenesisIsPinnedOnFirstUseAndAnotherChainIsRefused() async throws {
+    /// Issue 14: `send` against a chain it had not pinned pinned the genesis the node
+    /// served and trusted it in the same run, so a lying first node (here: one of a
+    /// chain of its own, whose validators it holds) could fake a confirmed transfer.
+    /// Now nothing is pinned, nothing is signed or submitted, and it is exit 2.
+    func testSendWithoutAPinNeitherPinsNorConfirms() async throws {
+        let (wallet, _, _, alice) = try await fundedWallet(pinned: false)
+        let liar = TestChain(chainID: "tally-wallet-test", salt: "liar")
+        let node = liar.node()
+        let faucetKey = try KeyFile.seal(liar.faucet, passphrase: "liar pw", cost: .light)
+        try faucetKey.write(path: wallet.home + "/liar.key")
+        try await withServer(node) { url in
+            let sent = try await whileProducingBlocks(node) {
+                await wallet.run(["send", "--node", url, "--key-file", wallet.home + "/liar.key", "--to", alice, "--amount", "1",
+                                  "--password-file", wallet.file("liar.password", "liar pw"), "--timeout", "5", "--json"])
+            }
+            XCTAssertEqual(sent.exitCode, 2, sent.stderr)
+            XCTAssertNil(sent.json["status"], sent.stdout)
+            XCTAssertFalse(sent.stdout.contains("committed"), sent.stdout)
+            XCTAssertEqual(sent.errorJSON["exit_code"] as? String, "2")
+            XCTAssertEqual(sent.json["genesis_hash"] as? String, liar.genesis.hash.hex)
+            XCTAssertTrue(sent.stderr.contains("no genesis is pinned"), sent.stderr)
+            XCTAssertTrue(sent.stderr.contains("tally genesis trust --hash \(liar.genesis.hash.hex)"), sent.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: wallet.home + "/genesis.json"), "nothing pinned")
+            let produced = await node.latestHeight()
+            XCTAssertEqual(produced, 0, "nothing was submitted")
+            // The other commands that verify stop the same way, and pin nothing either.
+            for command in [["balance", "alice"], ["tx", String(repeating: "ab", count: 32)], ["block", "1"]] {
+                let outcome = await wallet.run(command + ["--node", url])
+                XCTAssertEqual(outcome.exitCode, 2, "\(command): \(outcome.stderr)")
+                XCTAssertTrue(outcome.stderr.contains("no genesis is pinned"), outcome.stderr)
+            }
+            // Also with the faucet's own key: refused before the passphrase is asked for.
+            let input = ScriptedInput(terminal: true, secrets: ["faucet pw"])
+            let named = await wallet.run(["send", "--node", url, "--from", "faucet", "--to", alice, "--amount", "1"], input: input)
+            XCTAssertEqual(named.exitCode, 2, named.stderr)
+            XCTAssertEqual(input.prompts, [])
+            XCTAssertFalse(FileManager.default.fileExists(atPath: wallet.home + "/genesis.json"), "nothing pinned")
+        }
+    }
+
+    func testGenesisIsPinnedOnlyByGenesisTrustAndAnotherChainIsRefused() async throws {
         let wallet = WalletHarness()
         let other = TestChain(chainID: "tally-other", salt: "other")
+        let hash = chain.genesis.hash.hex
         try await withServer(chain.node()) { url in
+            // status shows the node's genesis without a pin, and pins nothing.
             let first = await wallet.run(["status", "--node", url, "--json"])
             XCTAssertEqual(first.exitCode, 0, first.stderr)
-            XCTAssertTrue(first.stderr.contains("note: pinned the genesis of chain 'tally-wallet-test'"), first.stderr)
-            XCTAssertEqual(first.json["genesis_hash"] as? String, self.chain.genesis.hash.hex)
+            XCTAssertEqual(first.json["genesis_hash"] as? String, hash)
+            XCTAssertEqual(first.json["genesis_trusted"] as? Bool, false)
+            XCTAssertTrue(first.json["trusted_genesis"] is NSNull)
+            let human = await wallet.run(["status", "--node", url])
+            XCTAssertTrue(human.stdout.contains("genesis:     \(hash) (NOT PINNED"), human.stdout)
+            XCTAssertTrue(human.stdout.contains("tally genesis trust --hash \(hash)"), human.stdout)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: wallet.home + "/genesis.json"), "status pins nothing")
+            let noPin = await wallet.run(["genesis", "show", "--json"])
+            XCTAssertEqual(noPin.exitCode, 2, noPin.stderr)
+
+            // trust --hash with another hash: exit 1, nothing pinned.
+            let wrongHash = await wallet.run(["genesis", "trust", "--node", url, "--hash", other.genesis.hash.hex, "--json"])
+            XCTAssertEqual(wrongHash.exitCode, 1, wrongHash.stderr)
+            XCTAssertTrue(wrongHash.stderr.contains("nothing was pinned"), wrongHash.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: wallet.home + "/genesis.json"))
+            do { let outcome = await wallet.run(["genesis", "trust", "--node", url, "--hash", "xyz"]); XCTAssertEqual(outcome.exitCode, 64) }
+
+            let trusted = await wallet.run(["genesis", "trust", "--node", url, "--hash", hash.uppercased(), "--json"])
+            XCTAssertEqual(trusted.exitCode, 0, trusted.stderr)
+            XCTAssertEqual(trusted.json["genesis_hash"] as? String, hash)
+            XCTAssertEqual(trusted.json["chain_id"] as? String, "tally-wallet-test")
+            XCTAssertEqual(trusted.json["changed"] as? Bool, true)
+            XCTAssertEqual(trusted.json["source"] as? String, url)
             XCTAssertEqual(try Genesis.load(path: wallet.home + "/genesis.json"), self.chain.genesis)
+            let again = await wallet.run(["genesis", "trust", "--node", url, "--json"])
+            XCTAssertEqual(again.json["changed"] as? Bool, false, again.stderr)
+            let shown = await wallet.run(["genesis", "show", "--json"])
+            XCTAssertEqual(shown.json["genesis_hash"] as? String, hash)
+            let status = await wallet.run(["status", "--node", url, "--json"])
+            XCTAssertEqual(status.json["genesis_trusted"] as? Bool, true)
         }
         let otherGenesisFile = wallet.file("other.json", String(decoding: other.genesis.jsonData(), as: UTF8.self))
         try await withServer(other.node()) { url in
-            let refused = await wallet.run(["status", "--node", url])
+            let refused = await wallet.run(["status", "--node", url, "--json"])
             XCTAssertEqual(refused.exitCode, 1)
             XCTAssertTrue(refused.stderr.contains("'tally-other'"), refused.stderr)
+            XCTAssertEqual(refused.json["genesis_hash"] as? String, other.genesis.hash.hex)
+            XCTAssertEqual(refused.json["trusted_genesis_hash"] as? String, hash)
             XCTAssertEqual(try Genesis.load(path: wallet.home + "/genesis.json"), self.chain.genesis, "pin unchanged")
+            // Trusting another chain's node needs --replace.
+            let switching = await wallet.run(["genesis", "trust", "--node", url])
+            XCTAssertEqual(switching.exitCode, 1, switching.stderr)
+            XCTAssertTrue(switching.stderr.contains("--replace"), switching.stderr)
+            XCTAssertEqual(try Genesis.load(path: wallet.home + "/genesis.json"), self.chain.genesis, "pin unchanged")
+            // --genesis FILE is trusted for the run and pins nothing.
             let overridden = await wallet.run(["status", "--node", url, "--genesis", otherGenesisFile, "--json"])
             XCTAssertEqual(overridden.exitCode, 0, overridden.stderr)
             XCTAssertEqual(overridden.json["chain_id"] as? String, "tally-other")
+            XCTAssertEqual(overridden.json["trusted_genesis"] as? String, otherGenesisFile)
+            XCTAssertEqual(try Genesis.load(path: wallet.home + "/genesis.json"), self.chain.genesis, "pin unchanged")
             do { let outcome = await wallet.run(["status", "--node", url, "--genesis", wallet.home + "/missing.json"]); XCTAssertEqual(outcome.exitCode, 2, outcome.stderr) }
+            let replaced = await wallet.run(["genesis", "trust", "--genesis", otherGenesisFile, "--replace", "--json"])
+            XCTAssertEqual(replaced.exitCode, 0, replaced.stderr)
+            XCTAssertEqual(try Genesis.load(path: wallet.home + "/genesis.json"), other.genesis)
+            let nowOk = await wallet.run(["status", "--node", url, "--json"])
+            XCTAssertEqual(nowOk.exitCode, 0, nowOk.stderr)
         }
     }
 
