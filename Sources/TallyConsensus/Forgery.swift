@@ -89,23 +89,14 @@ package enum Forgery {
                 chainID: chainID, newView: viewChange.newView, validator: viewChange.validator, bodyHash: bodyHash)))
     }
 
-    /// `newView` with every re-proposed block replaced by a sibling header (a later
-    /// timestamp, re-linked), re-signed by `signer`: the prepared blocks are dropped,
-    /// which a backup recomputing the NEW-VIEW must refuse.
+    /// `newView` without its re-proposals, re-signed by `signer`: the prepared blocks
+    /// are dropped (the new primary would propose new blocks at their heights, where
+    /// some replicas may already have committed them), which a backup recomputing the
+    /// NEW-VIEW must refuse.
     package static func newViewDroppingPrepared(_ newView: NewView, chainID: String, signer: some ConsensusSigner) -> NewView {
-        var proposals: [SignedProposal] = []
-        var parent: Hash?
-        for original in newView.proposals {
-            var header = original.header
-            header.timestampMs += 5
-            if let parent { header.previousHash = parent }
-            parent = header.hash
-            let bytes = PrePrepare.signingBytes(chainID: chainID, view: newView.view, height: header.height, blockHash: header.hash)
-            proposals.append(SignedProposal(view: newView.view, header: header, signature: signer.sign(bytes)))
-        }
-        let bodyHash = NewView.bodyHash(viewChanges: newView.viewChanges, proposals: proposals)
+        let bodyHash = NewView.bodyHash(viewChanges: newView.viewChanges, proposals: [])
         return NewView(
-            view: newView.view, viewChanges: newView.viewChanges, proposals: proposals,
+            view: newView.view, viewChanges: newView.viewChanges, proposals: [],
             signature: signer.sign(NewView.signingBytes(chainID: chainID, view: newView.view, bodyHash: bodyHash)))
     }
 }

@@ -862,8 +862,11 @@ public struct Replica {
                 let holders = newView.viewChanges.filter { viewChange in
                     viewChange.prepared.contains { $0.blockHash == proposal.blockHash }
                 }.map(\.validator)
+                // Then everyone: an honest validator that prepared it may not be in the set.
                 var sources: [ValidatorIndex] = []
-                for source in [configuration.primary(of: newView.view)] + holders where source != selfIndex && !sources.contains(source) {
+                let everyone = (0..<ValidatorIndex(configuration.validatorCount)).map { $0 }
+                for source in [configuration.primary(of: newView.view)] + holders + everyone
+                where source != selfIndex && !sources.contains(source) {
                     sources.append(source)
                 }
                 missingBlocks[proposal.blockHash] = (sources, 0)
