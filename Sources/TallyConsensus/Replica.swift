@@ -374,7 +374,8 @@ public struct Replica {
                     return drop(.wrongParent)
                 }
                 if case .failure = application.validate(
-                candidate.block, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions))
+                    candidate.block, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions),
+                    origin: .prePrepare(view: candidate.view))
                 {
                     slots[height] = accepted
                     return drop(.invalidBlock)
@@ -875,7 +876,8 @@ public struct Replica {
             guard isValid(certified.certificate, height: block.height, blockHash: hash) else { return drop(.invalidSyncBlock) }
             if slots[block.height]?.prePrepare?.blockHash != hash,
                case .failure = application.validate(
-                   block, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions))
+                   block, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions),
+                   origin: .sync(certificateView: certified.certificate.view))
             {
                 return drop(.invalidSyncBlock)
             }

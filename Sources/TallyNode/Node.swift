@@ -157,7 +157,7 @@ public actor Node: NodeService {
 
         application = LedgerApplication(
             genesis: genesis, ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
-            mempool: Mempool(chainID: genesis.chainID, limits: config.mempool.limits),
+            tipTimestampMs: recovery.verifier.lastTimestampMs, mempool: Mempool(chainID: genesis.chainID, limits: config.mempool.limits),
             nowMs: { UInt64(Date().timeIntervalSince1970 * 1000) })
         let replicaConfiguration = ReplicaConfiguration(
             chainID: genesis.chainID, validators: genesis.validators, selfIndex: selfIndex, parameters: genesis.consensus,

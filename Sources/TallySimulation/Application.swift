@@ -81,7 +81,9 @@ public final class SimApplication: ConsensusApplication {
         return block
     }
 
-    public func validate(_ block: Block, parentHash: Hash, maxTransactions: Int) -> Result<Void, BlockRejection> {
+    public func validate(
+        _ block: Block, parentHash: Hash, maxTransactions: Int, origin: BlockOrigin
+    ) -> Result<Void, BlockRejection> {
         let header = block.header
         guard let base = state(after: parentHash) else { return .failure(BlockRejection("unknown parent")) }
         guard header.height == base.ledger.height + 1 else { return .failure(BlockRejection("wrong height")) }
@@ -111,7 +113,10 @@ public final class SimApplication: ConsensusApplication {
         let hash = block.hash
         precondition(block.header.previousHash == tipHash, "executed out of order")
         if pending[hash] == nil {
-            guard case .success = validate(block, parentHash: tipHash, maxTransactions: Int.max) else {
+            // Committed: its certificate's view is the header's or later.
+            guard case .success = validate(
+                block, parentHash: tipHash, maxTransactions: Int.max, origin: .sync(certificateView: block.header.view))
+            else {
                 preconditionFailure("a committed block does not apply")
             }
         }

@@ -15,6 +15,14 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
     /// on each consecutive view change up to the maximum.
     public var viewChangeTimeoutTicks: UInt64
     public var maxViewChangeTimeoutTicks: UInt64
+    /// How far past its own clock a validator accepts a proposal's timestamp (and
+    /// so how far validators' clocks may disagree); a faulty primary cannot push
+    /// the chain's time further ahead than this.
+    public var maxClockDriftMs: UInt64
+
+    public static let defaultMaxClockDriftMs: UInt64 = 10_000
+    /// Upper end of `max_clock_drift_ms`'s range: one hour.
+    public static let maxClockDriftLimitMs: UInt64 = 3_600_000
 
     public static let `default` = ConsensusParameters(
         checkpointIntervalBlocks: 16, maxBlockTransactions: 4000, maxBlocksInFlight: 4, tickMs: 50,
@@ -22,7 +30,8 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
 
     public init(
         checkpointIntervalBlocks: UInt64, maxBlockTransactions: UInt32, maxBlocksInFlight: UInt64, tickMs: UInt64,
-        viewChangeTimeoutTicks: UInt64, maxViewChangeTimeoutTicks: UInt64
+        viewChangeTimeoutTicks: UInt64, maxViewChangeTimeoutTicks: UInt64,
+        maxClockDriftMs: UInt64 = ConsensusParameters.defaultMaxClockDriftMs
     ) {
         self.checkpointIntervalBlocks = checkpointIntervalBlocks
         self.maxBlockTransactions = maxBlockTransactions
@@ -30,6 +39,7 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         self.tickMs = tickMs
         self.viewChangeTimeoutTicks = viewChangeTimeoutTicks
         self.maxViewChangeTimeoutTicks = maxViewChangeTimeoutTicks
+        self.maxClockDriftMs = maxClockDriftMs
     }
 
     enum CodingKeys: String, CodingKey {
@@ -39,6 +49,20 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         case tickMs = "tick_ms"
         case viewChangeTimeoutTicks = "view_change_timeout_ticks"
         case maxViewChangeTimeoutTicks = "max_view_change_timeout_ticks"
+        case maxClockDriftMs = "max_clock_drift_ms"
+    }
+
+    /// `max_clock_drift_ms` may be left out of genesis JSON (the default applies).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        checkpointIntervalBlocks = try container.decode(UInt64.self, forKey: .checkpointIntervalBlocks)
+        maxBlockTransactions = try container.decode(UInt32.self, forKey: .maxBlockTransactions)
+        maxBlocksInFlight = try container.decode(UInt64.self, forKey: .maxBlocksInFlight)
+        tickMs = try container.decode(UInt64.self, forKey: .tickMs)
+        viewChangeTimeoutTicks = try container.decode(UInt64.self, forKey: .viewChangeTimeoutTicks)
+        maxViewChangeTimeoutTicks = try container.decode(UInt64.self, forKey: .maxViewChangeTimeoutTicks)
+        maxClockDriftMs = try container.decodeIfPresent(UInt64.self, forKey: .maxClockDriftMs)
+            ?? ConsensusParameters.defaultMaxClockDriftMs
     }
 
     func check() throws(Genesis.Error) {
@@ -56,6 +80,9 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         guard maxViewChangeTimeoutTicks >= viewChangeTimeoutTicks else {
             throw .invalid("consensus.max_view_change_timeout_ticks", "must be at least view_change_timeout_ticks")
         }
+        guard maxClockDriftMs >= 1 && maxClockDriftMs <= Self.maxClockDriftLimitMs else {
+            throw .invalid("consensus.max_clock_drift_ms", "must be 1…\(Self.maxClockDriftLimitMs)")
+        }
     }
 
     func encode(to encoder: inout CanonicalEncoder) {
@@ -65,6 +92,7 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         encoder.u64(tickMs)
         encoder.u64(viewChangeTimeoutTicks)
         encoder.u64(maxViewChangeTimeoutTicks)
+        encoder.u64(maxClockDriftMs)
     }
 }
 
@@ -88,6 +116,7 @@ public struct GenesisAccount: Hashable, Sendable {
 /// | count: u32 | (address: 20 | balance: u64)…
 /// | checkpoint_interval_blocks: u64 | max_block_transactions: u32 | max_blocks_in_flight: u64
 /// | tick_ms: u64 | view_change_timeout_ticks: u64 | max_view_change_timeout_ticks: u64
+/// | max_clock_drift_ms: u64
 /// ```
 public struct Genesis: Hashable, Sendable {
     public var chainID: String
