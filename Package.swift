@@ -211,7 +211,7 @@ let package = Package(
         .testTarget(
             name: "TallyNodeTests",
             dependencies: [
-                "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyNode", "TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
