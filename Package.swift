@@ -44,7 +44,8 @@ let package = Package(
 
         // MARK: consensus (pure) and its simulator
         .target(name: "TallyConsensus", dependencies: ["TallyTypes", "TallyCrypto"]),
-        .target(name: "TallySimulation", dependencies: ["TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .target(
+            name: "TallySimulation", dependencies: ["TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]),
 
         // MARK: store and verification
         .target(
