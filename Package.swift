@@ -44,7 +44,8 @@ let package = Package(
 
         // MARK: consensus (pure) and its simulator
         .target(name: "TallyConsensus", dependencies: ["TallyTypes", "TallyCrypto"]),
-        .target(name: "TallySimulation", dependencies: ["TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .target(
+            name: "TallySimulation", dependencies: ["TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]),
 
         // MARK: store and verification
         .target(
@@ -212,7 +213,7 @@ let package = Package(
         .testTarget(
             name: "TallyNodeTests",
             dependencies: [
-                "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyNode", "TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

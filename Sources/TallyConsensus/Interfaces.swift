@@ -8,6 +8,16 @@ public struct BlockRejection: Error, Hashable, Sendable, CustomStringConvertible
     public var description: String { reason }
 }
 
+/// Where a block the application validates comes from: the rules differ only in
+/// the view the header's is checked against and whether the local clock bounds
+/// the timestamp (a proposal arrives now; a synced block may be old).
+public enum BlockOrigin: Equatable, Sendable {
+    /// In a PRE-PREPARE of this view.
+    case prePrepare(view: UInt64)
+    /// Committed under a certificate of this view (block sync).
+    case sync(certificateView: UInt64)
+}
+
 /// The block application, injected into the replica. All calls are synchronous and
 /// deterministic (same inputs and history, same answers); the replica calls them
 /// from `step` only.
@@ -29,10 +39,13 @@ public protocol ConsensusApplication: AnyObject {
                  allowEmpty: Bool) -> Block?
 
     /// Checks `block` against the state after `parentHash` (executed or in flight):
-    /// height, previous hash, transaction count bound, Merkle root, every
-    /// transaction's signature, chain and validity, the header's state root. On
-    /// success the application keeps the resulting state for children and `execute`.
-    func validate(_ block: Block, parentHash: Hash, maxTransactions: Int) -> Result<Void, BlockRejection>
+    /// height, previous hash, transaction count bound, proposer (primary of the
+    /// header's view), the header's view against `origin`'s, timestamp (later than
+    /// the parent's; for a PRE-PREPARE, within the clock drift bound of now), Merkle
+    /// root, every transaction's signature, chain and validity, the header's state
+    /// root. On success the application keeps the resulting state for children and
+    /// `execute`.
+    func validate(_ block: Block, parentHash: Hash, maxTransactions: Int, origin: BlockOrigin) -> Result<Void, BlockRejection>
 }
 
 /// Checks signatures for the replica (so a simulator can use a fast scheme).

@@ -402,7 +402,8 @@ public struct Replica {
                 // A NEW-VIEW names the block by hash; it is fetched (`missingBlocks`).
                 guard let body = slot.candidateBody else { return }
                 if case .failure = application.validate(
-                body, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions))
+                body, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions),
+                    origin: .prePrepare(view: candidate.view))
                 {
                     slots[height] = accepted
                     return drop(.invalidBlock)
@@ -977,7 +978,8 @@ public struct Replica {
             guard isValid(certified.certificate, height: block.height, blockHash: hash) else { return drop(.invalidSyncBlock) }
             if slots[block.height]?.proposal?.blockHash != hash,
                case .failure = application.validate(
-                   block, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions))
+                   block, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions),
+                   origin: .sync(certificateView: certified.certificate.view))
             {
                 return drop(.invalidSyncBlock)
             }

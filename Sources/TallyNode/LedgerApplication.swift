@@ -32,16 +32,22 @@ final class LedgerApplication: ConsensusApplication {
     let genesis: Genesis
     private(set) var ledger: Ledger
     private(set) var tipHash: Hash
+    /// The committed tip's timestamp (the genesis time at height 0).
+    private(set) var tipTimestampMs: UInt64
     var mempool: Mempool
     private var inFlight: [Hash: InFlight] = [:]
     /// Wall clock for proposal timestamps (injected so tests can pin it).
     let nowMs: () -> UInt64
 
-    init(genesis: Genesis, ledger: Ledger, tipHash: Hash, mempool: Mempool, nowMs: @escaping () -> UInt64) {
+    init(
+        genesis: Genesis, ledger: Ledger, tipHash: Hash, tipTimestampMs: UInt64, mempool: Mempool,
+        nowMs: @escaping () -> UInt64
+    ) {
         precondition(mempool.chainID == ledger.chainID && mempool.minFee == ledger.minFee, "mempool and ledger of different chains")
         self.genesis = genesis
         self.ledger = ledger
         self.tipHash = tipHash
+        self.tipTimestampMs = tipTimestampMs
         self.mempool = mempool
         self.nowMs = nowMs
     }
@@ -75,7 +81,10 @@ final class LedgerApplication: ConsensusApplication {
     func propose(
         height: UInt64, view: UInt64, proposer: ValidatorIndex, parentHash: Hash, maxTransactions: Int, allowEmpty: Bool
     ) -> Block? {
-        guard let parents = chain(to: parentHash), height == ledger.height + UInt64(parents.count) + 1 else { return nil }
+        guard let parents = chain(to: parentHash), height == ledger.height + UInt64(parents.count) + 1,
+              let timestampMs = BlockRules.proposalTimestampMs(
+                  parentTimestampMs: parents.last?.block.header.timestampMs ?? tipTimestampMs, nowMs: nowMs(), genesis: genesis)
+        else { return nil }
         let includedCount = parents.reduce(0) { $0 + $1.transactionHashes.count }
         let candidates = mempool.reap(maxCount: maxTransactions + includedCount) { address in
             self.account(address, after: parents).nonce
@@ -92,9 +101,8 @@ final class LedgerApplication: ConsensusApplication {
                 transactions.map(VerifiedTransaction.init(signatureAlreadyVerified:)), proposer: Int(proposer), parents: executions)
         }
         guard !transactions.isEmpty || allowEmpty else { return nil }
-        let parentTimestamp = parents.last?.block.header.timestampMs ?? 0
         let header = BlockHeader(
-            height: height, view: view, timestampMs: max(nowMs(), parentTimestamp), previousHash: parentHash,
+            height: height, view: view, timestampMs: timestampMs, previousHash: parentHash,
             transactionsRoot: Block.transactionsRoot(transactions), stateRoot: execution.stateRoot, proposer: proposer,
             transactionCount: UInt32(transactions.count))
         let block = Block(header: header, transactions: transactions)
@@ -109,21 +117,28 @@ final class LedgerApplication: ConsensusApplication {
         inFlight.values.contains { $0.transactionHashes.contains(transactionHash) }
     }
 
-    func validate(_ block: Block, parentHash: Hash, maxTransactions: Int) -> Result<Void, BlockRejection> {
+    /// `maxTransactions` is the genesis maximum, which `checkContents` applies.
+    func validate(
+        _ block: Block, parentHash: Hash, maxTransactions: Int, origin: BlockOrigin
+    ) -> Result<Void, BlockRejection> {
         if inFlight[block.hash] != nil { return .success(()) }
         guard let parents = chain(to: parentHash) else { return .failure(BlockRejection("unknown parent \(parentHash.hex)")) }
-        guard block.transactions.count <= maxTransactions else {
-            return .failure(BlockRejection("\(block.transactions.count) transactions, over the limit of \(maxTransactions)"))
-        }
         // Transactions in the mempool had their signatures verified on admission.
         let pool = mempool
         let precheck = BlockPrecheck.transactions(of: block) { pool.contains($0) }
         let executions = parents.map(\.execution)
         let base = ledger
         do {
+            let parent = BlockRules.Parent(
+                height: base.height + UInt64(parents.count), hash: parentHash,
+                timestampMs: parents.last?.block.header.timestampMs ?? tipTimestampMs)
+            let rulesOrigin: BlockRules.Origin = switch origin {
+            case .prePrepare(let view): .proposal(view: view, nowMs: nowMs())
+            case .sync(let certificateView): .committed(certificateView: certificateView)
+            }
             let execution = try ChainVerifier.checkContents(
-                block, height: base.height + UInt64(parents.count) + 1, parentHash: parentHash,
-                validatorCount: genesis.validators.count, computedTransactionsRoot: precheck.computedTransactionsRoot,
+                block, parent: parent, genesis: genesis, origin: rulesOrigin,
+                computedTransactionsRoot: precheck.computedTransactionsRoot,
                 firstInvalidSignature: precheck.firstInvalidSignature
             ) { transactions, proposer in base.execute(transactions, proposer: proposer, parents: executions) }
             inFlight[block.hash] = InFlight(block: block, parentHash: parentHash, execution: execution)
@@ -142,6 +157,7 @@ final class LedgerApplication: ConsensusApplication {
         }
         ledger.commit(entry.execution)
         tipHash = hash
+        tipTimestampMs = block.header.timestampMs
         // Blocks at or below the new height can no longer be built on.
         inFlight = inFlight.filter { $0.value.block.height > block.height }
         // Re-checks every queue the block touched against the new state.

@@ -165,7 +165,7 @@ public actor Node: NodeService {
 
         application = LedgerApplication(
             genesis: genesis, ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
-            mempool: Mempool(genesis: genesis, limits: config.mempool.limits),
+            tipTimestampMs: recovery.verifier.lastTimestampMs, mempool: Mempool(genesis: genesis, limits: config.mempool.limits),
             nowMs: { UInt64(Date().timeIntervalSince1970 * 1000) })
         let replicaConfiguration = ReplicaConfiguration(
             chainID: genesis.chainID, validators: genesis.validators, selfIndex: selfIndex, parameters: genesis.consensus,

@@ -2,10 +2,12 @@ import TallyConsensus
 import TallyCrypto
 import TallyLedger
 import TallyTypes
+import TallyVerify
 
 /// The simulator's `ConsensusApplication`: a real TallyLedger, a mempool fed by
 /// simulated clients, and the states after blocks proposed or validated but not yet
-/// executed (keyed by block hash).
+/// executed (keyed by block hash). Header checks are the node's (`BlockRules`);
+/// signatures are looked up among the pool's valid transactions instead of checked.
 public final class SimApplication: ConsensusApplication {
     struct Pending {
         let ledger: Ledger
@@ -13,6 +15,7 @@ public final class SimApplication: ConsensusApplication {
         let transactionHashes: Set<Hash>
     }
 
+    let genesis: Genesis
     let validTransactionHashes: Set<Hash>
     public private(set) var ledger: Ledger
     public private(set) var tipHash: Hash
@@ -24,8 +27,9 @@ public final class SimApplication: ConsensusApplication {
     static let maxMempoolTransactions = 4096
     let clockMs: () -> UInt64
 
-    public init(ledger: Ledger, tipHash: Hash, tipTimestampMs: UInt64, validTransactionHashes: Set<Hash>,
+    public init(genesis: Genesis, ledger: Ledger, tipHash: Hash, tipTimestampMs: UInt64, validTransactionHashes: Set<Hash>,
                 clockMs: @escaping () -> UInt64) {
+        self.genesis = genesis
         self.ledger = ledger
         self.tipHash = tipHash
         self.tipTimestampMs = tipTimestampMs
@@ -81,16 +85,22 @@ public final class SimApplication: ConsensusApplication {
         return block
     }
 
-    public func validate(_ block: Block, parentHash: Hash, maxTransactions: Int) -> Result<Void, BlockRejection> {
+    public func validate(
+        _ block: Block, parentHash: Hash, maxTransactions: Int, origin: BlockOrigin
+    ) -> Result<Void, BlockRejection> {
         let header = block.header
         guard let base = state(after: parentHash) else { return .failure(BlockRejection("unknown parent")) }
-        guard header.height == base.ledger.height + 1 else { return .failure(BlockRejection("wrong height")) }
-        guard header.previousHash == parentHash else { return .failure(BlockRejection("wrong previous hash")) }
+        let parent = BlockRules.Parent(height: base.ledger.height, hash: parentHash, timestampMs: base.timestampMs)
+        let rulesOrigin: BlockRules.Origin = switch origin {
+        case .prePrepare(let view): .proposal(view: view, nowMs: clockMs())
+        case .sync(let certificateView): .committed(certificateView: certificateView)
+        }
+        do { try BlockRules.checkHeader(block, parent: parent, genesis: genesis, origin: rulesOrigin) } catch {
+            return .failure(BlockRejection(error.explanation))
+        }
         guard block.transactions.count == Int(header.transactionCount), block.transactions.count <= maxTransactions else {
             return .failure(BlockRejection("transaction count"))
         }
-        guard header.timestampMs > base.timestampMs else { return .failure(BlockRejection("timestamp not after parent")) }
-        guard Int(header.proposer) < base.ledger.validators.count else { return .failure(BlockRejection("unknown proposer")) }
         guard Block.transactionsRoot(block.transactions) == header.transactionsRoot else {
             return .failure(BlockRejection("transactions root"))
         }
@@ -111,7 +121,10 @@ public final class SimApplication: ConsensusApplication {
         let hash = block.hash
         precondition(block.header.previousHash == tipHash, "executed out of order")
         if pending[hash] == nil {
-            guard case .success = validate(block, parentHash: tipHash, maxTransactions: Int.max) else {
+            // Committed: its certificate's view is the header's or later.
+            guard case .success = validate(
+                block, parentHash: tipHash, maxTransactions: Int.max, origin: .sync(certificateView: block.header.view))
+            else {
                 preconditionFailure("a committed block does not apply")
             }
         }
@@ -139,7 +152,7 @@ public final class SimApplication: ConsensusApplication {
     /// A fresh application after a restart: the executed ledger survives (it is
     /// rebuilt from the block store), the mempool and pending states do not.
     public func restarted() -> SimApplication {
-        SimApplication(ledger: ledger, tipHash: tipHash, tipTimestampMs: tipTimestampMs,
+        SimApplication(genesis: genesis, ledger: ledger, tipHash: tipHash, tipTimestampMs: tipTimestampMs,
                        validTransactionHashes: validTransactionHashes, clockMs: clockMs)
     }
 }

@@ -235,7 +235,7 @@ public final class Simulation {
 
     func makeApplication() -> SimApplication {
         SimApplication(
-            ledger: genesisLedger, tipHash: genesisHash, tipTimestampMs: genesis.genesisTimeMs,
+            genesis: genesis, ledger: genesisLedger, tipHash: genesisHash, tipTimestampMs: genesis.genesisTimeMs,
             validTransactionHashes: pool.validHashes,
             clockMs: { [unowned self] in self.genesis.genesisTimeMs + UInt64(self.tick) * SimulationOptions.parameters.tickMs })
     }

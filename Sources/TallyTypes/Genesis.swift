@@ -21,6 +21,14 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
 
     /// The minimum fee of a genesis that does not name one.
     public static let defaultMinFee: UInt64 = 1
+    /// How far past its own clock a validator accepts a proposal's timestamp (and
+    /// so how far validators' clocks may disagree); a faulty primary cannot push
+    /// the chain's time further ahead than this.
+    public var maxClockDriftMs: UInt64
+
+    public static let defaultMaxClockDriftMs: UInt64 = 10_000
+    /// Upper end of `max_clock_drift_ms`'s range: one hour.
+    public static let maxClockDriftLimitMs: UInt64 = 3_600_000
 
     public static let `default` = ConsensusParameters(
         checkpointIntervalBlocks: 16, maxBlockTransactions: 4000, maxBlocksInFlight: 4, tickMs: 50,
@@ -28,7 +36,8 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
 
     public init(
         checkpointIntervalBlocks: UInt64, maxBlockTransactions: UInt32, maxBlocksInFlight: UInt64, tickMs: UInt64,
-        viewChangeTimeoutTicks: UInt64, maxViewChangeTimeoutTicks: UInt64, minFee: UInt64 = defaultMinFee
+        viewChangeTimeoutTicks: UInt64, maxViewChangeTimeoutTicks: UInt64, minFee: UInt64 = defaultMinFee,
+        maxClockDriftMs: UInt64 = ConsensusParameters.defaultMaxClockDriftMs
     ) {
         self.checkpointIntervalBlocks = checkpointIntervalBlocks
         self.maxBlockTransactions = maxBlockTransactions
@@ -37,6 +46,7 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         self.viewChangeTimeoutTicks = viewChangeTimeoutTicks
         self.maxViewChangeTimeoutTicks = maxViewChangeTimeoutTicks
         self.minFee = minFee
+        self.maxClockDriftMs = maxClockDriftMs
     }
 
     enum CodingKeys: String, CodingKey {
@@ -47,10 +57,11 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         case viewChangeTimeoutTicks = "view_change_timeout_ticks"
         case maxViewChangeTimeoutTicks = "max_view_change_timeout_ticks"
         case minFee = "min_fee"
+        case maxClockDriftMs = "max_clock_drift_ms"
     }
 
-    /// Every key but `min_fee` is required (as before it existed); a file without it
-    /// gets `defaultMinFee`, which is hashed like any other value.
+    /// Every key but `min_fee` and `max_clock_drift_ms` is required (as before they
+    /// existed); a file without them gets their defaults, which are hashed like any other value.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         checkpointIntervalBlocks = try container.decode(UInt64.self, forKey: .checkpointIntervalBlocks)
@@ -60,6 +71,8 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         viewChangeTimeoutTicks = try container.decode(UInt64.self, forKey: .viewChangeTimeoutTicks)
         maxViewChangeTimeoutTicks = try container.decode(UInt64.self, forKey: .maxViewChangeTimeoutTicks)
         minFee = try container.decodeIfPresent(UInt64.self, forKey: .minFee) ?? Self.defaultMinFee
+        maxClockDriftMs = try container.decodeIfPresent(UInt64.self, forKey: .maxClockDriftMs)
+            ?? ConsensusParameters.defaultMaxClockDriftMs
     }
 
     func check() throws(Genesis.Error) {
@@ -79,6 +92,9 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         }
         // Zero would make transfers, and the accounts they create, free again.
         guard minFee >= 1 else { throw .invalid("consensus.min_fee", "must be at least 1 base unit") }
+        guard maxClockDriftMs >= 1 && maxClockDriftMs <= Self.maxClockDriftLimitMs else {
+            throw .invalid("consensus.max_clock_drift_ms", "must be 1…\(Self.maxClockDriftLimitMs)")
+        }
     }
 
     func encode(to encoder: inout CanonicalEncoder) {
@@ -89,6 +105,7 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         encoder.u64(viewChangeTimeoutTicks)
         encoder.u64(maxViewChangeTimeoutTicks)
         encoder.u64(minFee)
+        encoder.u64(maxClockDriftMs)
     }
 }
 
@@ -113,6 +130,7 @@ public struct GenesisAccount: Hashable, Sendable {
 /// | checkpoint_interval_blocks: u64 | max_block_transactions: u32 | max_blocks_in_flight: u64
 /// | tick_ms: u64 | view_change_timeout_ticks: u64 | max_view_change_timeout_ticks: u64
 /// | min_fee: u64
+/// | max_clock_drift_ms: u64
 /// ```
 public struct Genesis: Hashable, Sendable {
     public var chainID: String

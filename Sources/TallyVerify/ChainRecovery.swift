@@ -35,8 +35,9 @@ public enum ChainRecovery {
         var snapshotHeight: UInt64 = 0
         do {
             if let (snapshot, ledger) = try snapshots.loadLatest(genesis: genesis) {
-                if try matches(snapshot, store: store, genesis: genesis) {
-                    verifier = ChainVerifier(genesis: genesis, resumingFrom: ledger, lastBlockHash: snapshot.blockHash)
+                if let timestampMs = try matchingTimestampMs(snapshot, store: store, genesis: genesis) {
+                    verifier = ChainVerifier(
+                        genesis: genesis, resumingFrom: ledger, lastBlockHash: snapshot.blockHash, lastTimestampMs: timestampMs)
                     snapshotHeight = snapshot.height
                 } else {
                     logger.warning(
@@ -59,10 +60,16 @@ public enum ChainRecovery {
         return Outcome(verifier: verifier, snapshotHeight: snapshotHeight, replayedBlocks: store.tipHeight - snapshotHeight)
     }
 
-    /// The snapshot is of this chain: the block at its height has its hash and state root.
-    static func matches(_ snapshot: Snapshot, store: BlockStore, genesis: Genesis) throws(StoreError) -> Bool {
-        if snapshot.height == 0 { return snapshot.blockHash == genesis.hash && snapshot.stateRoot == Ledger(genesis: genesis).stateRoot }
-        guard let stored = try store.block(at: snapshot.height) else { return false }
-        return stored.block.hash == snapshot.blockHash && stored.block.header.stateRoot == snapshot.stateRoot
+    /// The timestamp of the block at the snapshot's height (the genesis time at 0)
+    /// when the snapshot is of this chain: that block has its hash and state root.
+    static func matchingTimestampMs(_ snapshot: Snapshot, store: BlockStore, genesis: Genesis) throws(StoreError) -> UInt64? {
+        if snapshot.height == 0 {
+            let matches = snapshot.blockHash == genesis.hash && snapshot.stateRoot == Ledger(genesis: genesis).stateRoot
+            return matches ? genesis.genesisTimeMs : nil
+        }
+        guard let stored = try store.block(at: snapshot.height),
+              stored.block.hash == snapshot.blockHash && stored.block.header.stateRoot == snapshot.stateRoot
+        else { return nil }
+        return stored.block.header.timestampMs
     }
 }

@@ -9,7 +9,19 @@ public struct VerificationFailure: Error, Equatable, Sendable, CustomStringConve
         /// The block at this position carries another height (a gap or a swap).
         case unexpectedHeight(found: UInt64)
         case previousHashMismatch(expected: Hash, found: Hash)
+        /// More transactions than genesis allows in a block (`consensus.max_block_transactions`).
+        case tooManyTransactions(count: Int, limit: UInt32)
         case unknownProposer(index: UInt32)
+        /// The proposer is not the primary of the header's view (v mod n).
+        case wrongProposer(found: UInt32, view: UInt64, primary: UInt32)
+        /// The header's view is later than its commit certificate's.
+        case viewAfterCertificate(header: UInt64, certificate: UInt64)
+        /// The header's view is later than the PRE-PREPARE's that proposes it.
+        case viewAfterProposal(header: UInt64, proposal: UInt64)
+        /// Not later than the parent's timestamp (the genesis time below block 1).
+        case timestampNotIncreasing(found: UInt64, parent: UInt64)
+        /// A proposal's timestamp beyond the local clock plus `consensus.max_clock_drift_ms`.
+        case timestampTooFarAhead(found: UInt64, nowMs: UInt64, maxDriftMs: UInt64)
         case transactionsRootMismatch(header: Hash, computed: Hash)
         case certificate(CommitCertificate.Failure)
         case transactionSignature(index: Int)
@@ -34,7 +46,13 @@ public struct VerificationFailure: Error, Equatable, Sendable, CustomStringConve
         switch reason {
         case .unexpectedHeight: return "unexpected_height"
         case .previousHashMismatch: return "previous_hash_mismatch"
+        case .tooManyTransactions: return "too_many_transactions"
         case .unknownProposer: return "unknown_proposer"
+        case .wrongProposer: return "wrong_proposer"
+        case .viewAfterCertificate: return "view_after_certificate"
+        case .viewAfterProposal: return "view_after_proposal"
+        case .timestampNotIncreasing: return "timestamp_not_increasing"
+        case .timestampTooFarAhead: return "timestamp_too_far_ahead"
         case .transactionsRootMismatch: return "transactions_root_mismatch"
         case .certificate(let failure):
             switch failure {
@@ -60,7 +78,19 @@ public struct VerificationFailure: Error, Equatable, Sendable, CustomStringConve
             return "expected the block of height \(height), found height \(found) (a block is missing or out of order)"
         case .previousHashMismatch(let expected, let found):
             return "previous-hash link broken: the header names \(found.hex), the previous block is \(expected.hex)"
+        case .tooManyTransactions(let count, let limit):
+            return "\(count) transactions, over the genesis limit of \(limit) (consensus.max_block_transactions)"
         case .unknownProposer(let index): return "proposer index \(index) is not a genesis validator"
+        case .wrongProposer(let found, let view, let primary):
+            return "proposer \(found) is not validator \(primary), the primary of the header's view \(view)"
+        case .viewAfterCertificate(let header, let certificate):
+            return "header view \(header) is later than its commit certificate's view \(certificate)"
+        case .viewAfterProposal(let header, let proposal):
+            return "header view \(header) is later than the view \(proposal) of the PRE-PREPARE proposing it"
+        case .timestampNotIncreasing(let found, let parent):
+            return "timestamp \(found) ms is not later than the previous block's \(parent) ms"
+        case .timestampTooFarAhead(let found, let nowMs, let maxDriftMs):
+            return "timestamp \(found) ms is more than \(maxDriftMs) ms (consensus.max_clock_drift_ms) past this clock's \(nowMs) ms"
         case .transactionsRootMismatch(let header, let computed):
             return "transactions do not match the header's Merkle root (header \(header.hex), computed \(computed.hex))"
         case .certificate(let failure): return "commit certificate invalid: \(failure)"
@@ -200,8 +230,10 @@ public enum BlockPrecheck {
     }
 }
 
-/// Verifies a chain block by block from genesis (or from a trusted snapshot): height
-/// and previous-hash link, proposer, transactions' Merkle root, commit certificate
+/// Verifies a chain block by block from genesis (or from a trusted snapshot): the
+/// header rules (`BlockRules`: height and previous-hash link, transaction count,
+/// proposer, view against the certificate's, increasing timestamp), transactions'
+/// Merkle root, commit certificate
 /// (2f+1 distinct genesis validators, each signature valid over the canonical COMMIT
 /// bytes for this chain id, view, height and block hash), every transaction
 /// signature, then replay through the ledger with the header's state root checked.
@@ -213,6 +245,8 @@ public struct ChainVerifier: Sendable {
     public private(set) var ledger: Ledger
     /// Hash of the last verified block (the genesis hash before block 1).
     public private(set) var lastBlockHash: Hash
+    /// Its timestamp (the genesis time before block 1): the next must be later.
+    public private(set) var lastTimestampMs: UInt64
 
     public var height: UInt64 { ledger.height }
 
@@ -220,15 +254,22 @@ public struct ChainVerifier: Sendable {
         self.genesis = genesis
         ledger = Ledger(genesis: genesis)
         lastBlockHash = genesis.hash
+        lastTimestampMs = genesis.genesisTimeMs
     }
 
     /// Resumes above a trusted state: a snapshot whose root the caller checked
-    /// against the stored header at its height, and that block's hash.
-    public init(genesis: Genesis, resumingFrom ledger: Ledger, lastBlockHash: Hash) {
+    /// against the stored header at its height, and that block's hash and timestamp.
+    public init(genesis: Genesis, resumingFrom ledger: Ledger, lastBlockHash: Hash, lastTimestampMs: UInt64) {
         precondition(ledger.chainID == genesis.chainID, "ledger of another chain")
         self.genesis = genesis
         self.ledger = ledger
         self.lastBlockHash = lastBlockHash
+        self.lastTimestampMs = lastTimestampMs
+    }
+
+    /// What the next block is checked against.
+    public var parent: BlockRules.Parent {
+        BlockRules.Parent(height: height, hash: lastBlockHash, timestampMs: lastTimestampMs)
     }
 
     /// Full check of one block (signatures on all cores), then applies it.
@@ -243,17 +284,19 @@ public struct ChainVerifier: Sendable {
         let block = prechecked.certified.block
         let current = ledger
         let execution = try Self.checkContents(
-            block, height: height + 1, parentHash: lastBlockHash, validatorCount: genesis.validators.count,
+            block, parent: parent, genesis: genesis, origin: .committed(certificateView: prechecked.certified.certificate.view),
             computedTransactionsRoot: prechecked.computedTransactionsRoot,
             certificateFailure: prechecked.certificateFailure, firstInvalidSignature: prechecked.firstInvalidSignature
         ) { transactions, proposer in current.execute(transactions, proposer: proposer) }
         ledger.commit(execution)
         lastBlockHash = block.hash
+        lastTimestampMs = block.header.timestampMs
         return execution
     }
 
     /// The checks of a block's contents on top of its parent, in the order the
-    /// verifier reports them: height, previous-hash link, proposer, Merkle root,
+    /// verifier reports them: the header rules (`BlockRules.checkHeader`: height,
+    /// previous-hash link, transaction count, proposer, view, timestamp), Merkle root,
     /// the commit certificate (when there is one), transaction signatures (both
     /// computed by the caller, in parallel), then execution
     /// (`execute` runs the transactions on the parent's state) with every
@@ -262,19 +305,15 @@ public struct ChainVerifier: Sendable {
     /// proposals and on blocks from peers, so a node and `tally verify` accept
     /// exactly the same blocks.
     public static func checkContents(
-        _ block: Block, height expected: UInt64, parentHash: Hash, validatorCount: Int, computedTransactionsRoot: Hash,
-        certificateFailure: CommitCertificate.Failure? = nil, firstInvalidSignature: Int?,
+        _ block: Block, parent: BlockRules.Parent, genesis: Genesis, origin: BlockRules.Origin,
+        computedTransactionsRoot: Hash, certificateFailure: CommitCertificate.Failure? = nil, firstInvalidSignature: Int?,
         execute: ([VerifiedTransaction], Int) -> BlockExecution
     ) throws(VerificationFailure) -> BlockExecution {
         let header = block.header
         func fail(_ reason: VerificationFailure.Reason) -> VerificationFailure {
-            VerificationFailure(height: expected, reason: reason)
+            VerificationFailure(height: parent.height + 1, reason: reason)
         }
-        guard header.height == expected else { throw fail(.unexpectedHeight(found: header.height)) }
-        guard header.previousHash == parentHash else {
-            throw fail(.previousHashMismatch(expected: parentHash, found: header.previousHash))
-        }
-        guard Int(header.proposer) < validatorCount else { throw fail(.unknownProposer(index: header.proposer)) }
+        try BlockRules.checkHeader(block, parent: parent, genesis: genesis, origin: origin)
         guard computedTransactionsRoot == header.transactionsRoot else {
             throw fail(.transactionsRootMismatch(header: header.transactionsRoot, computed: computedTransactionsRoot))
         }

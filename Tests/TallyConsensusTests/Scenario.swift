@@ -47,7 +47,7 @@ final class Scenario {
 
     func makeApplication() -> SimApplication {
         SimApplication(
-            ledger: genesisLedger, tipHash: genesisHash, tipTimestampMs: genesis.genesisTimeMs,
+            genesis: genesis, ledger: genesisLedger, tipHash: genesisHash, tipTimestampMs: genesis.genesisTimeMs,
             validTransactionHashes: TransactionPool.shared.validHashes, clockMs: { [unowned self] in
                 self.genesis.genesisTimeMs + UInt64(self.tickCount) * 10
             })

@@ -90,6 +90,30 @@ final class GenesisTests: XCTestCase {
             $0["consensus"] = consensus
         }, mentioning: "consensus.checkpoint_interval_blocks")
         assertRejected(try mutated { $0["validators"] = [] }, mentioning: "validators")
+        for drift in [0, 3_600_001] {
+            assertRejected(try mutated {
+                var consensus = $0["consensus"] as! [String: Any]
+                consensus["max_clock_drift_ms"] = drift
+                $0["consensus"] = consensus
+            }, mentioning: "consensus.max_clock_drift_ms")
+        }
+    }
+
+    /// The clock drift bound is hashed, so validators with different bounds are on
+    /// different chains; a genesis file written before it existed gets the default.
+    func testClockDriftIsHashedAndDefaultsWhenAbsent() throws {
+        let genesis = try Self.expectedDevnet()
+        XCTAssertEqual(genesis.consensus.maxClockDriftMs, 10_000)
+        var other = genesis
+        other.consensus.maxClockDriftMs = 20_000
+        XCTAssertNotEqual(other.hash, genesis.hash)
+        let withoutDrift = try mutated {
+            var consensus = $0["consensus"] as! [String: Any]
+            XCTAssertEqual(consensus["max_clock_drift_ms"] as? Int, 10_000)
+            consensus["max_clock_drift_ms"] = nil
+            $0["consensus"] = consensus
+        }
+        XCTAssertEqual(try Genesis(json: withoutDrift).hash, genesis.hash)
     }
 
     private func assertRejected(_ data: Data, mutatingCheck field: String) {

@@ -74,7 +74,8 @@ final class ChainVerifierTests: XCTestCase {
         let snapshot = Snapshot(ledger: verifier.ledger, blockHash: verifier.lastBlockHash)
         let restored = try snapshot.restore(genesis: Fixture.genesis)
         XCTAssertEqual(restored.stateRoot, Fixture.blocks[5].block.header.stateRoot)
-        var resumed = ChainVerifier(genesis: Fixture.genesis, resumingFrom: restored, lastBlockHash: snapshot.blockHash)
+        var resumed = ChainVerifier(genesis: Fixture.genesis, resumingFrom: restored, lastBlockHash: snapshot.blockHash,
+            lastTimestampMs: Fixture.blocks[5].block.header.timestampMs)
         for block in Fixture.blocks.dropFirst(6) { try resumed.verifyNext(block) }
         XCTAssertEqual(resumed.ledger.stateRoot, Fixture.blocks.last!.block.header.stateRoot)
     }

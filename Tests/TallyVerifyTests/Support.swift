@@ -66,6 +66,47 @@ enum Fixture {
         }
         return blocks
     }
+
+    /// The fixture's chain re-sealed onto `genesis` (its hash links block 1) by a
+    /// forger holding every validator key, with `edits[h]` applied to block h: each
+    /// changed block gets its transactions root, previous-hash link and certificate
+    /// (same view) redone, and with `recomputeStateRoots` the state roots too (from
+    /// the first edited height on), so the edits are the only flaws.
+    static func reseal(
+        onto genesis: Genesis = Fixture.genesis, recomputeStateRoots: Bool = false,
+        _ edits: [UInt64: (inout Block) -> Void]
+    ) -> [CertifiedBlock] {
+        var blocks = Fixture.blocks
+        let first = edits.keys.min() ?? UInt64(blocks.count + 1)
+        var ledger = Ledger(genesis: genesis)
+        var previousHash = genesis.hash
+        for index in blocks.indices {
+            let height = UInt64(index + 1)
+            var block = blocks[index].block
+            block.header.previousHash = previousHash
+            if let edit = edits[height] {
+                edit(&block)
+                block.header.transactionCount = UInt32(block.transactions.count)
+                block.header.transactionsRoot = Block.transactionsRoot(block.transactions)
+            }
+            if recomputeStateRoots {
+                let execution = ledger.execute(
+                    block.transactions.map(VerifiedTransaction.init(signatureAlreadyVerified:)), proposer: Int(block.header.proposer))
+                precondition(execution.allApplied, "an edit left a transaction that does not apply")
+                if height >= first { block.header.stateRoot = execution.stateRoot }
+                ledger.commit(execution)
+            }
+            if block != blocks[index].block { blocks[index] = certify(block, view: blocks[index].certificate.view) }
+            previousHash = block.hash
+        }
+        return blocks
+    }
+
+    static func verify(_ blocks: [CertifiedBlock], genesis: Genesis) throws -> VerificationReport {
+        let fileSystem = SimulatedFileSystem()
+        try write(blocks, fileSystem: fileSystem)
+        return try ChainVerification.run(dataDirectory: "/chain/data", genesis: genesis, fileSystem: fileSystem)
+    }
 }
 
 extension XCTestCase {
