@@ -7,7 +7,7 @@ public typealias ValidatorIndex = UInt32
 /// Bounds on what a consensus message may carry, checked while decoding.
 public enum ConsensusLimits {
     /// Prepared certificates in one VIEW-CHANGE (heights between the low and high water marks).
-    public static let maxPreparedCertificates = 4096
+    public static let maxPreparedCertificates = Int(2 * Limits.maxCheckpointIntervalBlocks)
     /// Blocks in one sync response.
     public static let maxSyncBlocks = 64
     /// Largest encoded consensus message (a NEW-VIEW carrying blocks).
@@ -20,6 +20,34 @@ public enum ConsensusLimits {
     /// Sync requests one peer gets answered per retransmit interval: a syncing replica
     /// asks again as soon as a batch arrives, a flood gets no more than this.
     public static let maxSyncAnswersPerInterval = 4
+
+    /// An upper bound of the encoded size of any consensus message a replica of a chain
+    /// with these parameters and validators builds (a PRE-PREPARE or block with a full
+    /// block of the largest transactions, a sync response of one certified block, a
+    /// VIEW-CHANGE or NEW-VIEW with a certificate at every height of the log window): a
+    /// node checks it against its frame bound at start-up, so that no valid
+    /// configuration can build a message its transport cannot send.
+    public static func largestMessageBytes(parameters: ConsensusParameters, validatorCount: Int) -> Int {
+        func tagBytes(_ tag: DomainTag) -> Int { 4 + tag.rawValue.utf8.count }
+        let envelope = tagBytes(.consensusMessage) + 1
+        let headerBytes = BlockHeader(
+            height: 0, view: 0, timestampMs: 0, previousHash: Hash.zero, transactionsRoot: Hash.zero, stateRoot: Hash.zero,
+            proposer: 0, transactionCount: 0).canonicalBytes.count
+        let blockBytes = tagBytes(.block) + headerBytes + 4
+            + Int(parameters.maxBlockTransactions) * Limits.maxTransactionBytes
+        let signatureBytes = 64, voteBytes = 1 + 8 + 8 + 32 + 4 + 64
+        let prePrepare = envelope + 8 + blockBytes + signatureBytes
+        let certificate = tagBytes(.commitCertificate) + 8 + 8 + 32 + 4 + validatorCount * (4 + signatureBytes)
+        let syncResponse = envelope + 4 + blockBytes + certificate
+        let proposal = 8 + headerBytes + signatureBytes
+        let prepared = proposal + 4 + (validatorCount - 1) * voteBytes
+        let checkpointProof = 8 + 32 + 32 + 4 + validatorCount * (4 + signatureBytes)
+        let window = Int(2 * parameters.checkpointIntervalBlocks)
+        let viewChange = 8 + 4 + checkpointProof + 4 + window * prepared + signatureBytes
+        let quorum = validatorCount - (validatorCount - 1) / 3
+        let newView = envelope + 8 + 4 + quorum * viewChange + 4 + window * proposal + signatureBytes
+        return max(prePrepare, syncResponse, envelope + viewChange, newView)
+    }
 }
 
 /// PBFT PRE-PREPARE: the primary of `view` proposes `block` at height `block.height`.

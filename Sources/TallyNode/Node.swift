@@ -131,6 +131,7 @@ public actor Node: NodeService {
         guard let index = genesis.validators.index(of: key.publicKey) else {
             throw NodeConfig.Error.invalid("this key (\(key.publicKey.hex)) is not a validator in genesis")
         }
+        try Self.checkFrameBound(genesis: genesis, maxMessageBytes: config.p2p.maxMessageBytes)
         executorLoop = Self.executorGroup.next()
         self.genesis = genesis
         self.genesisJSON = genesisJSON
@@ -204,6 +205,19 @@ public actor Node: NodeService {
     /// The replica's last persisted state with its prepared blocks (either stored
     /// form); removes block files it does not refer to. Damage is an error: a replica
     /// that forgot what it signed could sign twice.
+    /// Refuses a configuration whose consensus messages could outgrow the transport's
+    /// bound: an oversize message is dropped on the way, and the protocol would stall on it.
+    static func checkFrameBound(genesis: Genesis, maxMessageBytes: Int) throws {
+        let largest = ConsensusLimits.largestMessageBytes(parameters: genesis.consensus, validatorCount: genesis.validators.count)
+        guard largest <= maxMessageBytes else {
+            throw NodeConfig.Error.invalid(
+                "p2p.max_message_bytes = \(maxMessageBytes) is below the largest consensus message this genesis allows "
+                    + "(\(largest) bytes: consensus.max_block_transactions = \(genesis.consensus.maxBlockTransactions) of up to "
+                    + "\(Limits.maxTransactionBytes) bytes, consensus.checkpoint_interval_blocks = "
+                    + "\(genesis.consensus.checkpointIntervalBlocks), \(genesis.validators.count) validators)")
+        }
+    }
+
     private static func readDurableState(_ store: ConsensusStateStore) throws -> DurableState? {
         guard let bytes = try store.readState() else {
             try store.retainOnly([])

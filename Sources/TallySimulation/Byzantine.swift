@@ -35,14 +35,38 @@ extension Simulation {
             if activePrimary, case .prePrepare = message { return count("byzantine_silences") }
             if case .viewChange(let viewChange) = message, let forged = forgedViewChange(viewChange, node: node) {
                 count("byzantine_forged_certificates")
-                return transmit(.viewChange(forged), from: node, to: targets)
+                transmit(.viewChange(forged), from: node, to: targets)
+                // NEW-VIEWs name blocks by hash: the forged (empty) block is pushed every
+                // tick (byzantineTick), so a replica that took the certificate gets it.
+                if let certificate = forged.prepared.last {
+                    node.forgedBlocks = Array((node.forgedBlocks + [Block(header: certificate.proposal.header, transactions: [])]).suffix(4))
+                }
+                return
             }
             transmit(message, from: node, to: targets)
         case .newViewDropsPrepared:
-            if case .newView(let newView) = message, !newView.proposals.isEmpty {
+            if case .newView(let newView) = message, let first = newView.proposals.first {
                 count("byzantine_forged_new_views")
-                return transmit(.newView(Forgery.newViewDroppingPrepared(newView, chainID: Simulation.chainID, signer: signer)),
-                                from: node, to: targets)
+                var forged = Forgery.newViewDroppingPrepared(newView, chainID: Simulation.chainID, signer: signer)
+                // Where the forger's own tip is the first re-proposed block's parent, it
+                // re-proposes an empty block there instead (valid on that state), and
+                // pushes its body: a backup that skips the recomputation commits it where
+                // others commit the prepared block.
+                if first.header.previousHash == (node.chain.last?.block.hash ?? genesisHash) {
+                    let header = BlockHeader(
+                        height: first.height, view: first.header.view,
+                        timestampMs: (node.chain.last?.block.header.timestampMs ?? genesis.genesisTimeMs) + 3,
+                        previousHash: first.header.previousHash, transactionsRoot: Block.transactionsRoot([]),
+                        stateRoot: node.app.ledger.stateRoot, proposer: first.header.proposer, transactionCount: 0)
+                    let bytes = PrePrepare.signingBytes(chainID: Simulation.chainID, view: newView.view, height: header.height, blockHash: header.hash)
+                    let proposals = [SignedProposal(view: newView.view, header: header, signature: signer.sign(bytes))]
+                    let bodyHash = NewView.bodyHash(viewChanges: newView.viewChanges, proposals: proposals)
+                    forged = NewView(
+                        view: newView.view, viewChanges: newView.viewChanges, proposals: proposals,
+                        signature: signer.sign(NewView.signingBytes(chainID: Simulation.chainID, view: newView.view, bodyHash: bodyHash)))
+                    node.forgedBlocks = Array((node.forgedBlocks + [Block(header: header, transactions: [])]).suffix(4))
+                }
+                return transmit(.newView(forged), from: node, to: targets)
             }
             transmit(message, from: node, to: targets)
         case .silentPrimary:
@@ -78,6 +102,8 @@ extension Simulation {
         case .replayOldView where tick % 4 == 0 && !node.recorded.isEmpty:
             for _ in 0..<5 { transmit(random.pick(node.recorded), from: node, to: everyone) }
             count("byzantine_replays", 5)
+        case .forgedPreparedCertificate, .newViewDropsPrepared:
+            for block in node.forgedBlocks { transmit(.block(block), from: node, to: everyone) }
         case .futureViewFlood:
             floodFutureViews(node, replica: replica, to: everyone)
         case .forgedNewView:

@@ -113,6 +113,8 @@ public final class Simulation {
         var lastView: UInt64 = 0
         var transactionHashes = Set<Hash>()
         var recorded: [ConsensusMessage] = []
+        /// Blocks a forged certificate named (pushed to peers, who fetch by hash).
+        var forgedBlocks: [Block] = []
 
         init(slot: Int, validator: ValidatorIndex, mode: ByzantineMode?, twinGroup: Int?, app: SimApplication) {
             self.slot = slot

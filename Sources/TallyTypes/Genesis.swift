@@ -76,8 +76,8 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
     }
 
     func check() throws(Genesis.Error) {
-        guard checkpointIntervalBlocks >= 1 && checkpointIntervalBlocks <= 1_000_000 else {
-            throw .invalid("consensus.checkpoint_interval_blocks", "must be 1…1000000")
+        guard checkpointIntervalBlocks >= 1 && checkpointIntervalBlocks <= Limits.maxCheckpointIntervalBlocks else {
+            throw .invalid("consensus.checkpoint_interval_blocks", "must be 1…\(Limits.maxCheckpointIntervalBlocks)")
         }
         guard maxBlockTransactions >= 1 && Int(maxBlockTransactions) <= Limits.maxBlockTransactions else {
             throw .invalid("consensus.max_block_transactions", "must be 1…\(Limits.maxBlockTransactions)")

@@ -10,4 +10,8 @@ public enum Limits {
     public static let maxTransactionBytes = 512
     public static let maxBlockTransactions = 20_000
     public static let maxBlockBytes = maxBlockTransactions * maxTransactionBytes + 4096
+    /// Largest checkpoint interval: the log window (two intervals) must fit the prepared
+    /// certificates a VIEW-CHANGE and the durable state may hold (4,096); above it a
+    /// replica wrote durable state it could not read back.
+    public static let maxCheckpointIntervalBlocks: UInt64 = 2048
 }

@@ -168,4 +168,80 @@ final class FaultyValidatorTests: XCTestCase {
         XCTAssertEqual(scenario.replicas[1].committedHeight, 1)
         XCTAssertEqual(scenario.executed[1].map(\.block.hash), [blockB.hash])
     }
+
+    /// Issue 13 item 2: VIEW-CHANGE and NEW-VIEW carry block hashes, not blocks (with
+    /// full blocks they outgrew the frame bound and losing the primary halted the
+    /// chain). A replica that never saw a re-proposed block fetches it by hash from a
+    /// validator that certified it, checks it against the header, and commits it.
+    func testReplicaFetchesAReProposedBlockItLacksByHash() throws {
+        let scenario = Scenario()
+        scenario.submit(1)
+        // Replica 3 misses the PRE-PREPARE; no COMMIT gets through: block 1 is only prepared.
+        scenario.deliverAll { _, to, message in
+            !(to == 3 && message.kind == "pre_prepare") && message.kind != "commit"
+        }
+        XCTAssertEqual(scenario.heights, [0, 0, 0, 0])
+        let prepared = try XCTUnwrap(scenario.replicas[1].preparedCertificates[1])
+        XCTAssertNotNil(scenario.replicas[1].preparedBlocks[prepared.blockHash])
+        XCTAssertNil(scenario.replicas[3].slots[1]?.candidateBody)
+        scenario.down = [0]
+        var newViewBytes = 0
+        scenario.tick(Int(scenario.parameters.viewChangeTimeoutTicks) + 8) { _, _, message in
+            if case .newView(let newView) = message {
+                newViewBytes = max(newViewBytes, newView.canonicalBytes.count)
+                XCTAssertEqual(newView.proposals.map(\.blockHash), [prepared.blockHash])
+            }
+            return true
+        }
+        XCTAssertEqual(scenario.heights[1...3], [1, 1, 1])
+        XCTAssertEqual(scenario.executed[3].map(\.block.hash), [prepared.blockHash])
+        XCTAssertFalse(scenario.messages(from: 3, "block_request").isEmpty, "replica 3 asked for the block")
+        XCTAssertGreaterThan(newViewBytes, 0)
+    }
+
+    /// The largest NEW-VIEW of n = 4 with default parameters — a quorum of VIEW-CHANGEs,
+    /// each certifying every height of the log window, with blocks of 4,000
+    /// transactions — stays far below the 16 MiB frame bound (with blocks inside it was
+    /// about 3 × 32 × 0.5 MB).
+    func testNewViewSizeDoesNotGrowWithBlocks() {
+        let scenario = Scenario()
+        let key = scenario.keys[0]
+        let transaction = Transaction.signed(
+            by: key, chainID: Scenario.chainID, to: Address(publicKey: scenario.keys[1].publicKey), amount: 1, fee: 1, nonce: 0)
+        let transactions = Array(repeating: transaction, count: Int(ConsensusParameters.default.maxBlockTransactions))
+        let window = 2 * ConsensusParameters.default.checkpointIntervalBlocks
+        var parent = scenario.genesisHash
+        var certificates: [PreparedCertificate] = []
+        var fullBlockBytes = 0
+        for height in 1...window {
+            let header = BlockHeader(
+                height: height, view: 0, timestampMs: height, previousHash: parent, transactionsRoot: Block.transactionsRoot(transactions),
+                stateRoot: parent, proposer: 0, transactionCount: UInt32(transactions.count))
+            if height == 1 { fullBlockBytes = Block(header: header, transactions: transactions).canonicalBytes.count }
+            parent = header.hash
+            let proposal = SignedProposal(view: 0, header: header, signature: key.sign([1]))
+            certificates.append(PreparedCertificate(proposal: proposal, prepares: (1...2).map {
+                scenario.vote(.prepare, view: 0, height: height, hash: header.hash, by: $0)
+            }))
+        }
+        let checkpoint = CheckpointProof.genesis(hash: scenario.genesisHash, stateRoot: scenario.genesisLedger.stateRoot)
+        let viewChanges = (1...3).map {
+            ViewChange(newView: 1, validator: $0, checkpoint: checkpoint, prepared: certificates, signature: key.sign([2]))
+        }
+        let newView = NewView(view: 1, viewChanges: viewChanges, proposals: certificates.map(\.proposal), signature: key.sign([3]))
+        let bytes = ConsensusMessage.newView(newView).canonicalBytes.count
+        XCTAssertGreaterThan(fullBlockBytes, 400_000)
+        XCTAssertLessThan(bytes, 1 << 20, "NEW-VIEW of \(bytes) bytes")
+        XCTAssertLessThan(bytes, fullBlockBytes, "a NEW-VIEW is smaller than one of the blocks it names")
+    }
+
+    /// A block answering no request, or one whose transactions do not match the header
+    /// the NEW-VIEW named, is dropped.
+    func testUnrequestedOrAlteredBlockIsDropped() {
+        let scenario = Scenario()
+        let block = scenario.proposal()
+        scenario.step(2, .message(.block(block), from: 3))
+        XCTAssertEqual(scenario.replicas[2].dropped[.unexpectedBlock], 1)
+        XCTAssertEqual(scenario.heights, [0, 0, 0, 0])
+    }
 }

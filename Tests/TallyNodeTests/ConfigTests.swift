@@ -1,4 +1,6 @@
 import Foundation
+import TallyConsensus
+import TallyTypes
 import XCTest
 
 @testable import TallyNode
@@ -76,5 +78,38 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try load("[mempool]\nmax_nonce_gap = 1000000000\n")) { error in
             XCTAssertTrue("\(error)".contains("mempool.max_nonce_gap"), "\(error)")
         }
+    }
+}
+
+/// Issue 13 item 2: no valid configuration may build a consensus message its transport
+/// cannot send (an oversize NEW-VIEW was dropped and the chain halted).
+final class FrameBoundTests: XCTestCase {
+    func testLargestConsensusMessageIsCheckedAgainstTheFrameBound() throws {
+        let genesis = try Genesis(json: Data(contentsOf: URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().appendingPathComponent("../../genesis/devnet.json").standardizedFileURL))
+        let largest = ConsensusLimits.largestMessageBytes(parameters: genesis.consensus, validatorCount: genesis.validators.count)
+        // A full block of the largest transactions dominates; the window's certificates do not.
+        XCTAssertGreaterThan(largest, Int(genesis.consensus.maxBlockTransactions) * Limits.maxTransactionBytes)
+        XCTAssertLessThan(largest, Int(genesis.consensus.maxBlockTransactions) * Limits.maxTransactionBytes + 200_000)
+        XCTAssertNoThrow(try Node.checkFrameBound(genesis: genesis, maxMessageBytes: NodeConfig().p2p.maxMessageBytes))
+        XCTAssertThrowsError(try Node.checkFrameBound(genesis: genesis, maxMessageBytes: largest - 1)) { error in
+            XCTAssertTrue("\(error)".contains("p2p.max_message_bytes"), "\(error)")
+        }
+        // A genesis the format allows whose VIEW-CHANGEs could not be sent (a window of
+        // 4,096 prepared certificates, each with 2f PREPAREs of 64 validators) is refused.
+        var widest = genesis.consensus
+        widest.checkpointIntervalBlocks = Limits.maxCheckpointIntervalBlocks
+        let validators = (0..<64).map { Validator(name: "v\($0)", publicKey: DevnetKeys.validatorKey($0).publicKey, networkAddress: "127.0.0.1:\(9000 + $0)") }
+        let wide = try Genesis(chainID: genesis.chainID, genesisTimeMs: genesis.genesisTimeMs, validators: validators, accounts: [], consensus: widest)
+        XCTAssertGreaterThan(ConsensusLimits.largestMessageBytes(parameters: widest, validatorCount: 64), NodeConfig().p2p.maxMessageBytes)
+        XCTAssertThrowsError(try Node.checkFrameBound(genesis: wide, maxMessageBytes: NodeConfig().p2p.maxMessageBytes))
+    }
+
+    func testCheckpointIntervalIsBoundedByWhatDurableStateCanHold() {
+        var parameters = ConsensusParameters.default
+        parameters.checkpointIntervalBlocks = Limits.maxCheckpointIntervalBlocks + 1
+        XCTAssertEqual(2 * Int(Limits.maxCheckpointIntervalBlocks), ConsensusLimits.maxPreparedCertificates)
+        XCTAssertThrowsError(try Genesis(
+            chainID: "tally-test", genesisTimeMs: 1, validators: DevnetKeys.validators(count: 4), accounts: [], consensus: parameters))
     }
 }

@@ -19,7 +19,7 @@ final class LedgerApplicationTests: XCTestCase {
     func application(clock: Clock) -> LedgerApplication {
         LedgerApplication(
             genesis: genesis, ledger: Ledger(genesis: genesis), tipHash: genesis.hash, tipTimestampMs: genesis.genesisTimeMs,
-            mempool: Mempool(chainID: genesis.chainID), nowMs: { clock.nowMs })
+            mempool: Mempool(genesis: genesis), nowMs: { clock.nowMs })
     }
 
     /// An empty block 1 of view 0 (primary: validator 0) at `timestampMs`.

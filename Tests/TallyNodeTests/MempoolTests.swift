@@ -257,8 +257,8 @@ final class MempoolTests: XCTestCase {
             accounts: [GenesisAccount(address: sender0, balance: 1_000)])
         func application() -> LedgerApplication {
             LedgerApplication(
-                genesis: genesis, ledger: Ledger(genesis: genesis), tipHash: genesis.hash, mempool: Mempool(genesis: genesis),
-                nowMs: { 5_000 })
+                genesis: genesis, ledger: Ledger(genesis: genesis), tipHash: genesis.hash, tipTimestampMs: genesis.genesisTimeMs,
+                mempool: Mempool(genesis: genesis), nowMs: { 5_000 })
         }
         let primary = application(), backup = application()
         let funded = Account(balance: 1_000, nonce: 0)
@@ -270,7 +270,7 @@ final class MempoolTests: XCTestCase {
         let block = try XCTUnwrap(primary.propose(
             height: 1, view: 0, proposer: 0, parentHash: genesis.hash, maxTransactions: 100, allowEmpty: false))
         XCTAssertEqual(block.transactions.map(\.amount), [999])
-        XCTAssertNoThrow(try backup.validate(block, parentHash: genesis.hash, maxTransactions: 100).get())
+        XCTAssertNoThrow(try backup.validate(block, parentHash: genesis.hash, maxTransactions: 100, origin: .prePrepare(view: 0)).get())
         _ = backup.commit(block)
 
         XCTAssertEqual(backup.ledger.account(sender0), Account(balance: 0, nonce: 1))
