@@ -24,6 +24,8 @@ public actor Node: NodeService {
     let config: NodeConfig
     let logger: Logger
     let metrics = NodeMetrics()
+    /// Retries, then stops the process cleanly, when the journal or the block store cannot be written.
+    let durableWrite: DurableWrite
 
     private let store: BlockStore
     private let consensusState: ConsensusStateStore
@@ -137,6 +139,9 @@ public actor Node: NodeService {
         self.genesisJSON = genesisJSON
         self.config = config
         self.logger = logger
+        durableWrite = DurableWrite(
+            sleepMs: { usleep($0 * 1000) },
+            onRetry: { [logger] message, delayMs in logger.error("\(message); retrying in \(delayMs) ms") })
         selfIndex = ValidatorIndex(index)
         let dataDirectory = home.file(config.storage.dataDir)
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
@@ -507,13 +512,18 @@ public actor Node: NodeService {
         let blocks = state.referencedBlocks
         let start = ContinuousClock.now
         do {
-            try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
-            metrics.consensusPersist.record(duration: ContinuousClock.now - start)
-        } catch {
-            logger.critical("cannot persist consensus state; stopping", metadata: ["error": "\(error)"])
-            fatalError("cannot persist consensus state: \(error)")
-        }
+            try durableWrite.run("persist consensus state") {
+                try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+            }
+        } catch { stopOnDurableWriteFailure(error) }
+        metrics.consensusPersist.record(duration: ContinuousClock.now - start)
         pendingPersist = nil
+    }
+
+    /// The journal or the block store cannot be written: the node cannot go on safely.
+    private func stopOnDurableWriteFailure(_ error: DurableWrite.GaveUp) -> Never {
+        logger.critical("\(error.description)")
+        exit(1)
     }
 
     private func execute(_ certified: CertifiedBlock) -> ConsensusEvent {
@@ -521,13 +531,10 @@ public actor Node: NodeService {
         // Durable before anything is acknowledged: the block is fsync'd here, before
         // the ledger moves, the API reports it or an event goes out.
         let start = ContinuousClock.now
-        do {
-            try store.append(certified)
-            metrics.blockAppend.record(duration: ContinuousClock.now - start)
-        } catch {
-            logger.critical("cannot store block; stopping", metadata: ["height": "\(block.height)", "error": "\(error)"])
-            fatalError("cannot store block \(block.height): \(error)")
+        do { try durableWrite.run("store block \(block.height)") { try store.append(certified) } } catch {
+            stopOnDurableWriteFailure(error)
         }
+        metrics.blockAppend.record(duration: ContinuousClock.now - start)
         let execution = application.commit(block)
         transactionIndex.add(block)
         metrics.height.record(Int64(block.height))
