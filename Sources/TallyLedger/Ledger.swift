@@ -197,7 +197,7 @@ public struct Ledger: Sendable {
     public static func debit(
         _ transaction: Transaction, chainID: String, minFee: UInt64, sender: Account
     ) -> Result<Account, TransactionRejection> {
-        guard transaction.chainID == chainID else { return .failure(.wrongChain(expected: chainID, found: transaction.chainID)) }
+        guard ChainID.same(transaction.chainID, chainID) else { return .failure(.wrongChain(expected: chainID, found: transaction.chainID)) }
         guard transaction.nonce == sender.nonce else {
             return .failure(.wrongNonce(expected: sender.nonce, found: transaction.nonce))
         }

@@ -270,7 +270,7 @@ struct Handshake {
         let peer: Hello
         do { peer = try Hello.decode(frame) } catch { throw .malformed(error.description) }
         guard peer.protocolVersion == Hello.protocolVersion else { throw .wrongProtocolVersion(peer.protocolVersion) }
-        guard peer.chainID == chainID else { throw .wrongChain(peer.chainID) }
+        guard ChainID.same(peer.chainID, chainID) else { throw .wrongChain(peer.chainID) }
         guard peer.identityKey != identity.publicKey else { throw .selfConnection }
         switch peerCheck {
         case .expect(let expected):

@@ -43,7 +43,7 @@ final class LedgerApplication: ConsensusApplication {
         genesis: Genesis, ledger: Ledger, tipHash: Hash, tipTimestampMs: UInt64, mempool: Mempool,
         nowMs: @escaping () -> UInt64
     ) {
-        precondition(mempool.chainID == ledger.chainID && mempool.minFee == ledger.minFee, "mempool and ledger of different chains")
+        precondition(ChainID.same(mempool.chainID, ledger.chainID) && mempool.minFee == ledger.minFee, "mempool and ledger of different chains")
         self.genesis = genesis
         self.ledger = ledger
         self.tipHash = tipHash

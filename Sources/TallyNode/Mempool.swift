@@ -177,7 +177,7 @@ public struct Mempool: Sendable {
     }
 
     func placement(_ transaction: Transaction, account: Account) -> Result<Placement, AdmissionError> {
-        guard transaction.chainID == chainID else {
+        guard ChainID.same(transaction.chainID, chainID) else {
             return .failure(.wrongChain(expected: chainID, found: transaction.chainID))
         }
         guard transaction.fee >= minFee else { return .failure(.feeTooLow(minimum: minFee, found: transaction.fee)) }

@@ -219,3 +219,11 @@ public enum DomainTag: String, CaseIterable, Sendable {
     /// `DurableState` with prepared blocks stored apart, by hash (`DurableState.compactBytes`).
     case consensusDurableStateCompact = "tally/consensus-durable/v2"
 }
+
+/// Chain ids compare as bytes, everywhere. Swift's `==` on strings is canonical
+/// equivalence, under which "tally-K" and "tally-\u{212A}" (KELVIN SIGN) are equal while
+/// their UTF-8 — what signatures cover — differs: a transaction signed for one chain
+/// would pass another's check.
+public enum ChainID {
+    public static func same(_ first: String, _ second: String) -> Bool { first.utf8.elementsEqual(second.utf8) }
+}

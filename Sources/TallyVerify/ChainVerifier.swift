@@ -260,7 +260,7 @@ public struct ChainVerifier: Sendable {
     /// Resumes above a trusted state: a snapshot whose root the caller checked
     /// against the stored header at its height, and that block's hash and timestamp.
     public init(genesis: Genesis, resumingFrom ledger: Ledger, lastBlockHash: Hash, lastTimestampMs: UInt64) {
-        precondition(ledger.chainID == genesis.chainID, "ledger of another chain")
+        precondition(ChainID.same(ledger.chainID, genesis.chainID), "ledger of another chain")
         self.genesis = genesis
         self.ledger = ledger
         self.lastBlockHash = lastBlockHash

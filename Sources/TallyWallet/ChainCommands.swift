@@ -55,7 +55,7 @@ public struct Status: AsyncParsableCommand {
             guard let chainID = object["chain_id"] as? String, let height = object["height"] as? String,
                   let view = object["view"] as? String
             else { throw node.unusable("/status lacks chain_id, height or view") }
-            guard chainID == served.chainID else {
+            guard ChainID.same(chainID, served.chainID) else {
                 throw WalletError.verification("the node reports chain '\(chainID)', its genesis is of chain '\(served.chainID)'")
             }
             /// Numbers as strings; null when the node does not say.

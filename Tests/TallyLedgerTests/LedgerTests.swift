@@ -27,6 +27,26 @@ final class LedgerTests: XCTestCase {
 
     func address(_ index: Int) -> Address { Address(publicKey: keys[index].publicKey) }
 
+    /// Issue 14: chain ids were compared as Swift strings (canonical equivalence), so a
+    /// transaction signed for "tally-tesK" with a KELVIN SIGN passed "tally-tesK"'s check.
+    func testChainIDsCompareAsBytesNotByCanonicalEquivalence() {
+        let lookalike = Self.chainID + "\u{212A}"
+        var consensus = ConsensusParameters.default
+        consensus.minFee = 1
+        let kelvinChain = try! Genesis(
+            chainID: Self.chainID + "K", genesisTimeMs: 0,
+            validators: validatorKeys.enumerated().map {
+                Validator(name: "v\($0.offset)", publicKey: $0.element.publicKey, networkAddress: "127.0.0.1:1")
+            },
+            accounts: [GenesisAccount(address: address(0), balance: 1_000)], consensus: consensus)
+        XCTAssertEqual(lookalike, kelvinChain.chainID, "Swift calls them equal")
+        XCTAssertFalse(ChainID.same(lookalike, kelvinChain.chainID))
+        var ledger = Ledger(genesis: kelvinChain)
+        let execution = ledger.apply([transfer(0, 1, amount: 5, nonce: 0, chain: lookalike)], proposer: 0)
+        XCTAssertFalse(execution.allApplied)
+        XCTAssertEqual(ledger.account(address(0)), Account(balance: 1_000, nonce: 0))
+    }
+
     func testTransferMovesValueAndPaysProposer() {
         var ledger = Ledger(genesis: genesis())
         let execution = ledger.apply([transfer(0, 1, amount: 500, fee: 3, nonce: 0)], proposer: 2)
