@@ -18,7 +18,7 @@ public struct HTTPAPI: Sendable {
     /// What the limits refused, cut or closed (also `tally_http_limited_total`).
     public let statistics: HTTPStatistics
     let rateLimiter: RequestRateLimiter
-    let subscriberSlots: SubscriberSlots
+    let subscriberSlots: SlotsPerAddress
 
     public init(
         node: any NodeService, maxBodyBytes: Int, maxBatchTransactions: Int, limits: HTTPLimits = HTTPLimits(),
@@ -31,7 +31,7 @@ public struct HTTPAPI: Sendable {
         self.limits = limits
         statistics = HTTPStatistics()
         rateLimiter = RequestRateLimiter(limits: limits)
-        subscriberSlots = SubscriberSlots(limit: limits.maxEventSubscribersPerAddress)
+        subscriberSlots = SlotsPerAddress(limit: limits.maxEventSubscribersPerAddress)
     }
 
     public func router() -> Router<APIRequestContext> {
@@ -75,7 +75,7 @@ public struct HTTPAPI: Sendable {
     public func application(
         host: String, port: Int, logger: Logger, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> Application<RouterResponder<APIRequestContext>> {
-        let connections = ConnectionsPerAddress(limit: limits.maxConnectionsPerAddress)
+        let connections = SlotsPerAddress(limit: limits.maxConnectionsPerAddress)
         let limits = self.limits
         let statistics = self.statistics
         return Application(

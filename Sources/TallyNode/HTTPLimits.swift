@@ -63,8 +63,9 @@ public final class HTTPStatistics: @unchecked Sendable {
     public subscript(_ event: Event) -> Int { lock.withLock { counts[event, default: 0] } }
 }
 
-/// Open connections per remote address, shared by all of a server's connections.
-final class ConnectionsPerAddress: @unchecked Sendable {
+/// Open connections (or `/events` streams) per remote address, shared by all of a
+/// server's connections.
+final class SlotsPerAddress: @unchecked Sendable {
     private let lock = NSLock()
     private var open: [String: Int] = [:]
     let limit: Int
@@ -97,10 +98,10 @@ func addressKey(_ address: SocketAddress?) -> String { address?.ipAddress ?? "un
 final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = Any
     let limits: HTTPLimits
-    let connections: ConnectionsPerAddress
+    let connections: SlotsPerAddress
     let statistics: HTTPStatistics
 
-    init(limits: HTTPLimits, connections: ConnectionsPerAddress, statistics: HTTPStatistics) {
+    init(limits: HTTPLimits, connections: SlotsPerAddress, statistics: HTTPStatistics) {
         self.limits = limits
         self.connections = connections
         self.statistics = statistics
@@ -132,7 +133,7 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
     }
 
     let limits: HTTPLimits
-    let connections: ConnectionsPerAddress
+    let connections: SlotsPerAddress
     let statistics: HTTPStatistics
     private var address: String?
     private var refused = false
@@ -142,7 +143,7 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
     private var deadline: Scheduled<Void>?
     private var writeDeadline: Scheduled<Void>?
 
-    init(limits: HTTPLimits, connections: ConnectionsPerAddress, statistics: HTTPStatistics) {
+    init(limits: HTTPLimits, connections: SlotsPerAddress, statistics: HTTPStatistics) {
         self.limits = limits
         self.connections = connections
         self.statistics = statistics
@@ -323,29 +324,6 @@ final class RequestRateLimiter: @unchecked Sendable {
     }
 }
 
-/// `/events` streams per remote address.
-final class SubscriberSlots: @unchecked Sendable {
-    private let lock = NSLock()
-    private var open: [String: Int] = [:]
-    let limit: Int
-
-    init(limit: Int) { self.limit = limit }
-
-    func take(_ address: String) -> Bool {
-        lock.withLock {
-            guard open[address, default: 0] < limit else { return false }
-            open[address, default: 0] += 1
-            return true
-        }
-    }
-
-    func release(_ address: String) {
-        lock.withLock {
-            let remaining = open[address, default: 1] - 1
-            open[address] = remaining > 0 ? remaining : nil
-        }
-    }
-}
 
 /// The API's request context: Hummingbird's basic one plus the client's address,
 /// which the rate and subscriber limits are kept by.

@@ -24,14 +24,20 @@ final class FaultTests: XCTestCase, @unchecked Sendable {
         try await network.waitForFaucetNonce(nonce, on: nodes, seconds: seconds)
     }
 
-    func testCrashViewChangeCatchUpWipeAndVerify() async throws {
+    /// Four validators started and answering.
+    func startedNetwork() async throws -> LocalNetwork {
         let network = try LocalNetwork()
-        defer { network.stop() }
         try network.startAll()
         try await network.waitUntil("validators up", seconds: 60) {
             for node in 0..<4 { guard await network.height(node) != nil else { return false } }
             return true
         }
+        return network
+    }
+
+    func testCrashViewChangeCatchUpWipeAndVerify() async throws {
+        let network = try await startedNetwork()
+        defer { network.stop() }
         try await submitAndCommit(network, via: 0, count: 5, on: [0, 1, 2, 3])
 
         // 1. kill -9 the primary of view 0: a view change, then commits continue.
@@ -83,13 +89,8 @@ final class FaultTests: XCTestCase, @unchecked Sendable {
     /// blocks with no new traffic (it stayed at its height for good), and then serve a
     /// current nonce: a transfer sent through it commits everywhere.
     func testValidatorRestartedBehindCatchesUpOnAQuietChain() async throws {
-        let network = try LocalNetwork()
+        let network = try await startedNetwork()
         defer { network.stop() }
-        try network.startAll()
-        try await network.waitUntil("validators up", seconds: 60) {
-            for node in 0..<4 { guard await network.height(node) != nil else { return false } }
-            return true
-        }
         try await submitAndCommit(network, via: 0, count: 1, on: [0, 1, 2, 3])
         network.kill(0)
         try await submitAndCommit(network, via: 2, count: 3, on: [1, 2, 3])
