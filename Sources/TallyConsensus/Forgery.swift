@@ -89,6 +89,26 @@ package enum Forgery {
                 chainID: chainID, newView: viewChange.newView, validator: viewChange.validator, bodyHash: bodyHash)))
     }
 
+    /// An empty NEW-VIEW (no VIEW-CHANGEs, so invalid) for `view`, signed by `signer`.
+    package static func emptyNewView(view: UInt64, chainID: String, signer: some ConsensusSigner) -> NewView {
+        let bodyHash = NewView.bodyHash(viewChanges: [], proposals: [])
+        return NewView(
+            view: view, viewChanges: [], proposals: [],
+            signature: signer.sign(NewView.signingBytes(chainID: chainID, view: view, bodyHash: bodyHash)))
+    }
+
+    /// The views a forged NEW-VIEW of `validator` (of `validatorCount`) targets: the next
+    /// view it leads above `currentView`, and the highest view a message may name that it leads.
+    package static func viewsLedForForgedNewViews(
+        by validator: ValidatorIndex, validatorCount: Int, currentView: UInt64
+    ) -> [UInt64] {
+        let count = UInt64(validatorCount)
+        let own = UInt64(validator)
+        let next = currentView + 1 + (own + count - (currentView + 1) % count) % count
+        let top = ConsensusLimits.maxView - (ConsensusLimits.maxView % count + count - own) % count
+        return [next, top]
+    }
+
     /// `newView` without its re-proposals, re-signed by `signer`: the prepared blocks
     /// are dropped (the new primary would propose new blocks at their heights, where
     /// some replicas may already have committed them), which a backup recomputing the

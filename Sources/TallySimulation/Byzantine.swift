@@ -179,19 +179,13 @@ extension Simulation {
     /// Empty NEW-VIEWs (no VIEW-CHANGEs, so invalid) signed with the node's own key for
     /// views it leads: the next above its view, and the highest view a message may name.
     func forgeNewViews(_ node: Node, replica: ReplicaSnapshot, to targets: [ValidatorIndex]) {
-        let count = UInt64(options.validatorCount)
-        let own = UInt64(node.validator)
-        let next = replica.view + 1 + (own + count - (replica.view + 1) % count) % count
-        let top = ConsensusLimits.maxView - (ConsensusLimits.maxView % count + count - own) % count
         let signer = scheme.signer(for: node.validator)
-        for view in [next, top] {
-            let bodyHash = NewView.bodyHash(viewChanges: [], proposals: [])
-            let forged = NewView(
-                view: view, viewChanges: [], proposals: [],
-                signature: signer.sign(NewView.signingBytes(chainID: Simulation.chainID, view: view, bodyHash: bodyHash)))
-            transmit(.newView(forged), from: node, to: targets)
+        let views = Forgery.viewsLedForForgedNewViews(
+            by: node.validator, validatorCount: options.validatorCount, currentView: replica.view)
+        for view in views {
+            transmit(.newView(Forgery.emptyNewView(view: view, chainID: Simulation.chainID, signer: signer)), from: node, to: targets)
         }
-        self.count("byzantine_forged_new_views", 2)
+        count("byzantine_forged_new_views", views.count)
     }
 
     func floodFutureViews(_ node: Node, replica: ReplicaSnapshot, to targets: [ValidatorIndex]) {

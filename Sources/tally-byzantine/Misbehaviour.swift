@@ -26,6 +26,9 @@ enum Misbehaviour: String, CaseIterable, ExpressibleByArgument {
     case garbageFrames = "garbage-frames"
     /// Sends nothing at all: no consensus message, no sync response, no gossip.
     case silent
+    /// Otherwise honest; keeps sending NEW-VIEWs without VIEW-CHANGEs (invalid) for the
+    /// next view it leads and for the highest view a message may name.
+    case forgedNewView = "forged-new-view"
 }
 
 /// Rewrites the node's outbound traffic for one misbehaviour. Called only on the
@@ -44,6 +47,8 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
 
     /// Ticks between forged VIEW-CHANGEs for the next view (forged-view-change).
     static let forgedViewChangeIntervalTicks: UInt64 = 20
+    /// Ticks between rounds of forged NEW-VIEWs (forged-new-view).
+    static let forgedNewViewIntervalTicks: UInt64 = 5
     /// Ticks between rounds of garbage payloads (garbage-frames).
     static let garbageIntervalTicks: UInt64 = 10
     /// Garbage rounds between oversize frames (garbage-frames).
@@ -125,6 +130,11 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
             guard let forged = forge(honest, link: link) else { return }
             link.send(.viewChange(forged), to: link.others)
             count("forged_view_change", "unprompted new_view=\(newView) height=\(forged.prepared.last?.height ?? 0)")
+        case .forgedNewView where ticks % Self.forgedNewViewIntervalTicks == 0:
+            let views = Forgery.viewsLedForForgedNewViews(
+                by: link.selfIndex, validatorCount: genesis.validators.count, currentView: link.view)
+            for view in views { link.send(.newView(Forgery.emptyNewView(view: view, chainID: chainID, signer: signer)), to: link.others) }
+            count("forged_new_view", "empty NEW-VIEWs for views \(views) to \(link.others)", by: views.count * link.others.count)
         case .garbageFrames where ticks % Self.garbageIntervalTicks == 0:
             sendGarbage(link: link, round: ticks / Self.garbageIntervalTicks)
         default:

@@ -238,7 +238,7 @@ struct ChaosRun {
                 }
             case .oneWayLoss:
                 add(node, fault.peer, fault.link)
-            case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent:
+            case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView:
                 break
             }
         }

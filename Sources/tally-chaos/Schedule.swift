@@ -43,11 +43,13 @@ enum FaultKind: String, CaseIterable, Sendable {
     case garbageFrames = "garbage-frames"
     /// Sends nothing at all.
     case silent
+    /// Invalid NEW-VIEWs for views it leads, up to the highest nameable one.
+    case forgedNewView = "forged-new-view"
 
     var faultClass: FaultClass {
         switch self {
         case .kill, .freeze, .tear: return .process
-        case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent: return .byzantine
+        case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView: return .byzantine
         default: return .network
         }
     }
@@ -167,7 +169,7 @@ struct FaultSchedule {
         var link = LinkPolicy.clear
         switch kind {
         case .kill, .freeze, .tear: break
-        case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent: break
+        case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView: break
         case .isolate: link = .partitioned
         case .oneWayLoss:
             peer = (node + Int.random(in: 1..<validators, using: &random)) % validators

@@ -41,6 +41,14 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
         }
     }
 
+    /// Issue 13 item 1: empty NEW-VIEWs for views the forger leads, the highest nameable
+    /// one included, move nobody (they moved every replica, and the top one trapped).
+    func testForgedNewViews() async throws {
+        try await run("forged-new-view", act: "forged_new_view") { network in
+            try await self.waitForDrops(network, reason: "invalid_new_view")
+        }
+    }
+
     func testGarbageFrames() async throws {
         try await run("garbage-frames", act: "oversize_frame") { network in
             try await self.waitForDrops(network, reason: "malformed_message")
