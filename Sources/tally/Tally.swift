@@ -13,7 +13,8 @@ struct Tally: AsyncParsableCommand {
             keeps keys under $TALLY_HOME (default ~/.tally). `tally verify` needs no node at all.
 
             Exit codes: 0 ok; 1 verification failed (invalid chain, certificate, inclusion proof, or a node of \
-            another chain); 2 unusable input; 3 transaction rejected by the node; 4 node unreachable; 5 timed out \
+            another chain); 2 unusable input (or no pinned genesis: `tally genesis trust`); 3 transaction rejected by \
+            the node; 4 node unreachable (or catching up); 5 timed out \
             waiting for commit; 6 key error (wrong passphrase, unknown key); 7 not found; 64 usage.
 
             Shell completions: `tally --generate-completion-script bash` (or zsh, fish).
