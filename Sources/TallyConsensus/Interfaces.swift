@@ -30,6 +30,18 @@ public protocol ConsensusApplication: AnyObject {
     /// True when the mempool holds transactions not yet in an executed block.
     var hasPendingTransactions: Bool { get }
 
+    /// A counter the application raises each time a transaction becomes proposable
+    /// here (admitted as its sender's next transaction, or left next when the one
+    /// before it committed); it never goes down while the replica runs. The replica
+    /// samples it every tick, which turns the sequence numbers below into ticks.
+    var proposableSequence: UInt64 { get }
+
+    /// The `proposableSequence` at which the proposable transaction (by the predicate
+    /// `hasPendingTransactions` uses) that has waited longest became proposable; nil
+    /// when none. A backup that sees it wait too long suspects the primary
+    /// (docs/CONSENSUS.md, "Censorship and slow primaries").
+    var oldestProposableSequence: UInt64? { get }
+
     /// A new block at `height` for `view`, proposed by `proposer`, on top of the block
     /// `parentHash` (executed, or built/validated before and not executed). Takes at
     /// most `maxTransactions` mempool transactions valid against the parent's state
@@ -198,6 +210,12 @@ package struct Defences: Sendable, Hashable {
     /// An invalid NEW-VIEW moves a replica on only when it is for the view the
     /// replica is changing to (off: any invalid NEW-VIEW starts the view after it).
     package var invalidNewViewBlamesOnlyItsView = true
+    /// A backup changes view when a proposable transaction waits longer than the
+    /// transaction timeout (PBFT's per-request timer; off: only the no-commit timer).
+    package var censorshipTimer = true
+    /// A backup changes view when transactions wait far longer than the view's blocks
+    /// take to commit once proposed (off: a primary just inside the timeouts keeps its view).
+    package var slowPrimaryCheck = true
     /// Replaces 2f+1 when set (only to show that a smaller quorum is unsafe).
     package var quorumOverride: Int? = nil
 

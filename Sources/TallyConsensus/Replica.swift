@@ -75,6 +75,9 @@ public struct Replica {
     public private(set) var stableCheckpoint: CheckpointProof
     public private(set) var dropped: [DropReason: Int] = [:]
     public private(set) var viewChangesStarted = 0
+    /// View changes this replica started because the primary held back or slowed
+    /// transactions (`BackupSuspicion`), by reason.
+    public private(set) var suspicions: [BackupSuspicion: Int] = [:]
 
     struct Slot {
         /// The accepted proposal and its block (nil only for a re-proposed block this
@@ -89,6 +92,8 @@ public struct Replica {
         var ownPrepare: Vote?
         var ownCommit: Vote?
         var prepared = false
+        /// When this replica accepted the proposal (the slow-primary check times commits).
+        var acceptedAtTick: UInt64?
     }
 
     struct SyncState {
@@ -137,6 +142,7 @@ public struct Replica {
     /// Peers whose committed-tip claim was checked in the current retransmit interval.
     var tipClaimsCheckedThisInterval: Set<ValidatorIndex> = []
     var viewTimerTicks: UInt64 = 0
+    var transactionTimer = TransactionTimer()
     var ticksInViewChange: UInt64 = 0
     var ticksSinceProposal: UInt64 = 0
     var ticksSinceCommit: UInt64 = 0
@@ -411,6 +417,7 @@ public struct Replica {
                 accepted.body = body
             }
             accepted.proposal = candidate
+            accepted.acceptedAtTick = tickCount
             slots[height] = accepted
             if configuration.primary(of: view) != selfIndex,
                let vote = signVote(.prepare, height: height, blockHash: candidate.blockHash)
@@ -520,6 +527,7 @@ public struct Replica {
         pendingStateRoots[height] = certified.block.header.stateRoot
         if let accepted = slots[height]?.proposal, accepted.blockHash != hash { dropSlotsOffTheCommittedChain() }
         executeActions.append(.execute(certified))
+        noteCommitForTransactionTimer(certified.block, acceptedAtTick: slots[height]?.acceptedAtTick)
         viewTimerTicks = 0
         ticksSinceCommit = 0
         if !inViewChange { viewChangeAttempts = 0 }
@@ -551,6 +559,7 @@ public struct Replica {
             precondition(expected == stateRoot, "executed state root differs from the committed header's")
         }
         executedHeight = height
+        sampleProposalDelay(height: height)
         guard height % configuration.checkpointInterval == 0, height > stableCheckpoint.height,
               let blockHash = committedHashes[height]
         else { return }
@@ -846,6 +855,7 @@ public struct Replica {
         slots = [:]
         viewTimerTicks = 0
         ticksSinceProposal = 0
+        restartTransactionTimer()
         viewChanges = viewChanges.filter { $0.value.newView > view }
         signerGuard.prune(currentView: view, stableHeight: stableCheckpoint.height)
         if checkpoint.height > stableCheckpoint.height { adoptStable(checkpoint) }
@@ -1012,6 +1022,7 @@ public struct Replica {
 
     mutating func onTick() {
         tickCount += 1
+        sampleProposableSequence()
         ticksSinceProposal += 1
         ticksSinceCommit += 1
         if inViewChange {
@@ -1031,6 +1042,10 @@ public struct Replica {
             if expectingProgress { viewTimerTicks += 1 } else { viewTimerTicks = 0 }
             if defences.viewChangeTimer && viewTimerTicks >= timeoutTicks {
                 viewTimerTicks = 0
+                viewChangeAttempts += 1
+                startViewChange(to: view + 1)
+            } else if let suspicion = suspectPrimary() {
+                suspicions[suspicion, default: 0] += 1
                 viewChangeAttempts += 1
                 startViewChange(to: view + 1)
             } else {
@@ -1135,7 +1150,7 @@ public struct Replica {
             let slot = slots[height]!
             return "\(height):\(slot.proposal != nil ? "pp" : slot.candidate != nil ? "cand" : "-")/p\(slot.prepares.count)/c\(slot.commits.count)\(slot.prepared ? "P" : "")"
         }.joined(separator: " ")
-        return "timer \(viewTimerTicks)/\(timeoutTicks) vc \(ticksInViewChange) sync \(sync.map { "\($0.target)@\($0.attempt)" } ?? "-") next \(nextProposalHeight) [\(slotText)]"
+        return "timer \(viewTimerTicks)/\(timeoutTicks) vc \(ticksInViewChange) sync \(sync.map { "\($0.target)@\($0.attempt)" } ?? "-") next \(nextProposalHeight) delays \(transactionTimer.proposalDelays) commits \(transactionTimer.commitTimes) [\(slotText)]"
     }
 
     // MARK: Invariants

@@ -60,6 +60,12 @@ final class LedgerApplication: ConsensusApplication {
         mempool.hasProposable { self.ledger.account($0) ?? .empty }
     }
 
+    var proposableSequence: UInt64 { mempool.proposableSequence }
+
+    var oldestProposableSequence: UInt64? {
+        mempool.oldestProposableSequence { self.ledger.account($0) ?? .empty }
+    }
+
     /// Executions from the committed tip up to `parentHash`, oldest first; nil when
     /// `parentHash` is neither the tip nor an in-flight block above it.
     private func chain(to parentHash: Hash) -> [InFlight]? {

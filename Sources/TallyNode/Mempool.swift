@@ -113,6 +113,10 @@ public struct Mempool: Sendable {
         /// Sum of the entries' amount + fee: admission keeps it within the balance.
         var pendingCost: UInt64 = 0
         var highestNonce: UInt64 = 0
+        /// The sequence number (`proposableSequence`) at which the sender's next nonce
+        /// last moved (a transaction of it committed): its next transaction has been
+        /// proposable since then at the earliest.
+        var nextNonceMovedAt: UInt64 = 0
     }
 
     /// A transaction's place in the expiry order (admission order, so times ascend).
@@ -130,6 +134,8 @@ public struct Mempool: Sendable {
     private var bySender: [Address: SenderQueue] = [:]
     private var senderByHash: [Hash: (Address, UInt64)] = [:]
     public private(set) var byteCount = 0
+    /// Admissions and next-nonce moves so far: entries' arrival order, and the
+    /// `proposableSequence` the replica turns into ticks.
     private var arrivals: UInt64 = 0
     /// The consensus clock as last reported to `expire(nowMs:)`.
     public private(set) var clockMs: UInt64 = 0
@@ -260,11 +266,30 @@ public struct Mempool: Sendable {
     /// the balance do not count: replicas that expected progress for them would
     /// change views forever.
     public func hasProposable(account: (Address) -> Account) -> Bool {
-        bySender.contains { sender, queue in
-            let state = account(sender)
-            guard let head = queue.entries[state.nonce] else { return false }
-            return (try? Ledger.debit(head.transaction, chainID: chainID, minFee: minFee, sender: state).get()) != nil
+        bySender.contains { sender, queue in proposableHead(queue, state: account(sender)) != nil }
+    }
+
+    private func proposableHead(_ queue: SenderQueue, state: Account) -> Entry? {
+        guard let head = queue.entries[state.nonce],
+              (try? Ledger.debit(head.transaction, chainID: chainID, minFee: minFee, sender: state).get()) != nil
+        else { return nil }
+        return head
+    }
+
+    /// Raised on every admission and every move of a sender's next nonce.
+    public var proposableSequence: UInt64 { arrivals }
+
+    /// When the proposable transaction that has waited longest became proposable, as
+    /// a `proposableSequence` value: its admission, or the commit that made it its
+    /// sender's next, whichever is later. Nil when nothing is proposable.
+    public func oldestProposableSequence(account: (Address) -> Account) -> UInt64? {
+        var oldest: UInt64?
+        for (sender, queue) in bySender {
+            guard let head = proposableHead(queue, state: account(sender)) else { continue }
+            let since = max(head.arrival, queue.nextNonceMovedAt)
+            if since < oldest ?? .max { oldest = since }
         }
+        return oldest
     }
 
     /// Up to `maxCount` senders' next transactions (the ones a proposal would take
@@ -308,12 +333,20 @@ public struct Mempool: Sendable {
     /// (with everything above them), are evicted, so what stays can still apply.
     public mutating func removeCommitted(_ transactions: [Transaction], account: (Address) -> Account) {
         var touched = Set<Address>()
+        var senders = Set<Address>()
         for transaction in transactions {
             touched.insert(transaction.senderAddress)
+            senders.insert(transaction.senderAddress)
             touched.insert(transaction.recipient)
             if let (sender, nonce) = senderByHash[transaction.hash] { remove(sender: sender, nonce: nonce) }
         }
         for address in touched where bySender[address] != nil { recheck(address, against: account(address)) }
+        // Only a sender's own commit moves its next nonce (a credit does not: then a
+        // primary could restart a censored sender's wait by paying it).
+        for sender in senders where bySender[sender] != nil {
+            arrivals += 1
+            bySender[sender]!.nextNonceMovedAt = arrivals
+        }
         settle()
     }
 

@@ -25,6 +25,11 @@ public final class SimApplication: ConsensusApplication {
     var mempool: [Address: [UInt64: Transaction]] = [:]
     var mempoolCount = 0
     static let maxMempoolTransactions = 4096
+    /// `proposableSequence`: raised on each admission and each sender's commit;
+    /// `admittedAt` and `nextNonceMovedAt` hold its value at those moments.
+    public private(set) var proposableSequence: UInt64 = 0
+    var admittedAt: [Hash: UInt64] = [:]
+    var nextNonceMovedAt: [Address: UInt64] = [:]
     let clockMs: () -> UInt64
 
     public init(genesis: Genesis, ledger: Ledger, tipHash: Hash, tipTimestampMs: UInt64, validTransactionHashes: Set<Hash>,
@@ -39,6 +44,15 @@ public final class SimApplication: ConsensusApplication {
 
     public var hasPendingTransactions: Bool { mempoolCount > 0 }
 
+    /// Each sender's next transaction waits since its admission or its sender's last
+    /// commit, whichever is later (the node's mempool rule).
+    public var oldestProposableSequence: UInt64? {
+        mempool.compactMap { sender, queue -> UInt64? in
+            guard let head = queue[ledger.account(sender)?.nonce ?? 0] else { return nil }
+            return max(admittedAt[head.hash] ?? 0, nextNonceMovedAt[sender] ?? 0)
+        }.min()
+    }
+
     public func submit(_ transaction: Transaction) {
         let sender = transaction.senderAddress
         guard mempoolCount < SimApplication.maxMempoolTransactions,
@@ -47,6 +61,8 @@ public final class SimApplication: ConsensusApplication {
         else { return }
         mempool[sender, default: [:]][transaction.nonce] = transaction
         mempoolCount += 1
+        proposableSequence += 1
+        admittedAt[transaction.hash] = proposableSequence
     }
 
     func state(after hash: Hash) -> (ledger: Ledger, timestampMs: UInt64)? {
@@ -135,12 +151,17 @@ public final class SimApplication: ConsensusApplication {
         pending = pending.filter { $0.value.ledger.height > ledger.height }
         for transaction in block.transactions {
             let sender = transaction.senderAddress
-            if mempool[sender]?.removeValue(forKey: transaction.nonce) != nil { mempoolCount -= 1 }
+            if let pooled = mempool[sender]?.removeValue(forKey: transaction.nonce) {
+                mempoolCount -= 1
+                admittedAt[pooled.hash] = nil
+            }
+            proposableSequence += 1
+            nextNonceMovedAt[sender] = proposableSequence
         }
         for sender in Array(mempool.keys) {
             let nonce = ledger.account(sender)?.nonce ?? 0
             for stale in mempool[sender]!.keys where stale < nonce {
-                mempool[sender]!.removeValue(forKey: stale)
+                if let pooled = mempool[sender]!.removeValue(forKey: stale) { admittedAt[pooled.hash] = nil }
                 mempoolCount -= 1
             }
             if mempool[sender]!.isEmpty { mempool.removeValue(forKey: sender) }

@@ -14,8 +14,12 @@ extension Simulation {
         let signer = scheme.signer(for: node.validator)
         let activePrimary = node.replica!.isPrimary && !node.replica!.inViewChange
         switch mode {
-        case .twins, .wrongChain, .replayOldView, .futureViewFlood, .forgedNewView:
+        case .twins, .wrongChain, .replayOldView, .futureViewFlood, .forgedNewView, .censor:
             transmit(message, from: node, to: targets)
+        case .slowPrimary:
+            guard activePrimary else { return transmit(message, from: node, to: targets) }
+            node.heldMessages.append((message, targets))
+            count("byzantine_held_messages")
         case .equivocatingPrimary:
             guard case .prePrepare(let prePrepare) = message, targets.count > 1 else {
                 return transmit(message, from: node, to: targets)
@@ -108,9 +112,26 @@ extension Simulation {
             floodFutureViews(node, replica: replica, to: everyone)
         case .forgedNewView:
             forgeNewViews(node, replica: replica, to: everyone)
+        case .slowPrimary where tick % Simulation.slowPrimaryReleaseTicks == 0:
+            for held in node.heldMessages { transmit(held.message, from: node, to: held.targets) }
+            node.heldMessages = []
         default:
             break
         }
+    }
+
+    /// A slow primary lets what it holds go this often: just inside the view-change
+    /// timeout, with room for the commit's own message delays.
+    static let slowPrimaryReleaseTicks = Int(SimulationOptions.parameters.viewChangeTimeoutTicks) - 4
+
+    /// The senders a censoring primary leaves out: every other client.
+    static let censoredSenders = Set(TransactionPool.shared.clients.enumerated().filter { $0.offset % 2 == 0 }.map {
+        Address(publicKey: $0.element.publicKey)
+    })
+
+    /// Whether `node` censors `transaction` (drops it on arrival, so it never proposes it).
+    func censors(_ node: Node, _ transaction: Transaction) -> Bool {
+        node.mode == .censor && Simulation.censoredSenders.contains(transaction.senderAddress)
     }
 
     func randomSignature() -> Signature {

@@ -25,6 +25,15 @@ public struct SimulationOptions: Sendable {
     public var livenessBoundTicks = 3000
     /// The target: the highest honest height at healing plus this.
     public var heightsAfterHeal: UInt64 = 6
+    /// After healing, every transaction a client submitted must have committed on every
+    /// honest replica within this many ticks of its submission (or of healing, if later).
+    public var transactionLivenessBoundTicks = 1500
+    /// A run may end (after the height target) only once every transaction submitted
+    /// up to this many ticks after healing committed on every honest replica.
+    public var transactionWatchTicks = 60
+    /// When set, the transactions submitted after healing (up to the watch) must
+    /// commit everywhere within this many ticks on average (slow-primary tests).
+    public var maxMeanTransactionLatencyTicks: Int?
     /// Percent chance per tick that a client submits a transaction.
     public var clientRatePercent = 15
     /// When to run `Replica.invariants()`: after every step (tests), or after each
@@ -46,6 +55,8 @@ public struct SimulationOptions: Sendable {
         case "view-change-timer": defences.viewChangeTimer = false
         case "join-needs-f-plus-one": defences.joinViewChangeNeedsFPlusOne = false
         case "invalid-new-view": defences.invalidNewViewBlamesOnlyItsView = false
+        case "censorship-timer": defences.censorshipTimer = false
+        case "slow-primary": defences.slowPrimaryCheck = false
         case "quorum": defences.quorumOverride = 2 * ((validatorCount - 1) / 3)
         case "chain-id": bindsChainID = false
         default: return false
@@ -81,6 +92,8 @@ public struct SimulationResult: Sendable {
     public let viewChanges: Int
     public let faults: [String: Int]
     public let dropped: [DropReason: Int]
+    /// View changes honest backups started suspecting the primary, by reason.
+    public let suspicions: [BackupSuspicion: Int]
     public let transactionsCommitted: Int
 }
 
@@ -115,6 +128,8 @@ public final class Simulation {
         var recorded: [ConsensusMessage] = []
         /// Blocks a forged certificate named (pushed to peers, who fetch by hash).
         var forgedBlocks: [Block] = []
+        /// What a slow primary sent but holds back until its next release.
+        var heldMessages: [(message: ConsensusMessage, targets: [ValidatorIndex])] = []
 
         init(slot: Int, validator: ValidatorIndex, mode: ByzantineMode?, twinGroup: Int?, app: SimApplication) {
             self.slot = slot
@@ -173,6 +188,7 @@ public final class Simulation {
     var honestVotes: [VoteKey: Hash] = [:]
     var faults: [String: Int] = [:]
     var target: UInt64?
+    var transactionLog = TransactionLog()
 
     public init(seed: UInt64, options: SimulationOptions) {
         self.seed = seed
@@ -266,24 +282,31 @@ public final class Simulation {
         while failure == nil && tick <= lastTick {
             runTick()
             if let every = options.traceEveryTicks, tick % every == 0 { printTrace() }
-            if tick == plan.healTick { target = maxHonestHeight + options.heightsAfterHeal }
-            if let target, minHonestHeight >= target { break }
+            if tick == plan.healTick {
+                target = maxHonestHeight + options.heightsAfterHeal
+                resubmitUncommittedTransactions()
+            }
+            if tick >= plan.healTick { checkTransactionLiveness() }
+            if let target, minHonestHeight >= target, transactionsSettled { break }
             tick += 1
         }
         if failure == nil && tick > lastTick {
             fail("liveness: honest heights \(honestHeights) did not all reach \(target ?? 0) within \(options.livenessBoundTicks) ticks of healing")
         }
+        if failure == nil { checkMeanTransactionLatency() }
         var dropped: [DropReason: Int] = [:]
+        var suspicions: [BackupSuspicion: Int] = [:]
         var viewChanges = 0
         for node in nodes where node.isHonest {
             if let replica = node.replica {
                 dropped.merge(replica.dropped, uniquingKeysWith: +)
+                suspicions.merge(replica.suspicions, uniquingKeysWith: +)
                 viewChanges = max(viewChanges, replica.viewChangesStarted)
             }
         }
         return SimulationResult(
             seed: seed, validatorCount: options.validatorCount, mix: options.mix, plan: plan, failure: failure,
-            ticks: tick, blocksCommitted: maxHonestHeight, viewChanges: viewChanges, faults: faults, dropped: dropped,
+            ticks: tick, blocksCommitted: maxHonestHeight, viewChanges: viewChanges, faults: faults, dropped: dropped, suspicions: suspicions,
             transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0)
     }
 
@@ -314,7 +337,7 @@ public final class Simulation {
             for delivery in deliveries where failure == nil { deliver(delivery) }
         }
         if let arrivals = pendingTransactions.removeValue(forKey: tick) {
-            for (slot, transaction) in arrivals where nodes[slot].up {
+            for (slot, transaction) in arrivals where nodes[slot].up && !censors(nodes[slot], transaction) {
                 nodes[slot].app.submit(transaction)
                 step(nodes[slot], .transactionsAvailable)
             }
@@ -375,6 +398,7 @@ public final class Simulation {
         guard clientNextNonce[client] < TransactionPool.noncesPerClient else { return }
         let transaction = pool.transactions[client][clientNextNonce[client]]
         clientNextNonce[client] += 1
+        transactionLog.submitted(transaction, atTick: tick)
         for node in nodes {
             pendingTransactions[tick + random.inRange(1...3), default: []].append((node.slot, transaction))
         }
@@ -502,6 +526,7 @@ public final class Simulation {
         for transaction in block.transactions where !node.transactionHashes.insert(transaction.hash).inserted {
             return fail("transaction \(transaction.hash.hex.prefix(12)) committed twice by validator \(node.validator)")
         }
+        transactionLog.committed(block.transactions, honestCount: honestNodes.count, atTick: tick)
     }
 
     func recordHonestSignature(_ message: ConsensusMessage, by validator: ValidatorIndex) {

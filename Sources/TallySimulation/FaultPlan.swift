@@ -25,6 +25,12 @@ public enum ByzantineMode: String, CaseIterable, Sendable {
     /// Signs empty (invalid) NEW-VIEWs for views it leads: the next one above its own
     /// view and the highest one a message may name, a stream of them every tick.
     case forgedNewView = "forged-new-view"
+    /// As primary, leaves out chosen senders' transactions (it drops them on arrival)
+    /// and proposes the others, and empty blocks while the chosen ones wait.
+    case censor
+    /// As primary, holds everything it sends and lets it go every few ticks, just
+    /// inside the view-change timeout (a primary paused and resumed, Aardvark's slow primary).
+    case slowPrimary = "slow-primary"
 }
 
 public enum PartitionKind: String, Sendable {

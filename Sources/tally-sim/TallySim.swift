@@ -12,7 +12,8 @@ struct TallySim: ParsableCommand {
         discussion: """
             Every run checks agreement, commit certificates, monotonic heights and views, that no honest \
             validator signs conflicting votes, that no transaction commits twice, and liveness after the \
-            faults heal. Exits 0 when every run held every invariant; otherwise stops at the first failure \
+            faults heal: by height, and by transactions (every client transaction commits on every honest \
+            validator within a bound of ticks). Exits 0 when every run held every invariant; otherwise stops at the first failure \
             and prints its seed, its fault schedule and the command that replays it.
             """)
 
@@ -34,8 +35,14 @@ struct TallySim: ParsableCommand {
     @Option(help: "Give every run at least one Byzantine replica of this mode (\(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))).")
     var byzantine: String?
 
-    @Option(help: "Switch off one defence to see the invariants go red: signatures, equivocation, stale-views, view-change-certificates, new-view-recompute, view-change-timer, join-needs-f-plus-one, quorum, chain-id.")
+    @Option(help: "Switch off one defence to see the invariants go red: signatures, equivocation, stale-views, view-change-certificates, new-view-recompute, view-change-timer, join-needs-f-plus-one, invalid-new-view, censorship-timer, slow-primary, quorum, chain-id.")
     var disableDefence: String?
+
+    @Option(help: "Fail a run whose transactions submitted after healing take longer than this many ticks on average to commit everywhere (off by default; the slow-primary defence test uses it).")
+    var meanLatencyBound: Int?
+
+    @Option(help: "Ticks after healing whose transactions must all commit before a run may end.")
+    var watchTicks: Int = SimulationOptions().transactionWatchTicks
 
     @Option(help: "When to run each replica's internal invariants: every-step or every-tick.")
     var invariants: String = "every-tick"
@@ -56,6 +63,8 @@ struct TallySim: ParsableCommand {
         }
         guard InvariantChecking(rawValue: invariants) != nil else { throw ValidationError("--invariants must be every-step or every-tick") }
         guard jobs >= 1 && jobs <= 64 else { throw ValidationError("--jobs must be 1...64") }
+        guard (0...10_000).contains(watchTicks) else { throw ValidationError("--watch-ticks must be 0...10000") }
+        if let meanLatencyBound { guard meanLatencyBound >= 1 else { throw ValidationError("--mean-latency-bound must be positive") } }
     }
 
     func parseSeeds() -> ClosedRange<UInt64>? {
@@ -77,7 +86,8 @@ struct TallySim: ParsableCommand {
         let mix = FaultMix(rawValue: faults)!
         let sweep = Sweep(range: range, counts: counts, mix: mix, verbose: verbose, trace: trace,
                           invariants: InvariantChecking(rawValue: invariants)!,
-                          byzantine: byzantine.flatMap(ByzantineMode.init(rawValue:)), disableDefence: disableDefence)
+                          byzantine: byzantine.flatMap(ByzantineMode.init(rawValue:)), disableDefence: disableDefence,
+                          meanLatencyBound: meanLatencyBound, watchTicks: watchTicks)
         let started = Date()
         Sweep.workers(jobs) { sweep.work() }
         sweep.finishProgress()
@@ -90,6 +100,8 @@ struct TallySim: ParsableCommand {
             var replay = "tally-sim --seeds \(failure.seed) --replicas \(failure.validatorCount) --faults \(failure.mix.rawValue)"
             if let byzantine { replay += " --byzantine \(byzantine)" }
             if let disableDefence { replay += " --disable-defence \(disableDefence)" }
+            if let meanLatencyBound { replay += " --mean-latency-bound \(meanLatencyBound)" }
+            if watchTicks != SimulationOptions().transactionWatchTicks { replay += " --watch-ticks \(watchTicks)" }
             print("replay: \(replay)")
             throw ExitCode(1)
         }
@@ -106,6 +118,8 @@ final class Sweep: @unchecked Sendable {
     let invariants: InvariantChecking
     let forcedMode: ByzantineMode?
     let disableDefence: String?
+    let meanLatencyBound: Int?
+    let watchTicks: Int
     let lock = NSLock()
     var next: UInt64
     var runs = 0
@@ -114,6 +128,7 @@ final class Sweep: @unchecked Sendable {
     var transactions = 0
     var faults: [String: Int] = [:]
     var dropped: [DropReason: Int] = [:]
+    var suspicions: [BackupSuspicion: Int] = [:]
     var byzantine: [String: Int] = [:]
     var runsByCount: [Int: Int] = [:]
     var failure: SimulationResult?
@@ -121,8 +136,10 @@ final class Sweep: @unchecked Sendable {
     let interactive = isatty(1) == 1
 
     init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?, invariants: InvariantChecking,
-         byzantine: ByzantineMode?, disableDefence: String?) {
+         byzantine: ByzantineMode?, disableDefence: String?, meanLatencyBound: Int?, watchTicks: Int) {
         forcedMode = byzantine
+        self.meanLatencyBound = meanLatencyBound
+        self.watchTicks = watchTicks
         self.disableDefence = disableDefence
         self.trace = trace
         self.invariants = invariants
@@ -166,6 +183,8 @@ final class Sweep: @unchecked Sendable {
                 options.forceByzantine = true
             }
             if let disableDefence { _ = options.disableDefence(disableDefence) }
+            options.maxMeanTransactionLatencyTicks = meanLatencyBound
+            options.transactionWatchTicks = watchTicks
             let result = Simulation(seed: seed, options: options).run()
             record(result)
         }
@@ -181,6 +200,7 @@ final class Sweep: @unchecked Sendable {
         transactions += result.transactionsCommitted
         faults.merge(result.faults, uniquingKeysWith: +)
         dropped.merge(result.dropped, uniquingKeysWith: +)
+        suspicions.merge(result.suspicions, uniquingKeysWith: +)
         for mode in result.plan.byzantine.values { byzantine[mode.rawValue, default: 0] += 1 }
         if result.failure != nil && failure == nil { failure = result }
         if verbose {
@@ -208,7 +228,8 @@ final class Sweep: @unchecked Sendable {
         let counts = runsByCount.sorted { $0.key < $1.key }.map { "n=\($0.key): \($0.value)" }.joined(separator: ", ")
         lines.append("runs: \(runs) (\(counts)), faults \(mix.rawValue), \(String(format: "%.1f", elapsed)) s")
         lines.append("blocks committed: \(blocks) (highest honest height per run, summed); transactions: \(transactions)")
-        lines.append("view changes: \(viewChanges)")
+        lines.append("view changes: \(viewChanges); started by honest backups suspecting the primary: "
+            + BackupSuspicion.allCases.map { "\($0.rawValue) \(suspicions[$0, default: 0])" }.joined(separator: ", "))
         lines.append("faults injected: " + faults.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append("byzantine replicas by mode: " + byzantine.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append("inputs dropped by honest replicas: " + dropped.sorted { $0.key < $1.key }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))

@@ -60,12 +60,14 @@ final class SweepTests: XCTestCase {
 /// seeds are the first failing ones `tally-sim --replicas 4 --faults all
 /// --byzantine MODE --disable-defence NAME` found.
 final class ByzantineDefenceTests: XCTestCase {
-    func check(_ mode: ByzantineMode, defence: String, seed: UInt64, expect: String, file: StaticString = #filePath, line: UInt = #line) {
+    func check(_ mode: ByzantineMode, defence: String, seed: UInt64, expect: String,
+               configure: (inout SimulationOptions) -> Void = { _ in }, file: StaticString = #filePath, line: UInt = #line) {
         var options = SimulationOptions(validatorCount: 4, mix: .all)
         options.byzantineModes = [mode]
         options.forceByzantine = true
         // A stall shows within a few timeouts; a shorter bound keeps the test quick.
         if expect == "liveness" { options.livenessBoundTicks = 800 }
+        configure(&options)
         let defended = Simulation(seed: seed, options: options).run()
         XCTAssertNil(defended.failure, "\(mode.rawValue) broke an invariant with every defence on", file: file, line: line)
         XCTAssertEqual(defended.plan.byzantine.values.first, mode, file: file, line: line)
@@ -120,5 +122,22 @@ final class ByzantineDefenceTests: XCTestCase {
     /// honest replica jumps past them and the cluster stalls.
     func testForgedNewViewsMoveNobody() {
         check(.forgedNewView, defence: "invalid-new-view", seed: 4, expect: "liveness")
+    }
+
+    /// A primary that drops half the clients' transactions keeps committing the
+    /// others (and empty blocks), so the no-commit timer never fires: only the
+    /// per-transaction timer sees the censored ones wait.
+    func testCensoringPrimaryIsReplaced() {
+        check(.censor, defence: "censorship-timer", seed: 4, expect: "transaction liveness")
+    }
+
+    /// A primary that holds everything it sends and lets it go just inside the
+    /// view-change timeout: with the slow-primary check it is replaced, and the
+    /// transactions after healing commit in 9 ticks on average; without, in 15.
+    func testSlowPrimaryIsReplaced() {
+        check(.slowPrimary, defence: "slow-primary", seed: 4, expect: "transaction latency") { options in
+            options.transactionWatchTicks = 400
+            options.maxMeanTransactionLatencyTicks = 12
+        }
     }
 }
