@@ -415,6 +415,7 @@ public actor Node: NodeService {
                 metrics.messageDropped("gossip_bad_signature")
                 continue
             }
+            if let interceptor, !interceptor.admits(transaction) { continue }
             let account = application.ledger.account(transaction.senderAddress) ?? .empty
             if case .success = application.mempool.admit(checked, account: account) { admitted += 1 }
         }
@@ -665,6 +666,10 @@ public actor Node: NodeService {
                 metrics.transactionRejected(reason.code)
                 return .failure(.rejected(reason))
             case .success(let verified): checked = verified
+            }
+            if let interceptor, !interceptor.admits(transaction) {
+                gossipBuffer.append(transaction)
+                return .success(checked.transaction.hash)
             }
             // Checked again: the state may have moved while signatures were verified.
             let account = application.ledger.account(transaction.senderAddress) ?? .empty

@@ -18,6 +18,13 @@ import TallyTypes
     func tick(link: OutboundLink)
     /// False: this node gossips no transactions.
     var gossips: Bool { get }
+    /// False: the node keeps `transaction` out of its own mempool (a censor), though it
+    /// still gossips a client's submission on.
+    func admits(_ transaction: Transaction) -> Bool
+}
+
+@_spi(Testing) extension OutboundInterceptor {
+    public func admits(_ transaction: Transaction) -> Bool { true }
 }
 
 /// What an interceptor sees of its node and how it sends (testing SPI).

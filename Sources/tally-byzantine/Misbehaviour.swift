@@ -29,6 +29,10 @@ enum Misbehaviour: String, CaseIterable, ExpressibleByArgument {
     /// Otherwise honest; keeps sending NEW-VIEWs without VIEW-CHANGEs (invalid) for the
     /// next view it leads and for the highest view a message may name.
     case forgedNewView = "forged-new-view"
+    /// Otherwise honest; keeps the transactions of chosen senders (those whose address
+    /// ends in an even byte) out of its mempool, so as primary it proposes the others
+    /// only; it still gossips a client's submission on, so the backups hold it.
+    case censor
 }
 
 /// Rewrites the node's outbound traffic for one misbehaviour. Called only on the
@@ -67,6 +71,15 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
     }
 
     var gossips: Bool { misbehaviour != .silent }
+
+    func admits(_ transaction: Transaction) -> Bool {
+        guard misbehaviour == .censor, Self.isCensored(transaction.senderAddress) else { return true }
+        count("censored", "transaction \(transaction.hash.hex.prefix(12)) from \(transaction.senderAddress)")
+        return false
+    }
+
+    /// The senders a censor leaves out.
+    static func isCensored(_ sender: Address) -> Bool { sender.bytes.last.map { $0 % 2 == 0 } ?? false }
 
     /// Counts one misbehaving act (`amount` messages) and logs it: the first five
     /// times, then whenever the total passes a multiple of 50.

@@ -238,7 +238,8 @@ struct ChaosRun {
                 }
             case .oneWayLoss:
                 add(node, fault.peer, fault.link)
-            case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView:
+            case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView,
+                 .censor:
                 break
             }
         }

@@ -45,18 +45,20 @@ enum FaultKind: String, CaseIterable, Sendable {
     case silent
     /// Invalid NEW-VIEWs for views it leads, up to the highest nameable one.
     case forgedNewView = "forged-new-view"
+    /// Keeps chosen senders' transactions out of its proposals (tally-byzantine censor).
+    case censor
 
     var faultClass: FaultClass {
         switch self {
         case .kill, .freeze, .tear: return .process
-        case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView: return .byzantine
+        case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView, .censor: return .byzantine
         default: return .network
         }
     }
 
-    /// Byzantine kinds that act only (equivocate) or mostly (forged-view-change) as the
+    /// Byzantine kinds that act only (equivocate, censor) or mostly (forged-view-change) as the
     /// primary: at the episode's start they move to the current primary (`ChaosRun`).
-    var actsAsPrimary: Bool { self == .equivocate || self == .forgedViewChange }
+    var actsAsPrimary: Bool { self == .equivocate || self == .forgedViewChange || self == .censor }
 
     /// Kinds that make up a whole episode on their own (not one node's fault).
     var isWholeEpisode: Bool { self == .split || self == .isolatePrimary }
@@ -169,7 +171,7 @@ struct FaultSchedule {
         var link = LinkPolicy.clear
         switch kind {
         case .kill, .freeze, .tear: break
-        case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView: break
+        case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView, .censor: break
         case .isolate: link = .partitioned
         case .oneWayLoss:
             peer = (node + Int.random(in: 1..<validators, using: &random)) % validators

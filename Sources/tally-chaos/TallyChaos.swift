@@ -18,7 +18,7 @@ struct TallyChaos: AsyncParsableCommand {
             Network faults (root only: each validator in its own network namespace behind a userspace packet switch): \
             isolate a node or the primary, split the validators in two, one-way loss, delay + jitter, loss, duplication. \
             Without root, --faults network exits 2. Byzantine faults: a validator restarted as tally-byzantine \
-            --misbehaviour equivocate|conflicting-votes|forged-view-change|garbage-frames|silent|forged-new-view for the episode, \
+            --misbehaviour equivocate|conflicting-votes|forged-view-change|garbage-frames|silent|forged-new-view|censor for the episode, \
             then as an honest tally-node on the same data; it counts towards the at most --max-faulty (≤ f) faulty validators.
             """)
 

@@ -66,7 +66,8 @@ final class FaultScheduleTests: XCTestCase {
                     case .loss: XCTAssertTrue(FaultSchedule.lossProbability.contains(fault.link.lossProbability))
                     case .duplicate: XCTAssertTrue(FaultSchedule.duplicateProbability.contains(fault.link.duplicateProbability))
                     case .isolate, .isolatePrimary, .split: XCTAssertTrue(fault.link.blocked)
-                    case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView:
+                    case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView,
+                         .censor:
                         XCTAssertEqual(fault.link, .clear)
                     }
                 }
@@ -77,7 +78,7 @@ final class FaultScheduleTests: XCTestCase {
 
     func testByzantineKindsAreTheMisbehaviours() {
         // The raw values are what `tally-byzantine --misbehaviour` takes.
-        XCTAssertEqual(byzantineKinds.map(\.rawValue), ["equivocate", "conflicting-votes", "forged-view-change", "garbage-frames", "silent", "forged-new-view"])
+        XCTAssertEqual(byzantineKinds.map(\.rawValue), ["equivocate", "conflicting-votes", "forged-view-change", "garbage-frames", "silent", "forged-new-view", "censor"])
         XCTAssertTrue(byzantineKinds.allSatisfy { $0.faultClass == .byzantine && !$0.isWholeEpisode })
         XCTAssertEqual(Set(everyKind), Set(FaultKind.allCases))
         XCTAssertEqual(
