@@ -1182,6 +1182,9 @@ public struct Replica {
         if inViewChange, let own = ownViewChange { precondition(own.newView <= view, "view change ahead of the view") }
         precondition(viewChanges.count <= configuration.validatorCount, "view-change store unbounded")
         precondition(checkpointVotes.keys.allSatisfy { $0 > stableCheckpoint.height }, "checkpoint votes below stable")
+        precondition(UInt64(transactionTimer.sequenceTicks.count) <= sequenceWindowTicks + 2, "sequence samples unbounded")
+        precondition(transactionTimer.proposalDelays.count <= ConsensusLimits.slowPrimarySamples
+            && transactionTimer.commitTimes.count <= ConsensusLimits.slowPrimarySamples, "timing samples unbounded")
     }
 }
 

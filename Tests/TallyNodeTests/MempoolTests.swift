@@ -34,6 +34,39 @@ final class MempoolTests: XCTestCase {
         XCTAssertEqual(pool.reap(maxCount: 10) { _ in 0 }.map(\.nonce), [0, 1, 2])
     }
 
+    /// The replica times the oldest proposable transaction (issue 13, censorship): it is
+    /// proposable from its admission, or from its sender's last commit if later; a
+    /// transaction behind a nonce gap is not, and a credit to its sender restarts nothing.
+    func testOldestProposableSequence() {
+        var pool = Mempool(chainID: chainID, minFee: 1)
+        func oldest(_ accounts: [Address: Account]) -> UInt64? {
+            pool.oldestProposableSequence { accounts[$0] ?? self.rich }
+        }
+        XCTAssertNil(oldest([:]))
+        _ = pool.admit(tx(0, nonce: 1), account: rich)
+        XCTAssertNil(oldest([:]), "behind a nonce gap: not proposable")
+        _ = pool.admit(tx(1, nonce: 0), account: rich)
+        let senderOne = pool.proposableSequence
+        _ = pool.admit(tx(0, nonce: 0), account: rich)
+        XCTAssertEqual(oldest([:]), senderOne)
+        // Sender 0's nonce 0 commits: its nonce 1 becomes proposable only now.
+        let sender0 = tx(0, nonce: 0).transaction.senderAddress
+        let afterCommit: [Address: Account] = [sender0: Account(balance: 1_000_000, nonce: 1)]
+        pool.removeCommitted([tx(0, nonce: 0).transaction]) { afterCommit[$0] ?? self.rich }
+        XCTAssertEqual(oldest(afterCommit), senderOne, "sender 1 still waits longest")
+        let moved = pool.proposableSequence
+        XCTAssertGreaterThan(moved, senderOne)
+        // A transfer to sender 1 (from sender 2) commits: sender 1's wait goes on.
+        let sender1 = tx(1, nonce: 0).transaction.senderAddress
+        let credit = Transaction.signed(by: keys[2], chainID: chainID, to: sender1, amount: 5, fee: 1, nonce: 0)
+        pool.removeCommitted([credit]) { afterCommit[$0] ?? self.rich }
+        XCTAssertEqual(oldest(afterCommit), senderOne)
+        // Sender 1's commits: what is left is sender 0's nonce 1, proposable since its sender's commit.
+        let sender1Committed = afterCommit.merging([sender1: Account(balance: 1_000_000, nonce: 1)]) { $1 }
+        pool.removeCommitted([tx(1, nonce: 0).transaction]) { sender1Committed[$0] ?? self.rich }
+        XCTAssertEqual(oldest(sender1Committed), moved)
+    }
+
     func testStaleFutureWrongChainAndBalance() {
         var pool = Mempool(chainID: chainID, minFee: 1, limits: MempoolLimits(maxTransactions: 100, maxBytes: 1 << 20, maxNonceGap: 5, maxPerSender: 100))
         let used = Account(balance: 100, nonce: 3)
