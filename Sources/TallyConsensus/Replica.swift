@@ -32,7 +32,8 @@ import TallyTypes
 ///   uncommitted proposals) that sees no commit for the timeout — `viewChangeTimeoutTicks`
 ///   doubled per consecutive view change, capped at `maxViewChangeTimeoutTicks` —
 ///   moves to v+1 and broadcasts VIEW-CHANGE with its stable checkpoint proof and its
-///   prepared certificates. It joins a higher view when f+1 validators asked for
+///   prepared certificates. It does the same when the primary holds transactions back
+///   while it commits others, or proposes late (`Replica+TransactionTimer.swift`). It joins a higher view when f+1 validators asked for
 ///   one; it gives up on v+1 for v+2 only once 2f+1 VIEW-CHANGEs for v+1 exist and
 ///   still no NEW-VIEW came (so a lone, partitioned replica does not run ahead).
 ///   The new primary sends NEW-VIEW with 2f+1 VIEW-CHANGEs and PRE-PREPAREs for the
