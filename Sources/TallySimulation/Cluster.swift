@@ -82,6 +82,9 @@ public struct SimulationResult: Sendable {
     public let faults: [String: Int]
     public let dropped: [DropReason: Int]
     public let transactionsCommitted: Int
+    /// The hashes of the longest chain an honest replica committed, in height order
+    /// (a replay must reproduce the chain itself, not only its length).
+    public let committedBlockHashes: [Hash]
 }
 
 /// A deterministic in-process cluster: n replicas, one seed for message delay, loss,
@@ -284,7 +287,8 @@ public final class Simulation {
         return SimulationResult(
             seed: seed, validatorCount: options.validatorCount, mix: options.mix, plan: plan, failure: failure,
             ticks: tick, blocksCommitted: maxHonestHeight, viewChanges: viewChanges, faults: faults, dropped: dropped,
-            transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0)
+            transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0,
+            committedBlockHashes: honestNodes.max { $0.chain.count < $1.chain.count }?.chain.map(\.block.hash) ?? [])
     }
 
     func printTrace() {

@@ -52,6 +52,8 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(first.faults, second.faults)
         XCTAssertEqual(first.plan.description, second.plan.description)
         XCTAssertEqual(first.transactionsCommitted, second.transactionsCommitted)
+        XCTAssertFalse(first.committedBlockHashes.isEmpty)
+        XCTAssertEqual(first.committedBlockHashes, second.committedBlockHashes, "a replay committed other blocks")
     }
 }
 
