@@ -213,7 +213,7 @@ let package = Package(
         .testTarget(
             name: "TallyNodeTests",
             dependencies: [
-                "TallyNode", "TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyNode", "TallyConsensus", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

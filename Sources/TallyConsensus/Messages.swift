@@ -534,6 +534,9 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
         }
     }
 
+    /// The kind byte of `.syncResponse` (a node builds one from stored bytes).
+    public static let syncResponseKind: UInt8 = 8
+
     public func encode(to encoder: inout CanonicalEncoder) {
         encoder.tag(.consensusMessage)
         switch self {
@@ -545,7 +548,7 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
         case .newView(let message): encoder.u8(6); message.encode(to: &encoder)
         case .syncRequest(let from, let to): encoder.u8(7); encoder.u64(from); encoder.u64(to)
         case .syncResponse(let blocks):
-            encoder.u8(8)
+            encoder.u8(Self.syncResponseKind)
             encoder.count(blocks.count)
             for block in blocks { block.encode(to: &encoder) }
         case .committedTip(let certificate): encoder.u8(9); certificate.encode(to: &encoder)

@@ -44,7 +44,10 @@ public actor Node: NodeService {
     /// One thread for every node of the process (normally one node).
     private static let executorGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
-    private var transactionIndex = TransactionIndex()
+    /// Committed transactions and blocks, read by the HTTP API without the actor.
+    private nonisolated let committedTransactions: CommittedTransactions
+    private nonisolated let blockReader: BlockReader
+    private let syncReads = ConcurrencySlots(Node.maxConcurrentSyncReads)
     private var subscribers = EventSubscribers()
     private var eventStreamsEnded = false
     private var gossipBuffer: [Transaction] = []
@@ -147,6 +150,7 @@ public actor Node: NodeService {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
 
         store = try BlockStore.open(dataDirectory: dataDirectory, logger: logger)
+        blockReader = store.reader
         snapshots = try SnapshotStore(dataDirectory: dataDirectory, logger: logger)
         consensusState = try DataLayout.consensusStateStore(dataDirectory)
         let replayStart = ContinuousClock.now
@@ -202,7 +206,7 @@ public actor Node: NodeService {
         var recentTransactions = TransactionIndex()
         let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
         try store.forEachBlock(from: first) { recentTransactions.add($0.block) }
-        transactionIndex = recentTransactions
+        committedTransactions = CommittedTransactions(reader: store.reader, index: recentTransactions)
         metrics.height.record(Int64(store.tipHeight))
         metrics.view.record(Int64(replica.view))
     }
@@ -535,8 +539,10 @@ public actor Node: NodeService {
             stopOnDurableWriteFailure(error)
         }
         metrics.blockAppend.record(duration: ContinuousClock.now - start)
+        // Indexed before the mempool lets go of its transactions, so a lookup between
+        // the two finds each one pending or committed, never unknown.
+        committedTransactions.add(block)
         let execution = application.commit(block)
-        transactionIndex.add(block)
         metrics.height.record(Int64(block.height))
         metrics.blocksCommitted.increment()
         metrics.transactionsCommitted.increment(by: Int64(block.transactions.count))
@@ -556,18 +562,42 @@ public actor Node: NodeService {
         return .blockExecuted(height: block.height, stateRoot: execution.stateRoot)
     }
 
+    /// Answers a sync request off the actor: the reads (up to `maxSyncResponseBytes`)
+    /// go through the block reader on another thread, and the stored records are sent
+    /// as they are, not decoded and encoded again. At most `maxConcurrentSyncReads`
+    /// answers are in progress; beyond that a request is dropped and counted (the
+    /// replica already answers each peer at most a few times per interval, and the
+    /// peer asks again).
     private func sendBlocks(_ heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
-        var blocks: [CertifiedBlock] = []
+        if let interceptor {
+            let blocks = Self.storedRecords(heights, reader: blockReader).compactMap { try? $0.decode() }
+            guard !blocks.isEmpty else { return }
+            return interceptor.intercept(.syncResponse(blocks), to: [peer], link: outboundLink())
+        }
+        guard syncReads.tryAcquire() else { return metrics.messageDropped("sync_reads_busy") }
+        let reader = blockReader, network = network, syncReads = syncReads
+        Task.detached {
+            defer { syncReads.release() }
+            let records = Self.storedRecords(heights, reader: reader)
+            guard !records.isEmpty else { return }
+            _ = network.send(to: Int(peer), PeerMessage.syncResponse(storedBlocks: records.map(\.payload)))
+        }
+    }
+
+    static let maxConcurrentSyncReads = 4
+
+    /// The stored records of `heights` that exist, in order, stopping at the first
+    /// unreadable one and before the response would pass `maxSyncResponseBytes`.
+    nonisolated static func storedRecords(_ heights: ClosedRange<UInt64>, reader: BlockReader) -> [StoredRecord] {
+        var records: [StoredRecord] = []
         var bytes = 0
-        for height in heights where height <= store.tipHeight {
-            guard let record = try? store.record(at: height), let certified = try? record.decode() else { break }
-            if !blocks.isEmpty && bytes + record.payload.count > Self.maxSyncResponseBytes { break }
-            blocks.append(certified)
+        for height in heights {
+            guard let record = try? reader.record(at: height) else { break }
+            if !records.isEmpty && bytes + record.payload.count > maxSyncResponseBytes { break }
+            records.append(record)
             bytes += record.payload.count
         }
-        guard !blocks.isEmpty else { return }
-        if let interceptor { return interceptor.intercept(.syncResponse(blocks), to: [peer], link: outboundLink()) }
-        network.send(to: Int(peer), PeerMessage.consensus(.syncResponse(blocks)).bytes)
+        return records
     }
 
     /// Whether a snapshot is due after executing `height`: at checkpoint heights, every
@@ -709,18 +739,16 @@ public actor Node: NodeService {
         }
     }
 
-    public func transactionStatus(_ hash: Hash) -> TransactionStatus {
-        if application.mempool.contains(hash) { return .pending }
-        guard let location = transactionIndex.location(of: hash),
-              let certified = try? store.block(at: location.height),
-              Int(location.index) < certified.block.transactions.count
-        else { return .unknown }
-        let hashes = certified.block.transactions.map(\.hash)
-        guard hashes[Int(location.index)] == hash, let proof = Merkle.proof(hashes, index: Int(location.index)) else {
-            return .unknown
-        }
-        return .committed(height: location.height, index: Int(location.index), blockHash: certified.block.hash, proof: proof)
+    /// Off the actor for committed transactions (the block read and the proof are the
+    /// expensive part); only the mempool question goes to the actor.
+    public nonisolated func transactionStatus(_ hash: Hash) async -> TransactionStatus {
+        if let committed = committedTransactions.status(of: hash) { return committed }
+        if await isPending(hash) { return .pending }
+        // Committed between the two questions: the index has it now.
+        return committedTransactions.status(of: hash) ?? .unknown
     }
+
+    private func isPending(_ hash: Hash) -> Bool { application.mempool.contains(hash) }
 
     public func account(_ address: Address) -> Account { application.ledger.account(address) ?? .empty }
 
@@ -728,9 +756,10 @@ public actor Node: NodeService {
         application.mempool.nextNonce(for: address, committed: account(address).nonce)
     }
 
-    public func block(at height: UInt64) -> CertifiedBlock? { try? store.block(at: height) }
+    /// Read and decoded off the actor.
+    public nonisolated func block(at height: UInt64) async -> CertifiedBlock? { try? blockReader.block(at: height) }
 
-    public func latestHeight() -> UInt64 { store.tipHeight }
+    public nonisolated func latestHeight() async -> UInt64 { blockReader.tipHeight }
 
     /// Ends every event stream and refuses new ones. Called when shutdown begins:
     /// the HTTP server drains open responses before it stops, and an event stream
@@ -750,45 +779,6 @@ public actor Node: NodeService {
     }
 
     private func unsubscribe(_ id: UInt64) { subscribers.remove(id) }
-}
-
-/// Where committed transactions are, for `/txs/{hash}`: keyed by the first 8 bytes
-/// of the hash (a lookup checks the full hash against the stored block), bounded.
-struct TransactionIndex {
-    struct Location: Equatable {
-        let height: UInt64
-        let index: UInt32
-    }
-
-    static let maxEntries = 4_000_000
-    private var locations: [UInt64: Location] = [:]
-    private var order: [UInt64] = []
-    private var evicted = 0
-
-    static func key(_ hash: Hash) -> UInt64 {
-        hash.bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
-    }
-
-    mutating func add(_ block: Block) {
-        for (index, transaction) in block.transactions.enumerated() {
-            let key = Self.key(transaction.hash)
-            if locations.updateValue(Location(height: block.height, index: UInt32(index)), forKey: key) == nil {
-                order.append(key)
-            }
-        }
-        // Forget the oldest entries beyond the bound (amortised: compact in batches).
-        if locations.count > Self.maxEntries {
-            let excess = locations.count - Self.maxEntries
-            for key in order[evicted..<evicted + excess] { locations[key] = nil }
-            evicted += excess
-            if evicted > Self.maxEntries / 2 {
-                order.removeFirst(evicted)
-                evicted = 0
-            }
-        }
-    }
-
-    func location(of hash: Hash) -> Location? { locations[Self.key(hash)] }
 }
 
 /// Peer messages between the network reader and the node's actor.
