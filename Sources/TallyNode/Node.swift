@@ -380,35 +380,25 @@ public actor Node: NodeService {
         }
         let (unchecked, checked) = await unknownTransactions(transactions, malformed: malformed, notFromValidators: notFromValidators)
         guard !unchecked.isEmpty || !checked.isEmpty else { return }
-        // Gossip is verified like any submission (once), and not gossiped again.
-        await admitGossip(
-            unchecked + checked,
-            SignatureBatch.verify(unchecked) + checked.map { VerifiedTransaction(signatureAlreadyVerified: $0) })
+        // Gossip is verified like any submission (once, through the same bounded gate),
+        // and not gossiped again.
+        let verified = unchecked.isEmpty ? [] : await signatureGate.verify(unchecked)
+        await admitGossip(unchecked + checked, verified + checked.map { VerifiedTransaction(signatureAlreadyVerified: $0) })
     }
 
-    /// Counts the rejected messages, then drops what the mempool holds, what is
-    /// already committed and repeats within the round, before the costly signature
-    /// checks (every peer gossips the same transactions, and re-gossip repeats them).
-    /// Returns the rest split into those whose signatures still need a check and
-    /// those checked already with a block in flight (gossip often arrives after the
-    /// PRE-PREPARE that carries it).
+    /// Counts the rejected messages, then screens the transactions (`GossipScreen`:
+    /// every check but the signature, before the costly signature checks). Returns
+    /// those whose signatures still need a check and those checked already.
     private func unknownTransactions(
         _ transactions: [Transaction], malformed: [(peer: Int, error: any Error)], notFromValidators: Int
     ) -> (unchecked: [Transaction], checked: [Transaction]) {
         for (peer, error) in malformed { dropMalformed(from: peer, error) }
         if notFromValidators > 0 { metrics.messageDropped("not_a_validator", count: notFromValidators) }
-        var seen = Set<Hash>()
-        var unchecked: [Transaction] = []
-        var checked: [Transaction] = []
-        for transaction in transactions {
-            let hash = transaction.hash
-            guard !application.mempool.contains(hash),
-                  transaction.nonce >= (application.ledger.account(transaction.senderAddress)?.nonce ?? 0),
-                  seen.insert(hash).inserted
-            else { continue }
-            if application.isInFlight(hash) { checked.append(transaction) } else { unchecked.append(transaction) }
-        }
-        return (unchecked, checked)
+        let screen = GossipScreen(
+            transactions, mempool: application.mempool,
+            account: { application.ledger.account($0) ?? .empty }, isInFlight: { application.isInFlight($0) })
+        for (code, count) in screen.rejected { metrics.messageDropped("gossip_\(code)", count: count) }
+        return (screen.unchecked, screen.checked)
     }
 
     private func admitGossip(_ transactions: [Transaction], _ verified: [VerifiedTransaction?]) {
