@@ -25,12 +25,13 @@ enum Attack: String, CaseIterable, Sendable {
 
 /// Bounded, parameterised sizes of a hostile run (short defaults: a test-sized run).
 struct HostileOptions: Sendable {
-    var phaseSeconds = 30.0
+    /// Long enough for the slow-body deadline (30 s) to be seen.
+    var phaseSeconds = 40.0
     var honestRatePerSecond = 10.0
     var honestSenders = 4
     /// Every node's `mempool.max_transactions`, so the spam can go past the bound.
-    var mempoolBound = 1_000
-    var spamTransactions = 3_000
+    var mempoolBound = 2_000
+    var spamTransactions = 6_000
     var zeroValueTransactions = 200
     var stuckRounds = 3
     var idleConnections = 1_100
@@ -38,6 +39,10 @@ struct HostileOptions: Sendable {
     /// `ulimit -n` of the node whose API is flooded.
     var floodedNodeDescriptorLimit = 1_024
     var hammerThreads = 4
+    /// Valid transfers committed first, whose lookups the hammer then asks for (at
+    /// most half the mempool bound: valid, fee-paying transfers may fill a mempool,
+    /// and the honest load must not meet one the run itself filled).
+    var hammerBlockTransactions = 1_000
     var eventAddresses = 20
     var peerFloodAddresses = 2
     var peerFloodPerAddress = 70
@@ -113,8 +118,10 @@ final class AttackThread: @unchecked Sendable {
 
 /// Admission attacks over POST /txs from attacker addresses.
 struct AdmissionAttacks {
-    static let batchSize = 500
+    static let batchSize = 2_000
     static let requestTimeoutSeconds = 30.0
+    /// The stuck sends must arrive together; one to a node that does not answer soon is lost.
+    static let stuckTimeoutSeconds = 5.0
 
     let cluster: Testbed
     let options: HostileOptions
@@ -129,7 +136,7 @@ struct AdmissionAttacks {
     }
 
     /// Posts `transactions` in batches, nodes in turn, and counts each result code.
-    func post(_ transactions: [Transaction], report: AttackReport, addressOffset: Int = 0) {
+    func post(_ transactions: [Transaction], report: AttackReport, addressOffset: Int = 0, label: String = "") {
         for (index, start) in stride(from: 0, to: transactions.count, by: Self.batchSize).enumerated() {
             let batch = Array(transactions[start..<min(start + Self.batchSize, transactions.count)])
             let body = try! JSONSerialization.data(withJSONObject: ["txs": batch.map { Hex.encode($0.canonicalBytes) }])
@@ -138,15 +145,29 @@ struct AdmissionAttacks {
                 from: AttackerAddress.of(firstAddress + addressOffset + index % 8), host: host, port: cluster.basePort + node,
                 method: "POST", path: "/txs", body: Array(body), timeoutSeconds: Self.requestTimeoutSeconds)
             guard let response else {
-                report.count("no_answer", batch.count)
+                report.count(label + "no_answer", batch.count)
                 continue
             }
             guard let results = response.json?["results"] as? [[String: Any]] else {
-                report.count(response.errorCode ?? "http_\(response.status)", batch.count)
+                report.count(label + (response.errorCode ?? "http_\(response.status)"), batch.count)
                 continue
             }
-            for result in results { report.count(((result["error"] as? [String: Any])?["code"] as? String) ?? "admitted") }
+            for result in results { report.count(label + (((result["error"] as? [String: Any])?["code"] as? String) ?? "admitted")) }
         }
+    }
+
+    /// Valid, fee-paying transfers filling each key's nonce window: a block of about
+    /// `count` transactions, all sent in one batch.
+    func bigBlock(keys: [SigningKey], count: Int) -> [Transaction] {
+        var transactions: [Transaction] = []
+        for (index, key) in keys.enumerated() {
+            for nonce in 0...nonceWindow where transactions.count < count {
+                transactions.append(.signed(
+                    by: key, chainID: cluster.genesis.chainID, to: Address(publicKey: Self.neverFunded("big-to", index).publicKey),
+                    amount: 1, fee: minFee, nonce: nonce))
+            }
+        }
+        return transactions
     }
 
     /// Never-funded keys, each sending every nonce of the window (the next and the future ones).
@@ -202,7 +223,7 @@ struct AdmissionAttacks {
                 let body = try! JSONSerialization.data(withJSONObject: ["txs": transactions.map { Hex.encode($0.canonicalBytes) }])
                 let response = RawHTTP.request(
                     from: AttackerAddress.of(firstAddress + 16 + index), host: host, port: cluster.basePort + node, method: "POST", path: "/txs",
-                    body: Array(body), timeoutSeconds: Self.requestTimeoutSeconds)
+                    body: Array(body), timeoutSeconds: Self.stuckTimeoutSeconds)
                 report.count(response.map { _ in "answered" } ?? "no_answer")
             }
             report.note("round \(round + 1): primary node\(leader) got T0', the backups T0 and T1")

@@ -53,7 +53,11 @@ final class ConnectionFlood: @unchecked Sendable {
     private var stopped = false
     private var finished = false
     private(set) var reopened = 0
+    private var toReopen: [String] = []
     private var thread: Thread?
+    /// When the first connections were opened, and when `stop` closed what was left.
+    let startedAt = monotonicNow()
+    private(set) var stoppedAt: Double?
 
     /// `perAddress[i]` connections from attacker address `firstAddress + i`.
     init(style: Style, target: Target, firstAddress: Int, perAddress: [Int], reopen: Bool = false) {
@@ -79,6 +83,7 @@ final class ConnectionFlood: @unchecked Sendable {
         lock.withLock { stopped = true }
         while !lock.withLock({ finished }) { usleep(10_000) }
         for connection in connections { connection.socket?.close() }
+        stoppedAt = monotonicNow()
     }
 
     /// A snapshot of the connections (after `stop`, the final state).
@@ -99,6 +104,7 @@ final class ConnectionFlood: @unchecked Sendable {
             if now >= nextTick {
                 nextTick = now + Self.tickSeconds
                 trickle()
+                reopenClosed()
             }
             pollOnce(timeoutMilliseconds: 100)
         }
@@ -133,7 +139,6 @@ final class ConnectionFlood: @unchecked Sendable {
         }
         var entries = open.map { pollfd(fd: $0.socket!.descriptor, events: Int16(POLLIN), revents: 0) }
         guard poll(&entries, nfds_t(entries.count), timeoutMilliseconds) > 0 else { return }
-        var replacements: [Connection] = []
         for (index, entry) in entries.enumerated() where entry.revents != 0 {
             let connection = open[index]
             var closed = entry.revents & Int16(POLLERR | POLLHUP) != 0
@@ -147,13 +152,21 @@ final class ConnectionFlood: @unchecked Sendable {
             guard closed else { continue }
             connection.socket?.close()
             connection.closedAt = monotonicNow()
-            if reopen {
-                replacements.append(Connection(
-                    source: connection.source, socket: RawSocket.connect(from: connection.source, to: target.host, port: target.port),
-                    openedAt: monotonicNow()))
-            }
+            if reopen { lock.withLock { toReopen.append(connection.source) } }
         }
-        guard !replacements.isEmpty else { return }
+    }
+
+    /// Opens again, once a tick, what the node closed: the pressure stays at the
+    /// flood's size without turning into a connect storm (that would measure only
+    /// how the attacker and the validators share this machine's cores).
+    private func reopenClosed() {
+        let sources = lock.withLock { () -> [String] in
+            defer { toReopen = [] }
+            return toReopen
+        }
+        guard !sources.isEmpty else { return }
+        let now = monotonicNow()
+        let replacements = sources.map { Connection(source: $0, socket: RawSocket.connect(from: $0, to: target.host, port: target.port), openedAt: now) }
         lock.withLock {
             connections += replacements
             reopened += replacements.count

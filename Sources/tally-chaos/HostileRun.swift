@@ -24,8 +24,14 @@ struct HostileRun {
     let options: HostileOptions
     let recoverySeconds: Double
 
-    /// Devnet accounts: honest senders first, then the zero-fee attacker, then one per stuck round.
-    static func fundedAccounts(_ options: HostileOptions) -> Int { options.honestSenders + 1 + options.stuckRounds }
+    /// Devnet accounts: honest senders first, then the zero-fee attacker, one per stuck
+    /// round, then the hammer's senders of its big block.
+    static func fundedAccounts(_ options: HostileOptions) -> Int { firstHammerSender(options) + hammerSenders(options) }
+    static func firstHammerSender(_ options: HostileOptions) -> Int { options.honestSenders + 1 + options.stuckRounds }
+    /// Senders of the hammer's big block: each fills the nonce window (nonces 0…16).
+    static func hammerSenders(_ options: HostileOptions) -> Int {
+        (options.hammerBlockTransactions + LoadGeneratorLimits.nonceWindow) / (LoadGeneratorLimits.nonceWindow + 1)
+    }
     static let fundedBalance: UInt64 = 1_000_000_000_000
 
     /// Rewrites the homes before the first start: the mempool bound everywhere, and
@@ -362,7 +368,18 @@ final class AttackSet: @unchecked Sendable {
         if attacks.contains(.hammer) {
             let report = report(.hammer)
             let observer = observer
-            threads += network.hammer(report, hashes: { Array(observer.committed.keys.prefix(256)) }, stop: stopFlag)
+            // A big block first (valid transfers from funded attacker keys): a lookup of a
+            // transaction in it costs the node the most (block read, hashes, proof).
+            let keys = (0..<HostileRun.hammerSenders(options)).map { DevnetKeys.accountKey(HostileRun.firstHammerSender(options) + $0) }
+            let big = admission.bigBlock(keys: keys, count: options.hammerBlockTransactions)
+            report.sent(big)
+            let bigHashes = big.map(\.hash)
+            threads.append(AttackThread("hammer-block") { admission.post(big, report: report, addressOffset: 24, label: "big block ") })
+            threads += network.hammer(report, avoid: HostileRun.floodedNode, hashes: {
+                let committed = observer.committed
+                let inBig = bigHashes.filter { committed[$0] != nil }.prefix(256)
+                return inBig.isEmpty ? Array(committed.keys.prefix(256)) : Array(inBig)
+            }, stop: stopFlag)
         }
         if attacks.contains(.peerFlood) {
             let report = report(.peerFlood)
@@ -377,7 +394,7 @@ final class AttackSet: @unchecked Sendable {
         for flood in floods { flood.stop() }
         if !floods.isEmpty {
             let report = report(.connections)
-            network.checkFloods(floods, report: report, phaseSeconds: options.phaseSeconds)
+            network.checkFloods(floods, report: report)
         }
         if let eventFlood {
             eventFlood.stop()

@@ -57,6 +57,8 @@ struct TallyChaos: AsyncParsableCommand {
     @Option(help: "hostile: slowloris-head and slow-body connections (each).") var slowConnections = HostileOptions().slowConnections
     @Option(help: "hostile: open-file limit of the flooded validator.") var descriptorLimit = HostileOptions().floodedNodeDescriptorLimit
     @Option(help: "hostile: threads hammering /txs/{hash} and /blocks.") var hammerThreads = HostileOptions().hammerThreads
+    @Option(help: "hostile: valid transfers the hammer commits first (a big block) and then looks up.")
+    var hammerBlockTransactions = HostileOptions().hammerBlockTransactions
     @Option(help: "hostile: addresses grabbing /events streams.") var eventAddresses = HostileOptions().eventAddresses
     @Option(help: "hostile: idle connections per address and peer port during the restart.") var peerFloodPerAddress = HostileOptions().peerFloodPerAddress
     @Option(help: "hostile: seconds the peer ports are flooded after the restart.") var peerFloodSeconds = HostileOptions().peerFloodSeconds
@@ -68,11 +70,15 @@ struct TallyChaos: AsyncParsableCommand {
         if faults == "hostile" {
             guard phaseSeconds >= 5, honestRate > 0, honestSenders >= 1, mempoolBound >= 1, spamTransactions >= 0, zeroValueTransactions >= 0,
                 stuckRounds >= 0, idleConnections >= 0, slowConnections >= 0, descriptorLimit >= 256, hammerThreads >= 0,
-                eventAddresses >= 0, peerFloodPerAddress >= 0, peerFloodSeconds >= 1, verifyBoundSeconds >= 1
+                hammerBlockTransactions >= 0, eventAddresses >= 0, peerFloodPerAddress >= 0, peerFloodSeconds >= 1, verifyBoundSeconds >= 1
             else { throw ValidationError("hostile: sizes must not be negative; --phase-seconds at least 5, --descriptor-limit at least 256") }
             // Bounds that keep one run's harness within a machine's means.
-            guard idleConnections <= 20_000, spamTransactions <= 1_000_000, eventAddresses <= 1_000, hammerThreads <= 64, stuckRounds <= 100 else {
-                throw ValidationError("hostile: at most 20000 idle connections, 1000000 spam transfers, 1000 event addresses, 64 hammer threads, 100 stuck rounds")
+            guard idleConnections <= 20_000, spamTransactions <= 1_000_000, eventAddresses <= 1_000, hammerThreads <= 64, stuckRounds <= 100,
+                hammerBlockTransactions <= 10_000 else {
+                throw ValidationError("hostile: at most 20000 idle connections, 1000000 spam transfers, 1000 event addresses, 64 hammer threads, 100 stuck rounds, 10000 hammer block transactions")
+            }
+            guard hammerBlockTransactions <= mempoolBound / 2 else {
+                throw ValidationError("hostile: --hammer-block-transactions at most half of --mempool-bound (valid transfers may fill a mempool)")
             }
             guard (try? hostileAttacks()) != nil else { throw ValidationError("--attacks: \(Attack.allCases.map(\.rawValue).joined(separator: ", "))") }
             return
@@ -120,6 +126,7 @@ struct TallyChaos: AsyncParsableCommand {
         options.slowConnections = slowConnections
         options.floodedNodeDescriptorLimit = descriptorLimit
         options.hammerThreads = hammerThreads
+        options.hammerBlockTransactions = hammerBlockTransactions
         options.eventAddresses = eventAddresses
         options.peerFloodPerAddress = peerFloodPerAddress
         options.peerFloodSeconds = peerFloodSeconds
