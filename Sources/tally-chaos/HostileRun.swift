@@ -397,9 +397,34 @@ final class AttackSet: @unchecked Sendable {
             network.checkFloods(floods, report: report)
         }
         if let eventFlood {
+            let report = report(.events)
+            report.note("a new honest /events subscriber while the attackers hold theirs: " + honestSubscriberAnswer(node: HostileRun.observerNode))
             eventFlood.stop()
-            network.checkEventGrab(eventFlood, report: report(.events))
+            network.checkEventGrab(eventFlood, report: report)
         }
+    }
+
+    /// The status line a new `/events` subscriber from the honest address gets (the
+    /// total cap is shared: enough attacker addresses can take every slot).
+    private func honestSubscriberAnswer(node: Int) -> String {
+        guard let socket = RawSocket.connect(from: "127.0.0.1", to: cluster.host(node), port: cluster.basePort + node),
+            socket.waitConnected(timeoutSeconds: 3)
+        else { return "no connection" }
+        defer { socket.close() }
+        let deadline = monotonicNow() + 5
+        guard socket.sendAll(Array("GET /events HTTP/1.1\r\nHost: \(cluster.host(node))\r\nAccept: text/event-stream\r\n\r\n".utf8), deadline: deadline) else {
+            return "could not send"
+        }
+        var received: [UInt8] = []
+        reading: while received.count < 12 && monotonicNow() < deadline {
+            switch socket.receive() {
+            case .data(let bytes): received += bytes
+            case .wouldBlock: _ = socket.waitFor(Int16(POLLIN), until: deadline)
+            case .closed: break reading
+            }
+        }
+        let line = String(decoding: received.prefix { $0 != 13 }, as: UTF8.self)
+        return line.isEmpty ? "no answer in 5 s" : line
     }
 
     /// Restarts a backup that is neither the observer's node nor the flooded one
