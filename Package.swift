@@ -153,8 +153,11 @@ let package = Package(
         .executableTarget(
             name: "tally-chaos",
             dependencies: [
-                "TallyTestbed", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyTestbed", "TallyNode", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // --faults hostile: the honest observer's /events stream.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .executableTarget(
