@@ -221,7 +221,7 @@ public struct HTTPAPI: Sendable {
                 .serviceUnavailable, "too_many_subscribers",
                 "over \(subscriberSlots.limit) event streams from this address; close one and retry")
         }
-        guard let stream = await node.subscribe() else {
+        guard let stream = await node.subscribe(from: address) else {
             subscriberSlots.release(address)
             return try Self.error(.serviceUnavailable, "too_many_subscribers", "too many event subscribers; retry later")
         }

@@ -763,9 +763,15 @@ public actor Node: NodeService {
     /// a few seconds of full 4,000-transaction blocks, ≤ ~16 MiB.
     static let maxBufferedEventBlocks = 64
 
-    public func subscribe() -> AsyncStream<[NodeEvent]>? {
-        guard !stopped, !eventStreamsEnded, subscribers.count < config.api.maxEventSubscribers else { return nil }
-        return subscribers.add(bufferBlocks: Self.maxBufferedEventBlocks) { id in Task { await self.unsubscribe(id) } }
+    public func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? {
+        guard !stopped, !eventStreamsEnded else { return nil }
+        let added = subscribers.add(
+            from: address, maxSubscribers: config.api.maxEventSubscribers, bufferBlocks: Self.maxBufferedEventBlocks
+        ) { id in Task { await self.unsubscribe(id) } }
+        if case .addedByEvicting = added.admission {
+            Counter(label: "tally_event_subscribers_dropped_total", dimensions: [("reason", "displaced")]).increment()
+        }
+        return added.stream
     }
 
     private func unsubscribe(_ id: UInt64) { subscribers.remove(id) }

@@ -82,8 +82,9 @@ public protocol NodeService: Sendable {
     func block(at height: UInt64) async -> CertifiedBlock?
     func latestHeight() async -> UInt64
     /// A bounded stream of events from now on, one element per committed block (its
-    /// `block` event, then its `tx` events); nil when too many subscribers.
-    func subscribe() async -> AsyncStream<[NodeEvent]>?
+    /// `block` event, then its `tx` events), for a client at `address` (the total cap
+    /// is shared fairly between addresses); nil when there is no room.
+    func subscribe(from address: String) async -> AsyncStream<[NodeEvent]>?
 }
 
 extension NodeService {

@@ -398,14 +398,33 @@ final class AttackSet: @unchecked Sendable {
         }
         if let eventFlood {
             let report = report(.events)
-            report.note("a new honest /events subscriber while the attackers hold theirs: " + honestSubscriberAnswer(node: HostileRun.observerNode))
+            // The total cap is shared fairly: an address holding fewer streams than the
+            // heaviest takes one of its slots, so many attacker addresses cannot lock out
+            // a new honest subscriber.
+            let answer = honestSubscriberAnswer(node: HostileRun.observerNode)
+            report.add(CheckResult(
+                name: "events: a new honest subscriber gets a stream while the attackers hold theirs",
+                passed: answer.hasPrefix("HTTP/1.1 200"), detail: answer))
             eventFlood.stop()
-            network.checkEventGrab(eventFlood, report: report)
+            let displaced = await displacedEventStreams(node: HostileRun.observerNode)
+            network.checkEventGrab(eventFlood, displaced: displaced, report: report)
         }
     }
 
-    /// The status line a new `/events` subscriber from the honest address gets (the
-    /// total cap is shared: enough attacker addresses can take every slot).
+    /// `tally_event_subscribers_dropped_total{reason="displaced"}` of `node` (0 if unreadable).
+    private func displacedEventStreams(node: Int) async -> Int {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { Task { try? await client.shutdown() } }
+        guard let response = try? await client.execute(
+                HTTPClientRequest(url: cluster.api(node).absoluteString + "/metrics"), timeout: .seconds(10)),
+            let body = try? await response.body.collect(upTo: 16 << 20)
+        else { return 0 }
+        let prefix = "tally_event_subscribers_dropped_total{reason=\"displaced\"} "
+        let line = String(buffer: body).split(separator: "\n").first { $0.hasPrefix(prefix) }
+        return line.flatMap { Int($0.dropFirst(prefix.count).split(separator: ".").first ?? "") } ?? 0
+    }
+
+    /// The status line a new `/events` subscriber from the honest address gets.
     private func honestSubscriberAnswer(node: Int) -> String {
         guard let socket = RawSocket.connect(from: "127.0.0.1", to: cluster.host(node), port: cluster.basePort + node),
             socket.waitConnected(timeoutSeconds: 3)

@@ -47,7 +47,7 @@ actor LedgerOnlyNode: NodeService {
         height >= 1 && height <= UInt64(committed.count) ? committed[Int(height - 1)] : nil
     }
     func latestHeight() -> UInt64 { UInt64(committed.count) }
-    func subscribe() -> AsyncStream<[NodeEvent]>? {
+    func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? {
         AsyncStream { continuation in
             continuation.yield([
                 .block(height: 1, hash: genesis.hash, transactionCount: 2),

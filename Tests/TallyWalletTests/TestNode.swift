@@ -121,7 +121,7 @@ actor CommittingNode: NodeService {
 
     func latestHeight() -> UInt64 { UInt64(committed.count) }
 
-    func subscribe() -> AsyncStream<[NodeEvent]>? { nil }
+    func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? { nil }
 }
 
 /// Runs the real `HTTPAPI` router in a real Hummingbird server on 127.0.0.1, port
