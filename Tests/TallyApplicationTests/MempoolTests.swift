@@ -4,7 +4,7 @@ import TallyLedger
 import TallyTypes
 import XCTest
 
-@testable import TallyNode
+@testable import TallyApplication
 
 final class MempoolTests: XCTestCase {
     let chainID = "tally-test"
@@ -147,7 +147,6 @@ final class MempoolTests: XCTestCase {
     /// filled every node's mempool.
     func testDefaultNonceWindowIsAHandful() {
         XCTAssertEqual(MempoolLimits.default.maxNonceGap, 16)
-        XCTAssertEqual(NodeConfig().mempool.maxNonceGap, 16)
         var pool = Mempool(chainID: chainID, minFee: 1)
         XCTAssertNotNil(try? pool.admit(tx(0, nonce: 16), account: rich).get())
         XCTAssertEqual(pool.admit(tx(0, nonce: 17), account: rich), .failure(.futureNonce(next: 0, found: 17)))

@@ -5,7 +5,7 @@ import TallyTypes
 import TallyVerify
 import XCTest
 
-@testable import TallyNode
+@testable import TallyApplication
 
 /// The node's consensus application applies the shared block rules, with the
 /// clock bound on proposals only, and its own proposals satisfy them.
