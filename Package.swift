@@ -193,7 +193,7 @@ let package = Package(
         .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallyConsensusTests",
-            dependencies: ["TallyConsensus", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: ["TallyApplication", "TallyConsensus", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
         ),
         .testTarget(
             name: "TallyApplicationTests",
@@ -201,7 +201,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TallySimulationTests",
-            dependencies: ["TallySimulation", "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: ["TallyApplication", "TallySimulation", "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]
         ),
         .testTarget(
             name: "TallyStoreTests",
