@@ -100,9 +100,12 @@ public struct SimulationResult: Sendable {
 
 /// A deterministic in-process cluster: n replicas, one seed for message delay, loss,
 /// duplication, reordering, partitions, crashes with torn writes, Byzantine
-/// replicas and client load. Every run checks agreement, certificate validity,
-/// monotonic heights and views, that no honest replica signs conflicting votes,
-/// that no transaction commits twice, and liveness after healing.
+/// replicas and client load (honest and hostile) through each replica's own
+/// `LedgerApplication` and `Mempool`, the node's. Every run checks agreement,
+/// certificate validity, monotonic heights and views, that no honest replica signs
+/// conflicting votes, that no transaction commits twice, that nothing from a
+/// never-funded sender or behind a nonce gap commits, and liveness after healing:
+/// heights move on and a transfer submitted at healing commits everywhere.
 public final class Simulation {
     public static let chainID = "tally-sim"
     static let otherChainID = "tally-sim-other"

@@ -11,8 +11,10 @@ struct TallySim: ParsableCommand {
         abstract: "Run the deterministic PBFT cluster simulator over a range of seeds.",
         discussion: """
             Every run checks agreement, commit certificates, monotonic heights and views, that no honest \
-            validator signs conflicting votes, that no transaction commits twice, and liveness after the \
-            faults heal. Exits 0 when every run held every invariant; otherwise stops at the first failure \
+            validator signs conflicting votes, that no transaction commits twice, that nothing from a \
+            never-funded sender or behind a nonce gap commits, and liveness after the faults heal (heights \
+            and a transfer submitted at healing). Clients, hostile ones too, submit through each replica's \
+            own mempool (the node's application). Exits 0 when every run held every invariant; otherwise stops at the first failure \
             and prints its seed, its fault schedule and the command that replays it.
             """)
 

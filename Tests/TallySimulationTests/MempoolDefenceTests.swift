@@ -1,4 +1,5 @@
 import TallyApplication
+import TallyTypes
 import XCTest
 
 @testable import TallySimulation
@@ -47,5 +48,17 @@ final class MempoolDefenceTests: XCTestCase {
 
         let undefended = run(disabling: ["mempool-recheck", "mempool-proposable"])
         XCTAssertGreaterThanOrEqual(undefended.viewChanges, 5, "without both defences the stuck T1 makes views climb")
+    }
+
+    /// The simulator's checker answers from libsodium's verdicts on the pre-signed
+    /// transactions and checks anything else (an altered signature) for real.
+    func testPresignedSignaturesKnowThePoolAndCheckTheRest() {
+        let checker = PresignedSignatures()
+        let pool = TransactionPool.shared
+        XCTAssertTrue(checker.isValid(pool.transactions[0][0]))
+        XCTAssertTrue(checker.isValid(pool.hostile.stuck[0].second))
+        var forged = pool.transactions[0][1]
+        forged.amount += 1
+        XCTAssertFalse(checker.isValid(forged))
     }
 }
