@@ -4,6 +4,7 @@ import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import TallyApplication
 import TallyConsensus
 import TallyCrypto
 import TallyLedger
@@ -63,6 +64,8 @@ public actor Node: NodeService {
     private var exportedEvictions: [EvictionReason: Int] = [:]
     /// Signature batches of submissions verified at once (each uses every core).
     nonisolated let signatureGate = SignatureGate(permits: Node.maxConcurrentSignatureBatches)
+    /// Transaction signatures: the application's checker, used by the gate too.
+    nonisolated let transactionSignatures: any TransactionSignatureChecker = Ed25519TransactionChecker()
     private var stopped = false
     /// Malformed peer messages so far (for sparse logging).
     private var malformedMessages = 0
@@ -176,7 +179,7 @@ public actor Node: NodeService {
         application = LedgerApplication(
             genesis: genesis, ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
             tipTimestampMs: recovery.verifier.lastTimestampMs, mempool: Mempool(genesis: genesis, limits: config.mempool.limits),
-            nowMs: { UInt64(Date().timeIntervalSince1970 * 1000) })
+            signatures: transactionSignatures, nowMs: { UInt64(Date().timeIntervalSince1970 * 1000) })
         let replicaConfiguration = ReplicaConfiguration(
             chainID: genesis.chainID, validators: genesis.validators, selfIndex: selfIndex, parameters: genesis.consensus,
             genesisHash: genesis.hash, genesisStateRoot: Ledger(genesis: genesis).stateRoot)
@@ -382,7 +385,7 @@ public actor Node: NodeService {
         guard !unchecked.isEmpty || !checked.isEmpty else { return }
         // Gossip is verified like any submission (once, through the same bounded gate),
         // and not gossiped again.
-        let verified = unchecked.isEmpty ? [] : await signatureGate.verify(unchecked)
+        let verified = unchecked.isEmpty ? [] : await signatureGate.verify(unchecked, using: transactionSignatures)
         await admitGossip(unchecked + checked, verified + checked.map { VerifiedTransaction(signatureAlreadyVerified: $0) })
     }
 
@@ -662,15 +665,13 @@ public actor Node: NodeService {
         // all cores, outside the actor and a bounded number of batches at once.
         let prechecked = await precheck(transactions)
         let screened = await AdmissionScreen.verifySurvivors(transactions, prechecked: prechecked) {
-            await self.signatureGate.verify($0)
+            await self.signatureGate.verify($0, using: self.transactionSignatures)
         }
         return await admit(transactions, screened)
     }
 
     /// Every admission check but the signature, against the committed state now.
-    private func precheck(_ transactions: [Transaction]) -> [AdmissionError?] {
-        transactions.map { application.mempool.check($0, account: application.ledger.account($0.senderAddress) ?? .empty) }
-    }
+    private func precheck(_ transactions: [Transaction]) -> [AdmissionError?] { application.precheck(transactions) }
 
     private func admit(
         _ transactions: [Transaction], _ screened: [Result<VerifiedTransaction, AdmissionError>]
@@ -687,8 +688,7 @@ public actor Node: NodeService {
             case .success(let verified): checked = verified
             }
             // Checked again: the state may have moved while signatures were verified.
-            let account = application.ledger.account(transaction.senderAddress) ?? .empty
-            switch application.mempool.admit(checked, account: account) {
+            switch application.admit(checked) {
             case .success(let hash):
                 admitted += 1
                 gossipBuffer.append(transaction)

@@ -1,4 +1,5 @@
 import Foundation
+import TallyApplication
 import TallyCrypto
 import TallyLedger
 import TallyTypes

@@ -1,3 +1,4 @@
+import TallyApplication
 import TallyConsensus
 import TallyCrypto
 import TallyLedger
@@ -27,12 +28,21 @@ public struct SimulationOptions: Sendable {
     public var heightsAfterHeal: UInt64 = 6
     /// Percent chance per tick that a client submits a transaction.
     public var clientRatePercent = 15
+    /// Hostile clients submit through the same mempools (`HostileTransactions`):
+    /// never-funded senders, a future-nonce flood, transactions that become
+    /// unaffordable after a commit. Percent chance per tick of one hostile submission.
+    public var hostileRatePercent = 4
+    /// An idle primary proposes an empty block after this many ticks; nil: only when
+    /// transactions wait (a node's default), where a transaction that makes backups
+    /// expect progress with nothing to propose shows as view change after view change.
+    public var emptyBlockIntervalTicks: UInt64? = 10
     /// When to run `Replica.invariants()`: after every step (tests), or after each
     /// replica's tick step (long sweeps, where it would be a tenth of the time).
     public var checkReplicaInvariants: InvariantChecking = .everyStep
     /// Replaces the drawn plan (scenario tests).
     public var plan: FaultPlan?
     package var defences: Defences = .all
+    package var mempoolDefences: MempoolDefences = .all
 
     /// Switches off one named defence (`Simulation.defenceNames`), to show a scenario
     /// goes red without it. False for an unknown name.
@@ -48,6 +58,8 @@ public struct SimulationOptions: Sendable {
         case "invalid-new-view": defences.invalidNewViewBlamesOnlyItsView = false
         case "quorum": defences.quorumOverride = 2 * ((validatorCount - 1) / 3)
         case "chain-id": bindsChainID = false
+        case "mempool-recheck": mempoolDefences.recheckAfterCommit = false
+        case "mempool-proposable": mempoolDefences.proposableByExecutionRule = false
         default: return false
         }
         return true
@@ -85,13 +97,18 @@ public struct SimulationResult: Sendable {
     /// The hashes of the longest chain an honest replica committed, in height order
     /// (a replay must reproduce the chain itself, not only its length).
     public let committedBlockHashes: [Hash]
+    /// Transactions honest mempools evicted after admitting them, by reason.
+    public let evictions: [EvictionReason: Int]
 }
 
 /// A deterministic in-process cluster: n replicas, one seed for message delay, loss,
 /// duplication, reordering, partitions, crashes with torn writes, Byzantine
-/// replicas and client load. Every run checks agreement, certificate validity,
-/// monotonic heights and views, that no honest replica signs conflicting votes,
-/// that no transaction commits twice, and liveness after healing.
+/// replicas and client load (honest and hostile) through each replica's own
+/// `LedgerApplication` and `Mempool`, the node's. Every run checks agreement,
+/// certificate validity, monotonic heights and views, that no honest replica signs
+/// conflicting votes, that no transaction commits twice, that nothing from a
+/// never-funded sender or behind a nonce gap commits, and liveness after healing:
+/// heights move on and a transfer submitted at healing commits everywhere.
 public final class Simulation {
     public static let chainID = "tally-sim"
     static let otherChainID = "tally-sim-other"
@@ -105,7 +122,7 @@ public final class Simulation {
         var replica: Replica?
         /// `replica != nil`, kept apart so checking it never copies the replica.
         var up = false
-        var app: SimApplication
+        var app: LedgerApplication
         var chain: [CertifiedBlock] = []
         /// The last persisted state; encoded to bytes (and decoded back) when the
         /// replica restarts, so every restart round-trips the canonical form.
@@ -119,7 +136,7 @@ public final class Simulation {
         /// Blocks a forged certificate named (pushed to peers, who fetch by hash).
         var forgedBlocks: [Block] = []
 
-        init(slot: Int, validator: ValidatorIndex, mode: ByzantineMode?, twinGroup: Int?, app: SimApplication) {
+        init(slot: Int, validator: ValidatorIndex, mode: ByzantineMode?, twinGroup: Int?, app: LedgerApplication) {
             self.slot = slot
             self.validator = validator
             self.mode = mode
@@ -170,6 +187,10 @@ public final class Simulation {
     var network: [Int: [Delivery]] = [:]
     var pendingTransactions: [Int: [(slot: Int, transaction: Transaction)]] = [:]
     var clientNextNonce: [Int]
+    /// Hostile submissions draw from their own stream, so they leave the fault
+    /// schedule and the honest load of a seed as they were.
+    var hostileRandom: SimRandom
+    var stuckSendersUsed = 0
     var tick = 0
     var failure: String?
     var committedByHeight: [UInt64: Hash] = [:]
@@ -181,6 +202,7 @@ public final class Simulation {
         self.seed = seed
         self.options = options
         random = SimRandom(seed: seed)
+        hostileRandom = SimRandom(seed: seed ^ 0x4057_11E5)
         let count = options.validatorCount
         precondition(count >= 4 && count <= 64)
         scheme = SimSignatureScheme(validatorCount: count, seed: seed, bindsChainID: options.bindsChainID)
@@ -211,9 +233,8 @@ public final class Simulation {
                 name: "v\(index)", publicKey: SigningKey(seed: [UInt8](repeating: UInt8(200 + index), count: 32))!.publicKey,
                 networkAddress: "127.0.0.1:\(26000 + index)")
         }
-        let accounts = pool.clients.map { GenesisAccount(address: Address(publicKey: $0.publicKey), balance: TransactionPool.clientBalance) }
         return try! Genesis(
-            chainID: chainID, genesisTimeMs: 1_700_000_000_000, validators: validators, accounts: accounts,
+            chainID: chainID, genesisTimeMs: 1_700_000_000_000, validators: validators, accounts: pool.genesisAccounts,
             consensus: SimulationOptions.parameters)
     }
 
@@ -238,18 +259,18 @@ public final class Simulation {
         }
     }
 
-    func makeApplication() -> SimApplication {
-        SimApplication(
+    func makeApplication() -> LedgerApplication {
+        Simulation.makeApplication(
             genesis: genesis, ledger: genesisLedger, tipHash: genesisHash, tipTimestampMs: genesis.genesisTimeMs,
-            validTransactionHashes: pool.validHashes,
-            clockMs: { [unowned self] in self.genesis.genesisTimeMs + UInt64(self.tick) * SimulationOptions.parameters.tickMs })
+            mempoolDefences: options.mempoolDefences,
+            nowMs: { [unowned self] in self.genesis.genesisTimeMs + UInt64(self.tick) * SimulationOptions.parameters.tickMs })
     }
 
     func makeReplica(for node: Node, durable: DurableState?) -> Replica {
         let configuration = ReplicaConfiguration(
             chainID: Simulation.chainID, validators: genesis.validators, selfIndex: node.validator,
             parameters: SimulationOptions.parameters, genesisHash: genesisHash, genesisStateRoot: genesisLedger.stateRoot,
-            emptyBlockIntervalTicks: 10, retransmitIntervalTicks: 6, syncRetryTicks: 10)
+            emptyBlockIntervalTicks: options.emptyBlockIntervalTicks, retransmitIntervalTicks: 6, syncRetryTicks: 10)
         let signer: any ConsensusSigner = node.mode == .wrongChain
             ? ChainSwappingSigner(inner: scheme.signer(for: node.validator))
             : scheme.signer(for: node.validator)
@@ -270,15 +291,21 @@ public final class Simulation {
             runTick()
             if let every = options.traceEveryTicks, tick % every == 0 { printTrace() }
             if tick == plan.healTick { target = maxHonestHeight + options.heightsAfterHeal }
-            if let target, minHonestHeight >= target { break }
+            if let target, minHonestHeight >= target, probeCommitted { break }
             tick += 1
         }
         if failure == nil && tick > lastTick {
-            fail("liveness: honest heights \(honestHeights) did not all reach \(target ?? 0) within \(options.livenessBoundTicks) ticks of healing")
+            if let target, minHonestHeight >= target {
+                fail("liveness: the transfer submitted at healing was not committed by every honest validator within \(options.livenessBoundTicks) ticks")
+            } else {
+                fail("liveness: honest heights \(honestHeights) did not all reach \(target ?? 0) within \(options.livenessBoundTicks) ticks of healing")
+            }
         }
         var dropped: [DropReason: Int] = [:]
         var viewChanges = 0
+        var evictions: [EvictionReason: Int] = [:]
         for node in nodes where node.isHonest {
+            evictions.merge(node.app.mempool.evictions, uniquingKeysWith: +)
             if let replica = node.replica {
                 dropped.merge(replica.dropped, uniquingKeysWith: +)
                 viewChanges = max(viewChanges, replica.viewChangesStarted)
@@ -288,7 +315,16 @@ public final class Simulation {
             seed: seed, validatorCount: options.validatorCount, mix: options.mix, plan: plan, failure: failure,
             ticks: tick, blocksCommitted: maxHonestHeight, viewChanges: viewChanges, faults: faults, dropped: dropped,
             transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0,
-            committedBlockHashes: honestNodes.max { $0.chain.count < $1.chain.count }?.chain.map(\.block.hash) ?? [])
+            committedBlockHashes: honestNodes.max { $0.chain.count < $1.chain.count }?.chain.map(\.block.hash) ?? [],
+            evictions: evictions)
+    }
+
+    /// The probe transfer (submitted to every replica at healing, when all are up)
+    /// committed at every honest replica: transactions flow through the mempools,
+    /// proposals and commits again, not only (empty) blocks.
+    var probeCommitted: Bool {
+        let hash = pool.probe.hash
+        return honestNodes.allSatisfy { $0.transactionHashes.contains(hash) }
     }
 
     func printTrace() {
@@ -319,15 +355,19 @@ public final class Simulation {
         }
         if let arrivals = pendingTransactions.removeValue(forKey: tick) {
             for (slot, transaction) in arrivals where nodes[slot].up {
-                nodes[slot].app.submit(transaction)
-                step(nodes[slot], .transactionsAvailable)
+                // As a node does: through admission, and a proposal only when something was admitted.
+                if case .success = nodes[slot].app.submit([transaction])[0] { step(nodes[slot], .transactionsAvailable) }
             }
         }
         for node in nodes where failure == nil && node.up {
+            // The mempool's clock is the consensus clock, as in a node.
+            node.app.mempool.expire(nowMs: UInt64(tick) * SimulationOptions.parameters.tickMs)
             step(node, .tick)
             if node.mode != nil, node.up { byzantineTick(node) }
         }
         submitClientTransactions()
+        if tick == plan.healTick { submitToEveryReplica(pool.probe, delayTicks: 1) }
+        submitHostileTransactions()
     }
 
     func startPartitions() {
@@ -384,6 +424,38 @@ public final class Simulation {
         }
     }
 
+    func submitToEveryReplica(_ transaction: Transaction, delayTicks: Int) {
+        for node in nodes { pendingTransactions[tick + delayTicks, default: []].append((node.slot, transaction)) }
+    }
+
+    /// One hostile submission now and then (`HostileTransactions`), until the run's
+    /// last tick; stuck senders are used once each.
+    func submitHostileTransactions() {
+        guard options.hostileRatePercent > 0, hostileRandom.chance(options.hostileRatePercent) else { return }
+        let hostile = pool.hostile
+        switch hostileRandom.below(3) {
+        case 0:
+            let key = hostileRandom.below(HostileTransactions.unfundedCount)
+            submitToEveryReplica(hostile.unfunded[key][hostileRandom.below(HostileTransactions.unfundedNonces)], delayTicks: 1)
+            count("hostile_unfunded")
+        case 1:
+            for _ in 0..<4 { submitToEveryReplica(hostileRandom.pick(hostile.flood), delayTicks: hostileRandom.inRange(1...3)) }
+            count("hostile_future_nonces", 4)
+        default:
+            guard stuckSendersUsed < hostile.stuck.count else { return }
+            let stuck = hostile.stuck[stuckSendersUsed]
+            stuckSendersUsed += 1
+            // T0' to the primary of the highest honest view, T0 and T1 to the others, at once.
+            let view = honestNodes.compactMap { $0.replica?.view }.max() ?? 0
+            let primary = ValidatorIndex(view % UInt64(validatorCount))
+            for node in nodes {
+                let sent = node.validator == primary ? [stuck.spendAll] : [stuck.first, stuck.second]
+                pendingTransactions[tick + 1, default: []] += sent.map { (node.slot, $0) }
+            }
+            count("hostile_stuck_senders")
+        }
+    }
+
     // MARK: Steps and actions
 
     func step(_ node: Node, _ event: ConsensusEvent) {
@@ -394,7 +466,7 @@ public final class Simulation {
             if !crash.tornWrite, case .persist(let state)? = actions.first { node.durable = state }
             node.replica = nil
             node.up = false
-            node.app = node.app.restarted()
+            node.app = Simulation.restarted(node.app, mempoolDefences: options.mempoolDefences)
             count(crash.tornWrite ? "crashes_torn_write" : "crashes")
             return
         }
@@ -420,7 +492,7 @@ public final class Simulation {
         case .execute(let certified):
             if node.isHonest { checkCommit(certified, node: node) }
             guard failure == nil else { return }
-            let root = node.app.execute(certified.block)
+            let root = node.app.commit(certified.block).stateRoot
             node.chain.append(certified)
             step(node, .blockExecuted(height: certified.block.height, stateRoot: root))
         case .send(let message, let to):
@@ -505,6 +577,15 @@ public final class Simulation {
         }
         for transaction in block.transactions where !node.transactionHashes.insert(transaction.hash).inserted {
             return fail("transaction \(transaction.hash.hex.prefix(12)) committed twice by validator \(node.validator)")
+        }
+        for transaction in block.transactions {
+            let sender = transaction.senderAddress
+            if pool.hostile.unfundedSenders.contains(sender) {
+                return fail("validator \(node.validator) committed a transfer from a never-funded sender at height \(height)")
+            }
+            if sender == pool.hostile.floodSender {
+                return fail("validator \(node.validator) committed a transaction behind a nonce gap at height \(height)")
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+import TallyApplication
 import TallyConsensus
 import TallyCrypto
 import TallyTypes
@@ -94,8 +95,11 @@ public struct SimVerifier: ConsensusVerifier, Sendable {
 }
 
 /// Pre-signed client transfers (real Ed25519), built once per process: signing and
-/// verifying every transaction in every run would dominate a sweep. Each client has
-/// a run of consecutive nonces; `validHashes` holds the ones libsodium accepted.
+/// verifying every transaction in every run would dominate a sweep. Each honest
+/// client has a run of consecutive nonces; the hostile senders' transactions are
+/// in `hostile`. `verdicts` holds libsodium's answer for every one of them, which
+/// the simulator's `PresignedSignatures` hands the application instead of checking
+/// again.
 public struct TransactionPool: Sendable {
     public static let clientCount = 8
     public static let noncesPerClient = 160
@@ -105,7 +109,12 @@ public struct TransactionPool: Sendable {
     public let clients: [SigningKey]
     /// transactions[client][nonce]
     public let transactions: [[Transaction]]
-    public let validHashes: Set<Hash>
+    public let hostile: HostileTransactions
+    /// A funded key used once per run: its one transfer, submitted at healing, must
+    /// commit at every honest replica before the run counts as live.
+    public let probe: Transaction
+    public let probeKey: SigningKey
+    public let verdicts: [Hash: Bool]
 
     public static let shared = TransactionPool(chainID: Simulation.chainID)
 
@@ -115,20 +124,100 @@ public struct TransactionPool: Sendable {
             SigningKey(seed: [UInt8](repeating: UInt8(index + 1), count: 32))!
         }
         var transactions: [[Transaction]] = []
-        var hashes = Set<Hash>()
         for (index, client) in clients.enumerated() {
             let recipient = Address(publicKey: clients[(index + 1) % clients.count].publicKey)
-            var list: [Transaction] = []
-            for nonce in 0..<UInt64(TransactionPool.noncesPerClient) {
-                let transaction = Transaction.signed(
-                    by: client, chainID: chainID, to: recipient, amount: 1 + nonce, fee: 1, nonce: nonce)
-                precondition(transaction.hasValidSignature)
-                hashes.insert(transaction.hash)
-                list.append(transaction)
-            }
-            transactions.append(list)
+            transactions.append((0..<UInt64(TransactionPool.noncesPerClient)).map { nonce in
+                Transaction.signed(by: client, chainID: chainID, to: recipient, amount: 1 + nonce, fee: 1, nonce: nonce)
+            })
         }
         self.transactions = transactions
-        validHashes = hashes
+        let recipient = Address(publicKey: clients[0].publicKey)
+        hostile = HostileTransactions(chainID: chainID, recipient: recipient)
+        probeKey = SigningKey(seed: [UInt8](repeating: 0x70, count: 32))!
+        probe = Transaction.signed(by: probeKey, chainID: chainID, to: recipient, amount: 1, fee: 1, nonce: 0)
+        var verdicts: [Hash: Bool] = [:]
+        for transaction in transactions.joined() + hostile.all + [probe] {
+            precondition(transaction.hasValidSignature)
+            verdicts[transaction.hash] = true
+        }
+        self.verdicts = verdicts
     }
+
+    /// Genesis accounts: honest clients, the probe, the hostile senders that are funded.
+    var genesisAccounts: [GenesisAccount] {
+        clients.map { GenesisAccount(address: Address(publicKey: $0.publicKey), balance: TransactionPool.clientBalance) }
+            + [GenesisAccount(address: Address(publicKey: probeKey.publicKey), balance: TransactionPool.clientBalance)]
+            + hostile.fundedAccounts
+    }
+}
+
+/// What hostile clients send (issue 14), pre-signed:
+/// - never-funded senders: zero-value, fee-paying transfers from keys that hold
+///   nothing (admission refuses them: `insufficient_balance`; none may commit);
+/// - a future-nonce flood from a funded key whose nonce 0 never comes: nonces inside
+///   the window wait behind the gap (never proposable), those past it are refused;
+/// - stuck senders: each funded with `stuckBalance` and used once per run: T0'
+///   spending it all goes to the primary, T0 and T1 (nonce + 1) to the backups, so
+///   after T0' commits the backups hold T1, which can never apply.
+public struct HostileTransactions: Sendable {
+    public static let unfundedCount = 4
+    public static let unfundedNonces = 4
+    public static let stuckSenderCount = 4
+    public static let stuckBalance: UInt64 = 1_000
+    /// The flooder's nonces: 1… (nonce 0, which would close the gap, is never signed).
+    public static let floodNonces: ClosedRange<UInt64> = 1...40
+
+    /// unfunded[key][nonce]
+    public let unfunded: [[Transaction]]
+    public let flood: [Transaction]
+    public let floodSender: Address
+    /// One per stuck sender: T0' (spends the whole balance), T0 and T1 (small).
+    public let stuck: [(spendAll: Transaction, first: Transaction, second: Transaction)]
+    public let unfundedSenders: Set<Address>
+
+    init(chainID: String, recipient: Address) {
+        func key(_ tag: UInt8, _ index: Int) -> SigningKey {
+            SigningKey(seed: [tag] + [UInt8](repeating: UInt8(index), count: 31))!
+        }
+        let unfundedKeys = (0..<Self.unfundedCount).map { key(0xF0, $0) }
+        unfunded = unfundedKeys.map { signer in
+            (0..<UInt64(Self.unfundedNonces)).map { nonce in
+                Transaction.signed(by: signer, chainID: chainID, to: recipient, amount: 0, fee: 1, nonce: nonce)
+            }
+        }
+        unfundedSenders = Set(unfundedKeys.map { Address(publicKey: $0.publicKey) })
+        let flooder = key(0xF1, 0)
+        floodSender = Address(publicKey: flooder.publicKey)
+        flood = Self.floodNonces.map { nonce in
+            Transaction.signed(by: flooder, chainID: chainID, to: recipient, amount: 1, fee: 1, nonce: nonce)
+        }
+        stuck = (0..<Self.stuckSenderCount).map { index in
+            let signer = key(0xF2, index)
+            return (
+                Transaction.signed(by: signer, chainID: chainID, to: recipient, amount: Self.stuckBalance - 1, fee: 1, nonce: 0),
+                Transaction.signed(by: signer, chainID: chainID, to: recipient, amount: 1, fee: 1, nonce: 0),
+                Transaction.signed(by: signer, chainID: chainID, to: recipient, amount: 1, fee: 1, nonce: 1))
+        }
+        stuckKeys = (0..<Self.stuckSenderCount).map { Address(publicKey: key(0xF2, $0).publicKey) }
+    }
+
+    let stuckKeys: [Address]
+
+    var all: [Transaction] {
+        Array(unfunded.joined()) + flood + stuck.flatMap { [$0.spendAll, $0.first, $0.second] }
+    }
+
+    var fundedAccounts: [GenesisAccount] {
+        [GenesisAccount(address: floodSender, balance: TransactionPool.clientBalance)]
+            + stuckKeys.map { GenesisAccount(address: $0, balance: Self.stuckBalance) }
+    }
+}
+
+/// The simulator's transaction-signature checker: libsodium's verdicts on the
+/// pre-signed transactions (the hash covers the signature, so an altered one is
+/// unknown), and a real Ed25519 check for anything else (forgeries).
+public struct PresignedSignatures: TransactionSignatureChecker {
+    let verdicts: [Hash: Bool]
+    public init(pool: TransactionPool = .shared) { verdicts = pool.verdicts }
+    public func isValid(_ transaction: Transaction) -> Bool { verdicts[transaction.hash] ?? transaction.hasValidSignature }
 }

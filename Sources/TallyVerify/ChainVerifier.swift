@@ -125,9 +125,11 @@ public enum BlockPrecheck {
     /// transactions' Merkle root and the first transaction whose signature fails.
     /// `signatureAlreadyVerified` names transactions (by hash, which covers the
     /// signature) whose signature the caller checked before, e.g. on admission to
-    /// its mempool: they are not verified again. It is called from several threads.
+    /// its mempool: they are not verified again. `isValidSignature` checks the others
+    /// (Ed25519; the simulator injects its own). Both are called from several threads.
     public static func transactions(
-        of block: Block, signatureAlreadyVerified: @Sendable (Hash) -> Bool = { _ in false }
+        of block: Block, signatureAlreadyVerified: @Sendable (Hash) -> Bool = { _ in false },
+        isValidSignature: @Sendable (Transaction) -> Bool = { $0.hasValidSignature }
     ) -> (computedTransactionsRoot: Hash, firstInvalidSignature: Int?) {
         let count = block.transactions.count
         let hashes = SharedBuffer(repeating: Hash.zero, count: max(count, 1))
@@ -139,7 +141,7 @@ public enum BlockPrecheck {
                 let transaction = block.transactions[index]
                 let hash = transaction.hash
                 hashes[index] = hash
-                valid[index] = signatureAlreadyVerified(hash) || transaction.hasValidSignature
+                valid[index] = signatureAlreadyVerified(hash) || isValidSignature(transaction)
             }
         }
         let root = Merkle.root(Array(hashes.pointer[0..<count]))

@@ -1,3 +1,4 @@
+import TallyApplication
 import TallyCrypto
 import TallyLedger
 import TallyTypes
@@ -6,8 +7,8 @@ import XCTest
 @testable import TallyConsensus
 @testable import TallySimulation
 
-/// A tiny scenario DSL: n replicas with real Ed25519 keys and the simulator's
-/// ledger application, messages queued in a FIFO that the test delivers, drops or
+/// A tiny scenario DSL: n replicas with real Ed25519 keys and the node's ledger
+/// application (as the simulator builds it), messages queued in a FIFO that the test delivers, drops or
 /// forges. Every step checks the replica's invariants and that persist comes first.
 final class Scenario {
     let validatorCount: Int
@@ -16,7 +17,7 @@ final class Scenario {
     let genesisHash: Hash
     let genesisLedger: Ledger
     var replicas: [Replica] = []
-    var apps: [SimApplication] = []
+    var apps: [LedgerApplication] = []
     var executed: [[CertifiedBlock]]
     var persisted: [DurableState?]
     var queue: [(from: ValidatorIndex, to: ValidatorIndex, message: ConsensusMessage)] = []
@@ -45,12 +46,10 @@ final class Scenario {
         }
     }
 
-    func makeApplication() -> SimApplication {
-        SimApplication(
+    func makeApplication() -> LedgerApplication {
+        Simulation.makeApplication(
             genesis: genesis, ledger: genesisLedger, tipHash: genesisHash, tipTimestampMs: genesis.genesisTimeMs,
-            validTransactionHashes: TransactionPool.shared.validHashes, clockMs: { [unowned self] in
-                self.genesis.genesisTimeMs + UInt64(self.tickCount) * 10
-            })
+            nowMs: { [unowned self] in self.genesis.genesisTimeMs + UInt64(self.tickCount) * 10 })
     }
 
     func configuration(_ index: ValidatorIndex) -> ReplicaConfiguration {
@@ -73,7 +72,7 @@ final class Scenario {
     /// Restarts a replica from its last persisted state (through its canonical bytes).
     func restart(_ index: ValidatorIndex) throws {
         let durable = try persisted[Int(index)].map { try DurableState(canonicalBytes: $0.canonicalBytes) }
-        apps[Int(index)] = apps[Int(index)].restarted()
+        apps[Int(index)] = Simulation.restarted(apps[Int(index)])
         replicas[Int(index)] = makeReplica(index, durable: durable)
     }
 
@@ -93,7 +92,7 @@ final class Scenario {
                 persisted[Int(index)] = state
             case .execute(let certified):
                 sawOther = true
-                let root = apps[Int(index)].execute(certified.block)
+                let root = apps[Int(index)].commit(certified.block).stateRoot
                 executed[Int(index)].append(certified)
                 step(index, .blockExecuted(height: certified.block.height, stateRoot: root), file: file, line: line)
             case .send(let message, let to):
@@ -147,7 +146,7 @@ final class Scenario {
             let nonce = nextClientNonce / TransactionPool.clientCount
             nextClientNonce += 1
             for index in 0..<validatorCount where !down.contains(ValidatorIndex(index)) {
-                apps[index].submit(pool.transactions[client][nonce])
+                _ = apps[index].submit([pool.transactions[client][nonce]])
             }
         }
         for index in 0..<ValidatorIndex(validatorCount) where !down.contains(index) { step(index, .transactionsAvailable) }
@@ -171,7 +170,7 @@ final class Scenario {
     func proposal(view: UInt64 = 0, height: UInt64 = 1, parent: Hash? = nil, proposer: ValidatorIndex = 0,
                   timestampOffset: UInt64 = 0, on validator: Int? = nil) -> Block {
         let app = validator.map { apps[$0] } ?? makeApplication()
-        for client in 0..<2 { app.submit(TransactionPool.shared.transactions[client][Int(height) - 1]) }
+        for client in 0..<2 { _ = app.submit([TransactionPool.shared.transactions[client][Int(height) - 1]]) }
         var block = app.propose(height: height, view: view, proposer: proposer, parentHash: parent ?? genesisHash,
                                 maxTransactions: 16, allowEmpty: true)!
         if timestampOffset > 0 {

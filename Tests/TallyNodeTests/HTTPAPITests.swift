@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import TallyCrypto
+import TallyApplication
 import TallyLedger
 import TallyNode
 import TallyTypes

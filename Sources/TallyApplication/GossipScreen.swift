@@ -7,16 +7,16 @@ import TallyTypes
 /// first, against the committed state: a peer (possibly Byzantine) relaying spam
 /// must not buy signature work with it. Repeats within the round are dropped too
 /// (every peer gossips the same transactions, and re-gossip repeats them).
-struct GossipScreen {
+public struct GossipScreen {
     /// Need a signature check before admission.
-    var unchecked: [Transaction] = []
+    public private(set) var unchecked: [Transaction] = []
     /// Signature checked already, with a block in flight (gossip often arrives after
     /// the PRE-PREPARE that carries it).
-    var checked: [Transaction] = []
+    public private(set) var checked: [Transaction] = []
     /// Dropped before any signature check, by admission error code.
-    var rejected: [String: Int] = [:]
+    public private(set) var rejected: [String: Int] = [:]
 
-    init(
+    public init(
         _ transactions: [Transaction], mempool: Mempool, account: (Address) -> Account, isInFlight: (Hash) -> Bool
     ) {
         var seen = Set<Hash>()

@@ -3,7 +3,7 @@ import TallyLedger
 import TallyTypes
 import XCTest
 
-@testable import TallyNode
+@testable import TallyApplication
 
 /// Gossip from a peer buys no signature work unless the transaction could be admitted.
 final class GossipScreenTests: XCTestCase {

@@ -4,7 +4,7 @@ import TallyLedger
 import TallyTypes
 import XCTest
 
-@testable import TallyNode
+@testable import TallyApplication
 
 final class MempoolTests: XCTestCase {
     let chainID = "tally-test"
@@ -147,7 +147,6 @@ final class MempoolTests: XCTestCase {
     /// filled every node's mempool.
     func testDefaultNonceWindowIsAHandful() {
         XCTAssertEqual(MempoolLimits.default.maxNonceGap, 16)
-        XCTAssertEqual(NodeConfig().mempool.maxNonceGap, 16)
         var pool = Mempool(chainID: chainID, minFee: 1)
         XCTAssertNotNil(try? pool.admit(tx(0, nonce: 16), account: rich).get())
         XCTAssertEqual(pool.admit(tx(0, nonce: 17), account: rich), .failure(.futureNonce(next: 0, found: 17)))
@@ -279,6 +278,45 @@ final class MempoolTests: XCTestCase {
         XCTAssertEqual(backup.mempool.evictions[.nonceUsed], 1)
         XCTAssertEqual(backup.mempool.evictions[.unaffordable], 1)
         XCTAssertNil(backup.propose(height: 2, view: 1, proposer: 1, parentHash: block.hash, maxTransactions: 100, allowEmpty: false))
+    }
+
+    /// The two guards of the test above, one at a time (the simulator's
+    /// `MempoolDefenceTests` runs the same switches on a cluster): either alone keeps
+    /// the stuck T1 from making a backup expect progress; with both off (the code
+    /// before the fix) the backup expects progress for a transaction no proposal takes.
+    func testEitherMempoolDefenceAloneKeepsAStuckTransactionFromExpectingProgress() throws {
+        let validatorKeys = (0..<4).map { SigningKey(seed: SHA256.hash(Array("mempool-validator-\($0)".utf8)).bytes)! }
+        let genesis = try Genesis(
+            chainID: chainID, genesisTimeMs: 1_000,
+            validators: validatorKeys.enumerated().map {
+                Validator(name: "v\($0.offset)", publicKey: $0.element.publicKey, networkAddress: "127.0.0.1:\(7800 + $0.offset)")
+            },
+            accounts: [GenesisAccount(address: sender0, balance: 1_000)])
+        func application(_ defences: MempoolDefences) -> LedgerApplication {
+            var mempool = Mempool(genesis: genesis)
+            mempool.defences = defences
+            return LedgerApplication(
+                genesis: genesis, ledger: Ledger(genesis: genesis), tipHash: genesis.hash, tipTimestampMs: genesis.genesisTimeMs,
+                mempool: mempool, nowMs: { 5_000 })
+        }
+        let primary = application(.all)
+        XCTAssertTrue(primary.submit([tx(0, nonce: 0, amount: 999, fee: 1).transaction]).allSatisfy { (try? $0.get()) != nil })
+        let block = try XCTUnwrap(primary.propose(
+            height: 1, view: 0, proposer: 0, parentHash: genesis.hash, maxTransactions: 100, allowEmpty: false))
+        for (recheck, proposable) in [(true, true), (false, true), (true, false), (false, false)] {
+            var defences = MempoolDefences.all
+            defences.recheckAfterCommit = recheck
+            defences.proposableByExecutionRule = proposable
+            let backup = application(defences)
+            let admitted = backup.submit([tx(0, nonce: 0, amount: 1, fee: 1).transaction, tx(0, nonce: 1, amount: 1, fee: 1).transaction])
+            XCTAssertTrue(admitted.allSatisfy { (try? $0.get()) != nil })
+            XCTAssertNoThrow(try backup.validate(block, parentHash: genesis.hash, maxTransactions: 100, origin: .prePrepare(view: 0)).get())
+            backup.commit(block)
+            let label = "recheck \(recheck), proposable by execution rule \(proposable)"
+            XCTAssertEqual(backup.hasPendingTransactions, !recheck && !proposable, label)
+            XCTAssertEqual(backup.mempool.count, recheck ? 0 : 1, label)
+            XCTAssertNil(backup.propose(height: 2, view: 1, proposer: 1, parentHash: block.hash, maxTransactions: 100, allowEmpty: false), label)
+        }
     }
 
     /// Regression: admission checked every signature of a 10,000-transaction batch
