@@ -125,7 +125,7 @@ final class LedgerApplication: ConsensusApplication {
         guard let parents = chain(to: parentHash) else { return .failure(BlockRejection("unknown parent \(parentHash.hex)")) }
         // Transactions in the mempool had their signatures verified on admission.
         let pool = mempool
-        let precheck = BlockPrecheck.transactions(of: block) { pool.contains($0) }
+        let precheck = BlockPrecheck.transactions(of: block, genesisHash: ledger.genesisHash) { pool.contains($0) }
         let executions = parents.map(\.execution)
         let base = ledger
         do {

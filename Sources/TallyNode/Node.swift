@@ -20,6 +20,8 @@ import TallyVerify
 public actor Node: NodeService {
     nonisolated public let genesis: Genesis
     nonisolated public let genesisJSON: Data
+    /// What transaction signatures commit to (`Transaction.signingBytes(genesisHash:)`).
+    nonisolated let genesisHash: Hash
     nonisolated let selfIndex: ValidatorIndex
     let config: NodeConfig
     let logger: Logger
@@ -137,6 +139,7 @@ public actor Node: NodeService {
         executorLoop = Self.executorGroup.next()
         self.genesis = genesis
         self.genesisJSON = genesisJSON
+        self.genesisHash = genesis.hash
         self.config = config
         self.logger = logger
         durableWrite = DurableWrite(
@@ -379,7 +382,7 @@ public actor Node: NodeService {
         // Gossip is verified like any submission (once), and not gossiped again.
         await admitGossip(
             unchecked + checked,
-            SignatureBatch.verify(unchecked) + checked.map { VerifiedTransaction(signatureAlreadyVerified: $0) })
+            SignatureBatch.verify(unchecked, genesisHash: genesisHash) + checked.map { VerifiedTransaction(signatureAlreadyVerified: $0) })
     }
 
     /// Counts the rejected messages, then drops what the mempool holds, what is
@@ -642,7 +645,7 @@ public actor Node: NodeService {
         // all cores, outside the actor and a bounded number of batches at once.
         let prechecked = await precheck(transactions)
         let screened = await AdmissionScreen.verifySurvivors(transactions, prechecked: prechecked) {
-            await self.signatureGate.verify($0)
+            await self.signatureGate.verify($0, genesisHash: self.genesisHash)
         }
         return await admit(transactions, screened)
     }

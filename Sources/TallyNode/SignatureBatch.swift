@@ -1,4 +1,5 @@
 import Dispatch
+import TallyCrypto
 import TallyLedger
 import TallyTypes
 
@@ -9,8 +10,11 @@ public enum SignatureBatch {
     /// Below this many, threads cost more than they save.
     static let parallelThreshold = 64
 
-    public static func verify(_ transactions: [Transaction]) -> [VerifiedTransaction?] {
-        if transactions.count < parallelThreshold { return transactions.map(VerifiedTransaction.init) }
+    /// Checks each signature for the chain of `genesisHash` (nil = invalid).
+    public static func verify(_ transactions: [Transaction], genesisHash: Hash) -> [VerifiedTransaction?] {
+        if transactions.count < parallelThreshold {
+            return transactions.map { VerifiedTransaction($0, genesisHash: genesisHash) }
+        }
         let results = UnsafeMutableBufferPointer<VerifiedTransaction?>.allocate(capacity: transactions.count)
         results.initialize(repeating: nil)
         defer { results.deallocate() }
@@ -22,7 +26,7 @@ public enum SignatureBatch {
             let start = chunk * chunkSize
             let end = min(start + chunkSize, transactions.count)
             guard start < end else { return }
-            for index in start..<end { output[index] = VerifiedTransaction(transactions[index]) }
+            for index in start..<end { output[index] = VerifiedTransaction(transactions[index], genesisHash: genesisHash) }
         }
         return Array(results)
     }
@@ -64,8 +68,8 @@ actor SignatureGate {
     }
 
     /// Verifies once a permit is free.
-    nonisolated func verify(_ transactions: [Transaction]) async -> [VerifiedTransaction?] {
-        await withPermit { SignatureBatch.verify(transactions) }
+    nonisolated func verify(_ transactions: [Transaction], genesisHash: Hash) async -> [VerifiedTransaction?] {
+        await withPermit { SignatureBatch.verify(transactions, genesisHash: genesisHash) }
     }
 
     /// Runs `work` once a permit is free; the work runs outside the gate's actor.

@@ -1,3 +1,4 @@
+import Foundation
 import TallyConsensus
 import TallyCrypto
 import TallyTypes
@@ -93,13 +94,18 @@ public struct SimVerifier: ConsensusVerifier, Sendable {
     }
 }
 
-/// Pre-signed client transfers (real Ed25519), built once per process: signing and
-/// verifying every transaction in every run would dominate a sweep. Each client has
-/// a run of consecutive nonces; `validHashes` holds the ones libsodium accepted.
+/// Pre-signed client transfers (real Ed25519), built once per process and genesis:
+/// signing and verifying every transaction in every run would dominate a sweep.
+/// Each client has a run of consecutive nonces; `validHashes` holds the ones
+/// libsodium accepted.
 public struct TransactionPool: Sendable {
     public static let clientCount = 8
     public static let noncesPerClient = 160
     public static let clientBalance: UInt64 = 1_000_000_000
+    /// The clients' keys, funded by every simulation genesis.
+    public static let clientKeys = (0..<clientCount).map { index in
+        SigningKey(seed: [UInt8](repeating: UInt8(index + 1), count: 32))!
+    }
 
     public let chainID: String
     public let clients: [SigningKey]
@@ -107,13 +113,24 @@ public struct TransactionPool: Sendable {
     public let transactions: [[Transaction]]
     public let validHashes: Set<Hash>
 
-    public static let shared = TransactionPool(chainID: Simulation.chainID)
+    /// Signatures commit to the genesis hash, which differs with the validator
+    /// count: one pool per genesis, signed on first use.
+    public static func shared(for genesis: Genesis) -> TransactionPool {
+        let genesisHash = genesis.hash
+        cacheLock.lock()
+        defer { cacheLock.unlock() }
+        if let pool = cache[genesisHash] { return pool }
+        let pool = TransactionPool(chainID: genesis.chainID, genesisHash: genesisHash)
+        cache[genesisHash] = pool
+        return pool
+    }
 
-    init(chainID: String) {
+    private static let cacheLock = NSLock()
+    nonisolated(unsafe) private static var cache: [Hash: TransactionPool] = [:]
+
+    init(chainID: String, genesisHash: Hash) {
         self.chainID = chainID
-        clients = (0..<TransactionPool.clientCount).map { index in
-            SigningKey(seed: [UInt8](repeating: UInt8(index + 1), count: 32))!
-        }
+        clients = Self.clientKeys
         var transactions: [[Transaction]] = []
         var hashes = Set<Hash>()
         for (index, client) in clients.enumerated() {
@@ -121,8 +138,9 @@ public struct TransactionPool: Sendable {
             var list: [Transaction] = []
             for nonce in 0..<UInt64(TransactionPool.noncesPerClient) {
                 let transaction = Transaction.signed(
-                    by: client, chainID: chainID, to: recipient, amount: 1 + nonce, fee: 1, nonce: nonce)
-                precondition(transaction.hasValidSignature)
+                    by: client, chainID: chainID, genesisHash: genesisHash, to: recipient, amount: 1 + nonce, fee: 1,
+                    nonce: nonce)
+                precondition(transaction.hasValidSignature(genesisHash: genesisHash))
                 hashes.insert(transaction.hash)
                 list.append(transaction)
             }

@@ -198,7 +198,8 @@ extension CanonicalDecodable {
 /// Every domain tag in one place, so two purposes can never share one by accident.
 public enum DomainTag: String, CaseIterable, Sendable {
     case transaction = "tally/tx/v1"
-    case transactionSigning = "tally/tx-sign/v1"
+    /// v2 commits to the genesis hash (v1 signed only the chain id string).
+    case transactionSigning = "tally/tx-sign/v2"
     case blockHeader = "tally/block-header/v1"
     case block = "tally/block/v1"
     case prepareVote = "tally/prepare/v1"

@@ -19,7 +19,7 @@ final class GoldenBytesTests: XCTestCase {
         let genesis = Fixtures.genesis
         var values: [String: String] = [:]
         values["transaction.canonical"] = Hex.encode(transaction.canonicalBytes)
-        values["transaction.signing_bytes"] = Hex.encode(transaction.signingBytes())
+        values["transaction.signing_bytes"] = Hex.encode(transaction.signingBytes(genesisHash: genesis.hash))
         values["transaction.hash"] = transaction.hash.hex
         values["transaction.signature"] = transaction.signature.hex
         values["block_header.canonical"] = Hex.encode(block.header.canonicalBytes)
@@ -62,8 +62,9 @@ final class GoldenBytesTests: XCTestCase {
         let transaction = try Transaction(canonicalBytes: try XCTUnwrap(Hex.decode(expected["transaction.canonical"]!)))
         XCTAssertEqual(Hex.encode(transaction.canonicalBytes), expected["transaction.canonical"])
         XCTAssertEqual(transaction.hash.hex, expected["transaction.hash"])
-        XCTAssertEqual(Hex.encode(transaction.signingBytes()), expected["transaction.signing_bytes"])
-        XCTAssertTrue(transaction.hasValidSignature)
+        let genesisHash = try XCTUnwrap(Hash(hex: expected["genesis.hash"]!))
+        XCTAssertEqual(Hex.encode(transaction.signingBytes(genesisHash: genesisHash)), expected["transaction.signing_bytes"])
+        XCTAssertTrue(transaction.hasValidSignature(genesisHash: genesisHash))
 
         let block = try Block(canonicalBytes: try XCTUnwrap(Hex.decode(expected["block.canonical"]!)))
         XCTAssertEqual(Hex.encode(block.canonicalBytes), expected["block.canonical"])
