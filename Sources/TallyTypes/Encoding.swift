@@ -7,7 +7,9 @@ import TallyCrypto
 /// - fixed-size values (hashes, keys, signatures, addresses): raw bytes, no prefix;
 /// - every signed or hashed structure starts with a domain tag (a length-prefixed
 ///   ASCII string such as `tally/tx/v1`) so bytes signed for one purpose can never be
-///   replayed as another.
+///   replayed as another. Two hashes outside this encoder take their tag raw, without
+///   a length: `tally/address/v1` (`Address`) and `tally/state-root/v1` (`StateTree`);
+///   docs/SPEC.md lists which is which.
 ///
 /// Decoding is strict: it rejects truncated input, lengths over the caller's bound,
 /// and trailing bytes, so every accepted value re-encodes to exactly its input.

@@ -171,7 +171,10 @@ public struct Genesis: Hashable, Sendable {
         }
     }
 
-    public var hash: Hash {
+    public var hash: Hash { SHA256.hash(canonicalBytes) }
+
+    /// The bytes `hash` is taken over (layout above).
+    public var canonicalBytes: [UInt8] {
         var encoder = CanonicalEncoder()
         encoder.tag(.genesis)
         encoder.string(chainID)
@@ -188,7 +191,7 @@ public struct Genesis: Hashable, Sendable {
             encoder.u64(account.balance)
         }
         consensus.encode(to: &encoder)
-        return SHA256.hash(encoder.bytes)
+        return encoder.bytes
     }
 
     /// Sum of all genesis balances; the ledger conserves it.
