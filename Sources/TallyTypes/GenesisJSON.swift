@@ -49,13 +49,26 @@ enum GenesisJSON {
         func refused(_ reason: String) -> Genesis.Error { .malformed(field: field.isEmpty ? "(top level)" : field, reason: reason) }
 
         mutating func document() throws(Genesis.Error) {
-            guard String(validating: bytes, as: UTF8.self) != nil else { throw .unreadable("not valid JSON: not UTF-8") }
+            guard Self.isUTF8(bytes) else { throw .unreadable("not valid JSON: not UTF-8") }
             guard !bytes.starts(with: [0xEF, 0xBB, 0xBF]) else { throw .unreadable("not valid JSON: starts with a byte-order mark") }
             skipWhitespace()
             guard peek == UInt8(ascii: "{") else { throw notJSON("expected an object") }
             try value(depth: 1)
             skipWhitespace()
             guard offset == bytes.count else { throw notJSON("trailing characters") }
+        }
+
+        /// Validated in place: a genesis file may be large, and a `String` of it would be a second copy.
+        static func isUTF8(_ bytes: [UInt8]) -> Bool {
+            var iterator = bytes.makeIterator()
+            var parser = Unicode.UTF8.ForwardParser()
+            while true {
+                switch parser.parseScalar(from: &iterator) {
+                case .valid: continue
+                case .emptyInput: return true
+                case .error: return false
+                }
+            }
         }
 
         var peek: UInt8? { offset < bytes.count ? bytes[offset] : nil }

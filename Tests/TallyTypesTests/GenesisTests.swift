@@ -193,6 +193,10 @@ final class GenesisTests: XCTestCase {
         assertRejected(try Data(contentsOf: Self.devnetURL) + Data("{}".utf8), mentioning: "trailing")
         assertRejected(Data("[]".utf8), mentioning: "expected an object")
         assertRejected(try devnetText(replacing: "\"tally-devnet\"", with: "\"tally-\\ud800devnet\""), mentioning: "surrogate")
+        var invalidUTF8 = try devnetText(replacing: "\"tally-devnet\"", with: "\"tally-devnet~\"")
+        let marker = try XCTUnwrap(invalidUTF8.range(of: Data("tally-devnet~".utf8)))
+        invalidUTF8[marker.upperBound - 1] = 0xFF
+        assertRejected(invalidUTF8, mentioning: "not UTF-8")
     }
 
     func testGenesisTimeIsExactToTheMillisecond() throws {
