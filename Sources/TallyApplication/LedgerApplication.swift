@@ -130,8 +130,11 @@ public final class LedgerApplication: ConsensusApplication {
         guard let parents = chain(to: parentHash) else { return .failure(BlockRejection("unknown parent \(parentHash.hex)")) }
         // Transactions in the mempool had their signatures verified on admission.
         let pool = mempool
+        let genesisHash = ledger.genesisHash
+        let checker = signatures
         let precheck = BlockPrecheck.transactions(
-            of: block, signatureAlreadyVerified: { pool.contains($0) }, isValidSignature: signatures.isValid)
+            of: block, genesisHash: genesisHash, signatureAlreadyVerified: { pool.contains($0) },
+            isValidSignature: { checker.isValid($0, genesisHash: genesisHash) })
         let executions = parents.map(\.execution)
         let base = ledger
         do {
@@ -194,8 +197,9 @@ public final class LedgerApplication: ConsensusApplication {
     /// simulator's clients submit here; a node runs the same steps across its actor.
     public func submit(_ transactions: [Transaction]) -> [Result<Hash, AdmissionError>] {
         let checker = signatures
+        let genesisHash = ledger.genesisHash
         let screened = AdmissionScreen.screen(transactions, prechecked: precheck(transactions)) {
-            SignatureBatch.verify($0, using: checker)
+            SignatureBatch.verify($0, genesisHash: genesisHash, using: checker)
         }
         return screened.map { screen in screen.flatMap(admit) }
     }

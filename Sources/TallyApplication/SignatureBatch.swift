@@ -1,4 +1,5 @@
 import Dispatch
+import TallyCrypto
 import TallyLedger
 import TallyTypes
 
@@ -6,13 +7,16 @@ import TallyTypes
 /// application, so the simulator runs the node's admission and block checks with a
 /// cheaper oracle for the same answer. Called from several threads.
 public protocol TransactionSignatureChecker: Sendable {
-    func isValid(_ transaction: Transaction) -> Bool
+    /// Whether `transaction`'s signature is valid on the chain of `genesisHash`.
+    func isValid(_ transaction: Transaction, genesisHash: Hash) -> Bool
 }
 
 /// Ed25519 through libsodium: a node's checker.
 public struct Ed25519TransactionChecker: TransactionSignatureChecker {
     public init() {}
-    public func isValid(_ transaction: Transaction) -> Bool { transaction.hasValidSignature }
+    public func isValid(_ transaction: Transaction, genesisHash: Hash) -> Bool {
+        transaction.hasValidSignature(genesisHash: genesisHash)
+    }
 }
 
 /// Verifies transaction signatures across all cores. Admission verifies each
@@ -22,11 +26,13 @@ public enum SignatureBatch {
     /// Below this many, threads cost more than they save.
     static let parallelThreshold = 64
 
+    /// Checks each signature for the chain of `genesisHash` (nil = invalid).
     public static func verify(
-        _ transactions: [Transaction], using checker: any TransactionSignatureChecker = Ed25519TransactionChecker()
+        _ transactions: [Transaction], genesisHash: Hash,
+        using checker: any TransactionSignatureChecker = Ed25519TransactionChecker()
     ) -> [VerifiedTransaction?] {
         @Sendable func verified(_ transaction: Transaction) -> VerifiedTransaction? {
-            checker.isValid(transaction) ? VerifiedTransaction(signatureAlreadyVerified: transaction) : nil
+            checker.isValid(transaction, genesisHash: genesisHash) ? VerifiedTransaction(signatureAlreadyVerified: transaction) : nil
         }
         if transactions.count < parallelThreshold { return transactions.map(verified) }
         let results = UnsafeMutableBufferPointer<VerifiedTransaction?>.allocate(capacity: transactions.count)
@@ -102,9 +108,10 @@ public actor SignatureGate {
 
     /// Verifies once a permit is free.
     public nonisolated func verify(
-        _ transactions: [Transaction], using checker: any TransactionSignatureChecker = Ed25519TransactionChecker()
+        _ transactions: [Transaction], genesisHash: Hash,
+        using checker: any TransactionSignatureChecker = Ed25519TransactionChecker()
     ) async -> [VerifiedTransaction?] {
-        await withPermit { SignatureBatch.verify(transactions, using: checker) }
+        await withPermit { SignatureBatch.verify(transactions, genesisHash: genesisHash, using: checker) }
     }
 
     /// Runs `work` once a permit is free; the work runs outside the gate's actor.

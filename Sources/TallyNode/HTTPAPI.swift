@@ -61,6 +61,10 @@ public struct HTTPAPI: Sendable {
                      body: .init(byteBuffer: ByteBuffer(bytes: self.node.genesisJSON)))
         }
         router.get("/events") { _, context in try await self.events(from: addressKey(context.remoteAddress)) }
+        router.get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: self.metricsText())))

@@ -21,6 +21,8 @@ import TallyVerify
 public actor Node: NodeService {
     nonisolated public let genesis: Genesis
     nonisolated public let genesisJSON: Data
+    /// What transaction signatures commit to (`Transaction.signingBytes(genesisHash:)`).
+    nonisolated let genesisHash: Hash
     nonisolated let selfIndex: ValidatorIndex
     let config: NodeConfig
     let logger: Logger
@@ -143,6 +145,7 @@ public actor Node: NodeService {
         executorLoop = Self.executorGroup.next()
         self.genesis = genesis
         self.genesisJSON = genesisJSON
+        self.genesisHash = genesis.hash
         self.config = config
         self.logger = logger
         durableWrite = DurableWrite(
@@ -385,7 +388,8 @@ public actor Node: NodeService {
         guard !unchecked.isEmpty || !checked.isEmpty else { return }
         // Gossip is verified like any submission (once, through the same bounded gate),
         // and not gossiped again.
-        let verified = unchecked.isEmpty ? [] : await signatureGate.verify(unchecked, using: transactionSignatures)
+        let verified = unchecked.isEmpty
+            ? [] : await signatureGate.verify(unchecked, genesisHash: genesisHash, using: transactionSignatures)
         await admitGossip(unchecked + checked, verified + checked.map { VerifiedTransaction(signatureAlreadyVerified: $0) })
     }
 
@@ -665,7 +669,7 @@ public actor Node: NodeService {
         // all cores, outside the actor and a bounded number of batches at once.
         let prechecked = await precheck(transactions)
         let screened = await AdmissionScreen.verifySurvivors(transactions, prechecked: prechecked) {
-            await self.signatureGate.verify($0, using: self.transactionSignatures)
+            await self.signatureGate.verify($0, genesisHash: self.genesisHash, using: self.transactionSignatures)
         }
         return await admit(transactions, screened)
     }

@@ -25,7 +25,7 @@ extension Simulation {
         mempool.defences = mempoolDefences
         return LedgerApplication(
             genesis: genesis, ledger: ledger, tipHash: tipHash, tipTimestampMs: tipTimestampMs, mempool: mempool,
-            signatures: PresignedSignatures(), nowMs: nowMs)
+            signatures: PresignedSignatures(pool: TransactionPool.shared(for: genesis)), nowMs: nowMs)
     }
 
     /// The same application restarted: committed state kept, mempool emptied.

@@ -180,7 +180,7 @@ public final class Simulation {
     let genesis: Genesis
     let genesisHash: Hash
     let genesisLedger: Ledger
-    let pool = TransactionPool.shared
+    let pool: TransactionPool
     var nodes: [Node] = []
     var slotsByValidator: [[Int]] = []
     var honestGroups: [Set<Int>] = [[], []]
@@ -212,8 +212,9 @@ public final class Simulation {
             byzantineModes: options.byzantineModes, forceByzantine: options.forceByzantine)
         checkReplicaInvariants = options.checkReplicaInvariants
         validatorCount = count
-        genesis = Simulation.makeGenesis(validatorCount: count, pool: TransactionPool.shared)
+        genesis = Simulation.makeGenesis(validatorCount: count)
         genesisHash = genesis.hash
+        pool = TransactionPool.shared(for: genesis)
         genesisLedger = Ledger(genesis: genesis)
         clientNextNonce = Array(repeating: 0, count: TransactionPool.clientCount)
         partitions = plan.partitions
@@ -227,14 +228,14 @@ public final class Simulation {
         buildNodes()
     }
 
-    static func makeGenesis(validatorCount: Int, pool: TransactionPool) -> Genesis {
+    static func makeGenesis(validatorCount: Int) -> Genesis {
         let validators = (0..<validatorCount).map { index in
             Validator(
                 name: "v\(index)", publicKey: SigningKey(seed: [UInt8](repeating: UInt8(200 + index), count: 32))!.publicKey,
                 networkAddress: "127.0.0.1:\(26000 + index)")
         }
         return try! Genesis(
-            chainID: chainID, genesisTimeMs: 1_700_000_000_000, validators: validators, accounts: pool.genesisAccounts,
+            chainID: chainID, genesisTimeMs: 1_700_000_000_000, validators: validators, accounts: TransactionPool.genesisAccounts,
             consensus: SimulationOptions.parameters)
     }
 

@@ -172,7 +172,8 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
         // Well-formed gossip whose transaction's signature does not match (amount changed after signing).
         let throwaway = SigningKey(seed: randomBytes(32))!
         var tampered = Transaction.signed(
-            by: throwaway, chainID: chainID, to: Address(publicKey: throwaway.publicKey), amount: 1, fee: 1, nonce: 0)
+            by: throwaway, chainID: chainID, genesisHash: genesis.hash, to: Address(publicKey: throwaway.publicKey), amount: 1,
+            fee: 1, nonce: 0)
         tampered.amount += 1
         for peer in link.others { link.sendGossip([tampered], to: peer) }
         count("bad_signature_gossip", "transaction \(tampered.hash.hex.prefix(12)) to \(link.others)", by: link.others.count)

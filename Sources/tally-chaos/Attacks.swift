@@ -163,7 +163,7 @@ struct AdmissionAttacks {
         for (index, key) in keys.enumerated() {
             for nonce in 0...nonceWindow where transactions.count < count {
                 transactions.append(.signed(
-                    by: key, chainID: cluster.genesis.chainID, to: Address(publicKey: Self.neverFunded("big-to", index).publicKey),
+                    by: key, chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash, to: Address(publicKey: Self.neverFunded("big-to", index).publicKey),
                     amount: 1, fee: minFee, nonce: nonce))
             }
         }
@@ -179,7 +179,7 @@ struct AdmissionAttacks {
             let signer = Self.neverFunded("spam", key)
             for nonce in 0..<UInt64(perKey) where transactions.count < options.spamTransactions {
                 transactions.append(Transaction.signed(
-                    by: signer, chainID: cluster.genesis.chainID, to: Address(publicKey: Self.neverFunded("spam-to", key).publicKey),
+                    by: signer, chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash, to: Address(publicKey: Self.neverFunded("spam-to", key).publicKey),
                     amount: 1, fee: minFee, nonce: nonce))
             }
         }
@@ -195,11 +195,11 @@ struct AdmissionAttacks {
         for index in 0..<options.zeroValueTransactions {
             let to = Address(publicKey: Self.neverFunded("zero-to", index).publicKey)
             switch index % 3 {
-            case 0: transactions.append(.signed(by: Self.neverFunded("zero", index), chainID: cluster.genesis.chainID, to: to, amount: 0, fee: 0, nonce: 0))
-            case 1: transactions.append(.signed(by: Self.neverFunded("zero", index), chainID: cluster.genesis.chainID, to: to, amount: 0, fee: minFee, nonce: 0))
+            case 0: transactions.append(.signed(by: Self.neverFunded("zero", index), chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash, to: to, amount: 0, fee: 0, nonce: 0))
+            case 1: transactions.append(.signed(by: Self.neverFunded("zero", index), chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash, to: to, amount: 0, fee: minFee, nonce: 0))
             default:
                 let nonce = UInt64(index / 3) % (nonceWindow + 1)
-                transactions.append(.signed(by: fundedKey, chainID: cluster.genesis.chainID, to: to, amount: UInt64(index % 2), fee: 0, nonce: nonce))
+                transactions.append(.signed(by: fundedKey, chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash, to: to, amount: UInt64(index % 2), fee: 0, nonce: nonce))
             }
         }
         report.sent(transactions)
@@ -212,9 +212,9 @@ struct AdmissionAttacks {
     func stuck(_ report: AttackReport, keys: [SigningKey], balance: UInt64, primary: () -> Int, stop: StopFlag) {
         for (round, key) in keys.enumerated() where !stop.isSet {
             let sink = Address(publicKey: Self.neverFunded("stuck-to", round).publicKey)
-            let whole = Transaction.signed(by: key, chainID: cluster.genesis.chainID, to: sink, amount: balance - minFee, fee: minFee, nonce: 0)
-            let first = Transaction.signed(by: key, chainID: cluster.genesis.chainID, to: sink, amount: 1, fee: minFee, nonce: 0)
-            let second = Transaction.signed(by: key, chainID: cluster.genesis.chainID, to: sink, amount: 1, fee: minFee, nonce: 1)
+            let whole = Transaction.signed(by: key, chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash, to: sink, amount: balance - minFee, fee: minFee, nonce: 0)
+            let first = Transaction.signed(by: key, chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash, to: sink, amount: 1, fee: minFee, nonce: 0)
+            let second = Transaction.signed(by: key, chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash, to: sink, amount: 1, fee: minFee, nonce: 1)
             report.sent([whole, first, second])
             let leader = primary()
             let sends: [(Int, [Transaction])] = (0..<cluster.validators).map { $0 == leader ? ($0, [whole]) : ($0, [first, second]) }

@@ -87,7 +87,7 @@ final class HonestLoad: @unchecked Sendable {
                     let nonce = nextNonce[sender]
                     nextNonce[sender] += 1
                     let transaction = Transaction.signed(
-                        by: senders[sender], chainID: cluster.genesis.chainID, to: recipients[created % recipients.count],
+                        by: senders[sender], chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash, to: recipients[created % recipients.count],
                         amount: 1 + UInt64(created % 5), fee: fee, nonce: nonce)
                     let now = monotonicNow()
                     pending[transaction.hash] = Pending(transaction: transaction, sender: sender, firstSent: now, lastSent: now, admitted: false, phase: phase)

@@ -13,13 +13,13 @@ final class GossipScreenTests: XCTestCase {
     var recipient: Address { Address(publicKey: unfunded.publicKey) }
 
     func tx(_ key: SigningKey, nonce: UInt64 = 0, fee: UInt64 = 1, chain: String? = nil) -> Transaction {
-        Transaction.signed(by: key, chainID: chain ?? chainID, to: recipient, amount: 10, fee: fee, nonce: nonce)
+        Transaction.signed(by: key, chainID: chain ?? chainID, genesisHash: .zero, to: recipient, amount: 10, fee: fee, nonce: nonce)
     }
 
     func testOnlyAdmissibleTransactionsReachTheSignatureCheck() {
         var pool = Mempool(chainID: chainID, minFee: 2, limits: MempoolLimits(maxTransactions: 100, maxBytes: 1 << 20, maxNonceGap: 4, maxPerSender: 100))
         let held = tx(funded, nonce: 0, fee: 2)
-        XCTAssertNoThrow(try pool.admit(VerifiedTransaction(held)!, account: Account(balance: 1_000, nonce: 0)).get())
+        XCTAssertNoThrow(try pool.admit(VerifiedTransaction(signatureAlreadyVerified: held), account: Account(balance: 1_000, nonce: 0)).get())
         let good = tx(funded, nonce: 1, fee: 2)
         let inFlight = tx(funded, nonce: 2, fee: 2)
         let gossip = [

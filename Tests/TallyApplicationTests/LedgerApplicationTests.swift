@@ -39,7 +39,7 @@ final class LedgerApplicationTests: XCTestCase {
 
     /// Refuses every signature: shows which checks go through the injected checker.
     struct RefuseAll: TransactionSignatureChecker {
-        func isValid(_ transaction: Transaction) -> Bool { false }
+        func isValid(_ transaction: Transaction, genesisHash: Hash) -> Bool { false }
     }
 
     /// Signature checking is the injected checker's, on admission and for block
@@ -50,7 +50,7 @@ final class LedgerApplicationTests: XCTestCase {
             chainID: DevnetKeys.chainID, genesisTimeMs: genesis.genesisTimeMs, validators: DevnetKeys.validators(),
             accounts: [GenesisAccount(address: Address(publicKey: sender.publicKey), balance: 1_000)])
         let transfer = Transaction.signed(
-            by: sender, chainID: funded.chainID, to: Address(publicKey: DevnetKeys.accountKey(1).publicKey), amount: 5, fee: 1,
+            by: sender, chainID: funded.chainID, genesisHash: funded.hash, to: Address(publicKey: DevnetKeys.accountKey(1).publicKey), amount: 5, fee: 1,
             nonce: 0)
         let nowMs = funded.genesisTimeMs + 60_000
         let block = try BlockBuilder.build(

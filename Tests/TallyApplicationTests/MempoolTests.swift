@@ -8,12 +8,18 @@ import XCTest
 
 final class MempoolTests: XCTestCase {
     let chainID = "tally-test"
+    /// The mempool never sees the genesis, only signatures checked for its hash.
+    let genesisHash = SHA256.hash(Array("mempool-genesis".utf8))
     let keys = (0..<4).map { SigningKey(seed: SHA256.hash(Array("mempool-\($0)".utf8)).bytes)! }
     var recipient: Address { Address(publicKey: keys[3].publicKey) }
 
-    func tx(_ sender: Int, nonce: UInt64, amount: UInt64 = 10, fee: UInt64 = 1, chain: String? = nil) -> VerifiedTransaction {
-        VerifiedTransaction(Transaction.signed(
-            by: keys[sender], chainID: chain ?? chainID, to: recipient, amount: amount, fee: fee, nonce: nonce))!
+    func tx(
+        _ sender: Int, nonce: UInt64, amount: UInt64 = 10, fee: UInt64 = 1, chain: String? = nil, genesisHash: Hash? = nil
+    ) -> VerifiedTransaction {
+        let genesisHash = genesisHash ?? self.genesisHash
+        return VerifiedTransaction(Transaction.signed(
+            by: keys[sender], chainID: chain ?? chainID, genesisHash: genesisHash, to: recipient, amount: amount, fee: fee,
+            nonce: nonce), genesisHash: genesisHash)!
     }
 
     let rich = Account(balance: 1_000_000, nonce: 0)
@@ -261,9 +267,9 @@ final class MempoolTests: XCTestCase {
         }
         let primary = application(), backup = application()
         let funded = Account(balance: 1_000, nonce: 0)
-        XCTAssertNotNil(try? primary.mempool.admit(tx(0, nonce: 0, amount: 999, fee: 1), account: funded).get())
-        XCTAssertNotNil(try? backup.mempool.admit(tx(0, nonce: 0, amount: 1, fee: 1), account: funded).get())
-        XCTAssertNotNil(try? backup.mempool.admit(tx(0, nonce: 1, amount: 1, fee: 1), account: funded).get())
+        XCTAssertNotNil(try? primary.mempool.admit(tx(0, nonce: 0, amount: 999, fee: 1, genesisHash: genesis.hash), account: funded).get())
+        XCTAssertNotNil(try? backup.mempool.admit(tx(0, nonce: 0, amount: 1, fee: 1, genesisHash: genesis.hash), account: funded).get())
+        XCTAssertNotNil(try? backup.mempool.admit(tx(0, nonce: 1, amount: 1, fee: 1, genesisHash: genesis.hash), account: funded).get())
         XCTAssertTrue(backup.hasPendingTransactions)
 
         let block = try XCTUnwrap(primary.propose(
@@ -300,7 +306,7 @@ final class MempoolTests: XCTestCase {
                 mempool: mempool, nowMs: { 5_000 })
         }
         let primary = application(.all)
-        XCTAssertTrue(primary.submit([tx(0, nonce: 0, amount: 999, fee: 1).transaction]).allSatisfy { (try? $0.get()) != nil })
+        XCTAssertTrue(primary.submit([tx(0, nonce: 0, amount: 999, fee: 1, genesisHash: genesis.hash).transaction]).allSatisfy { (try? $0.get()) != nil })
         let block = try XCTUnwrap(primary.propose(
             height: 1, view: 0, proposer: 0, parentHash: genesis.hash, maxTransactions: 100, allowEmpty: false))
         for (recheck, proposable) in [(true, true), (false, true), (true, false), (false, false)] {
@@ -308,7 +314,7 @@ final class MempoolTests: XCTestCase {
             defences.recheckAfterCommit = recheck
             defences.proposableByExecutionRule = proposable
             let backup = application(defences)
-            let admitted = backup.submit([tx(0, nonce: 0, amount: 1, fee: 1).transaction, tx(0, nonce: 1, amount: 1, fee: 1).transaction])
+            let admitted = backup.submit([tx(0, nonce: 0, amount: 1, fee: 1, genesisHash: genesis.hash).transaction, tx(0, nonce: 1, amount: 1, fee: 1, genesisHash: genesis.hash).transaction])
             XCTAssertTrue(admitted.allSatisfy { (try? $0.get()) != nil })
             XCTAssertNoThrow(try backup.validate(block, parentHash: genesis.hash, maxTransactions: 100, origin: .prePrepare(view: 0)).get())
             backup.commit(block)
@@ -330,7 +336,7 @@ final class MempoolTests: XCTestCase {
             forged, prechecked: forged.map { pool.check($0, account: rich) }
         ) { batch in
             verified.add(batch.count)
-            return SignatureBatch.verify(batch)
+            return SignatureBatch.verify(batch, genesisHash: self.genesisHash)
         }
         XCTAssertEqual(verified.value, 0, "no signature is checked for transactions the cheap checks refuse")
         XCTAssertTrue(results.allSatisfy { if case .failure(.wrongChain) = $0 { true } else { false } })
@@ -343,13 +349,34 @@ final class MempoolTests: XCTestCase {
             mixed, prechecked: mixed.map { pool.check($0, account: rich) }
         ) { batch in
             verified.add(batch.count)
-            return SignatureBatch.verify(batch)
+            return SignatureBatch.verify(batch, genesisHash: self.genesisHash)
         }
         XCTAssertEqual(verified.value, 2)
         XCTAssertEqual(try? screened[0].get().transaction, mixed[0])
         XCTAssertEqual(screened.dropFirst().map { result -> AdmissionError? in
             if case .failure(let reason) = result { return reason } else { return nil }
         }, [.wrongChain(expected: chainID, found: "another-chain"), .badSignature, .feeTooLow(minimum: 1, found: 0)])
+    }
+
+    /// Issue 14: admission checked signatures over the chain id string only; a transfer
+    /// signed for another genesis with the same chain id passes the cheap checks and
+    /// is refused as a bad signature.
+    func testAdmissionRefusesATransactionSignedForAnotherGenesisWithTheSameChainID() async {
+        let pool = Mempool(chainID: chainID, minFee: 1)
+        let otherGenesisHash = SHA256.hash(Array("another-genesis".utf8))
+        let replayed = Transaction.signed(
+            by: keys[0], chainID: chainID, genesisHash: otherGenesisHash, to: recipient, amount: 10, fee: 1, nonce: 0)
+        let own = tx(0, nonce: 0).transaction
+        let batch = [replayed, own]
+        let screened = await AdmissionScreen.verifySurvivors(batch, prechecked: batch.map { pool.check($0, account: rich) }) {
+            SignatureBatch.verify($0, genesisHash: self.genesisHash)
+        }
+        XCTAssertEqual(screened[0].map(\.transaction), .failure(.badSignature))
+        XCTAssertEqual(try? screened[1].get().transaction, own)
+        // Also past the parallel threshold.
+        let many = Array(repeating: replayed, count: SignatureBatch.parallelThreshold + 1)
+        XCTAssertTrue(SignatureBatch.verify(many, genesisHash: genesisHash).allSatisfy { $0 == nil })
+        XCTAssertTrue(SignatureBatch.verify(many, genesisHash: otherGenesisHash).allSatisfy { $0 != nil })
     }
 
     func testSignatureGateBoundsConcurrentBatches() async {
@@ -369,7 +396,7 @@ final class MempoolTests: XCTestCase {
         }
         XCTAssertEqual(most.value, 1, "batches verified at once")
         let transactions = (0..<8).map { tx(0, nonce: UInt64($0)).transaction }
-        let verified = await gate.verify(transactions)
+        let verified = await gate.verify(transactions, genesisHash: genesisHash)
         XCTAssertEqual(verified.compactMap { $0 }.count, 8)
     }
 }

@@ -16,6 +16,8 @@ final class Scenario {
     let genesis: Genesis
     let genesisHash: Hash
     let genesisLedger: Ledger
+    /// Client transfers signed for `genesis`.
+    let pool: TransactionPool
     var replicas: [Replica] = []
     var apps: [LedgerApplication] = []
     var executed: [[CertifiedBlock]]
@@ -34,8 +36,9 @@ final class Scenario {
     init(validators: Int = 4) {
         validatorCount = validators
         keys = (0..<validators).map { SigningKey(seed: [UInt8](repeating: UInt8(200 + $0), count: 32))! }
-        genesis = Simulation.makeGenesis(validatorCount: validators, pool: .shared)
+        genesis = Simulation.makeGenesis(validatorCount: validators)
         genesisHash = genesis.hash
+        pool = TransactionPool.shared(for: genesis)
         genesisLedger = Ledger(genesis: genesis)
         executed = Array(repeating: [], count: validators)
         persisted = Array(repeating: nil, count: validators)
@@ -141,7 +144,6 @@ final class Scenario {
     /// Client transactions reach every running replica's mempool.
     func submit(_ count: Int) {
         for _ in 0..<count {
-            let pool = TransactionPool.shared
             let client = nextClientNonce % TransactionPool.clientCount
             let nonce = nextClientNonce / TransactionPool.clientCount
             nextClientNonce += 1
@@ -170,7 +172,7 @@ final class Scenario {
     func proposal(view: UInt64 = 0, height: UInt64 = 1, parent: Hash? = nil, proposer: ValidatorIndex = 0,
                   timestampOffset: UInt64 = 0, on validator: Int? = nil) -> Block {
         let app = validator.map { apps[$0] } ?? makeApplication()
-        for client in 0..<2 { _ = app.submit([TransactionPool.shared.transactions[client][Int(height) - 1]]) }
+        for client in 0..<2 { _ = app.submit([pool.transactions[client][Int(height) - 1]]) }
         var block = app.propose(height: height, view: view, proposer: proposer, parentHash: parent ?? genesisHash,
                                 maxTransactions: 16, allowEmpty: true)!
         if timestampOffset > 0 {

@@ -105,7 +105,7 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
         (0..<Self.transfersPerRound).map { _ in
             defer { nonce += 1 }
             let recipient = Address(publicKey: SigningKey(seed: SHA256.hash(Array("b\(nonce)".utf8)).bytes)!.publicKey)
-            return Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, to: recipient, amount: 5, fee: 1, nonce: nonce)
+            return Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, genesisHash: network.genesis.hash, to: recipient, amount: 5, fee: 1, nonce: nonce)
         }
     }
 

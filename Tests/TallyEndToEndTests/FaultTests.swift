@@ -12,7 +12,7 @@ final class FaultTests: XCTestCase, @unchecked Sendable {
         (0..<count).map { _ in
             defer { nonce += 1 }
             let recipient = Address(publicKey: SigningKey(seed: SHA256.hash(Array("r\(nonce)".utf8)).bytes)!.publicKey)
-            return Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, to: recipient, amount: 7, fee: 1, nonce: nonce)
+            return Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, genesisHash: network.genesis.hash, to: recipient, amount: 7, fee: 1, nonce: nonce)
         }
     }
 

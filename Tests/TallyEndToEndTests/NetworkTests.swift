@@ -12,7 +12,7 @@ final class NetworkTests: XCTestCase, @unchecked Sendable {
         try network.startAll()
         let recipients = (0..<10).map { Address(publicKey: SigningKey(seed: SHA256.hash([UInt8($0)]).bytes)!.publicKey) }
         let transactions = recipients.enumerated().map { offset, recipient in
-            Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, to: recipient,
+            Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, genesisHash: network.genesis.hash, to: recipient,
                                amount: 1_000 + UInt64(offset), fee: 2, nonce: UInt64(offset))
         }
         try await network.waitUntil("all validators up", seconds: 60) {

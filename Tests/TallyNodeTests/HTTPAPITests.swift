@@ -32,7 +32,7 @@ actor LedgerOnlyNode: NodeService {
     }
 
     func submit(_ transactions: [Transaction]) -> [Result<Hash, SubmissionError>] {
-        zip(transactions, SignatureBatch.verify(transactions)).map { transaction, verified in
+        zip(transactions, SignatureBatch.verify(transactions, genesisHash: genesis.hash)).map { transaction, verified in
             guard let verified else { return .failure(.rejected(.badSignature)) }
             let account = ledger.account(transaction.senderAddress) ?? .empty
             return mempool.admit(verified, account: account).mapError { .rejected($0) }
@@ -67,7 +67,9 @@ final class HTTPAPITests: XCTestCase, @unchecked Sendable {
         accounts: [GenesisAccount(address: Address(publicKey: keys[0].publicKey), balance: 1_000)])
 
     func transfer(nonce: UInt64, amount: UInt64 = 10, chain: String = "tally-http", key: Int = 0) -> Transaction {
-        Transaction.signed(by: keys[key], chainID: chain, to: Address(publicKey: keys[1].publicKey), amount: amount, fee: 1, nonce: nonce)
+        Transaction.signed(
+            by: keys[key], chainID: chain, genesisHash: genesis.hash, to: Address(publicKey: keys[1].publicKey), amount: amount,
+            fee: 1, nonce: nonce)
     }
 
     func app(maxBody: Int = 1 << 20, node: LedgerOnlyNode? = nil) -> some ApplicationProtocol {

@@ -53,12 +53,16 @@ final class MempoolDefenceTests: XCTestCase {
     /// The simulator's checker answers from libsodium's verdicts on the pre-signed
     /// transactions and checks anything else (an altered signature) for real.
     func testPresignedSignaturesKnowThePoolAndCheckTheRest() {
-        let checker = PresignedSignatures()
-        let pool = TransactionPool.shared
-        XCTAssertTrue(checker.isValid(pool.transactions[0][0]))
-        XCTAssertTrue(checker.isValid(pool.hostile.stuck[0].second))
+        let genesis = Simulation.makeGenesis(validatorCount: 4)
+        let pool = TransactionPool.shared(for: genesis)
+        let checker = PresignedSignatures(pool: pool)
+        XCTAssertTrue(checker.isValid(pool.transactions[0][0], genesisHash: genesis.hash))
+        XCTAssertTrue(checker.isValid(pool.hostile.stuck[0].second, genesisHash: genesis.hash))
         var forged = pool.transactions[0][1]
         forged.amount += 1
-        XCTAssertFalse(checker.isValid(forged))
+        XCTAssertFalse(checker.isValid(forged, genesisHash: genesis.hash))
+        // Another chain's genesis: the pool's verdicts do not apply, the real check refuses.
+        let other = Simulation.makeGenesis(validatorCount: 7)
+        XCTAssertFalse(checker.isValid(pool.transactions[0][0], genesisHash: other.hash))
     }
 }

@@ -92,7 +92,7 @@ actor CommittingNode: NodeService {
     }
 
     func submit(_ transactions: [Transaction]) -> [Result<Hash, SubmissionError>] {
-        zip(transactions, SignatureBatch.verify(transactions)).map { transaction, verified in
+        zip(transactions, SignatureBatch.verify(transactions, genesisHash: genesis.hash)).map { transaction, verified in
             guard let verified else { return .failure(.rejected(.badSignature)) }
             if location[transaction.hash] != nil { return .failure(.rejected(.duplicate)) }
             let account = ledger.account(transaction.senderAddress) ?? .empty
