@@ -57,6 +57,12 @@ public struct EquivocationEvidence: Hashable, Sendable {
         public let blockHash: Hash
         public let stateRoot: Hash?
         public let signature: Signature
+
+        public init(blockHash: Hash, stateRoot: Hash?, signature: Signature) {
+            self.blockHash = blockHash
+            self.stateRoot = stateRoot
+            self.signature = signature
+        }
     }
 
     public let validator: ValidatorIndex
@@ -68,6 +74,18 @@ public struct EquivocationEvidence: Hashable, Sendable {
     public let second: Statement
     /// The replica's tick when it was recorded.
     public let tick: UInt64
+
+    public init(
+        validator: ValidatorIndex, kind: Kind, view: UInt64, height: UInt64, first: Statement, second: Statement, tick: UInt64
+    ) {
+        self.validator = validator
+        self.kind = kind
+        self.view = view
+        self.height = height
+        self.first = first
+        self.second = second
+        self.tick = tick
+    }
 }
 
 /// The evidence a replica keeps: the latest `maxPerValidator` conflicts of each
@@ -175,8 +193,12 @@ extension Replica {
     }
 
     /// Lifts the quarantine once f+1 peers answered and this replica reached the
-    /// (f+1)-th highest view and height they claim (at least one honest peer is at
-    /// least there); asks for the blocks up to that height meanwhile.
+    /// (f+1)-th highest height they claim (at least one honest peer is at least
+    /// there), asking for the blocks meanwhile. Below the (f+1)-th highest view they
+    /// claim it signs nothing more (it would sign in a view the network left, where a
+    /// newer copy of it may have signed): it rejoins when it enters that view or a
+    /// later one (a NEW-VIEW, which the view's primary sends it on its status, or the
+    /// next view change).
     mutating func checkQuarantine() {
         guard let state = quarantine, state.statuses.count > configuration.maxFaulty else { return }
         let index = configuration.maxFaulty
@@ -186,7 +208,11 @@ extension Replica {
             let peers = state.statuses.filter { $0.value.committedHeight >= supportedHeight }.map(\.key)
             return requestSync(to: supportedHeight, peers: peers)
         }
-        guard view >= supportedView, sync == nil else { return }
+        guard sync == nil else { return }
+        if view < supportedView {
+            let floor = SigningMark(view: supportedView - 1, height: .max, phase: .max)
+            if floor > (signingFloor ?? .zero) { signingFloor = floor }
+        }
         quarantine = nil
         resumeSigning()
     }

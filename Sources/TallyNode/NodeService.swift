@@ -1,4 +1,5 @@
 import Foundation
+import TallyConsensus
 import TallyCrypto
 import TallyLedger
 import TallyTypes
@@ -84,9 +85,14 @@ public protocol NodeService: Sendable {
     /// A bounded stream of events from now on, one element per committed block (its
     /// `block` event, then its `tx` events); nil when too many subscribers.
     func subscribe() async -> AsyncStream<[NodeEvent]>?
+    /// Conflicting signed statements of validators this node received (`GET /evidence`).
+    func equivocationEvidence() async -> [EquivocationEvidence]
 }
 
 extension NodeService {
+    /// Without a replica: none.
+    public func equivocationEvidence() async -> [EquivocationEvidence] { [] }
+
     /// Without a mempool to consult: the committed nonce.
     public func pendingNonce(_ address: Address) async -> UInt64 { await account(address).nonce }
 }
