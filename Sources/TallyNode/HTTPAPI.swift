@@ -56,6 +56,11 @@ public struct HTTPAPI: Sendable {
             }
         }
         router.get("/validators") { _, _ in try self.validators() }
+        router.get("/evidence") { _, context in
+            try await self.limited(.query, context) {
+                try Self.json(EquivocationReporter.json(await self.node.equivocationEvidence(), validators: self.node.genesis.validators))
+            }
+        }
         router.get("/genesis") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"],
                      body: .init(byteBuffer: ByteBuffer(bytes: self.node.genesisJSON)))

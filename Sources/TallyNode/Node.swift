@@ -35,6 +35,9 @@ public actor Node: NodeService {
     private let snapshots: SnapshotStore
     private let application: LedgerApplication
     private var replica: Replica
+    /// HOME/signing-mark, outside the data directory (SigningSafety.swift).
+    private let signingMarkFile: SigningMarkFile
+    private var equivocationReporter = EquivocationReporter()
     private let network: PeerNetwork
     /// Nil except in `tally-byzantine` (testing SPI).
     private let interceptor: (any OutboundInterceptor)?
@@ -178,6 +181,7 @@ public actor Node: NodeService {
             }
         }
         let durable = try Self.readDurableState(consensusState)
+        signingMarkFile = try SigningMarkFile(path: home.file(SigningMarkFile.fileName))
 
         application = LedgerApplication(
             genesis: genesis, ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
@@ -193,7 +197,10 @@ public actor Node: NodeService {
             blockHash: { height in height == 0 ? genesisHash : (try! blocks.block(at: height))!.block.hash },
             tipCertificate: store.tipHeight == 0 ? nil : try store.block(at: store.tipHeight)?.certificate,
             application: application, verifier: Ed25519Verifier(validators: genesis.validators),
-            signer: Ed25519Signer(key: key))
+            signer: Ed25519Signer(key: key), signingMark: signingMarkFile.mark,
+            quarantined: durable != nil || store.tipHeight > 0 || signingMarkFile.mark != nil)
+        EquivocationReporter.logStartupSafety(
+            journalMark: durable?.signingMark ?? .zero, fileMark: signingMarkFile.mark, replica: replica, logger: logger)
         lastView = replica.view
 
         let listen = try HostPort(config.p2p.listen, field: "p2p.listen")
@@ -466,6 +473,7 @@ public actor Node: NodeService {
             metrics.messageDropped(reason.rawValue, count: count - exportedDrops[reason, default: 0])
             exportedDrops[reason] = count
         }
+        equivocationReporter.export(replica, validators: genesis.validators, logger: logger)
     }
 
     private func perform(_ action: ConsensusAction) -> ConsensusEvent? {
@@ -486,6 +494,7 @@ public actor Node: NodeService {
     /// Writes the pending durable state, then carries out the deferred sends.
     private func flushDeferred() {
         persistPending()
+        raiseSigningMark()
         let sends = deferredSends
         deferredSends.removeAll(keepingCapacity: true)
         for action in sends {
@@ -519,6 +528,13 @@ public actor Node: NodeService {
         } catch { stopOnDurableWriteFailure(error) }
         metrics.consensusPersist.record(duration: ContinuousClock.now - start)
         pendingPersist = nil
+    }
+
+    /// Nothing signed past the mark on disk is sent before the mark is durable.
+    private func raiseSigningMark() {
+        do { try durableWrite.run("write the signing mark") { try signingMarkFile.raise(to: replica.signingMark) } } catch {
+            stopOnDurableWriteFailure(error)
+        }
     }
 
     /// The journal or the block store cannot be written: the node cannot go on safely.
@@ -754,6 +770,8 @@ public actor Node: NodeService {
     public nonisolated func block(at height: UInt64) async -> CertifiedBlock? { try? blockReader.block(at: height) }
 
     public nonisolated func latestHeight() async -> UInt64 { blockReader.tipHeight }
+
+    public func equivocationEvidence() -> [EquivocationEvidence] { replica.equivocations }
 
     /// Ends every event stream and refuses new ones. Called when shutdown begins:
     /// the HTTP server drains open responses before it stops, and an event stream
