@@ -44,8 +44,10 @@ let package = Package(
 
         // MARK: consensus (pure) and its simulator
         .target(name: "TallyConsensus", dependencies: ["TallyTypes", "TallyCrypto"]),
+        // Carries out a replica's actions in order (persist, commit, send) over injected I/O.
+        .target(name: "TallyDriver", dependencies: ["TallyConsensus", "TallyTypes", "TallyCrypto"]),
         .target(
-            name: "TallySimulation", dependencies: ["TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+            name: "TallySimulation", dependencies: ["TallyConsensus", "TallyDriver", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]),
 
         // MARK: store and verification
         .target(
@@ -76,7 +78,8 @@ let package = Package(
         .target(
             name: "TallyNode",
             dependencies: [
-                "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork", "TallyStore", "TallyVerify",
+                "TallyConsensus", "TallyDriver", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork", "TallyStore",
+                "TallyVerify",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -186,8 +189,9 @@ let package = Package(
         .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallyConsensusTests",
-            dependencies: ["TallyConsensus", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: ["TallyConsensus", "TallyDriver", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
         ),
+        .testTarget(name: "TallyDriverTests", dependencies: ["TallyDriver", "TallyConsensus", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallySimulationTests",
             dependencies: ["TallySimulation", "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]
