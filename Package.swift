@@ -47,7 +47,9 @@ let package = Package(
         // Carries out a replica's actions in order (persist, commit, send) over injected I/O.
         .target(name: "TallyDriver", dependencies: ["TallyConsensus", "TallyTypes", "TallyCrypto"]),
         .target(
-            name: "TallySimulation", dependencies: ["TallyConsensus", "TallyDriver", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+            name: "TallySimulation",
+            dependencies: ["TallyConsensus", "TallyDriver", "TallyStore", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]
+        ),
 
         // MARK: store and verification
         .target(

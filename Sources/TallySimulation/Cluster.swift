@@ -2,6 +2,7 @@ import TallyConsensus
 import TallyCrypto
 import TallyDriver
 import TallyLedger
+import TallyStore
 import TallyTypes
 
 public enum InvariantChecking: String, Sendable {
@@ -107,8 +108,11 @@ public final class Simulation {
         var up = false
         var app: SimApplication
         var chain: [CertifiedBlock] = []
-        /// The last persisted state; encoded to bytes (and decoded back) when the
-        /// replica restarts, so every restart round-trips the canonical form.
+        /// The node's disk, where its consensus journal lives: crashes tear its writes.
+        let fileSystem = SimulatedFileSystem()
+        /// The real consensus journal over `fileSystem` (reopened at every restart).
+        var journal: ConsensusStateStore?
+        /// The state of the last journal write that completed: a restart must read it back.
         var durable: DurableState?
         var persistedView: UInt64 = 0
         var restartTick: Int?
@@ -232,6 +236,7 @@ public final class Simulation {
                     twinGroup: mode == .twins ? copy : nil, app: makeApplication())
                 slotsByValidator[validator].append(node.slot)
                 nodes.append(node)
+                precondition(try! openJournal(node) == nil, "a new node's journal is empty")
                 node.driver = makeDriver(for: node, durable: nil)
                 node.up = true
             }
@@ -366,16 +371,12 @@ public final class Simulation {
         }
         for node in nodes where !node.up && node.restartTick == tick {
             node.restartTick = nil
-            var durable: DurableState?
-            if let state = node.durable {
-                do {
-                    // The stored form a node writes: blocks apart, by hash.
-                    let blocks = state.referencedBlocks
-                    durable = try DurableState(compactBytes: state.compactBytes) { blocks[$0] }
-                    if durable != state { return fail("validator \(node.validator)'s durable state changed through encoding") }
-                } catch {
-                    return fail("validator \(node.validator)'s durable state does not decode: \(error)")
-                }
+            let durable: DurableState?
+            do { durable = try openJournal(node) } catch {
+                return fail("validator \(node.validator)'s journal does not reopen: \(error)")
+            }
+            if durable != node.durable {
+                return fail("validator \(node.validator)'s journal read back another state than its last completed write")
             }
             node.driver = makeDriver(for: node, durable: durable)
             node.up = true
@@ -441,7 +442,11 @@ public final class Simulation {
         if let crash = node.crashDuringNextStep { self.crash(node, crash) }
     }
 
-    func crash(_ node: Node, _ crash: Crash) {
+    /// The node stops; its disk keeps what `outcome` says (everything the journal
+    /// fsynced survives either way).
+    func crash(_ node: Node, _ crash: Crash, outcome: SimulatedFileSystem.CrashOutcome = .loseUnsynced) {
+        node.fileSystem.restart(outcome)
+        node.journal = nil
         node.crashDuringNextStep = nil
         node.driver = nil
         node.up = false
@@ -449,16 +454,72 @@ public final class Simulation {
         count(crash.tornWrite ? "crashes_torn_write" : "crashes")
     }
 
-    /// The driver's durable write: a torn write (crash inside it) leaves the journal as it was.
+    /// Journal sizes small enough that sweeps compact it often.
+    static let journalCompactionBytes = 64 << 10
+    static let journalPreallocationBytes = 16 << 10
+
+    /// Opens the node's journal on its disk as the node does at start; returns the
+    /// state it holds (with its prepared blocks), nil when never written.
+    func openJournal(_ node: Node) throws -> DurableState? {
+        let journal = try DataLayout.consensusStateStore(
+            "/data", fileSystem: node.fileSystem, compactionBytes: Self.journalCompactionBytes,
+            preallocationBytes: Self.journalPreallocationBytes)
+        node.journal = journal
+        guard let bytes = try journal.readState() else {
+            try journal.retainOnly([])
+            return nil
+        }
+        var failure: (any Error)?
+        let state = try DurableState(storedBytes: bytes) { hash in
+            do { return try journal.readBlock(hash).map { try Block(canonicalBytes: $0) } } catch {
+                failure = error
+                return nil
+            }
+        }
+        if let failure { throw failure }
+        try journal.retainOnly(Set(state.referencedBlocks.keys))
+        return state
+    }
+
+    /// One real journal write (the node's call), durable when it returns.
+    func writeJournal(_ state: DurableState, node: Node) throws {
+        let blocks = state.referencedBlocks
+        try node.journal!.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+    }
+
+    /// The driver's durable write, to the real journal. A torn write crashes at the
+    /// write's second file operation (the fsync of an appended record; the data write
+    /// of a compaction's temporary file), and the disk keeps half of what was written
+    /// since the last fsync: the journal must read back the state before it.
     func persist(_ state: DurableState, node: Node) throws {
         guard failure == nil else { throw Stopped() }
         if let crash = node.crashDuringNextStep {
-            if !crash.tornWrite { node.durable = state }
-            self.crash(node, crash)
+            if crash.tornWrite {
+                node.fileSystem.crash(afterOperations: 2)
+                do {
+                    try writeJournal(state, node: node)
+                    node.fileSystem.cancelCrash()
+                    node.durable = state
+                } catch {
+                    count("journal_writes_torn")
+                }
+                self.crash(node, crash, outcome: .tearUnsynced)
+            } else {
+                do { try writeJournal(state, node: node) } catch {
+                    fail("validator \(node.validator)'s journal write failed: \(error)")
+                    throw Stopped()
+                }
+                node.durable = state
+                self.crash(node, crash)
+            }
             throw Crashed()
         }
         if node.isHonest && state.view < node.persistedView {
             fail("validator \(node.validator) persisted view \(state.view) after \(node.persistedView)")
+        }
+        do { try writeJournal(state, node: node) } catch {
+            fail("validator \(node.validator)'s journal write failed: \(error)")
+            throw Stopped()
         }
         node.persistedView = state.view
         node.durable = state
