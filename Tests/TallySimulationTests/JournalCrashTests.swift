@@ -26,4 +26,14 @@ final class JournalCrashTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(result.faults["journal_writes_torn", default: 0], 2, "\(result.faults)")
         XCTAssertGreaterThan(result.blocksCommitted, 6)
     }
+
+    /// Seed 1016 (n = 4, all faults): validator 3's torn write at tick 36 is a record
+    /// shorter than the zeros preallocated with it, so the kept half holds it whole
+    /// and the journal reads back the new state. That is safe (nothing it covered was
+    /// sent) and must not fail the run, as it did when only the old state was allowed.
+    func testATornWriteWhoseRecordReachedTheDiskReadsBackTheNewState() {
+        let result = Simulation(seed: 1016, options: SimulationOptions(validatorCount: 4, mix: .all)).run()
+        XCTAssertNil(result.failure)
+        XCTAssertEqual(result.faults["journal_torn_writes_read_back"], 1, "\(result.faults)")
+    }
 }
