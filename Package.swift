@@ -46,9 +46,15 @@ let package = Package(
 
         // MARK: consensus (pure) and its simulator
         .target(name: "TallyConsensus", dependencies: ["TallyTypes", "TallyCrypto"]),
+        // Carries out a replica's actions in order (persist, commit, send) over injected I/O.
+        .target(name: "TallyDriver", dependencies: ["TallyConsensus", "TallyTypes", "TallyCrypto"]),
         .target(
             name: "TallySimulation",
-            dependencies: ["TallyApplication", "TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+            dependencies: [
+                "TallyApplication", "TallyConsensus", "TallyDriver", "TallyStore", "TallyVerify", "TallyLedger", "TallyTypes",
+                "TallyCrypto",
+            ]
+        ),
 
         // MARK: store and verification
         .target(
@@ -83,7 +89,8 @@ let package = Package(
         .target(
             name: "TallyNode",
             dependencies: [
-                "TallyApplication", "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork", "TallyStore", "TallyVerify",
+                "TallyApplication", "TallyConsensus", "TallyDriver", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork",
+                "TallyStore", "TallyVerify",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -196,12 +203,13 @@ let package = Package(
         .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallyConsensusTests",
-            dependencies: ["TallyApplication", "TallyConsensus", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: ["TallyApplication", "TallyConsensus", "TallyDriver", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
         ),
         .testTarget(
             name: "TallyApplicationTests",
             dependencies: ["TallyApplication", "TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]
         ),
+        .testTarget(name: "TallyDriverTests", dependencies: ["TallyDriver", "TallyConsensus", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallySimulationTests",
             dependencies: ["TallyApplication", "TallySimulation", "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]

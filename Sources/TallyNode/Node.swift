@@ -7,14 +7,16 @@ import ServiceLifecycle
 import TallyApplication
 import TallyConsensus
 import TallyCrypto
+import TallyDriver
 import TallyLedger
 import TallyNetwork
 import TallyStore
 import TallyTypes
 import TallyVerify
 
-/// A validator: owns the pure PBFT replica and carries out its actions in order
-/// (persist, then execute and store, then send), feeds it verified messages and
+/// A validator: runs the pure PBFT replica through a `ReplicaDriver` (which carries
+/// out its actions in order: persist, then store and execute, then send) over the
+/// node's journal, block store, ledger and network, feeds it verified messages and
 /// ticks, admits transactions to the mempool and gossips them, and answers the HTTP
 /// API. Every state change happens on this actor, one event at a time, so a block
 /// is never half-applied when the node is asked to stop.
@@ -34,7 +36,9 @@ public actor Node: NodeService {
     private let consensusState: ConsensusStateStore
     private let snapshots: SnapshotStore
     private let application: LedgerApplication
-    private var replica: Replica
+    /// Owns the replica; its I/O is `io`, which calls back into this actor.
+    private let driver: ReplicaDriver
+    private let io: NodeReplicaIO
     /// HOME/signing-mark, outside the data directory (SigningSafety.swift).
     private let signingMarkFile: SigningMarkFile
     private var equivocationReporter = EquivocationReporter()
@@ -82,12 +86,6 @@ public actor Node: NodeService {
     /// Mempool heads (a sender's next transaction) seen at the last re-gossip round.
     private var lastRoundHeads: Set<Hash> = []
     private var ticks: UInt64 = 0
-    /// True while an inbox batch is handled: persists and sends wait for its end.
-    private var batching = false
-    /// The latest durable state the replica asked for, not written yet.
-    private var pendingPersist: DurableState?
-    /// Sends waiting for `pendingPersist` to be durable.
-    private var deferredSends: [ConsensusAction] = []
 
     /// Malformed peer messages logged one by one; after that, every 1,000th.
     static let malformedMessagesLoggedInFull = 20
@@ -104,9 +102,6 @@ public actor Node: NodeService {
     /// Inbox size at which the reader waits for the actor to drain it (back-pressure
     /// onto the network's per-peer inbound bounds).
     static let maxInboxMessages = 4_096
-    /// Sends deferred in one batch, at most (a batch is at most `maxInboxMessages`
-    /// messages, each producing a bounded number of sends).
-    static let maxDeferredSends = 1 << 20
     /// Gossip messages waiting for their signature checks; beyond this, new ones are
     /// dropped (counted) and re-gossip heals the gap.
     static let maxGossipInboxMessages = 256
@@ -192,7 +187,7 @@ public actor Node: NodeService {
             genesisHash: genesis.hash, genesisStateRoot: Ledger(genesis: genesis).stateRoot)
         let blocks = store
         let genesisHash = genesis.hash
-        replica = Replica(
+        let replica = Replica(
             configuration: replicaConfiguration, durableState: durable, committedHeight: store.tipHeight,
             blockHash: { height in height == 0 ? genesisHash : (try! blocks.block(at: height))!.block.hash },
             tipCertificate: store.tipHeight == 0 ? nil : try store.block(at: store.tipHeight)?.certificate,
@@ -202,6 +197,13 @@ public actor Node: NodeService {
         EquivocationReporter.logStartupSafety(
             journalMark: durable?.signingMark ?? .zero, fileMark: signingMarkFile.mark, replica: replica, logger: logger)
         lastView = replica.view
+        io = NodeReplicaIO()
+        #if DEBUG
+        let invariantChecks = ReplicaDriver.InvariantChecks.everyStep
+        #else
+        let invariantChecks = ReplicaDriver.InvariantChecks.never
+        #endif
+        driver = ReplicaDriver(replica: replica, journal: io, blocks: io, transport: io, invariantChecks: invariantChecks)
 
         let listen = try HostPort(config.p2p.listen, field: "p2p.listen")
         var limits = NetworkLimits.default
@@ -221,7 +223,8 @@ public actor Node: NodeService {
         try store.forEachBlock(from: first) { recentTransactions.add($0.block) }
         committedTransactions = CommittedTransactions(reader: store.reader, index: recentTransactions)
         metrics.height.record(Int64(store.tipHeight))
-        metrics.view.record(Int64(replica.view))
+        metrics.view.record(Int64(driver.replica.view))
+        io.node = self
     }
 
     /// The replica's last persisted state with its prepared blocks (either stored
@@ -264,7 +267,7 @@ public actor Node: NodeService {
     /// the store; a block being written is finished first (actor isolation).
     public func run() async {
         logger.info("validator started", metadata: [
-            "validator": "\(selfIndex)", "chain_id": "\(genesis.chainID)", "height": "\(store.tipHeight)", "view": "\(replica.view)",
+            "validator": "\(selfIndex)", "chain_id": "\(genesis.chainID)", "height": "\(store.tipHeight)", "view": "\(driver.replica.view)",
         ])
         let tick = Duration.milliseconds(Int64(genesis.consensus.tickMs))
         let network = self.network
@@ -344,23 +347,26 @@ public actor Node: NodeService {
         metrics.peersConnected.record(Int64(network.connectedValidators.count))
     }
 
-    /// Handles every message in the inbox as one batch: the replica's persists are
-    /// coalesced into one write before the batch's sends (see `handle`).
+    /// Handles every message in the inbox as one batch: the driver coalesces the
+    /// replica's persists into one write before the batch's sends.
     private func drainInbox() {
         let messages = inbox.takeAll()
-        guard !messages.isEmpty else { return }
-        batching = true
-        for message in messages { onPeerMessage(message) }
-        batching = false
-        flushDeferred()
+        guard !messages.isEmpty, !stopped else { return }
+        let events = messages.compactMap(consensusEvent)
+        guard !events.isEmpty else { return }
+        handle(events)
     }
 
-    private func onPeerMessage(_ message: InboundMessage) {
-        guard !stopped else { return }
-        guard let from = message.validatorIndex else { return metrics.messageDropped("not_a_validator") }
-        let consensus: ConsensusMessage
-        do { consensus = try PeerMessage.consensus(bytes: message.bytes) } catch { return dropMalformed(from: from, error) }
-        handle(.message(consensus, from: ValidatorIndex(from)))
+    /// The event of a peer message; nil (dropped, counted) when it is malformed or not from a validator.
+    private func consensusEvent(_ message: InboundMessage) -> ConsensusEvent? {
+        guard let from = message.validatorIndex else {
+            metrics.messageDropped("not_a_validator")
+            return nil
+        }
+        do { return .message(try PeerMessage.consensus(bytes: message.bytes), from: ValidatorIndex(from)) } catch {
+            dropMalformed(from: from, error)
+            return nil
+        }
     }
 
     private func dropMalformed(from peer: Int, _ error: any Error) {
@@ -442,99 +448,54 @@ public actor Node: NodeService {
 
     // MARK: Consensus actions
 
-    /// Steps the replica and carries out its actions in order; events that actions
-    /// produce (a block executed) are stepped after the current list.
-    ///
-    /// Persists and sends are deferred to the end of the call (or of the inbox batch):
-    /// only the latest `DurableState` is written, once, and every message goes out
-    /// after it. That keeps "persist before send": the latest state holds everything
-    /// the earlier ones held that can still matter (views and checkpoints only move
-    /// forward; the signer guard and prepared certificates are pruned only below
-    /// them). A pending persist is also written before any block executes, so the
-    /// order persist → execute of each step is kept.
-    private func handle(_ event: ConsensusEvent) {
-        var queue = [event]
-        while !queue.isEmpty {
-            let actions = replica.step(queue.removeFirst())
-            for action in actions {
-                if let next = perform(action) { queue.append(next) }
-            }
+    private func handle(_ event: ConsensusEvent) { handle(CollectionOfOne(event)) }
+
+    /// Steps the replica through the driver (one batch: one durable write before
+    /// the batch's sends), then exports what changed to the metrics.
+    private func handle(_ events: some Sequence<ConsensusEvent>) {
+        do { try driver.handle(events) } catch let error as DurableWrite.GaveUp { stopOnDurableWriteFailure(error) } catch {
+            preconditionFailure("the node's replica I/O throws only DurableWrite.GaveUp: \(error)")
         }
-        if !batching { flushDeferred() }
-        if replica.view != lastView {
-            metrics.viewChanges.increment(by: Int64(replica.view > lastView ? replica.view - lastView : 0))
-            logger.notice("view changed", metadata: ["view": "\(replica.view)", "primary": "\(genesis.validators.primary(view: replica.view))"])
-            lastView = replica.view
-            metrics.view.record(Int64(replica.view))
+        if driver.replica.view != lastView {
+            metrics.viewChanges.increment(by: Int64(driver.replica.view > lastView ? driver.replica.view - lastView : 0))
+            logger.notice("view changed", metadata: ["view": "\(driver.replica.view)", "primary": "\(genesis.validators.primary(view: driver.replica.view))"])
+            lastView = driver.replica.view
+            metrics.view.record(Int64(driver.replica.view))
         }
         metrics.mempoolTransactions.record(Int64(application.mempool.count))
         exportEvictions()
-        for (reason, count) in replica.dropped where count > exportedDrops[reason, default: 0] {
+        for (reason, count) in driver.replica.dropped where count > exportedDrops[reason, default: 0] {
             metrics.messageDropped(reason.rawValue, count: count - exportedDrops[reason, default: 0])
             exportedDrops[reason] = count
         }
-        equivocationReporter.export(replica, validators: genesis.validators, logger: logger)
+        equivocationReporter.export(driver.replica, validators: genesis.validators, logger: logger)
     }
 
-    private func perform(_ action: ConsensusAction) -> ConsensusEvent? {
-        switch action {
-        case .persist(let state):
-            pendingPersist = state
-            return nil
-        case .execute(let certified):
-            persistPending()
-            return execute(certified)
-        case .send, .broadcast, .sendBlocks:
-            precondition(deferredSends.count < Self.maxDeferredSends, "deferred sends over their bound")
-            deferredSends.append(action)
-            return nil
-        }
-    }
-
-    /// Writes the pending durable state, then carries out the deferred sends.
-    private func flushDeferred() {
-        persistPending()
-        raiseSigningMark()
-        let sends = deferredSends
-        deferredSends.removeAll(keepingCapacity: true)
-        for action in sends {
-            switch action {
-            case .send(let message, let to):
-                if let interceptor { interceptor.intercept(message, to: [to], link: outboundLink()); continue }
-                network.send(to: Int(to), PeerMessage.consensus(message).bytes)
-            case .broadcast(let message):
-                if let interceptor {
-                    let link = outboundLink()
-                    interceptor.intercept(message, to: link.others, link: link)
-                    continue
-                }
-                network.broadcast(PeerMessage.consensus(message).bytes)
-            case .sendBlocks(let heights, let to): sendBlocks(heights, to: to)
-            case .persist, .execute: preconditionFailure("only sends are deferred")
-            }
-        }
-    }
-
-    private func persistPending() {
-        guard let state = pendingPersist else { return }
-        // A vote that is not durable must never be sent: if this write fails the
-        // node cannot go on safely.
+    /// The driver's durable write. A vote that is not durable must never be sent: if
+    /// this write fails (after retries) the node cannot go on safely.
+    fileprivate func persist(_ state: DurableState) throws {
         let blocks = state.referencedBlocks
         let start = ContinuousClock.now
-        do {
-            try durableWrite.run("persist consensus state") {
-                try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
-            }
-        } catch { stopOnDurableWriteFailure(error) }
+        try durableWrite.run("persist consensus state") {
+            try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+        }
         metrics.consensusPersist.record(duration: ContinuousClock.now - start)
-        pendingPersist = nil
+        // Nothing signed past the mark on disk is sent before the mark is durable: the
+        // driver sends only after this returns.
+        try durableWrite.run("write the signing mark") { try signingMarkFile.raise(to: state.signingMark) }
     }
 
-    /// Nothing signed past the mark on disk is sent before the mark is durable.
-    private func raiseSigningMark() {
-        do { try durableWrite.run("write the signing mark") { try signingMarkFile.raise(to: replica.signingMark) } } catch {
-            stopOnDurableWriteFailure(error)
+    fileprivate func send(_ message: ConsensusMessage, to peer: ValidatorIndex) {
+        if let interceptor { return interceptor.intercept(message, to: [peer], link: outboundLink()) }
+        network.send(to: Int(peer), PeerMessage.consensus(message).bytes)
+    }
+
+    fileprivate func broadcast(_ message: ConsensusMessage) {
+        if let interceptor {
+            let link = outboundLink()
+            return interceptor.intercept(message, to: link.others, link: link)
         }
+        network.broadcast(PeerMessage.consensus(message).bytes)
     }
 
     /// The journal or the block store cannot be written: the node cannot go on safely.
@@ -543,14 +504,13 @@ public actor Node: NodeService {
         exit(1)
     }
 
-    private func execute(_ certified: CertifiedBlock) -> ConsensusEvent {
+    /// The driver's block commit: returns the state root after `certified`.
+    fileprivate func commit(_ certified: CertifiedBlock) throws -> Hash {
         let block = certified.block
         // Durable before anything is acknowledged: the block is fsync'd here, before
         // the ledger moves, the API reports it or an event goes out.
         let start = ContinuousClock.now
-        do { try durableWrite.run("store block \(block.height)") { try store.append(certified) } } catch {
-            stopOnDurableWriteFailure(error)
-        }
+        try durableWrite.run("store block \(block.height)") { try store.append(certified) }
         metrics.blockAppend.record(duration: ContinuousClock.now - start)
         // Indexed before the mempool lets go of its transactions, so a lookup between
         // the two finds each one pending or committed, never unknown.
@@ -572,7 +532,7 @@ public actor Node: NodeService {
             })
         }
         maybeSnapshot(at: block.height, blockHash: block.hash, transactionCount: block.transactions.count)
-        return .blockExecuted(height: block.height, stateRoot: execution.stateRoot)
+        return execution.stateRoot
     }
 
     /// Answers a sync request off the actor: the reads (up to `maxSyncResponseBytes`)
@@ -581,7 +541,7 @@ public actor Node: NodeService {
     /// answers are in progress; beyond that a request is dropped and counted (the
     /// replica already answers each peer at most a few times per interval, and the
     /// peer asks again).
-    private func sendBlocks(_ heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
+    fileprivate func sendBlocks(_ heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
         if let interceptor {
             let blocks = Self.storedRecords(heights, reader: blockReader).compactMap { try? $0.decode() }
             guard !blocks.isEmpty else { return }
@@ -657,8 +617,8 @@ public actor Node: NodeService {
         let tipHeight = store.tipHeight
         let tipTimestampMs = tipHeight == 0 ? genesis.genesisTimeMs : (try? store.block(at: tipHeight))?.block.header.timestampMs
         return OutboundLink(
-            selfIndex: selfIndex, genesis: genesis, view: replica.view, isPrimary: replica.isPrimary,
-            inViewChange: replica.inViewChange, stableCheckpoint: replica.stableCheckpoint,
+            selfIndex: selfIndex, genesis: genesis, view: driver.replica.view, isPrimary: driver.replica.isPrimary,
+            inViewChange: driver.replica.inViewChange, stableCheckpoint: driver.replica.stableCheckpoint,
             tip: Forgery.Tip(
                 height: tipHeight, hash: application.tipHash, timestampMs: tipTimestampMs ?? genesis.genesisTimeMs,
                 stateRoot: application.ledger.stateRoot),
@@ -675,8 +635,8 @@ public actor Node: NodeService {
     public func status() -> NodeStatus {
         NodeStatus(
             chainID: genesis.chainID, height: application.ledger.height, latestBlockHash: application.tipHash,
-            view: replica.view, primary: genesis.validators.primary(view: replica.view), validatorIndex: Int(selfIndex),
-            validatorName: genesis.validators[Int(selfIndex)].name, catchingUp: replica.isCatchingUp,
+            view: driver.replica.view, primary: genesis.validators.primary(view: driver.replica.view), validatorIndex: Int(selfIndex),
+            validatorName: genesis.validators[Int(selfIndex)].name, catchingUp: driver.replica.isCatchingUp,
             peersConnected: network.connectedValidators.count, mempoolSize: application.mempool.count)
     }
 
@@ -771,7 +731,7 @@ public actor Node: NodeService {
 
     public nonisolated func latestHeight() async -> UInt64 { blockReader.tipHeight }
 
-    public func equivocationEvidence() -> [EquivocationEvidence] { replica.equivocations }
+    public func equivocationEvidence() -> [EquivocationEvidence] { driver.replica.equivocations }
 
     /// Ends every event stream and refuses new ones. Called when shutdown begins:
     /// the HTTP server drains open responses before it stops, and an event stream
@@ -797,6 +757,33 @@ public actor Node: NodeService {
     }
 
     private func unsubscribe(_ id: UInt64) { subscribers.remove(id) }
+}
+
+/// The node's I/O for its replica driver: the consensus journal, the block store
+/// and ledger, the peer network. The driver runs on the node's actor, so each call
+/// is on its executor already.
+private final class NodeReplicaIO: DurableStateSink, CertifiedBlockSink, ReplicaTransport {
+    /// Set once the node is built (it owns this object and its driver).
+    weak var node: Node?
+
+    private var isolatedNode: Node {
+        guard let node else { preconditionFailure("the node's driver outlived its node") }
+        return node
+    }
+
+    func write(_ state: DurableState) throws { try isolatedNode.assumeIsolated { try $0.persist(state) } }
+
+    func commit(_ block: CertifiedBlock) throws -> Hash {
+        try isolatedNode.assumeIsolated { try $0.commit(block) }
+    }
+
+    func send(_ message: ConsensusMessage, to peer: ValidatorIndex) { isolatedNode.assumeIsolated { $0.send(message, to: peer) } }
+
+    func broadcast(_ message: ConsensusMessage) { isolatedNode.assumeIsolated { $0.broadcast(message) } }
+
+    func sendBlocks(heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
+        isolatedNode.assumeIsolated { $0.sendBlocks(heights, to: peer) }
+    }
 }
 
 /// Peer messages between the network reader and the node's actor.

@@ -1,7 +1,9 @@
 import TallyApplication
 import TallyConsensus
 import TallyCrypto
+import TallyDriver
 import TallyLedger
+import TallyStore
 import TallyTypes
 
 public enum InvariantChecking: String, Sendable {
@@ -119,14 +121,22 @@ public final class Simulation {
         let mode: ByzantineMode?
         /// For a twin: which half of the honest replicas it can reach during faults.
         let twinGroup: Int?
-        var replica: Replica?
-        /// `replica != nil`, kept apart so checking it never copies the replica.
+        /// Runs the replica (nil while the node is down).
+        var driver: ReplicaDriver?
+        var replica: Replica? { driver?.replica }
+        /// `driver != nil`, kept apart so checking it never touches the driver.
         var up = false
         var app: LedgerApplication
         var chain: [CertifiedBlock] = []
-        /// The last persisted state; encoded to bytes (and decoded back) when the
-        /// replica restarts, so every restart round-trips the canonical form.
+        /// The node's disk, where its consensus journal lives: crashes tear its writes.
+        let fileSystem = SimulatedFileSystem()
+        /// The real consensus journal over `fileSystem` (reopened at every restart).
+        var journal: ConsensusStateStore?
+        /// The state of the last journal write that completed: a restart must read it
+        /// back (or `tornDurable`).
         var durable: DurableState?
+        /// The state of a write torn by a crash: its record may have reached the disk whole.
+        var tornDurable: DurableState?
         var persistedView: UInt64 = 0
         var restartTick: Int?
         var crashDuringNextStep: Crash?
@@ -254,7 +264,8 @@ public final class Simulation {
                     twinGroup: mode == .twins ? copy : nil, app: makeApplication())
                 slotsByValidator[validator].append(node.slot)
                 nodes.append(node)
-                node.replica = makeReplica(for: node, durable: nil)
+                precondition(try! openJournal(node) == nil, "a new node's journal is empty")
+                node.driver = makeDriver(for: node, durable: nil)
                 node.up = true
             }
         }
@@ -282,6 +293,24 @@ public final class Simulation {
             verifier: scheme.verifier, signer: signer)
         replica.defences = options.defences
         return replica
+    }
+
+    /// The production driver over the simulator's I/O (`NodeIO`): every step's
+    /// invariants and the view's monotonicity are checked as it runs.
+    func makeDriver(for node: Node, durable: DurableState?) -> ReplicaDriver {
+        let io = NodeIO(simulation: self, node: node)
+        let checks: ReplicaDriver.InvariantChecks = checkReplicaInvariants == .everyStep ? .everyStep : .everyTick
+        let driver = ReplicaDriver(
+            replica: makeReplica(for: node, durable: durable), journal: io, blocks: io, transport: io, invariantChecks: checks)
+        driver.stepObserver = { [unowned self, unowned node] replica, _, _ in
+            // A step that crashes loses what it did not write: its view is not kept.
+            guard node.crashDuringNextStep == nil else { return }
+            if node.isHonest && replica.view < node.lastView {
+                self.fail("validator \(node.validator)'s view went back from \(node.lastView) to \(replica.view)")
+            }
+            node.lastView = replica.view
+        }
+        return driver
     }
 
     // MARK: Running
@@ -390,18 +419,21 @@ public final class Simulation {
         }
         for node in nodes where !node.up && node.restartTick == tick {
             node.restartTick = nil
-            var durable: DurableState?
-            if let state = node.durable {
-                do {
-                    // The stored form a node writes: blocks apart, by hash.
-                    let blocks = state.referencedBlocks
-                    durable = try DurableState(compactBytes: state.compactBytes) { blocks[$0] }
-                    if durable != state { return fail("validator \(node.validator)'s durable state changed through encoding") }
-                } catch {
-                    return fail("validator \(node.validator)'s durable state does not decode: \(error)")
-                }
+            let durable: DurableState?
+            do { durable = try openJournal(node) } catch {
+                return fail("validator \(node.validator)'s journal does not reopen: \(error)")
             }
-            node.replica = makeReplica(for: node, durable: durable)
+            if durable != node.durable {
+                guard let torn = node.tornDurable, durable == torn else {
+                    return fail("validator \(node.validator)'s journal read back another state than its last completed write")
+                }
+                // Safe: nothing the torn write covered was sent.
+                count("journal_torn_writes_read_back")
+                node.durable = torn
+                node.persistedView = torn.view
+            }
+            node.tornDurable = nil
+            node.driver = makeDriver(for: node, durable: durable)
             node.up = true
             count("restarts")
         }
@@ -457,53 +489,153 @@ public final class Simulation {
         }
     }
 
-    // MARK: Steps and actions
+    // MARK: Steps and the driver's I/O
 
-    func step(_ node: Node, _ event: ConsensusEvent) {
-        guard failure == nil, node.up else { return }
-        let actions = node.replica!.step(event)
-        if let crash = node.crashDuringNextStep {
-            node.crashDuringNextStep = nil
-            if !crash.tornWrite, case .persist(let state)? = actions.first { node.durable = state }
-            node.replica = nil
-            node.up = false
-            node.app = Simulation.restarted(node.app, mempoolDefences: options.mempoolDefences)
-            count(crash.tornWrite ? "crashes_torn_write" : "crashes")
-            return
+    /// The run found a violation: the driver stops carrying out actions.
+    struct Stopped: Error {}
+    /// The node crashed inside its driver's I/O.
+    struct Crashed: Error {}
+
+    /// One node's I/O for its driver: a journal that crashes tear, the node's chain
+    /// and application, the simulated network.
+    final class NodeIO: DurableStateSink, CertifiedBlockSink, ReplicaTransport {
+        unowned let simulation: Simulation
+        unowned let node: Node
+
+        init(simulation: Simulation, node: Node) {
+            self.simulation = simulation
+            self.node = node
         }
-        if checkReplicaInvariants == .everyStep || (checkReplicaInvariants == .everyTick && isTick(event)) {
-            node.replica!.invariants()
+
+        func write(_ state: DurableState) throws { try simulation.persist(state, node: node) }
+        func commit(_ block: CertifiedBlock) throws -> Hash { try simulation.commit(block, node: node) }
+        func send(_ message: ConsensusMessage, to peer: ValidatorIndex) throws {
+            try simulation.send(message, from: node, to: [peer])
         }
-        let view = node.replica!.view
-        if node.isHonest && view < node.lastView {
-            fail("validator \(node.validator)'s view went back from \(node.lastView) to \(view)")
+        func broadcast(_ message: ConsensusMessage) throws {
+            try simulation.send(message, from: node, to: simulation.others[Int(node.validator)])
         }
-        node.lastView = view
-        for action in actions where failure == nil { apply(action, node: node) }
+        func sendBlocks(heights: ClosedRange<UInt64>, to peer: ValidatorIndex) throws {
+            try simulation.send(.syncResponse(heights.map { node.chain[Int($0) - 1] }), from: node, to: [peer])
+        }
     }
 
-    func apply(_ action: ConsensusAction, node: Node) {
-        switch action {
-        case .persist(let state):
-            if node.isHonest && state.view < node.persistedView {
-                fail("validator \(node.validator) persisted view \(state.view) after \(node.persistedView)")
-            }
-            node.persistedView = state.view
-            node.durable = state
-        case .execute(let certified):
-            if node.isHonest { checkCommit(certified, node: node) }
-            guard failure == nil else { return }
-            let root = node.app.commit(certified.block).stateRoot
-            node.chain.append(certified)
-            step(node, .blockExecuted(height: certified.block.height, stateRoot: root))
-        case .send(let message, let to):
-            outgoing(message, from: node, to: [to])
-        case .broadcast(let message):
-            outgoing(message, from: node, to: others[Int(node.validator)])
-        case .sendBlocks(let heights, let to):
-            let blocks = heights.map { node.chain[Int($0) - 1] }
-            outgoing(.syncResponse(blocks), from: node, to: [to])
+    /// Steps `node`'s driver. A crash planned for this step happens at its first I/O
+    /// (inside the durable write, torn or not; before a block commit or a send), or
+    /// after the step when it did none.
+    func step(_ node: Node, _ event: ConsensusEvent) {
+        guard failure == nil, node.up, let driver = node.driver else { return }
+        do { try driver.handle(event) } catch { return }
+        if let crash = node.crashDuringNextStep { self.crash(node, crash) }
+    }
+
+    /// The node stops; its disk keeps what `outcome` says (everything the journal
+    /// fsynced survives either way).
+    func crash(_ node: Node, _ crash: Crash, outcome: SimulatedFileSystem.CrashOutcome = .loseUnsynced) {
+        node.fileSystem.restart(outcome)
+        node.journal = nil
+        node.crashDuringNextStep = nil
+        node.driver = nil
+        node.up = false
+        node.app = Simulation.restarted(node.app, mempoolDefences: options.mempoolDefences)
+        count(crash.tornWrite ? "crashes_torn_write" : "crashes")
+    }
+
+    /// Journal sizes small enough that sweeps compact it often.
+    static let journalCompactionBytes = 64 << 10
+    static let journalPreallocationBytes = 16 << 10
+
+    /// Opens the node's journal on its disk as the node does at start; returns the
+    /// state it holds (with its prepared blocks), nil when never written.
+    func openJournal(_ node: Node) throws -> DurableState? {
+        let journal = try DataLayout.consensusStateStore(
+            "/data", fileSystem: node.fileSystem, compactionBytes: Self.journalCompactionBytes,
+            preallocationBytes: Self.journalPreallocationBytes)
+        node.journal = journal
+        guard let bytes = try journal.readState() else {
+            try journal.retainOnly([])
+            return nil
         }
+        var failure: (any Error)?
+        let state = try DurableState(storedBytes: bytes) { hash in
+            do { return try journal.readBlock(hash).map { try Block(canonicalBytes: $0) } } catch {
+                failure = error
+                return nil
+            }
+        }
+        if let failure { throw failure }
+        try journal.retainOnly(Set(state.referencedBlocks.keys))
+        return state
+    }
+
+    /// One real journal write (the node's call), durable when it returns.
+    func writeJournal(_ state: DurableState, node: Node) throws {
+        let blocks = state.referencedBlocks
+        try node.journal!.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+    }
+
+    /// The driver's durable write, to the real journal. A torn write crashes at the
+    /// write's second file operation (the fsync of an appended record; the data write
+    /// of a compaction's temporary file), and the disk keeps half of what was written
+    /// since the last fsync: the journal must read back the state before it, or the
+    /// new one when its whole record made it (a record shorter than the preallocated
+    /// zeros written with it).
+    func persist(_ state: DurableState, node: Node) throws {
+        guard failure == nil else { throw Stopped() }
+        if let crash = node.crashDuringNextStep {
+            if crash.tornWrite {
+                node.fileSystem.crash(afterOperations: 2)
+                do {
+                    try writeJournal(state, node: node)
+                    node.fileSystem.cancelCrash()
+                    node.durable = state
+                } catch {
+                    count("journal_writes_torn")
+                    node.tornDurable = state
+                }
+                self.crash(node, crash, outcome: .tearUnsynced)
+            } else {
+                do { try writeJournal(state, node: node) } catch {
+                    fail("validator \(node.validator)'s journal write failed: \(error)")
+                    throw Stopped()
+                }
+                node.durable = state
+                self.crash(node, crash)
+            }
+            throw Crashed()
+        }
+        if node.isHonest && state.view < node.persistedView {
+            fail("validator \(node.validator) persisted view \(state.view) after \(node.persistedView)")
+        }
+        do { try writeJournal(state, node: node) } catch {
+            fail("validator \(node.validator)'s journal write failed: \(error)")
+            throw Stopped()
+        }
+        node.persistedView = state.view
+        node.durable = state
+    }
+
+    func commit(_ certified: CertifiedBlock, node: Node) throws -> Hash {
+        guard failure == nil else { throw Stopped() }
+        if let crash = node.crashDuringNextStep {
+            self.crash(node, crash)
+            throw Crashed()
+        }
+        if node.isHonest { checkCommit(certified, node: node) }
+        guard failure == nil else { throw Stopped() }
+        let root = node.app.commit(certified.block).stateRoot
+        node.chain.append(certified)
+        return root
+    }
+
+    func send(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) throws {
+        guard failure == nil else { throw Stopped() }
+        if let crash = node.crashDuringNextStep {
+            self.crash(node, crash)
+            throw Crashed()
+        }
+        if node.isHonest { checkDurable(message, node: node) }
+        outgoing(message, from: node, to: targets)
     }
 
     func outgoing(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) {
@@ -587,6 +719,47 @@ public final class Simulation {
             if sender == pool.hostile.floodSender {
                 return fail("validator \(node.validator) committed a transaction behind a nonce gap at height \(height)")
             }
+        }
+    }
+
+    /// Persist before send, on what the driver actually did: a message an honest
+    /// replica signs is in its journal's signer guard when it goes out (or that state
+    /// already rules its key out: an older view, or at or below the stable checkpoint).
+    func checkDurable(_ message: ConsensusMessage, node: Node) {
+        let validator = node.validator
+        let key: SignerGuard.Key
+        let content: Hash
+        switch message {
+        case .prePrepare(let prePrepare) where genesis.validators.primary(view: prePrepare.view) == Int(validator):
+            key = SignerGuard.Key(view: prePrepare.view, height: prePrepare.height, phase: .prePrepare)
+            content = prePrepare.blockHash
+        case .prepare(let vote) where vote.validator == validator:
+            key = SignerGuard.Key(view: vote.target.view, height: vote.target.height, phase: .prepare)
+            content = vote.target.blockHash
+        case .commit(let vote) where vote.validator == validator:
+            key = SignerGuard.Key(view: vote.target.view, height: vote.target.height, phase: .commit)
+            content = vote.target.blockHash
+        case .checkpoint(let checkpoint) where checkpoint.validator == validator:
+            key = SignerGuard.Key(view: 0, height: checkpoint.height, phase: .checkpoint)
+            content = SHA256.hash(Checkpoint.signingBytes(
+                chainID: Simulation.chainID, height: checkpoint.height, blockHash: checkpoint.blockHash,
+                stateRoot: checkpoint.stateRoot))
+        case .viewChange(let viewChange) where viewChange.validator == validator:
+            key = SignerGuard.Key(view: viewChange.newView, height: 0, phase: .viewChange)
+            content = ViewChange.bodyHash(checkpoint: viewChange.checkpoint, prepared: viewChange.prepared)
+        default: return
+        }
+        let durable = node.durable
+        if durable?.signerGuard.signed[key] == content { return }
+        let view = durable?.view ?? 0
+        let stable = durable?.stableCheckpoint.height ?? 0
+        let ruledOut = switch key.phase {
+        case .checkpoint: key.height <= stable
+        case .viewChange, .newView: key.view < view
+        case .prePrepare, .prepare, .commit: key.view < view || key.height <= stable
+        }
+        if !ruledOut {
+            fail("persist before send: validator \(validator) sent \(message.kind) (view \(key.view) height \(key.height)) not in its journal")
         }
     }
 

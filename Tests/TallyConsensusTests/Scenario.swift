@@ -1,5 +1,6 @@
 import TallyApplication
 import TallyCrypto
+import TallyDriver
 import TallyLedger
 import TallyTypes
 import XCTest
@@ -8,7 +9,8 @@ import XCTest
 @testable import TallySimulation
 
 /// A tiny scenario DSL: n replicas with real Ed25519 keys and the node's ledger
-/// application (as the simulator builds it), messages queued in a FIFO that the test delivers, drops or
+/// application (as the simulator builds it), each run by the production
+/// `ReplicaDriver`, messages queued in a FIFO that the test delivers, drops or
 /// forges. Every step checks the replica's invariants and that persist comes first.
 final class Scenario {
     let validatorCount: Int
@@ -18,7 +20,12 @@ final class Scenario {
     let genesisLedger: Ledger
     /// Client transfers signed for `genesis`.
     let pool: TransactionPool
-    var replicas: [Replica] = []
+    var drivers: [ReplicaDriver] = []
+    /// The drivers' replicas; a test may change one (written back to its driver).
+    var replicas: [Replica] {
+        get { drivers.map(\.replica) }
+        set { for (driver, replica) in zip(drivers, newValue) { driver.replica = replica } }
+    }
     var apps: [LedgerApplication] = []
     var executed: [[CertifiedBlock]]
     var persisted: [DurableState?]
@@ -45,7 +52,7 @@ final class Scenario {
         sent = Array(repeating: [], count: validators)
         for index in 0..<validators {
             apps.append(makeApplication())
-            replicas.append(makeReplica(ValidatorIndex(index), durable: nil))
+            drivers.append(makeDriver(ValidatorIndex(index), durable: nil))
         }
     }
 
@@ -72,44 +79,72 @@ final class Scenario {
             signer: Ed25519Signer(key: keys[Int(index)]))
     }
 
+    func makeDriver(_ index: ValidatorIndex, durable: DurableState?) -> ReplicaDriver {
+        let io = IO(scenario: self, index: index)
+        return ReplicaDriver(
+            replica: makeReplica(index, durable: durable), journal: io, blocks: io, transport: io, invariantChecks: .everyStep)
+    }
+
     /// Restarts a replica from its last persisted state (through its canonical bytes).
     func restart(_ index: ValidatorIndex) throws {
         let durable = try persisted[Int(index)].map { try DurableState(canonicalBytes: $0.canonicalBytes) }
         apps[Int(index)] = Simulation.restarted(apps[Int(index)])
-        replicas[Int(index)] = makeReplica(index, durable: durable)
+        drivers[Int(index)] = makeDriver(index, durable: durable)
+    }
+
+    /// One validator's I/O: `persisted`, `executed` and the application, the queue.
+    final class IO: DurableStateSink, CertifiedBlockSink, ReplicaTransport {
+        unowned let scenario: Scenario
+        let index: ValidatorIndex
+
+        init(scenario: Scenario, index: ValidatorIndex) {
+            self.scenario = scenario
+            self.index = index
+        }
+
+        func write(_ state: DurableState) { scenario.persisted[Int(index)] = state }
+
+        func commit(_ certified: CertifiedBlock) -> Hash {
+            let root = scenario.apps[Int(index)].commit(certified.block).stateRoot
+            scenario.executed[Int(index)].append(certified)
+            return root
+        }
+
+        func send(_ message: ConsensusMessage, to peer: ValidatorIndex) { scenario.post(message, from: index, to: [peer]) }
+
+        func broadcast(_ message: ConsensusMessage) {
+            scenario.post(message, from: index, to: (0..<ValidatorIndex(scenario.validatorCount)).filter { $0 != index })
+        }
+
+        func sendBlocks(heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
+            scenario.post(.syncResponse(heights.map { scenario.executed[Int(index)][Int($0) - 1] }), from: index, to: [peer])
+        }
     }
 
     // MARK: Driving
 
+    /// Steps validator `index`'s driver; returns the actions of this event's own step
+    /// (not of the `.blockExecuted` steps it led to).
     @discardableResult
     func step(_ index: ValidatorIndex, _ event: ConsensusEvent, file: StaticString = #filePath, line: UInt = #line)
         -> [ConsensusAction]
     {
-        let actions = replicas[Int(index)].step(event)
-        replicas[Int(index)].invariants()
-        var sawOther = false
-        for action in actions {
-            switch action {
-            case .persist(let state):
-                XCTAssertFalse(sawOther, "persist after another action", file: file, line: line)
-                persisted[Int(index)] = state
-            case .execute(let certified):
-                sawOther = true
-                let root = apps[Int(index)].commit(certified.block).stateRoot
-                executed[Int(index)].append(certified)
-                step(index, .blockExecuted(height: certified.block.height, stateRoot: root), file: file, line: line)
-            case .send(let message, let to):
-                sawOther = true
-                post(message, from: index, to: [to])
-            case .broadcast(let message):
-                sawOther = true
-                post(message, from: index, to: (0..<ValidatorIndex(validatorCount)).filter { $0 != index })
-            case .sendBlocks(let heights, let to):
-                sawOther = true
-                post(.syncResponse(heights.map { executed[Int(index)][Int($0) - 1] }), from: index, to: [to])
+        var first: [ConsensusAction]?
+        let driver = drivers[Int(index)]
+        driver.stepObserver = { _, _, actions in
+            var sawOther = false
+            for action in actions {
+                if case .persist = action {
+                    XCTAssertFalse(sawOther, "persist after another action", file: file, line: line)
+                } else {
+                    sawOther = true
+                }
             }
+            if first == nil { first = actions }
         }
-        return actions
+        XCTAssertNoThrow(try driver.handle(event), file: file, line: line)
+        driver.stepObserver = nil
+        return first ?? []
     }
 
     func post(_ message: ConsensusMessage, from: ValidatorIndex, to targets: [ValidatorIndex]) {

@@ -47,7 +47,7 @@ final class OpenAPIDocumentTests: XCTestCase {
         // Every route the router serves (Hummingbird's `:name` is OpenAPI's `{name}`).
         let routes = [
             "/status", "/txs", "/txs/{hash}", "/accounts/{address}", "/blocks/latest", "/blocks/{height}", "/validators",
-            "/genesis", "/events", "/metrics", "/openapi.json",
+            "/genesis", "/events", "/evidence", "/metrics", "/openapi.json",
         ]
         XCTAssertEqual(documented, Set(routes))
         let source = try String(
