@@ -1,8 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Arrows point one way: executables → TallyNode → (Consensus, Store, Verify,
-// Network, Ledger) → TallyTypes → TallyCrypto → (CSodium, COpenSSL).
+// Arrows point one way: executables → TallyNode → (Application, Store, Network)
+// → (Consensus, Verify, Ledger) → TallyTypes → TallyCrypto → (CSodium, COpenSSL);
+// TallySimulation runs TallyApplication too.
 let package = Package(
     name: "Tally",
     platforms: [.macOS(.v14)],
@@ -14,6 +15,7 @@ let package = Package(
         .library(name: "TallyVerify", targets: ["TallyVerify"]),
         .library(name: "TallyNetwork", targets: ["TallyNetwork"]),
         .library(name: "TallyConsensus", targets: ["TallyConsensus"]),
+        .library(name: "TallyApplication", targets: ["TallyApplication"]),
         .library(name: "TallySimulation", targets: ["TallySimulation"]),
         .library(name: "TallyNode", targets: ["TallyNode"]),
         .library(name: "TallyWallet", targets: ["TallyWallet"]),
@@ -44,8 +46,15 @@ let package = Package(
 
         // MARK: consensus (pure) and its simulator
         .target(name: "TallyConsensus", dependencies: ["TallyTypes", "TallyCrypto"]),
+        // Carries out a replica's actions in order (persist, commit, send) over injected I/O.
+        .target(name: "TallyDriver", dependencies: ["TallyConsensus", "TallyTypes", "TallyCrypto"]),
         .target(
-            name: "TallySimulation", dependencies: ["TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+            name: "TallySimulation",
+            dependencies: [
+                "TallyApplication", "TallyConsensus", "TallyDriver", "TallyStore", "TallyVerify", "TallyLedger", "TallyTypes",
+                "TallyCrypto",
+            ]
+        ),
 
         // MARK: store and verification
         .target(
@@ -72,11 +81,16 @@ let package = Package(
             ]
         ),
 
+        // MARK: the consensus application (ledger, mempool, admission): the node's and the simulator's
+        .target(
+            name: "TallyApplication", dependencies: ["TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+
         // MARK: node
         .target(
             name: "TallyNode",
             dependencies: [
-                "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork", "TallyStore", "TallyVerify",
+                "TallyApplication", "TallyConsensus", "TallyDriver", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork",
+                "TallyStore", "TallyVerify",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -153,8 +167,11 @@ let package = Package(
         .executableTarget(
             name: "tally-chaos",
             dependencies: [
-                "TallyTestbed", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyTestbed", "TallyNode", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // --faults hostile: the honest observer's /events stream.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .executableTarget(
@@ -186,11 +203,16 @@ let package = Package(
         .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallyConsensusTests",
-            dependencies: ["TallyConsensus", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: ["TallyApplication", "TallyConsensus", "TallyDriver", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
         ),
         .testTarget(
+            name: "TallyApplicationTests",
+            dependencies: ["TallyApplication", "TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]
+        ),
+        .testTarget(name: "TallyDriverTests", dependencies: ["TallyDriver", "TallyConsensus", "TallyTypes", "TallyCrypto"]),
+        .testTarget(
             name: "TallySimulationTests",
-            dependencies: ["TallySimulation", "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: ["TallyApplication", "TallySimulation", "TallyConsensus", "TallyLedger", "TallyTypes", "TallyCrypto"]
         ),
         .testTarget(
             name: "TallyStoreTests",
@@ -213,14 +235,14 @@ let package = Package(
         .testTarget(
             name: "TallyNodeTests",
             dependencies: [
-                "TallyNode", "TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyNode", "TallyApplication", "TallyConsensus", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
         .testTarget(
             name: "TallyWalletTests",
             dependencies: [
-                "TallyWallet", "TallyNode", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyWallet", "TallyNode", "TallyApplication", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -27,3 +27,22 @@ tally_require_swift() {
         fi
     fi
 }
+
+# Schemathesis (PyPI) for the API conformance test (OpenAPIConformanceTests against a
+# live node), in a virtual environment under .build so the system Python is not
+# changed; its bin directory goes first on PATH. Without it the test is skipped.
+tally_install_schemathesis() {
+    if command -v st >/dev/null 2>&1; then return 0; fi
+    local venv=.build/python-tools
+    if [ ! -x "$venv/bin/st" ]; then
+        tally_install_dependencies python3:python3
+        if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then tally_install_dependencies "ensurepip:python3-venv"; fi
+        echo "tally: installing schemathesis into $venv" >&2
+        if ! { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet "schemathesis>=4,<5"; }; then
+            echo "tally: could not install schemathesis; OpenAPIConformanceTests will be skipped" >&2
+            return 0
+        fi
+    fi
+    export PATH="$PWD/$venv/bin:$PATH"
+}
+

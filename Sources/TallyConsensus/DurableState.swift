@@ -64,7 +64,9 @@ public struct SignerGuard: Hashable, Sendable {
 /// | checkpoint_proof | count: u32 | prepared certificate… (increasing height)
 /// | count: u32 | (view: u64 | height: u64 | phase: u8 | content_hash: 32)… (increasing key)
 /// | has_view_change: u8 | view change? | count: u32 | block… (increasing hash)
+/// | signing_mark?: (view: u64 | height: u64 | phase: u8), only when not zero
 /// ```
+/// (A state without a mark, as written before the mark existed, ends after the blocks.)
 public struct DurableState: Hashable, Sendable, CanonicalCodable {
     public var view: UInt64
     public var inViewChange: Bool
@@ -75,10 +77,14 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
     /// Blocks of prepared certificates, by hash (a certificate for a block this replica
     /// had already executed may have none here: its block is in the block store).
     public var preparedBlocks: [Hash: Block]
+    /// The signing reservation this replica worked under (`SigningMark`): the node
+    /// compares it at start-up with the mark file kept outside the data directory.
+    public var signingMark: SigningMark
 
     public init(
         view: UInt64, inViewChange: Bool, stableCheckpoint: CheckpointProof, preparedCertificates: [PreparedCertificate],
-        signerGuard: SignerGuard, ownViewChange: ViewChange?, preparedBlocks: [Hash: Block] = [:]
+        signerGuard: SignerGuard, ownViewChange: ViewChange?, preparedBlocks: [Hash: Block] = [:],
+        signingMark: SigningMark = .zero
     ) {
         self.view = view
         self.inViewChange = inViewChange
@@ -87,6 +93,7 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
         self.signerGuard = signerGuard
         self.ownViewChange = ownViewChange
         self.preparedBlocks = preparedBlocks
+        self.signingMark = signingMark
     }
 
     public func encode(to encoder: inout CanonicalEncoder) {
@@ -167,6 +174,8 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
             case .byHash: encoder.fixed(hash.bytes)
             }
         }
+        // Written only once non-zero, so a state without one keeps its earlier bytes.
+        if signingMark != .zero { signingMark.encode(to: &encoder) }
     }
 
     private static func decode(from decoder: inout CanonicalDecoder, blocks form: BlockForm) throws(CanonicalDecodingError) -> DurableState {
@@ -218,8 +227,12 @@ public struct DurableState: Hashable, Sendable, CanonicalCodable {
             previousHash = hash
             blocks[hash] = block
         }
+        let hasMark = decoder.remaining > 0
+        let signingMark = hasMark ? try SigningMark.decode(from: &decoder) : .zero
+        // One byte form per state: a zero mark is never written.
+        if hasMark && signingMark == .zero { throw .invalid(field: "durable.signing_mark", reason: "zero mark written") }
         return DurableState(
             view: view, inViewChange: inViewChange, stableCheckpoint: checkpoint, preparedCertificates: certificates,
-            signerGuard: signerGuard, ownViewChange: ownViewChange, preparedBlocks: blocks)
+            signerGuard: signerGuard, ownViewChange: ownViewChange, preparedBlocks: blocks, signingMark: signingMark)
     }
 }

@@ -144,6 +144,10 @@ public enum DropReason: String, CaseIterable, Sendable, Comparable {
     case rateLimited = "rate_limited"
     case invalidCommittedTip = "invalid_committed_tip"
     case unexpectedBlock = "unexpected_block"
+    /// Not signed: the start-up quarantine holds (SigningSafety.swift).
+    case quarantined = "quarantined"
+    /// Not signed: at or below the signing mark a restored journal forgot.
+    case belowSigningMark = "below_signing_mark"
 
     public static func < (lhs: DropReason, rhs: DropReason) -> Bool { lhs.rawValue < rhs.rawValue }
 }

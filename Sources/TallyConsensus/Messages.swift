@@ -503,7 +503,11 @@ public struct NewView: Hashable, Sendable, CanonicalCodable {
 /// 8 sync response (`count: u32 | certified block…`), 9 committed tip (the sender's
 /// highest committed block's `CommitCertificate`: a height claim that proves itself),
 /// 10 block request (`count: u32 | block_hash: 32…`, blocks a NEW-VIEW re-proposes that
-/// the sender lacks), 11 block (one block, answering a block request).
+/// the sender lacks), 11 block (one block, answering a block request), 12 status
+/// (`view: u64 | flags: u8 | committed_height: u64`, flags bit 0 in view change, bit 1
+/// asks for the peer's status: a replica's claim of where it is, sent by one in its
+/// start-up quarantine and answered by its peers; unsigned, the transport
+/// authenticates the sender, and a replica acts only on what f+1 peers support).
 public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
     case prePrepare(PrePrepare)
     case prepare(Vote)
@@ -516,6 +520,7 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
     case committedTip(CommitCertificate)
     case blockRequest([Hash])
     case block(Block)
+    case status(PeerStatus)
 
     /// A short name for logs and counters.
     public var kind: String {
@@ -531,8 +536,12 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
         case .committedTip: return "committed_tip"
         case .blockRequest: return "block_request"
         case .block: return "block"
+        case .status: return "status"
         }
     }
+
+    /// The kind byte of `.syncResponse` (a node builds one from stored bytes).
+    public static let syncResponseKind: UInt8 = 8
 
     public func encode(to encoder: inout CanonicalEncoder) {
         encoder.tag(.consensusMessage)
@@ -545,7 +554,7 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
         case .newView(let message): encoder.u8(6); message.encode(to: &encoder)
         case .syncRequest(let from, let to): encoder.u8(7); encoder.u64(from); encoder.u64(to)
         case .syncResponse(let blocks):
-            encoder.u8(8)
+            encoder.u8(Self.syncResponseKind)
             encoder.count(blocks.count)
             for block in blocks { block.encode(to: &encoder) }
         case .committedTip(let certificate): encoder.u8(9); certificate.encode(to: &encoder)
@@ -554,6 +563,11 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
             encoder.count(hashes.count)
             for hash in hashes { encoder.fixed(hash.bytes) }
         case .block(let block): encoder.u8(11); block.encode(to: &encoder)
+        case .status(let status):
+            encoder.u8(12)
+            encoder.u64(status.view)
+            encoder.u8((status.inViewChange ? 1 : 0) | (status.wantsReply ? 2 : 0))
+            encoder.u64(status.committedHeight)
         }
     }
 
@@ -585,7 +599,32 @@ public enum ConsensusMessage: Hashable, Sendable, CanonicalCodable {
             for _ in 0..<count { hashes.append(try decoder.hash("block_request.hash")) }
             return .blockRequest(hashes)
         case 11: return .block(try Block.decode(from: &decoder))
+        case 12:
+            let view = try decoder.u64("status.view")
+            let flags = try decoder.u8("status.flags")
+            guard flags & ~3 == 0 else { throw .invalid(field: "status.flags", reason: "unknown flag bits") }
+            let height = try decoder.u64("status.committed_height")
+            return .status(PeerStatus(view: view, inViewChange: flags & 1 != 0, committedHeight: height, wantsReply: flags & 2 != 0))
         default: throw .invalid(field: "message.kind", reason: "unknown message kind")
         }
+    }
+}
+
+
+/// Where a replica says it is (message kind 12): its view, whether it is changing
+/// view, its committed height; `wantsReply` asks the peer for its own status (sent by
+/// a replica in its start-up quarantine, which signs nothing until f+1 peers told it
+/// where the network is).
+public struct PeerStatus: Hashable, Sendable {
+    public let view: UInt64
+    public let inViewChange: Bool
+    public let committedHeight: UInt64
+    public let wantsReply: Bool
+
+    public init(view: UInt64, inViewChange: Bool, committedHeight: UInt64, wantsReply: Bool) {
+        self.view = view
+        self.inViewChange = inViewChange
+        self.committedHeight = committedHeight
+        self.wantsReply = wantsReply
     }
 }

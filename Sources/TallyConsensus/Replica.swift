@@ -151,6 +151,17 @@ public struct Replica {
     var nextProposalHeight: UInt64
     var sync: SyncState?
     var needsStartupSync: Bool
+    /// Start-up safety (SigningSafety.swift): the highest key signed, the floor a
+    /// restored journal may not sign at or below, the quarantine after a restart.
+    public internal(set) var signingMark: SigningMark = .zero
+    var signingFloor: SigningMark?
+    var quarantine: StartupQuarantine?
+    var needsStatusAnnouncement = false
+    /// Peers whose status was answered in the current retransmit interval.
+    var statusAnswersThisInterval: Set<ValidatorIndex> = []
+    /// Synced certificates that carried a signature of this validator its journal did not know.
+    public internal(set) var ownSignaturesFromNewerCopy = 0
+    var evidence = EvidenceStore()
 
     // Scratch output of the current step.
     var durableDirty = false
@@ -162,10 +173,15 @@ public struct Replica {
     /// block hashes by height (0 gives the genesis hash). The replica reads the
     /// hashes of the last `logWindow + maxBlocksInFlight` heights at most, so it can
     /// vote again for re-proposed blocks it already executed.
+    ///
+    /// `signingMark` is the mark kept outside the data directory (nil when there is
+    /// none); `quarantined` starts the replica in the start-up quarantine (the node
+    /// does on every restart).
     public init(
         configuration: ReplicaConfiguration, durableState: DurableState?, committedHeight: UInt64,
         blockHash: (UInt64) -> Hash, tipCertificate: CommitCertificate? = nil, application: any ConsensusApplication,
-        verifier: any ConsensusVerifier, signer: any ConsensusSigner
+        verifier: any ConsensusVerifier, signer: any ConsensusSigner, signingMark fileMark: SigningMark? = nil,
+        quarantined: Bool = false
     ) {
         precondition(tipCertificate.map { $0.height == committedHeight } ?? true, "tip certificate of another height")
         self.configuration = configuration
@@ -194,6 +210,7 @@ public struct Replica {
         if inViewChange, let own = ownViewChange, own.newView == view { viewChanges[configuration.selfIndex] = own }
         nextProposalHeight = max(committedHeight, stableCheckpoint.height) + 1
         needsStartupSync = stableCheckpoint.height > committedHeight
+        configureStartupSafety(journalMark: durableState?.signingMark ?? .zero, fileMark: fileMark, quarantined: quarantined)
     }
 
     // MARK: Public view of the state
@@ -207,7 +224,7 @@ public struct Replica {
         DurableState(
             view: view, inViewChange: inViewChange, stableCheckpoint: stableCheckpoint,
             preparedCertificates: preparedCertificates.keys.sorted().map { preparedCertificates[$0]! },
-            signerGuard: signerGuard, ownViewChange: ownViewChange, preparedBlocks: preparedBlocks)
+            signerGuard: signerGuard, ownViewChange: ownViewChange, preparedBlocks: preparedBlocks, signingMark: signingMark)
     }
 
     var timeoutTicks: UInt64 {
@@ -226,6 +243,10 @@ public struct Replica {
         if needsStartupSync {
             needsStartupSync = false
             requestSync(to: stableCheckpoint.height, peers: stableCheckpoint.signatures.map(\.validator))
+        }
+        if needsStatusAnnouncement {
+            needsStatusAnnouncement = false
+            broadcast(.status(ownStatus))
         }
         switch event {
         case .message(let message, let from): handle(message, from: from)
@@ -266,12 +287,14 @@ public struct Replica {
         case .committedTip(let certificate): onCommittedTip(certificate, from: from)
         case .blockRequest(let hashes): onBlockRequest(hashes, from: from)
         case .block(let block): onBlock(block)
+        case .status(let status): onStatus(status, from: from)
         }
     }
 
     // MARK: Signing (through the guard)
 
     mutating func signGuarded(_ key: SignerGuard.Key, content: Hash, _ bytes: [UInt8]) -> Signature? {
+        guard startupSafetyAllows(key) else { return nil }
         if defences.signerGuard && !signerGuard.allows(key, content: content) {
             drop(.signerGuardRefused)
             return nil
@@ -280,6 +303,7 @@ public struct Replica {
             signerGuard.record(key, content: content)
             durableDirty = true
         }
+        raiseSigningMark(key)
         return signer.sign(bytes)
     }
 
@@ -361,6 +385,10 @@ public struct Replica {
                 return drop(.duplicate)
             }
             drop(.equivocation)
+            recordEquivocation(
+                .prePrepare, by: primary, view: prePrepare.view, height: height,
+                first: .init(blockHash: existing.blockHash, stateRoot: nil, signature: existing.signature),
+                second: .init(blockHash: prePrepare.blockHash, stateRoot: nil, signature: prePrepare.signature))
             guard !defences.rejectEquivocation else { return }
             slot = Slot(prepares: slot.prepares, commits: slot.commits)
         }
@@ -453,7 +481,12 @@ public struct Replica {
         var slot = slots[height, default: Slot()]
         let existing = phase == .prepare ? slot.prepares[vote.validator] : slot.commits[vote.validator]
         if let existing {
-            return drop(existing.target == vote.target ? .duplicate : .conflictingVote)
+            guard existing.target != vote.target else { return drop(.duplicate) }
+            recordEquivocation(
+                phase == .prepare ? .prepare : .commit, by: vote.validator, view: vote.target.view, height: height,
+                first: .init(blockHash: existing.target.blockHash, stateRoot: nil, signature: existing.signature),
+                second: .init(blockHash: vote.target.blockHash, stateRoot: nil, signature: vote.signature))
+            return drop(.conflictingVote)
         }
         if phase == .prepare { slot.prepares[vote.validator] = vote } else { slot.commits[vote.validator] = vote }
         slots[height] = slot
@@ -588,7 +621,14 @@ public struct Replica {
         guard checkpoint.height > stableCheckpoint.height else { return drop(.belowLowWaterMark) }
         guard checkpoint.height <= stableCheckpoint.height + checkpointLookahead else { return }
         if let existing = checkpointVotes[checkpoint.height]?[checkpoint.validator] {
-            return drop(existing == checkpoint ? .duplicate : .conflictingVote)
+            guard existing != checkpoint else { return drop(.duplicate) }
+            if existing.blockHash != checkpoint.blockHash || existing.stateRoot != checkpoint.stateRoot {
+                recordEquivocation(
+                    .checkpoint, by: checkpoint.validator, view: 0, height: checkpoint.height,
+                    first: .init(blockHash: existing.blockHash, stateRoot: existing.stateRoot, signature: existing.signature),
+                    second: .init(blockHash: checkpoint.blockHash, stateRoot: checkpoint.stateRoot, signature: checkpoint.signature))
+            }
+            return drop(.conflictingVote)
         }
         checkpointVotes[checkpoint.height, default: [:]][checkpoint.validator] = checkpoint
         checkStable(checkpoint.height)
@@ -644,6 +684,12 @@ public struct Replica {
         currentNewView = nil
         durableDirty = true
         signerGuard.prune(currentView: view, stableHeight: stableCheckpoint.height)
+        sendOwnViewChange()
+    }
+
+    /// Signs and broadcasts this replica's VIEW-CHANGE for the view it is changing to.
+    mutating func sendOwnViewChange() {
+        let target = view
         let prepared = preparedCertificates.keys.sorted().map { preparedCertificates[$0]! }
         let bodyHash = ViewChange.bodyHash(checkpoint: stableCheckpoint, prepared: prepared)
         let key = SignerGuard.Key(view: target, height: 0, phase: .viewChange)
@@ -987,6 +1033,7 @@ public struct Replica {
             else { return drop(.invalidSyncBlock) }
             let hash = block.hash
             guard isValid(certified.certificate, height: block.height, blockHash: hash) else { return drop(.invalidSyncBlock) }
+            checkOwnSignature(in: certified.certificate)
             if slots[block.height]?.proposal?.blockHash != hash,
                case .failure = application.validate(
                    block, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions),
@@ -1004,6 +1051,7 @@ public struct Replica {
             sendSyncRequest()
         }
         tryExecute()
+        checkQuarantine()
     }
 
     func isValid(_ certificate: CommitCertificate, height: UInt64, blockHash: Hash) -> Bool {
@@ -1058,6 +1106,11 @@ public struct Replica {
             syncAnswersThisInterval = [:]
             tipClaimsCheckedThisInterval = []
             blockAnswersThisInterval = [:]
+            statusAnswersThisInterval = []
+            if quarantine != nil {
+                broadcast(.status(ownStatus))
+                checkQuarantine()
+            }
             requestMissingBlocks()
             // While blocks commit, peers are evidently hearing us: resend rarely.
             if inViewChange || ticksSinceCommit >= interval || tickCount % (4 * interval) == 0 { retransmit() }
@@ -1111,6 +1164,7 @@ public struct Replica {
         guard isValid(certificate, height: certificate.height, blockHash: certificate.blockHash) else {
             return drop(.invalidCommittedTip)
         }
+        checkOwnSignature(in: certificate)
         requestSync(to: certificate.height, peers: [from] + certificate.signatures.map(\.validatorIndex))
     }
 
@@ -1199,6 +1253,7 @@ extension ConsensusMessage {
         case .prepare(let vote), .commit(let vote): return vote.target.view
         case .viewChange(let viewChange): return viewChange.newView
         case .newView(let newView): return newView.view
+        case .status(let status): return status.view
         case .checkpoint, .syncRequest, .syncResponse, .committedTip, .blockRequest, .block: return nil
         }
     }

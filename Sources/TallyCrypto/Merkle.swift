@@ -38,23 +38,51 @@ public enum Merkle {
     /// The audit path for leaf `index` (RFC 6962 §2.1.1), bottom-up.
     public static func proof(_ items: [Hash], index: Int) -> InclusionProof? {
         guard index >= 0, index < items.count else { return nil }
-        var path: [Hash] = []
-        var level = items.map(leafHash)
-        var position = index
-        while level.count > 1 {
-            let sibling = position ^ 1
-            if sibling < level.count { path.append(level[sibling]) }
-            var next: [Hash] = []
-            var cursor = 0
-            while cursor + 1 < level.count {
-                next.append(nodeHash(level[cursor], level[cursor + 1]))
-                cursor += 2
+        return Tree(items).proof(index: index)
+    }
+
+    /// Every level of the tree over `items`, kept so that many proofs from one tree
+    /// cost one hashing pass (the node serves `/txs/{hash}` from these).
+    public struct Tree: Sendable {
+        /// levels[0] are the leaf hashes, the last level is the root (none when empty).
+        let levels: [[Hash]]
+        public let items: [Hash]
+
+        public init(_ items: [Hash]) {
+            self.items = items
+            var levels: [[Hash]] = []
+            var level = items.map(Merkle.leafHash)
+            while !level.isEmpty {
+                levels.append(level)
+                if level.count == 1 { break }
+                var next: [Hash] = []
+                next.reserveCapacity((level.count + 1) / 2)
+                var cursor = 0
+                while cursor + 1 < level.count {
+                    next.append(Merkle.nodeHash(level[cursor], level[cursor + 1]))
+                    cursor += 2
+                }
+                // Promoting an odd last node unchanged is RFC 6962's split.
+                if cursor < level.count { next.append(level[cursor]) }
+                level = next
             }
-            if cursor < level.count { next.append(level[cursor]) }
-            level = next
-            position /= 2
+            self.levels = levels
         }
-        return InclusionProof(index: UInt64(index), leafCount: UInt64(items.count), path: path)
+
+        public var root: Hash { levels.last?.first ?? SHA256.hash([UInt8]()) }
+
+        /// The audit path for leaf `index`, bottom-up; nil outside the tree.
+        public func proof(index: Int) -> InclusionProof? {
+            guard index >= 0, index < items.count else { return nil }
+            var path: [Hash] = []
+            var position = index
+            for level in levels.dropLast() {
+                let sibling = position ^ 1
+                if sibling < level.count { path.append(level[sibling]) }
+                position /= 2
+            }
+            return InclusionProof(index: UInt64(index), leafCount: UInt64(items.count), path: path)
+        }
     }
 }
 

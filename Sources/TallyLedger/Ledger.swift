@@ -20,9 +20,10 @@ public struct Account: Hashable, Sendable {
 public struct VerifiedTransaction: Hashable, Sendable {
     public let transaction: Transaction
 
-    /// Checks the Ed25519 signature with libsodium; nil when it is invalid.
-    public init?(_ transaction: Transaction) {
-        guard transaction.hasValidSignature else { return nil }
+    /// Checks the Ed25519 signature with libsodium for the chain of `genesisHash`;
+    /// nil when it is invalid (also when it was signed for another chain).
+    public init?(_ transaction: Transaction, genesisHash: Hash) {
+        guard transaction.hasValidSignature(genesisHash: genesisHash) else { return nil }
         self.transaction = transaction
     }
 
@@ -105,6 +106,8 @@ private struct AccountSlot {
 /// them, and deterministic block execution. Pure: no I/O, no clock.
 public struct Ledger: Sendable {
     public let chainID: String
+    /// What this chain's transaction signatures commit to (`Transaction.signingBytes(genesisHash:)`).
+    public let genesisHash: Hash
     public let validators: ValidatorSet
     public let totalSupply: UInt64
     /// Genesis `consensus.min_fee`: a transaction paying less does not apply.
@@ -119,6 +122,7 @@ public struct Ledger: Sendable {
 
     public init(genesis: Genesis) {
         chainID = genesis.chainID
+        genesisHash = genesis.hash
         validators = genesis.validators
         totalSupply = genesis.totalSupply
         minFee = genesis.consensus.minFee
@@ -153,6 +157,7 @@ public struct Ledger: Sendable {
         throws(RestoreError)
     {
         chainID = genesis.chainID
+        genesisHash = genesis.hash
         validators = genesis.validators
         totalSupply = genesis.totalSupply
         minFee = genesis.consensus.minFee

@@ -1,3 +1,4 @@
+import TallyApplication
 import TallyNetwork
 import Foundation
 import TOMLKit

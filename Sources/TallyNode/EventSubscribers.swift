@@ -1,39 +1,78 @@
 /// The node's `/events` subscribers. Each has a bounded buffer; one that falls so
 /// far behind that the buffer overflows is dropped (its stream ends, counted), so a
 /// slow client costs a bounded buffer and then nothing, and knows it missed events.
+///
+/// The total is capped. When it is reached, a newcomer from an address holding fewer
+/// streams than the address holding the most takes the oldest stream of that one
+/// (which ends): many attacker addresses at the per-address cap can fill the table,
+/// but cannot keep out a client that holds fewer streams than each of them.
 struct EventSubscribers {
-    private var continuations: [UInt64: AsyncStream<[NodeEvent]>.Continuation] = [:]
+    private struct Subscriber {
+        let address: String
+        let continuation: AsyncStream<[NodeEvent]>.Continuation
+    }
+
+    private var subscribers: [UInt64: Subscriber] = [:]
     private var nextID: UInt64 = 0
 
-    var count: Int { continuations.count }
-    var isEmpty: Bool { continuations.isEmpty }
+    var count: Int { subscribers.count }
+    var isEmpty: Bool { subscribers.isEmpty }
 
-    /// A new subscriber buffering up to `bufferBlocks` blocks' events; `onEnd` runs
-    /// with its id when its stream ends for any reason.
-    mutating func add(bufferBlocks: Int, onEnd: @escaping @Sendable (UInt64) -> Void) -> AsyncStream<[NodeEvent]> {
+    /// Why `add` refused or what it ended to make room.
+    enum Admission: Equatable {
+        case added
+        /// Added after ending the oldest stream of the address holding the most.
+        case addedByEvicting(address: String)
+        case full
+    }
+
+    /// A new subscriber from `address` buffering up to `bufferBlocks` blocks' events,
+    /// at most `maxSubscribers` in all; `onEnd` runs with its id when its stream ends
+    /// for any reason.
+    mutating func add(
+        from address: String, maxSubscribers: Int, bufferBlocks: Int, onEnd: @escaping @Sendable (UInt64) -> Void
+    ) -> (stream: AsyncStream<[NodeEvent]>?, admission: Admission) {
+        var admission = Admission.added
+        if subscribers.count >= maxSubscribers {
+            guard let evicted = evictFromHeaviestAddress(below: address) else { return (nil, .full) }
+            admission = .addedByEvicting(address: evicted)
+        }
         let id = nextID
         nextID += 1
         let (stream, continuation) = AsyncStream<[NodeEvent]>.makeStream(bufferingPolicy: .bufferingNewest(bufferBlocks))
         continuation.onTermination = { _ in onEnd(id) }
-        continuations[id] = continuation
-        return stream
+        subscribers[id] = Subscriber(address: address, continuation: continuation)
+        return (stream, admission)
     }
 
-    mutating func remove(_ id: UInt64) { continuations[id] = nil }
+    /// Ends the oldest stream of the address holding the most, if `newcomer` would
+    /// still hold fewer than it afterwards; returns that address.
+    private mutating func evictFromHeaviestAddress(below newcomer: String) -> String? {
+        var held: [String: Int] = [:]
+        for subscriber in subscribers.values { held[subscriber.address, default: 0] += 1 }
+        guard let heaviest = held.max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }),
+              held[newcomer, default: 0] + 1 < heaviest.value,
+              let oldest = subscribers.filter({ $0.value.address == heaviest.key }).keys.min()
+        else { return nil }
+        subscribers.removeValue(forKey: oldest)?.continuation.finish()
+        return heaviest.key
+    }
+
+    mutating func remove(_ id: UInt64) { subscribers[id] = nil }
 
     /// Gives `events` to every subscriber; returns how many were dropped for being
     /// slow (their buffer was full).
     mutating func publish(_ events: [NodeEvent]) -> Int {
         var slow: [UInt64] = []
-        for (id, continuation) in continuations {
-            if case .dropped = continuation.yield(events) { slow.append(id) }
+        for (id, subscriber) in subscribers {
+            if case .dropped = subscriber.continuation.yield(events) { slow.append(id) }
         }
-        for id in slow { continuations.removeValue(forKey: id)?.finish() }
+        for id in slow { subscribers.removeValue(forKey: id)?.continuation.finish() }
         return slow.count
     }
 
     mutating func finishAll() {
-        for continuation in continuations.values { continuation.finish() }
-        continuations = [:]
+        for subscriber in subscribers.values { subscriber.continuation.finish() }
+        subscribers = [:]
     }
 }

@@ -56,11 +56,20 @@ public struct HTTPAPI: Sendable {
             }
         }
         router.get("/validators") { _, _ in try self.validators() }
+        router.get("/evidence") { _, context in
+            try await self.limited(.query, context) {
+                try Self.json(EquivocationReporter.json(await self.node.equivocationEvidence(), validators: self.node.genesis.validators))
+            }
+        }
         router.get("/genesis") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"],
                      body: .init(byteBuffer: ByteBuffer(bytes: self.node.genesisJSON)))
         }
         router.get("/events") { _, context in try await self.events(from: addressKey(context.remoteAddress)) }
+        router.get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: self.metricsText())))
@@ -221,7 +230,7 @@ public struct HTTPAPI: Sendable {
                 .serviceUnavailable, "too_many_subscribers",
                 "over \(subscriberSlots.limit) event streams from this address; close one and retry")
         }
-        guard let stream = await node.subscribe() else {
+        guard let stream = await node.subscribe(from: address) else {
             subscriberSlots.release(address)
             return try Self.error(.serviceUnavailable, "too_many_subscribers", "too many event subscribers; retry later")
         }

@@ -4,22 +4,27 @@ import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import TallyApplication
 import TallyConsensus
 import TallyCrypto
+import TallyDriver
 import TallyLedger
 import TallyNetwork
 import TallyStore
 import TallyTypes
 import TallyVerify
 
-/// A validator: owns the pure PBFT replica and carries out its actions in order
-/// (persist, then execute and store, then send), feeds it verified messages and
+/// A validator: runs the pure PBFT replica through a `ReplicaDriver` (which carries
+/// out its actions in order: persist, then store and execute, then send) over the
+/// node's journal, block store, ledger and network, feeds it verified messages and
 /// ticks, admits transactions to the mempool and gossips them, and answers the HTTP
 /// API. Every state change happens on this actor, one event at a time, so a block
 /// is never half-applied when the node is asked to stop.
 public actor Node: NodeService {
     nonisolated public let genesis: Genesis
     nonisolated public let genesisJSON: Data
+    /// What transaction signatures commit to (`Transaction.signingBytes(genesisHash:)`).
+    nonisolated let genesisHash: Hash
     nonisolated let selfIndex: ValidatorIndex
     let config: NodeConfig
     let logger: Logger
@@ -31,7 +36,12 @@ public actor Node: NodeService {
     private let consensusState: ConsensusStateStore
     private let snapshots: SnapshotStore
     private let application: LedgerApplication
-    private var replica: Replica
+    /// Owns the replica; its I/O is `io`, which calls back into this actor.
+    private let driver: ReplicaDriver
+    private let io: NodeReplicaIO
+    /// HOME/signing-mark, outside the data directory (SigningSafety.swift).
+    private let signingMarkFile: SigningMarkFile
+    private var equivocationReporter = EquivocationReporter()
     private let network: PeerNetwork
     /// Nil except in `tally-byzantine` (testing SPI).
     private let interceptor: (any OutboundInterceptor)?
@@ -44,7 +54,10 @@ public actor Node: NodeService {
     /// One thread for every node of the process (normally one node).
     private static let executorGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
-    private var transactionIndex = TransactionIndex()
+    /// Committed transactions and blocks, read by the HTTP API without the actor.
+    private nonisolated let committedTransactions: CommittedTransactions
+    private nonisolated let blockReader: BlockReader
+    private let syncReads = ConcurrencySlots(Node.maxConcurrentSyncReads)
     private var subscribers = EventSubscribers()
     private var eventStreamsEnded = false
     private var gossipBuffer: [Transaction] = []
@@ -60,6 +73,8 @@ public actor Node: NodeService {
     private var exportedEvictions: [EvictionReason: Int] = [:]
     /// Signature batches of submissions verified at once (each uses every core).
     nonisolated let signatureGate = SignatureGate(permits: Node.maxConcurrentSignatureBatches)
+    /// Transaction signatures: the application's checker, used by the gate too.
+    nonisolated let transactionSignatures: any TransactionSignatureChecker = Ed25519TransactionChecker()
     private var stopped = false
     /// Malformed peer messages so far (for sparse logging).
     private var malformedMessages = 0
@@ -71,12 +86,6 @@ public actor Node: NodeService {
     /// Mempool heads (a sender's next transaction) seen at the last re-gossip round.
     private var lastRoundHeads: Set<Hash> = []
     private var ticks: UInt64 = 0
-    /// True while an inbox batch is handled: persists and sends wait for its end.
-    private var batching = false
-    /// The latest durable state the replica asked for, not written yet.
-    private var pendingPersist: DurableState?
-    /// Sends waiting for `pendingPersist` to be durable.
-    private var deferredSends: [ConsensusAction] = []
 
     /// Malformed peer messages logged one by one; after that, every 1,000th.
     static let malformedMessagesLoggedInFull = 20
@@ -93,9 +102,6 @@ public actor Node: NodeService {
     /// Inbox size at which the reader waits for the actor to drain it (back-pressure
     /// onto the network's per-peer inbound bounds).
     static let maxInboxMessages = 4_096
-    /// Sends deferred in one batch, at most (a batch is at most `maxInboxMessages`
-    /// messages, each producing a bounded number of sends).
-    static let maxDeferredSends = 1 << 20
     /// Gossip messages waiting for their signature checks; beyond this, new ones are
     /// dropped (counted) and re-gossip heals the gap.
     static let maxGossipInboxMessages = 256
@@ -137,6 +143,7 @@ public actor Node: NodeService {
         executorLoop = Self.executorGroup.next()
         self.genesis = genesis
         self.genesisJSON = genesisJSON
+        self.genesisHash = genesis.hash
         self.config = config
         self.logger = logger
         durableWrite = DurableWrite(
@@ -147,6 +154,7 @@ public actor Node: NodeService {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
 
         store = try BlockStore.open(dataDirectory: dataDirectory, logger: logger)
+        blockReader = store.reader
         snapshots = try SnapshotStore(dataDirectory: dataDirectory, logger: logger)
         consensusState = try DataLayout.consensusStateStore(dataDirectory)
         let replayStart = ContinuousClock.now
@@ -168,23 +176,34 @@ public actor Node: NodeService {
             }
         }
         let durable = try Self.readDurableState(consensusState)
+        signingMarkFile = try SigningMarkFile(path: home.file(SigningMarkFile.fileName))
 
         application = LedgerApplication(
             genesis: genesis, ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
             tipTimestampMs: recovery.verifier.lastTimestampMs, mempool: Mempool(genesis: genesis, limits: config.mempool.limits),
-            nowMs: { UInt64(Date().timeIntervalSince1970 * 1000) })
+            signatures: transactionSignatures, nowMs: { UInt64(Date().timeIntervalSince1970 * 1000) })
         let replicaConfiguration = ReplicaConfiguration(
             chainID: genesis.chainID, validators: genesis.validators, selfIndex: selfIndex, parameters: genesis.consensus,
             genesisHash: genesis.hash, genesisStateRoot: Ledger(genesis: genesis).stateRoot)
         let blocks = store
         let genesisHash = genesis.hash
-        replica = Replica(
+        let replica = Replica(
             configuration: replicaConfiguration, durableState: durable, committedHeight: store.tipHeight,
             blockHash: { height in height == 0 ? genesisHash : (try! blocks.block(at: height))!.block.hash },
             tipCertificate: store.tipHeight == 0 ? nil : try store.block(at: store.tipHeight)?.certificate,
             application: application, verifier: Ed25519Verifier(validators: genesis.validators),
-            signer: Ed25519Signer(key: key))
+            signer: Ed25519Signer(key: key), signingMark: signingMarkFile.mark,
+            quarantined: durable != nil || store.tipHeight > 0 || signingMarkFile.mark != nil)
+        EquivocationReporter.logStartupSafety(
+            journalMark: durable?.signingMark ?? .zero, fileMark: signingMarkFile.mark, replica: replica, logger: logger)
         lastView = replica.view
+        io = NodeReplicaIO()
+        #if DEBUG
+        let invariantChecks = ReplicaDriver.InvariantChecks.everyStep
+        #else
+        let invariantChecks = ReplicaDriver.InvariantChecks.never
+        #endif
+        driver = ReplicaDriver(replica: replica, journal: io, blocks: io, transport: io, invariantChecks: invariantChecks)
 
         let listen = try HostPort(config.p2p.listen, field: "p2p.listen")
         var limits = NetworkLimits.default
@@ -202,9 +221,10 @@ public actor Node: NodeService {
         var recentTransactions = TransactionIndex()
         let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
         try store.forEachBlock(from: first) { recentTransactions.add($0.block) }
-        transactionIndex = recentTransactions
+        committedTransactions = CommittedTransactions(reader: store.reader, index: recentTransactions)
         metrics.height.record(Int64(store.tipHeight))
-        metrics.view.record(Int64(replica.view))
+        metrics.view.record(Int64(driver.replica.view))
+        io.node = self
     }
 
     /// The replica's last persisted state with its prepared blocks (either stored
@@ -247,7 +267,7 @@ public actor Node: NodeService {
     /// the store; a block being written is finished first (actor isolation).
     public func run() async {
         logger.info("validator started", metadata: [
-            "validator": "\(selfIndex)", "chain_id": "\(genesis.chainID)", "height": "\(store.tipHeight)", "view": "\(replica.view)",
+            "validator": "\(selfIndex)", "chain_id": "\(genesis.chainID)", "height": "\(store.tipHeight)", "view": "\(driver.replica.view)",
         ])
         let tick = Duration.milliseconds(Int64(genesis.consensus.tickMs))
         let network = self.network
@@ -327,23 +347,26 @@ public actor Node: NodeService {
         metrics.peersConnected.record(Int64(network.connectedValidators.count))
     }
 
-    /// Handles every message in the inbox as one batch: the replica's persists are
-    /// coalesced into one write before the batch's sends (see `handle`).
+    /// Handles every message in the inbox as one batch: the driver coalesces the
+    /// replica's persists into one write before the batch's sends.
     private func drainInbox() {
         let messages = inbox.takeAll()
-        guard !messages.isEmpty else { return }
-        batching = true
-        for message in messages { onPeerMessage(message) }
-        batching = false
-        flushDeferred()
+        guard !messages.isEmpty, !stopped else { return }
+        let events = messages.compactMap(consensusEvent)
+        guard !events.isEmpty else { return }
+        handle(events)
     }
 
-    private func onPeerMessage(_ message: InboundMessage) {
-        guard !stopped else { return }
-        guard let from = message.validatorIndex else { return metrics.messageDropped("not_a_validator") }
-        let consensus: ConsensusMessage
-        do { consensus = try PeerMessage.consensus(bytes: message.bytes) } catch { return dropMalformed(from: from, error) }
-        handle(.message(consensus, from: ValidatorIndex(from)))
+    /// The event of a peer message; nil (dropped, counted) when it is malformed or not from a validator.
+    private func consensusEvent(_ message: InboundMessage) -> ConsensusEvent? {
+        guard let from = message.validatorIndex else {
+            metrics.messageDropped("not_a_validator")
+            return nil
+        }
+        do { return .message(try PeerMessage.consensus(bytes: message.bytes), from: ValidatorIndex(from)) } catch {
+            dropMalformed(from: from, error)
+            return nil
+        }
     }
 
     private func dropMalformed(from peer: Int, _ error: any Error) {
@@ -376,35 +399,26 @@ public actor Node: NodeService {
         }
         let (unchecked, checked) = await unknownTransactions(transactions, malformed: malformed, notFromValidators: notFromValidators)
         guard !unchecked.isEmpty || !checked.isEmpty else { return }
-        // Gossip is verified like any submission (once), and not gossiped again.
-        await admitGossip(
-            unchecked + checked,
-            SignatureBatch.verify(unchecked) + checked.map { VerifiedTransaction(signatureAlreadyVerified: $0) })
+        // Gossip is verified like any submission (once, through the same bounded gate),
+        // and not gossiped again.
+        let verified = unchecked.isEmpty
+            ? [] : await signatureGate.verify(unchecked, genesisHash: genesisHash, using: transactionSignatures)
+        await admitGossip(unchecked + checked, verified + checked.map { VerifiedTransaction(signatureAlreadyVerified: $0) })
     }
 
-    /// Counts the rejected messages, then drops what the mempool holds, what is
-    /// already committed and repeats within the round, before the costly signature
-    /// checks (every peer gossips the same transactions, and re-gossip repeats them).
-    /// Returns the rest split into those whose signatures still need a check and
-    /// those checked already with a block in flight (gossip often arrives after the
-    /// PRE-PREPARE that carries it).
+    /// Counts the rejected messages, then screens the transactions (`GossipScreen`:
+    /// every check but the signature, before the costly signature checks). Returns
+    /// those whose signatures still need a check and those checked already.
     private func unknownTransactions(
         _ transactions: [Transaction], malformed: [(peer: Int, error: any Error)], notFromValidators: Int
     ) -> (unchecked: [Transaction], checked: [Transaction]) {
         for (peer, error) in malformed { dropMalformed(from: peer, error) }
         if notFromValidators > 0 { metrics.messageDropped("not_a_validator", count: notFromValidators) }
-        var seen = Set<Hash>()
-        var unchecked: [Transaction] = []
-        var checked: [Transaction] = []
-        for transaction in transactions {
-            let hash = transaction.hash
-            guard !application.mempool.contains(hash),
-                  transaction.nonce >= (application.ledger.account(transaction.senderAddress)?.nonce ?? 0),
-                  seen.insert(hash).inserted
-            else { continue }
-            if application.isInFlight(hash) { checked.append(transaction) } else { unchecked.append(transaction) }
-        }
-        return (unchecked, checked)
+        let screen = GossipScreen(
+            transactions, mempool: application.mempool,
+            account: { application.ledger.account($0) ?? .empty }, isInFlight: { application.isInFlight($0) })
+        for (code, count) in screen.rejected { metrics.messageDropped("gossip_\(code)", count: count) }
+        return (screen.unchecked, screen.checked)
     }
 
     private func admitGossip(_ transactions: [Transaction], _ verified: [VerifiedTransaction?]) {
@@ -435,90 +449,54 @@ public actor Node: NodeService {
 
     // MARK: Consensus actions
 
-    /// Steps the replica and carries out its actions in order; events that actions
-    /// produce (a block executed) are stepped after the current list.
-    ///
-    /// Persists and sends are deferred to the end of the call (or of the inbox batch):
-    /// only the latest `DurableState` is written, once, and every message goes out
-    /// after it. That keeps "persist before send": the latest state holds everything
-    /// the earlier ones held that can still matter (views and checkpoints only move
-    /// forward; the signer guard and prepared certificates are pruned only below
-    /// them). A pending persist is also written before any block executes, so the
-    /// order persist → execute of each step is kept.
-    private func handle(_ event: ConsensusEvent) {
-        var queue = [event]
-        while !queue.isEmpty {
-            let actions = replica.step(queue.removeFirst())
-            for action in actions {
-                if let next = perform(action) { queue.append(next) }
-            }
+    private func handle(_ event: ConsensusEvent) { handle(CollectionOfOne(event)) }
+
+    /// Steps the replica through the driver (one batch: one durable write before
+    /// the batch's sends), then exports what changed to the metrics.
+    private func handle(_ events: some Sequence<ConsensusEvent>) {
+        do { try driver.handle(events) } catch let error as DurableWrite.GaveUp { stopOnDurableWriteFailure(error) } catch {
+            preconditionFailure("the node's replica I/O throws only DurableWrite.GaveUp: \(error)")
         }
-        if !batching { flushDeferred() }
-        if replica.view != lastView {
-            metrics.viewChanges.increment(by: Int64(replica.view > lastView ? replica.view - lastView : 0))
-            logger.notice("view changed", metadata: ["view": "\(replica.view)", "primary": "\(genesis.validators.primary(view: replica.view))"])
-            lastView = replica.view
-            metrics.view.record(Int64(replica.view))
+        if driver.replica.view != lastView {
+            metrics.viewChanges.increment(by: Int64(driver.replica.view > lastView ? driver.replica.view - lastView : 0))
+            logger.notice("view changed", metadata: ["view": "\(driver.replica.view)", "primary": "\(genesis.validators.primary(view: driver.replica.view))"])
+            lastView = driver.replica.view
+            metrics.view.record(Int64(driver.replica.view))
         }
         metrics.mempoolTransactions.record(Int64(application.mempool.count))
         exportEvictions()
-        for (reason, count) in replica.dropped where count > exportedDrops[reason, default: 0] {
+        for (reason, count) in driver.replica.dropped where count > exportedDrops[reason, default: 0] {
             metrics.messageDropped(reason.rawValue, count: count - exportedDrops[reason, default: 0])
             exportedDrops[reason] = count
         }
+        equivocationReporter.export(driver.replica, validators: genesis.validators, logger: logger)
     }
 
-    private func perform(_ action: ConsensusAction) -> ConsensusEvent? {
-        switch action {
-        case .persist(let state):
-            pendingPersist = state
-            return nil
-        case .execute(let certified):
-            persistPending()
-            return execute(certified)
-        case .send, .broadcast, .sendBlocks:
-            precondition(deferredSends.count < Self.maxDeferredSends, "deferred sends over their bound")
-            deferredSends.append(action)
-            return nil
-        }
-    }
-
-    /// Writes the pending durable state, then carries out the deferred sends.
-    private func flushDeferred() {
-        persistPending()
-        let sends = deferredSends
-        deferredSends.removeAll(keepingCapacity: true)
-        for action in sends {
-            switch action {
-            case .send(let message, let to):
-                if let interceptor { interceptor.intercept(message, to: [to], link: outboundLink()); continue }
-                network.send(to: Int(to), PeerMessage.consensus(message).bytes)
-            case .broadcast(let message):
-                if let interceptor {
-                    let link = outboundLink()
-                    interceptor.intercept(message, to: link.others, link: link)
-                    continue
-                }
-                network.broadcast(PeerMessage.consensus(message).bytes)
-            case .sendBlocks(let heights, let to): sendBlocks(heights, to: to)
-            case .persist, .execute: preconditionFailure("only sends are deferred")
-            }
-        }
-    }
-
-    private func persistPending() {
-        guard let state = pendingPersist else { return }
-        // A vote that is not durable must never be sent: if this write fails the
-        // node cannot go on safely.
+    /// The driver's durable write. A vote that is not durable must never be sent: if
+    /// this write fails (after retries) the node cannot go on safely.
+    fileprivate func persist(_ state: DurableState) throws {
         let blocks = state.referencedBlocks
         let start = ContinuousClock.now
-        do {
-            try durableWrite.run("persist consensus state") {
-                try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
-            }
-        } catch { stopOnDurableWriteFailure(error) }
+        try durableWrite.run("persist consensus state") {
+            try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+        }
         metrics.consensusPersist.record(duration: ContinuousClock.now - start)
-        pendingPersist = nil
+        // Nothing signed past the mark on disk is sent before the mark is durable: the
+        // driver sends only after this returns.
+        try durableWrite.run("write the signing mark") { try signingMarkFile.raise(to: state.signingMark) }
+    }
+
+    fileprivate func send(_ message: ConsensusMessage, to peer: ValidatorIndex) {
+        if let interceptor { return interceptor.intercept(message, to: [peer], link: outboundLink()) }
+        network.send(to: Int(peer), PeerMessage.consensus(message).bytes)
+    }
+
+    fileprivate func broadcast(_ message: ConsensusMessage) {
+        if let interceptor {
+            let link = outboundLink()
+            return interceptor.intercept(message, to: link.others, link: link)
+        }
+        network.broadcast(PeerMessage.consensus(message).bytes)
     }
 
     /// The journal or the block store cannot be written: the node cannot go on safely.
@@ -527,17 +505,18 @@ public actor Node: NodeService {
         exit(1)
     }
 
-    private func execute(_ certified: CertifiedBlock) -> ConsensusEvent {
+    /// The driver's block commit: returns the state root after `certified`.
+    fileprivate func commit(_ certified: CertifiedBlock) throws -> Hash {
         let block = certified.block
         // Durable before anything is acknowledged: the block is fsync'd here, before
         // the ledger moves, the API reports it or an event goes out.
         let start = ContinuousClock.now
-        do { try durableWrite.run("store block \(block.height)") { try store.append(certified) } } catch {
-            stopOnDurableWriteFailure(error)
-        }
+        try durableWrite.run("store block \(block.height)") { try store.append(certified) }
         metrics.blockAppend.record(duration: ContinuousClock.now - start)
+        // Indexed before the mempool lets go of its transactions, so a lookup between
+        // the two finds each one pending or committed, never unknown.
+        committedTransactions.add(block)
         let execution = application.commit(block)
-        transactionIndex.add(block)
         metrics.height.record(Int64(block.height))
         metrics.blocksCommitted.increment()
         metrics.transactionsCommitted.increment(by: Int64(block.transactions.count))
@@ -554,21 +533,45 @@ public actor Node: NodeService {
             })
         }
         maybeSnapshot(at: block.height, blockHash: block.hash, transactionCount: block.transactions.count)
-        return .blockExecuted(height: block.height, stateRoot: execution.stateRoot)
+        return execution.stateRoot
     }
 
-    private func sendBlocks(_ heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
-        var blocks: [CertifiedBlock] = []
+    /// Answers a sync request off the actor: the reads (up to `maxSyncResponseBytes`)
+    /// go through the block reader on another thread, and the stored records are sent
+    /// as they are, not decoded and encoded again. At most `maxConcurrentSyncReads`
+    /// answers are in progress; beyond that a request is dropped and counted (the
+    /// replica already answers each peer at most a few times per interval, and the
+    /// peer asks again).
+    fileprivate func sendBlocks(_ heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
+        if let interceptor {
+            let blocks = Self.storedRecords(heights, reader: blockReader).compactMap { try? $0.decode() }
+            guard !blocks.isEmpty else { return }
+            return interceptor.intercept(.syncResponse(blocks), to: [peer], link: outboundLink())
+        }
+        guard syncReads.tryAcquire() else { return metrics.messageDropped("sync_reads_busy") }
+        let reader = blockReader, network = network, syncReads = syncReads
+        Task.detached {
+            defer { syncReads.release() }
+            let records = Self.storedRecords(heights, reader: reader)
+            guard !records.isEmpty else { return }
+            _ = network.send(to: Int(peer), PeerMessage.syncResponse(storedBlocks: records.map(\.payload)))
+        }
+    }
+
+    static let maxConcurrentSyncReads = 4
+
+    /// The stored records of `heights` that exist, in order, stopping at the first
+    /// unreadable one and before the response would pass `maxSyncResponseBytes`.
+    nonisolated static func storedRecords(_ heights: ClosedRange<UInt64>, reader: BlockReader) -> [StoredRecord] {
+        var records: [StoredRecord] = []
         var bytes = 0
-        for height in heights where height <= store.tipHeight {
-            guard let record = try? store.record(at: height), let certified = try? record.decode() else { break }
-            if !blocks.isEmpty && bytes + record.payload.count > Self.maxSyncResponseBytes { break }
-            blocks.append(certified)
+        for height in heights {
+            guard let record = try? reader.record(at: height) else { break }
+            if !records.isEmpty && bytes + record.payload.count > maxSyncResponseBytes { break }
+            records.append(record)
             bytes += record.payload.count
         }
-        guard !blocks.isEmpty else { return }
-        if let interceptor { return interceptor.intercept(.syncResponse(blocks), to: [peer], link: outboundLink()) }
-        network.send(to: Int(peer), PeerMessage.consensus(.syncResponse(blocks)).bytes)
+        return records
     }
 
     /// Whether a snapshot is due after executing `height`: at checkpoint heights, every
@@ -615,8 +618,8 @@ public actor Node: NodeService {
         let tipHeight = store.tipHeight
         let tipTimestampMs = tipHeight == 0 ? genesis.genesisTimeMs : (try? store.block(at: tipHeight))?.block.header.timestampMs
         return OutboundLink(
-            selfIndex: selfIndex, genesis: genesis, view: replica.view, isPrimary: replica.isPrimary,
-            inViewChange: replica.inViewChange, stableCheckpoint: replica.stableCheckpoint,
+            selfIndex: selfIndex, genesis: genesis, view: driver.replica.view, isPrimary: driver.replica.isPrimary,
+            inViewChange: driver.replica.inViewChange, stableCheckpoint: driver.replica.stableCheckpoint,
             tip: Forgery.Tip(
                 height: tipHeight, hash: application.tipHash, timestampMs: tipTimestampMs ?? genesis.genesisTimeMs,
                 stateRoot: application.ledger.stateRoot),
@@ -633,8 +636,8 @@ public actor Node: NodeService {
     public func status() -> NodeStatus {
         NodeStatus(
             chainID: genesis.chainID, height: application.ledger.height, latestBlockHash: application.tipHash,
-            view: replica.view, primary: genesis.validators.primary(view: replica.view), validatorIndex: Int(selfIndex),
-            validatorName: genesis.validators[Int(selfIndex)].name, catchingUp: replica.isCatchingUp,
+            view: driver.replica.view, primary: genesis.validators.primary(view: driver.replica.view), validatorIndex: Int(selfIndex),
+            validatorName: genesis.validators[Int(selfIndex)].name, catchingUp: driver.replica.isCatchingUp,
             peersConnected: network.connectedValidators.count, mempoolSize: application.mempool.count)
     }
 
@@ -643,15 +646,13 @@ public actor Node: NodeService {
         // all cores, outside the actor and a bounded number of batches at once.
         let prechecked = await precheck(transactions)
         let screened = await AdmissionScreen.verifySurvivors(transactions, prechecked: prechecked) {
-            await self.signatureGate.verify($0)
+            await self.signatureGate.verify($0, genesisHash: self.genesisHash, using: self.transactionSignatures)
         }
         return await admit(transactions, screened)
     }
 
     /// Every admission check but the signature, against the committed state now.
-    private func precheck(_ transactions: [Transaction]) -> [AdmissionError?] {
-        transactions.map { application.mempool.check($0, account: application.ledger.account($0.senderAddress) ?? .empty) }
-    }
+    private func precheck(_ transactions: [Transaction]) -> [AdmissionError?] { application.precheck(transactions) }
 
     private func admit(
         _ transactions: [Transaction], _ screened: [Result<VerifiedTransaction, AdmissionError>]
@@ -672,8 +673,7 @@ public actor Node: NodeService {
                 return .success(checked.transaction.hash)
             }
             // Checked again: the state may have moved while signatures were verified.
-            let account = application.ledger.account(transaction.senderAddress) ?? .empty
-            switch application.mempool.admit(checked, account: account) {
+            switch application.admit(checked) {
             case .success(let hash):
                 admitted += 1
                 gossipBuffer.append(transaction)
@@ -714,18 +714,16 @@ public actor Node: NodeService {
         }
     }
 
-    public func transactionStatus(_ hash: Hash) -> TransactionStatus {
-        if application.mempool.contains(hash) { return .pending }
-        guard let location = transactionIndex.location(of: hash),
-              let certified = try? store.block(at: location.height),
-              Int(location.index) < certified.block.transactions.count
-        else { return .unknown }
-        let hashes = certified.block.transactions.map(\.hash)
-        guard hashes[Int(location.index)] == hash, let proof = Merkle.proof(hashes, index: Int(location.index)) else {
-            return .unknown
-        }
-        return .committed(height: location.height, index: Int(location.index), blockHash: certified.block.hash, proof: proof)
+    /// Off the actor for committed transactions (the block read and the proof are the
+    /// expensive part); only the mempool question goes to the actor.
+    public nonisolated func transactionStatus(_ hash: Hash) async -> TransactionStatus {
+        if let committed = committedTransactions.status(of: hash) { return committed }
+        if await isPending(hash) { return .pending }
+        // Committed between the two questions: the index has it now.
+        return committedTransactions.status(of: hash) ?? .unknown
     }
+
+    private func isPending(_ hash: Hash) -> Bool { application.mempool.contains(hash) }
 
     public func account(_ address: Address) -> Account { application.ledger.account(address) ?? .empty }
 
@@ -733,9 +731,12 @@ public actor Node: NodeService {
         application.mempool.nextNonce(for: address, committed: account(address).nonce)
     }
 
-    public func block(at height: UInt64) -> CertifiedBlock? { try? store.block(at: height) }
+    /// Read and decoded off the actor.
+    public nonisolated func block(at height: UInt64) async -> CertifiedBlock? { try? blockReader.block(at: height) }
 
-    public func latestHeight() -> UInt64 { store.tipHeight }
+    public nonisolated func latestHeight() async -> UInt64 { blockReader.tipHeight }
+
+    public func equivocationEvidence() -> [EquivocationEvidence] { driver.replica.equivocations }
 
     /// Ends every event stream and refuses new ones. Called when shutdown begins:
     /// the HTTP server drains open responses before it stops, and an event stream
@@ -749,51 +750,45 @@ public actor Node: NodeService {
     /// a few seconds of full 4,000-transaction blocks, ≤ ~16 MiB.
     static let maxBufferedEventBlocks = 64
 
-    public func subscribe() -> AsyncStream<[NodeEvent]>? {
-        guard !stopped, !eventStreamsEnded, subscribers.count < config.api.maxEventSubscribers else { return nil }
-        return subscribers.add(bufferBlocks: Self.maxBufferedEventBlocks) { id in Task { await self.unsubscribe(id) } }
+    public func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? {
+        guard !stopped, !eventStreamsEnded else { return nil }
+        let added = subscribers.add(
+            from: address, maxSubscribers: config.api.maxEventSubscribers, bufferBlocks: Self.maxBufferedEventBlocks
+        ) { id in Task { await self.unsubscribe(id) } }
+        if case .addedByEvicting = added.admission {
+            Counter(label: "tally_event_subscribers_dropped_total", dimensions: [("reason", "displaced")]).increment()
+        }
+        return added.stream
     }
 
     private func unsubscribe(_ id: UInt64) { subscribers.remove(id) }
 }
 
-/// Where committed transactions are, for `/txs/{hash}`: keyed by the first 8 bytes
-/// of the hash (a lookup checks the full hash against the stored block), bounded.
-struct TransactionIndex {
-    struct Location: Equatable {
-        let height: UInt64
-        let index: UInt32
+/// The node's I/O for its replica driver: the consensus journal, the block store
+/// and ledger, the peer network. The driver runs on the node's actor, so each call
+/// is on its executor already.
+private final class NodeReplicaIO: DurableStateSink, CertifiedBlockSink, ReplicaTransport {
+    /// Set once the node is built (it owns this object and its driver).
+    weak var node: Node?
+
+    private var isolatedNode: Node {
+        guard let node else { preconditionFailure("the node's driver outlived its node") }
+        return node
     }
 
-    static let maxEntries = 4_000_000
-    private var locations: [UInt64: Location] = [:]
-    private var order: [UInt64] = []
-    private var evicted = 0
+    func write(_ state: DurableState) throws { try isolatedNode.assumeIsolated { try $0.persist(state) } }
 
-    static func key(_ hash: Hash) -> UInt64 {
-        hash.bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    func commit(_ block: CertifiedBlock) throws -> Hash {
+        try isolatedNode.assumeIsolated { try $0.commit(block) }
     }
 
-    mutating func add(_ block: Block) {
-        for (index, transaction) in block.transactions.enumerated() {
-            let key = Self.key(transaction.hash)
-            if locations.updateValue(Location(height: block.height, index: UInt32(index)), forKey: key) == nil {
-                order.append(key)
-            }
-        }
-        // Forget the oldest entries beyond the bound (amortised: compact in batches).
-        if locations.count > Self.maxEntries {
-            let excess = locations.count - Self.maxEntries
-            for key in order[evicted..<evicted + excess] { locations[key] = nil }
-            evicted += excess
-            if evicted > Self.maxEntries / 2 {
-                order.removeFirst(evicted)
-                evicted = 0
-            }
-        }
-    }
+    func send(_ message: ConsensusMessage, to peer: ValidatorIndex) { isolatedNode.assumeIsolated { $0.send(message, to: peer) } }
 
-    func location(of hash: Hash) -> Location? { locations[Self.key(hash)] }
+    func broadcast(_ message: ConsensusMessage) { isolatedNode.assumeIsolated { $0.broadcast(message) } }
+
+    func sendBlocks(heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
+        isolatedNode.assumeIsolated { $0.sendBlocks(heights, to: peer) }
+    }
 }
 
 /// Peer messages between the network reader and the node's actor.

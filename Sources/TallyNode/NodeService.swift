@@ -1,4 +1,6 @@
 import Foundation
+import TallyApplication
+import TallyConsensus
 import TallyCrypto
 import TallyLedger
 import TallyTypes
@@ -82,11 +84,17 @@ public protocol NodeService: Sendable {
     func block(at height: UInt64) async -> CertifiedBlock?
     func latestHeight() async -> UInt64
     /// A bounded stream of events from now on, one element per committed block (its
-    /// `block` event, then its `tx` events); nil when too many subscribers.
-    func subscribe() async -> AsyncStream<[NodeEvent]>?
+    /// `block` event, then its `tx` events), for a client at `address` (the total cap
+    /// is shared fairly between addresses); nil when there is no room.
+    func subscribe(from address: String) async -> AsyncStream<[NodeEvent]>?
+    /// Conflicting signed statements of validators this node received (`GET /evidence`).
+    func equivocationEvidence() async -> [EquivocationEvidence]
 }
 
 extension NodeService {
+    /// Without a replica: none.
+    public func equivocationEvidence() async -> [EquivocationEvidence] { [] }
+
     /// Without a mempool to consult: the committed nonce.
     public func pendingNonce(_ address: Address) async -> UInt64 { await account(address).nonce }
 }

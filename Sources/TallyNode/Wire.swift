@@ -17,6 +17,18 @@ enum PeerMessage: Equatable {
     /// Whether `bytes` claim to be transaction gossip (kind 2), without decoding.
     static func isGossip(_ bytes: [UInt8]) -> Bool { bytes.first == 2 }
 
+    /// `.consensus(.syncResponse(blocks))` from the blocks' stored canonical bytes,
+    /// without decoding them: the same bytes as encoding the decoded blocks.
+    static func syncResponse(storedBlocks payloads: [[UInt8]]) -> [UInt8] {
+        var encoder = CanonicalEncoder(capacity: payloads.reduce(64) { $0 + $1.count })
+        encoder.u8(1)
+        encoder.tag(.consensusMessage)
+        encoder.u8(ConsensusMessage.syncResponseKind)
+        encoder.count(payloads.count)
+        for payload in payloads { encoder.fixed(payload) }
+        return encoder.bytes
+    }
+
     var bytes: [UInt8] {
         var encoder = CanonicalEncoder()
         switch self {

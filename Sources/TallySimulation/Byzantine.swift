@@ -125,7 +125,7 @@ extension Simulation {
     static let slowPrimaryReleaseTicks = Int(SimulationOptions.parameters.viewChangeTimeoutTicks) - 4
 
     /// The senders a censoring primary leaves out: every other client.
-    static let censoredSenders = Set(TransactionPool.shared.clients.enumerated().filter { $0.offset % 2 == 0 }.map {
+    static let censoredSenders = Set(TransactionPool.clientKeys.enumerated().filter { $0.offset % 2 == 0 }.map {
         Address(publicKey: $0.element.publicKey)
     })
 

@@ -1,6 +1,9 @@
+import TallyApplication
 import TallyConsensus
 import TallyCrypto
+import TallyDriver
 import TallyLedger
+import TallyStore
 import TallyTypes
 
 public enum InvariantChecking: String, Sendable {
@@ -36,12 +39,21 @@ public struct SimulationOptions: Sendable {
     public var maxMeanTransactionLatencyTicks: Int?
     /// Percent chance per tick that a client submits a transaction.
     public var clientRatePercent = 15
+    /// Hostile clients submit through the same mempools (`HostileTransactions`):
+    /// never-funded senders, a future-nonce flood, transactions that become
+    /// unaffordable after a commit. Percent chance per tick of one hostile submission.
+    public var hostileRatePercent = 4
+    /// An idle primary proposes an empty block after this many ticks; nil: only when
+    /// transactions wait (a node's default), where a transaction that makes backups
+    /// expect progress with nothing to propose shows as view change after view change.
+    public var emptyBlockIntervalTicks: UInt64? = 10
     /// When to run `Replica.invariants()`: after every step (tests), or after each
     /// replica's tick step (long sweeps, where it would be a tenth of the time).
     public var checkReplicaInvariants: InvariantChecking = .everyStep
     /// Replaces the drawn plan (scenario tests).
     public var plan: FaultPlan?
     package var defences: Defences = .all
+    package var mempoolDefences: MempoolDefences = .all
 
     /// Switches off one named defence (`Simulation.defenceNames`), to show a scenario
     /// goes red without it. False for an unknown name.
@@ -59,6 +71,8 @@ public struct SimulationOptions: Sendable {
         case "slow-primary": defences.slowPrimaryCheck = false
         case "quorum": defences.quorumOverride = 2 * ((validatorCount - 1) / 3)
         case "chain-id": bindsChainID = false
+        case "mempool-recheck": mempoolDefences.recheckAfterCommit = false
+        case "mempool-proposable": mempoolDefences.proposableByExecutionRule = false
         default: return false
         }
         return true
@@ -95,13 +109,21 @@ public struct SimulationResult: Sendable {
     /// View changes honest backups started suspecting the primary, by reason.
     public let suspicions: [BackupSuspicion: Int]
     public let transactionsCommitted: Int
+    /// The hashes of the longest chain an honest replica committed, in height order
+    /// (a replay must reproduce the chain itself, not only its length).
+    public let committedBlockHashes: [Hash]
+    /// Transactions honest mempools evicted after admitting them, by reason.
+    public let evictions: [EvictionReason: Int]
 }
 
 /// A deterministic in-process cluster: n replicas, one seed for message delay, loss,
 /// duplication, reordering, partitions, crashes with torn writes, Byzantine
-/// replicas and client load. Every run checks agreement, certificate validity,
-/// monotonic heights and views, that no honest replica signs conflicting votes,
-/// that no transaction commits twice, and liveness after healing.
+/// replicas and client load (honest and hostile) through each replica's own
+/// `LedgerApplication` and `Mempool`, the node's. Every run checks agreement,
+/// certificate validity, monotonic heights and views, that no honest replica signs
+/// conflicting votes, that no transaction commits twice, that nothing from a
+/// never-funded sender or behind a nonce gap commits, and liveness after healing:
+/// heights move on and a transfer submitted at healing commits everywhere.
 public final class Simulation {
     public static let chainID = "tally-sim"
     static let otherChainID = "tally-sim-other"
@@ -112,14 +134,22 @@ public final class Simulation {
         let mode: ByzantineMode?
         /// For a twin: which half of the honest replicas it can reach during faults.
         let twinGroup: Int?
-        var replica: Replica?
-        /// `replica != nil`, kept apart so checking it never copies the replica.
+        /// Runs the replica (nil while the node is down).
+        var driver: ReplicaDriver?
+        var replica: Replica? { driver?.replica }
+        /// `driver != nil`, kept apart so checking it never touches the driver.
         var up = false
-        var app: SimApplication
+        var app: LedgerApplication
         var chain: [CertifiedBlock] = []
-        /// The last persisted state; encoded to bytes (and decoded back) when the
-        /// replica restarts, so every restart round-trips the canonical form.
+        /// The node's disk, where its consensus journal lives: crashes tear its writes.
+        let fileSystem = SimulatedFileSystem()
+        /// The real consensus journal over `fileSystem` (reopened at every restart).
+        var journal: ConsensusStateStore?
+        /// The state of the last journal write that completed: a restart must read it
+        /// back (or `tornDurable`).
         var durable: DurableState?
+        /// The state of a write torn by a crash: its record may have reached the disk whole.
+        var tornDurable: DurableState?
         var persistedView: UInt64 = 0
         var restartTick: Int?
         var crashDuringNextStep: Crash?
@@ -131,7 +161,7 @@ public final class Simulation {
         /// What a slow primary sent but holds back until its next release.
         var heldMessages: [(message: ConsensusMessage, targets: [ValidatorIndex])] = []
 
-        init(slot: Int, validator: ValidatorIndex, mode: ByzantineMode?, twinGroup: Int?, app: SimApplication) {
+        init(slot: Int, validator: ValidatorIndex, mode: ByzantineMode?, twinGroup: Int?, app: LedgerApplication) {
             self.slot = slot
             self.validator = validator
             self.mode = mode
@@ -175,13 +205,17 @@ public final class Simulation {
     let genesis: Genesis
     let genesisHash: Hash
     let genesisLedger: Ledger
-    let pool = TransactionPool.shared
+    let pool: TransactionPool
     var nodes: [Node] = []
     var slotsByValidator: [[Int]] = []
     var honestGroups: [Set<Int>] = [[], []]
     var network: [Int: [Delivery]] = [:]
     var pendingTransactions: [Int: [(slot: Int, transaction: Transaction)]] = [:]
     var clientNextNonce: [Int]
+    /// Hostile submissions draw from their own stream, so they leave the fault
+    /// schedule and the honest load of a seed as they were.
+    var hostileRandom: SimRandom
+    var stuckSendersUsed = 0
     var tick = 0
     var failure: String?
     var committedByHeight: [UInt64: Hash] = [:]
@@ -194,6 +228,7 @@ public final class Simulation {
         self.seed = seed
         self.options = options
         random = SimRandom(seed: seed)
+        hostileRandom = SimRandom(seed: seed ^ 0x4057_11E5)
         let count = options.validatorCount
         precondition(count >= 4 && count <= 64)
         scheme = SimSignatureScheme(validatorCount: count, seed: seed, bindsChainID: options.bindsChainID)
@@ -203,8 +238,9 @@ public final class Simulation {
             byzantineModes: options.byzantineModes, forceByzantine: options.forceByzantine)
         checkReplicaInvariants = options.checkReplicaInvariants
         validatorCount = count
-        genesis = Simulation.makeGenesis(validatorCount: count, pool: TransactionPool.shared)
+        genesis = Simulation.makeGenesis(validatorCount: count)
         genesisHash = genesis.hash
+        pool = TransactionPool.shared(for: genesis)
         genesisLedger = Ledger(genesis: genesis)
         clientNextNonce = Array(repeating: 0, count: TransactionPool.clientCount)
         partitions = plan.partitions
@@ -218,15 +254,14 @@ public final class Simulation {
         buildNodes()
     }
 
-    static func makeGenesis(validatorCount: Int, pool: TransactionPool) -> Genesis {
+    static func makeGenesis(validatorCount: Int) -> Genesis {
         let validators = (0..<validatorCount).map { index in
             Validator(
                 name: "v\(index)", publicKey: SigningKey(seed: [UInt8](repeating: UInt8(200 + index), count: 32))!.publicKey,
                 networkAddress: "127.0.0.1:\(26000 + index)")
         }
-        let accounts = pool.clients.map { GenesisAccount(address: Address(publicKey: $0.publicKey), balance: TransactionPool.clientBalance) }
         return try! Genesis(
-            chainID: chainID, genesisTimeMs: 1_700_000_000_000, validators: validators, accounts: accounts,
+            chainID: chainID, genesisTimeMs: 1_700_000_000_000, validators: validators, accounts: TransactionPool.genesisAccounts,
             consensus: SimulationOptions.parameters)
     }
 
@@ -245,24 +280,25 @@ public final class Simulation {
                     twinGroup: mode == .twins ? copy : nil, app: makeApplication())
                 slotsByValidator[validator].append(node.slot)
                 nodes.append(node)
-                node.replica = makeReplica(for: node, durable: nil)
+                precondition(try! openJournal(node) == nil, "a new node's journal is empty")
+                node.driver = makeDriver(for: node, durable: nil)
                 node.up = true
             }
         }
     }
 
-    func makeApplication() -> SimApplication {
-        SimApplication(
+    func makeApplication() -> LedgerApplication {
+        Simulation.makeApplication(
             genesis: genesis, ledger: genesisLedger, tipHash: genesisHash, tipTimestampMs: genesis.genesisTimeMs,
-            validTransactionHashes: pool.validHashes,
-            clockMs: { [unowned self] in self.genesis.genesisTimeMs + UInt64(self.tick) * SimulationOptions.parameters.tickMs })
+            mempoolDefences: options.mempoolDefences,
+            nowMs: { [unowned self] in self.genesis.genesisTimeMs + UInt64(self.tick) * SimulationOptions.parameters.tickMs })
     }
 
     func makeReplica(for node: Node, durable: DurableState?) -> Replica {
         let configuration = ReplicaConfiguration(
             chainID: Simulation.chainID, validators: genesis.validators, selfIndex: node.validator,
             parameters: SimulationOptions.parameters, genesisHash: genesisHash, genesisStateRoot: genesisLedger.stateRoot,
-            emptyBlockIntervalTicks: 10, retransmitIntervalTicks: 6, syncRetryTicks: 10)
+            emptyBlockIntervalTicks: options.emptyBlockIntervalTicks, retransmitIntervalTicks: 6, syncRetryTicks: 10)
         let signer: any ConsensusSigner = node.mode == .wrongChain
             ? ChainSwappingSigner(inner: scheme.signer(for: node.validator))
             : scheme.signer(for: node.validator)
@@ -273,6 +309,24 @@ public final class Simulation {
             verifier: scheme.verifier, signer: signer)
         replica.defences = options.defences
         return replica
+    }
+
+    /// The production driver over the simulator's I/O (`NodeIO`): every step's
+    /// invariants and the view's monotonicity are checked as it runs.
+    func makeDriver(for node: Node, durable: DurableState?) -> ReplicaDriver {
+        let io = NodeIO(simulation: self, node: node)
+        let checks: ReplicaDriver.InvariantChecks = checkReplicaInvariants == .everyStep ? .everyStep : .everyTick
+        let driver = ReplicaDriver(
+            replica: makeReplica(for: node, durable: durable), journal: io, blocks: io, transport: io, invariantChecks: checks)
+        driver.stepObserver = { [unowned self, unowned node] replica, _, _ in
+            // A step that crashes loses what it did not write: its view is not kept.
+            guard node.crashDuringNextStep == nil else { return }
+            if node.isHonest && replica.view < node.lastView {
+                self.fail("validator \(node.validator)'s view went back from \(node.lastView) to \(replica.view)")
+            }
+            node.lastView = replica.view
+        }
+        return driver
     }
 
     // MARK: Running
@@ -287,17 +341,25 @@ public final class Simulation {
                 resubmitUncommittedTransactions()
             }
             if tick >= plan.healTick { checkTransactionLiveness() }
-            if let target, minHonestHeight >= target, transactionsSettled { break }
+            if let target, minHonestHeight >= target, probeCommitted, transactionsSettled { break }
             tick += 1
         }
         if failure == nil && tick > lastTick {
-            fail("liveness: honest heights \(honestHeights) did not all reach \(target ?? 0) within \(options.livenessBoundTicks) ticks of healing")
+            if let target, minHonestHeight >= target, probeCommitted {
+                fail("liveness: client transactions submitted by \(options.transactionWatchTicks) ticks after healing were not all committed by every honest validator within \(options.livenessBoundTicks) ticks")
+            } else if let target, minHonestHeight >= target {
+                fail("liveness: the transfer submitted at healing was not committed by every honest validator within \(options.livenessBoundTicks) ticks")
+            } else {
+                fail("liveness: honest heights \(honestHeights) did not all reach \(target ?? 0) within \(options.livenessBoundTicks) ticks of healing")
+            }
         }
         if failure == nil { checkMeanTransactionLatency() }
         var dropped: [DropReason: Int] = [:]
         var suspicions: [BackupSuspicion: Int] = [:]
         var viewChanges = 0
+        var evictions: [EvictionReason: Int] = [:]
         for node in nodes where node.isHonest {
+            evictions.merge(node.app.mempool.evictions, uniquingKeysWith: +)
             if let replica = node.replica {
                 dropped.merge(replica.dropped, uniquingKeysWith: +)
                 suspicions.merge(replica.suspicions, uniquingKeysWith: +)
@@ -307,7 +369,17 @@ public final class Simulation {
         return SimulationResult(
             seed: seed, validatorCount: options.validatorCount, mix: options.mix, plan: plan, failure: failure,
             ticks: tick, blocksCommitted: maxHonestHeight, viewChanges: viewChanges, faults: faults, dropped: dropped, suspicions: suspicions,
-            transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0)
+            transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0,
+            committedBlockHashes: honestNodes.max { $0.chain.count < $1.chain.count }?.chain.map(\.block.hash) ?? [],
+            evictions: evictions)
+    }
+
+    /// The probe transfer (submitted to every replica at healing, when all are up)
+    /// committed at every honest replica: transactions flow through the mempools,
+    /// proposals and commits again, not only (empty) blocks.
+    var probeCommitted: Bool {
+        let hash = pool.probe.hash
+        return honestNodes.allSatisfy { $0.transactionHashes.contains(hash) }
     }
 
     func printTrace() {
@@ -338,15 +410,19 @@ public final class Simulation {
         }
         if let arrivals = pendingTransactions.removeValue(forKey: tick) {
             for (slot, transaction) in arrivals where nodes[slot].up && !censors(nodes[slot], transaction) {
-                nodes[slot].app.submit(transaction)
-                step(nodes[slot], .transactionsAvailable)
+                // As a node does: through admission, and a proposal only when something was admitted.
+                if case .success = nodes[slot].app.submit([transaction])[0] { step(nodes[slot], .transactionsAvailable) }
             }
         }
         for node in nodes where failure == nil && node.up {
+            // The mempool's clock is the consensus clock, as in a node.
+            node.app.mempool.expire(nowMs: UInt64(tick) * SimulationOptions.parameters.tickMs)
             step(node, .tick)
             if node.mode != nil, node.up { byzantineTick(node) }
         }
         submitClientTransactions()
+        if tick == plan.healTick { submitToEveryReplica(pool.probe, delayTicks: 1) }
+        submitHostileTransactions()
     }
 
     func startPartitions() {
@@ -368,18 +444,21 @@ public final class Simulation {
         }
         for node in nodes where !node.up && node.restartTick == tick {
             node.restartTick = nil
-            var durable: DurableState?
-            if let state = node.durable {
-                do {
-                    // The stored form a node writes: blocks apart, by hash.
-                    let blocks = state.referencedBlocks
-                    durable = try DurableState(compactBytes: state.compactBytes) { blocks[$0] }
-                    if durable != state { return fail("validator \(node.validator)'s durable state changed through encoding") }
-                } catch {
-                    return fail("validator \(node.validator)'s durable state does not decode: \(error)")
-                }
+            let durable: DurableState?
+            do { durable = try openJournal(node) } catch {
+                return fail("validator \(node.validator)'s journal does not reopen: \(error)")
             }
-            node.replica = makeReplica(for: node, durable: durable)
+            if durable != node.durable {
+                guard let torn = node.tornDurable, durable == torn else {
+                    return fail("validator \(node.validator)'s journal read back another state than its last completed write")
+                }
+                // Safe: nothing the torn write covered was sent.
+                count("journal_torn_writes_read_back")
+                node.durable = torn
+                node.persistedView = torn.view
+            }
+            node.tornDurable = nil
+            node.driver = makeDriver(for: node, durable: durable)
             node.up = true
             count("restarts")
         }
@@ -404,53 +483,185 @@ public final class Simulation {
         }
     }
 
-    // MARK: Steps and actions
-
-    func step(_ node: Node, _ event: ConsensusEvent) {
-        guard failure == nil, node.up else { return }
-        let actions = node.replica!.step(event)
-        if let crash = node.crashDuringNextStep {
-            node.crashDuringNextStep = nil
-            if !crash.tornWrite, case .persist(let state)? = actions.first { node.durable = state }
-            node.replica = nil
-            node.up = false
-            node.app = node.app.restarted()
-            count(crash.tornWrite ? "crashes_torn_write" : "crashes")
-            return
-        }
-        if checkReplicaInvariants == .everyStep || (checkReplicaInvariants == .everyTick && isTick(event)) {
-            node.replica!.invariants()
-        }
-        let view = node.replica!.view
-        if node.isHonest && view < node.lastView {
-            fail("validator \(node.validator)'s view went back from \(node.lastView) to \(view)")
-        }
-        node.lastView = view
-        for action in actions where failure == nil { apply(action, node: node) }
+    func submitToEveryReplica(_ transaction: Transaction, delayTicks: Int) {
+        for node in nodes { pendingTransactions[tick + delayTicks, default: []].append((node.slot, transaction)) }
     }
 
-    func apply(_ action: ConsensusAction, node: Node) {
-        switch action {
-        case .persist(let state):
-            if node.isHonest && state.view < node.persistedView {
-                fail("validator \(node.validator) persisted view \(state.view) after \(node.persistedView)")
+    /// One hostile submission now and then (`HostileTransactions`), until the run's
+    /// last tick; stuck senders are used once each.
+    func submitHostileTransactions() {
+        guard options.hostileRatePercent > 0, hostileRandom.chance(options.hostileRatePercent) else { return }
+        let hostile = pool.hostile
+        switch hostileRandom.below(3) {
+        case 0:
+            let key = hostileRandom.below(HostileTransactions.unfundedCount)
+            submitToEveryReplica(hostile.unfunded[key][hostileRandom.below(HostileTransactions.unfundedNonces)], delayTicks: 1)
+            count("hostile_unfunded")
+        case 1:
+            for _ in 0..<4 { submitToEveryReplica(hostileRandom.pick(hostile.flood), delayTicks: hostileRandom.inRange(1...3)) }
+            count("hostile_future_nonces", 4)
+        default:
+            guard stuckSendersUsed < hostile.stuck.count else { return }
+            let stuck = hostile.stuck[stuckSendersUsed]
+            stuckSendersUsed += 1
+            // T0' to the primary of the highest honest view, T0 and T1 to the others, at once.
+            let view = honestNodes.compactMap { $0.replica?.view }.max() ?? 0
+            let primary = ValidatorIndex(view % UInt64(validatorCount))
+            for node in nodes {
+                let sent = node.validator == primary ? [stuck.spendAll] : [stuck.first, stuck.second]
+                pendingTransactions[tick + 1, default: []] += sent.map { (node.slot, $0) }
             }
-            node.persistedView = state.view
-            node.durable = state
-        case .execute(let certified):
-            if node.isHonest { checkCommit(certified, node: node) }
-            guard failure == nil else { return }
-            let root = node.app.execute(certified.block)
-            node.chain.append(certified)
-            step(node, .blockExecuted(height: certified.block.height, stateRoot: root))
-        case .send(let message, let to):
-            outgoing(message, from: node, to: [to])
-        case .broadcast(let message):
-            outgoing(message, from: node, to: others[Int(node.validator)])
-        case .sendBlocks(let heights, let to):
-            let blocks = heights.map { node.chain[Int($0) - 1] }
-            outgoing(.syncResponse(blocks), from: node, to: [to])
+            count("hostile_stuck_senders")
         }
+    }
+
+    // MARK: Steps and the driver's I/O
+
+    /// The run found a violation: the driver stops carrying out actions.
+    struct Stopped: Error {}
+    /// The node crashed inside its driver's I/O.
+    struct Crashed: Error {}
+
+    /// One node's I/O for its driver: a journal that crashes tear, the node's chain
+    /// and application, the simulated network.
+    final class NodeIO: DurableStateSink, CertifiedBlockSink, ReplicaTransport {
+        unowned let simulation: Simulation
+        unowned let node: Node
+
+        init(simulation: Simulation, node: Node) {
+            self.simulation = simulation
+            self.node = node
+        }
+
+        func write(_ state: DurableState) throws { try simulation.persist(state, node: node) }
+        func commit(_ block: CertifiedBlock) throws -> Hash { try simulation.commit(block, node: node) }
+        func send(_ message: ConsensusMessage, to peer: ValidatorIndex) throws {
+            try simulation.send(message, from: node, to: [peer])
+        }
+        func broadcast(_ message: ConsensusMessage) throws {
+            try simulation.send(message, from: node, to: simulation.others[Int(node.validator)])
+        }
+        func sendBlocks(heights: ClosedRange<UInt64>, to peer: ValidatorIndex) throws {
+            try simulation.send(.syncResponse(heights.map { node.chain[Int($0) - 1] }), from: node, to: [peer])
+        }
+    }
+
+    /// Steps `node`'s driver. A crash planned for this step happens at its first I/O
+    /// (inside the durable write, torn or not; before a block commit or a send), or
+    /// after the step when it did none.
+    func step(_ node: Node, _ event: ConsensusEvent) {
+        guard failure == nil, node.up, let driver = node.driver else { return }
+        do { try driver.handle(event) } catch { return }
+        if let crash = node.crashDuringNextStep { self.crash(node, crash) }
+    }
+
+    /// The node stops; its disk keeps what `outcome` says (everything the journal
+    /// fsynced survives either way).
+    func crash(_ node: Node, _ crash: Crash, outcome: SimulatedFileSystem.CrashOutcome = .loseUnsynced) {
+        node.fileSystem.restart(outcome)
+        node.journal = nil
+        node.crashDuringNextStep = nil
+        node.driver = nil
+        node.up = false
+        node.app = Simulation.restarted(node.app, mempoolDefences: options.mempoolDefences)
+        count(crash.tornWrite ? "crashes_torn_write" : "crashes")
+    }
+
+    /// Journal sizes small enough that sweeps compact it often.
+    static let journalCompactionBytes = 64 << 10
+    static let journalPreallocationBytes = 16 << 10
+
+    /// Opens the node's journal on its disk as the node does at start; returns the
+    /// state it holds (with its prepared blocks), nil when never written.
+    func openJournal(_ node: Node) throws -> DurableState? {
+        let journal = try DataLayout.consensusStateStore(
+            "/data", fileSystem: node.fileSystem, compactionBytes: Self.journalCompactionBytes,
+            preallocationBytes: Self.journalPreallocationBytes)
+        node.journal = journal
+        guard let bytes = try journal.readState() else {
+            try journal.retainOnly([])
+            return nil
+        }
+        var failure: (any Error)?
+        let state = try DurableState(storedBytes: bytes) { hash in
+            do { return try journal.readBlock(hash).map { try Block(canonicalBytes: $0) } } catch {
+                failure = error
+                return nil
+            }
+        }
+        if let failure { throw failure }
+        try journal.retainOnly(Set(state.referencedBlocks.keys))
+        return state
+    }
+
+    /// One real journal write (the node's call), durable when it returns.
+    func writeJournal(_ state: DurableState, node: Node) throws {
+        let blocks = state.referencedBlocks
+        try node.journal!.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+    }
+
+    /// The driver's durable write, to the real journal. A torn write crashes at the
+    /// write's second file operation (the fsync of an appended record; the data write
+    /// of a compaction's temporary file), and the disk keeps half of what was written
+    /// since the last fsync: the journal must read back the state before it, or the
+    /// new one when its whole record made it (a record shorter than the preallocated
+    /// zeros written with it).
+    func persist(_ state: DurableState, node: Node) throws {
+        guard failure == nil else { throw Stopped() }
+        if let crash = node.crashDuringNextStep {
+            if crash.tornWrite {
+                node.fileSystem.crash(afterOperations: 2)
+                do {
+                    try writeJournal(state, node: node)
+                    node.fileSystem.cancelCrash()
+                    node.durable = state
+                } catch {
+                    count("journal_writes_torn")
+                    node.tornDurable = state
+                }
+                self.crash(node, crash, outcome: .tearUnsynced)
+            } else {
+                do { try writeJournal(state, node: node) } catch {
+                    fail("validator \(node.validator)'s journal write failed: \(error)")
+                    throw Stopped()
+                }
+                node.durable = state
+                self.crash(node, crash)
+            }
+            throw Crashed()
+        }
+        if node.isHonest && state.view < node.persistedView {
+            fail("validator \(node.validator) persisted view \(state.view) after \(node.persistedView)")
+        }
+        do { try writeJournal(state, node: node) } catch {
+            fail("validator \(node.validator)'s journal write failed: \(error)")
+            throw Stopped()
+        }
+        node.persistedView = state.view
+        node.durable = state
+    }
+
+    func commit(_ certified: CertifiedBlock, node: Node) throws -> Hash {
+        guard failure == nil else { throw Stopped() }
+        if let crash = node.crashDuringNextStep {
+            self.crash(node, crash)
+            throw Crashed()
+        }
+        if node.isHonest { checkCommit(certified, node: node) }
+        guard failure == nil else { throw Stopped() }
+        let root = node.app.commit(certified.block).stateRoot
+        node.chain.append(certified)
+        return root
+    }
+
+    func send(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) throws {
+        guard failure == nil else { throw Stopped() }
+        if let crash = node.crashDuringNextStep {
+            self.crash(node, crash)
+            throw Crashed()
+        }
+        if node.isHonest { checkDurable(message, node: node) }
+        outgoing(message, from: node, to: targets)
     }
 
     func outgoing(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) {
@@ -527,6 +738,56 @@ public final class Simulation {
             return fail("transaction \(transaction.hash.hex.prefix(12)) committed twice by validator \(node.validator)")
         }
         transactionLog.committed(block.transactions, honestCount: honestNodes.count, atTick: tick)
+        for transaction in block.transactions {
+            let sender = transaction.senderAddress
+            if pool.hostile.unfundedSenders.contains(sender) {
+                return fail("validator \(node.validator) committed a transfer from a never-funded sender at height \(height)")
+            }
+            if sender == pool.hostile.floodSender {
+                return fail("validator \(node.validator) committed a transaction behind a nonce gap at height \(height)")
+            }
+        }
+    }
+
+    /// Persist before send, on what the driver actually did: a message an honest
+    /// replica signs is in its journal's signer guard when it goes out (or that state
+    /// already rules its key out: an older view, or at or below the stable checkpoint).
+    func checkDurable(_ message: ConsensusMessage, node: Node) {
+        let validator = node.validator
+        let key: SignerGuard.Key
+        let content: Hash
+        switch message {
+        case .prePrepare(let prePrepare) where genesis.validators.primary(view: prePrepare.view) == Int(validator):
+            key = SignerGuard.Key(view: prePrepare.view, height: prePrepare.height, phase: .prePrepare)
+            content = prePrepare.blockHash
+        case .prepare(let vote) where vote.validator == validator:
+            key = SignerGuard.Key(view: vote.target.view, height: vote.target.height, phase: .prepare)
+            content = vote.target.blockHash
+        case .commit(let vote) where vote.validator == validator:
+            key = SignerGuard.Key(view: vote.target.view, height: vote.target.height, phase: .commit)
+            content = vote.target.blockHash
+        case .checkpoint(let checkpoint) where checkpoint.validator == validator:
+            key = SignerGuard.Key(view: 0, height: checkpoint.height, phase: .checkpoint)
+            content = SHA256.hash(Checkpoint.signingBytes(
+                chainID: Simulation.chainID, height: checkpoint.height, blockHash: checkpoint.blockHash,
+                stateRoot: checkpoint.stateRoot))
+        case .viewChange(let viewChange) where viewChange.validator == validator:
+            key = SignerGuard.Key(view: viewChange.newView, height: 0, phase: .viewChange)
+            content = ViewChange.bodyHash(checkpoint: viewChange.checkpoint, prepared: viewChange.prepared)
+        default: return
+        }
+        let durable = node.durable
+        if durable?.signerGuard.signed[key] == content { return }
+        let view = durable?.view ?? 0
+        let stable = durable?.stableCheckpoint.height ?? 0
+        let ruledOut = switch key.phase {
+        case .checkpoint: key.height <= stable
+        case .viewChange, .newView: key.view < view
+        case .prePrepare, .prepare, .commit: key.view < view || key.height <= stable
+        }
+        if !ruledOut {
+            fail("persist before send: validator \(validator) sent \(message.kind) (view \(key.view) height \(key.height)) not in its journal")
+        }
     }
 
     func recordHonestSignature(_ message: ConsensusMessage, by validator: ValidatorIndex) {

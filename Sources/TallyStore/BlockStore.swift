@@ -16,7 +16,8 @@ import TallyTypes
 /// and logged. Damage anywhere else throws `StoreError.corrupt` naming the file,
 /// offset and height; the node must not start on it.
 ///
-/// Thread-safety: not thread-safe. One owner (the node's storage actor) calls it.
+/// Thread-safety: not thread-safe. One owner (the node's storage actor) calls it;
+/// other threads read through `reader`.
 public final class BlockStore {
     public struct Options: Sendable {
         /// A new segment starts when the current one would grow past this.
@@ -42,6 +43,8 @@ public final class BlockStore {
     private var segmentSize: Int
     private var index: BlockIndex
     private var failure: String?
+    /// What other threads read through; it learns each block after its fsync.
+    public let reader: BlockReader
 
     /// Height of the last stored block (0 when empty).
     public var tipHeight: UInt64 { UInt64(locations.count) }
@@ -105,6 +108,7 @@ public final class BlockStore {
         self.segmentFile = segmentFile
         self.segmentSize = segmentSize
         self.index = index
+        reader = BlockReader(blocksDirectory: blocksDirectory, fileSystem: fileSystem, locations: locations)
     }
 
     /// Appends the block at `tipHeight + 1` and fsyncs it before returning. The
@@ -132,6 +136,7 @@ public final class BlockStore {
         let location = RecordLocation(segment: segmentNumber, offset: segmentSize, length: payload.count, height: height)
         segmentSize += record.count
         locations.append(location)
+        reader.published(location)
         do { try index.append(location) } catch {
             // The block is durable; only the cache write failed. Later appends would
             // leave the index behind, which the next open repairs, but an I/O error
@@ -161,31 +166,12 @@ public final class BlockStore {
     /// The stored bytes of the block at `height` (checksum re-checked), nil above the tip.
     public func record(at height: UInt64) throws(StoreError) -> StoredRecord? {
         guard let location = location(at: height) else { return nil }
-        do {
-            let file = location.segment == segmentNumber
-                ? segmentFile
-                : try fileSystem.open(blocksDirectory + "/" + SegmentNaming.name(location.segment), mode: .readOnly)
-            defer { if location.segment != segmentNumber { file.close() } }
-            let bytes = try file.read(at: location.offset, count: RecordFormat.headerBytes + location.length)
-            let header = Array(bytes.prefix(RecordFormat.headerBytes))
-            let payload = Array(bytes.dropFirst(RecordFormat.headerBytes))
-            guard bytes.count == RecordFormat.headerBytes + location.length,
-                  case .success(let parsed) = RecordFormat.parseHeader(header),
-                  parsed.height == height && parsed.payloadLength == location.length,
-                  RecordFormat.checksumMatches(header: header, payload: payload, expected: parsed.checksum)
-            else {
-                throw StoreError.corrupt(Corruption(
-                    file: blocksDirectory + "/" + SegmentNaming.name(location.segment), offset: location.offset,
-                    height: height, reason: "record damaged since the store was opened"))
-            }
-            return StoredRecord(location: location, payload: payload)
-        } catch let error as StoreError {
-            throw error
-        } catch let error as FileSystemError {
-            throw .io(error)
-        } catch {
-            preconditionFailure("unexpected error \(error)")
-        }
+        let path = blocksDirectory + "/" + SegmentNaming.name(location.segment)
+        if location.segment == segmentNumber { return try StoredRecord.read(location, from: segmentFile, path: path) }
+        let file: any StoreFile
+        do { file = try fileSystem.open(path, mode: .readOnly) } catch { throw .io(error) }
+        defer { file.close() }
+        return try StoredRecord.read(location, from: file, path: path)
     }
 
     /// The block at `height`, nil above the tip.

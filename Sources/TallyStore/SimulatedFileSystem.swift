@@ -8,7 +8,7 @@ public struct SimulatedCrash: Error, Equatable, CustomStringConvertible {
 }
 
 /// An in-memory file system that models what survives a crash, for fault-injection
-/// tests (and later the deterministic simulator).
+/// tests and the deterministic simulator (each simulated node's consensus journal).
 ///
 /// Model: each file has durable bytes (as of its last fsync) and the writes and
 /// truncations made since; each directory has durable entries (as of its last

@@ -1,6 +1,7 @@
 import TallyCrypto
 
-/// Proof that a block was committed: COMMIT signatures from a quorum (2f+1) of
+/// Proof that a block was committed: COMMIT signatures from a quorum (⌈(n+f+1)/2⌉,
+/// 2f+1 when n = 3f+1) of
 /// distinct validators over `VoteTarget(phase: .commit, view, height, block_hash)`.
 ///
 /// Canonical bytes:

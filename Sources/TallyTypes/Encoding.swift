@@ -7,7 +7,9 @@ import TallyCrypto
 /// - fixed-size values (hashes, keys, signatures, addresses): raw bytes, no prefix;
 /// - every signed or hashed structure starts with a domain tag (a length-prefixed
 ///   ASCII string such as `tally/tx/v1`) so bytes signed for one purpose can never be
-///   replayed as another.
+///   replayed as another. Two hashes outside this encoder take their tag raw, without
+///   a length: `tally/address/v1` (`Address`) and `tally/state-root/v1` (`StateTree`);
+///   docs/SPEC.md lists which is which.
 ///
 /// Decoding is strict: it rejects truncated input, lengths over the caller's bound,
 /// and trailing bytes, so every accepted value re-encodes to exactly its input.
@@ -198,7 +200,8 @@ extension CanonicalDecodable {
 /// Every domain tag in one place, so two purposes can never share one by accident.
 public enum DomainTag: String, CaseIterable, Sendable {
     case transaction = "tally/tx/v1"
-    case transactionSigning = "tally/tx-sign/v1"
+    /// v2 commits to the genesis hash (v1 signed only the chain id string).
+    case transactionSigning = "tally/tx-sign/v2"
     case blockHeader = "tally/block-header/v1"
     case block = "tally/block/v1"
     case prepareVote = "tally/prepare/v1"

@@ -49,7 +49,7 @@ public struct ConsensusParameters: Hashable, Sendable, Codable {
         self.maxClockDriftMs = maxClockDriftMs
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case checkpointIntervalBlocks = "checkpoint_interval_blocks"
         case maxBlockTransactions = "max_block_transactions"
         case maxBlocksInFlight = "max_blocks_in_flight"
@@ -141,6 +141,9 @@ public struct Genesis: Hashable, Sendable {
     /// Free text for people (e.g. "INSECURE: well-known dev keys"); not hashed.
     public var comment: String?
 
+    /// 9999-12-31T23:59:59.999Z, the last time `genesis_time`'s format can write.
+    public static let maxGenesisTimeMs: UInt64 = 253_402_300_799_999
+
     public init(
         chainID: String, genesisTimeMs: UInt64, validators: [Validator], accounts: [GenesisAccount],
         consensus: ConsensusParameters = .default
@@ -168,7 +171,10 @@ public struct Genesis: Hashable, Sendable {
         }
     }
 
-    public var hash: Hash {
+    public var hash: Hash { SHA256.hash(canonicalBytes) }
+
+    /// The bytes `hash` is taken over (layout above).
+    public var canonicalBytes: [UInt8] {
         var encoder = CanonicalEncoder()
         encoder.tag(.genesis)
         encoder.string(chainID)
@@ -185,7 +191,7 @@ public struct Genesis: Hashable, Sendable {
             encoder.u64(account.balance)
         }
         consensus.encode(to: &encoder)
-        return SHA256.hash(encoder.bytes)
+        return encoder.bytes
     }
 
     /// Sum of all genesis balances; the ledger conserves it.
@@ -195,9 +201,15 @@ public struct Genesis: Hashable, Sendable {
 
     private func check() throws(Error) {
         let chainBytes = chainID.utf8.count
+        // Visible ASCII only (0x21-0x7E): no space, so an id is one word in logs,
+        // commands and file names, and no byte has two spellings.
         guard chainBytes >= 1 && chainBytes <= Limits.maxChainIDBytes,
               chainID.utf8.allSatisfy({ $0 > 32 && $0 < 127 })
-        else { throw .invalid("chain_id", "must be 1…\(Limits.maxChainIDBytes) printable ASCII characters") }
+        else {
+            throw .invalid("chain_id", "must be 1…\(Limits.maxChainIDBytes) visible ASCII characters (0x21-0x7E, no space)")
+        }
+        // So that `jsonData()` always writes a time `parseTime` reads back.
+        guard genesisTimeMs <= Genesis.maxGenesisTimeMs else { throw .invalid("genesis_time", "must be before the year 10000") }
         guard accounts.count <= Limits.maxGenesisAccounts else { throw .invalid("accounts", "too many accounts") }
         var seen = Set<Address>()
         var supply: UInt64 = 0
@@ -255,14 +267,19 @@ extension Genesis {
         }
     }
 
-    /// Parses genesis JSON; each malformed field gets an error naming it.
+    /// Parses genesis JSON strictly (`GenesisJSON`: no duplicate or unknown keys, whole
+    /// numbers only, no null); each malformed field gets an error naming it.
     public init(json data: Data) throws(Error) {
+        try GenesisJSON.check(data)
         let file: File
         do { file = try JSONDecoder().decode(File.self, from: data) } catch let error as Swift.DecodingError {
             throw Genesis.describe(error)
         } catch { throw .unreadable("\(error)") }
         guard let time = Genesis.parseTime(file.genesisTime) else {
-            throw .malformed(field: "genesis_time", reason: "expected RFC 3339 UTC time like 2026-01-01T00:00:00Z")
+            throw .malformed(
+                field: "genesis_time",
+                reason: "expected an RFC 3339 UTC time from 1970 on, like 2026-01-01T00:00:00Z or 2026-01-01T00:00:00.250Z "
+                    + "(at most 3 fraction digits, Z only)")
         }
         var validators: [Validator] = []
         for (index, entry) in file.validators.enumerated() {
@@ -278,8 +295,10 @@ extension Genesis {
             do { address = try Address(bech32m: entry.address) } catch {
                 throw .malformed(field: "accounts[\(index)].address", reason: error.description)
             }
-            guard let balance = UInt64(entry.balance) else {
-                throw .malformed(field: "accounts[\(index)].balance", reason: "expected a decimal string of a 64-bit unsigned integer")
+            guard let balance = Genesis.parseDecimal(entry.balance) else {
+                throw .malformed(
+                    field: "accounts[\(index)].balance",
+                    reason: "expected a decimal string of a 64-bit unsigned integer (digits only, no sign or leading zero)")
             }
             accounts.append(GenesisAccount(address: address, balance: balance))
         }
@@ -305,26 +324,6 @@ extension Genesis {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return try! encoder.encode(file)
-    }
-
-    static func parseTime(_ text: String) -> UInt64? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        if let date = formatter.date(from: text), date.timeIntervalSince1970 >= 0 {
-            return UInt64(date.timeIntervalSince1970 * 1000)
-        }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text), date.timeIntervalSince1970 >= 0 {
-            return UInt64((date.timeIntervalSince1970 * 1000).rounded())
-        }
-        return nil
-    }
-
-    static func formatTime(_ milliseconds: UInt64) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = milliseconds % 1000 == 0
-            ? [.withInternetDateTime] : [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
     }
 
     private static func describe(_ error: Swift.DecodingError) -> Error {

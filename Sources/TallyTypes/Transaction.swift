@@ -10,11 +10,14 @@ import TallyCrypto
 /// ```
 /// Signing bytes (what `signature` signs):
 /// ```
-/// tag "tally/tx-sign/v1" | chain_id: string | sender: 32 | recipient: 20
+/// tag "tally/tx-sign/v2" | genesis_hash: 32 | chain_id: string | sender: 32 | recipient: 20
 /// | amount: u64 | fee: u64 | nonce: u64
 /// ```
+/// The signature commits to the hash of the chain's genesis, which the transaction
+/// does not carry: any other chain, even one with the same chain id, has another
+/// genesis hash, so a transaction signed for one chain never verifies on another.
 /// `nonce` must be exactly the sender's next nonce (0 for a new account), which
-/// makes every transaction single-use.
+/// makes every transaction single-use on its chain.
 public struct Transaction: Hashable, Sendable, CanonicalCodable {
     public var chainID: String
     public var sender: PublicKey
@@ -37,29 +40,32 @@ public struct Transaction: Hashable, Sendable, CanonicalCodable {
         self.signature = signature
     }
 
-    /// Builds and signs a transfer.
+    /// Builds and signs a transfer for the chain of `genesisHash` (whose id is `chainID`).
     public static func signed(
-        by key: SigningKey, chainID: String, to recipient: Address, amount: UInt64, fee: UInt64, nonce: UInt64
+        by key: SigningKey, chainID: String, genesisHash: Hash, to recipient: Address, amount: UInt64, fee: UInt64,
+        nonce: UInt64
     ) -> Transaction {
         var transaction = Transaction(
             chainID: chainID, sender: key.publicKey, recipient: recipient, amount: amount, fee: fee, nonce: nonce)
-        transaction.signature = key.sign(transaction.signingBytes())
+        transaction.signature = key.sign(transaction.signingBytes(genesisHash: genesisHash))
         return transaction
     }
 
     public var senderAddress: Address { Address(publicKey: sender) }
 
-    public func signingBytes() -> [UInt8] {
-        var encoder = CanonicalEncoder(capacity: 160)
+    /// What `signature` signs on the chain whose genesis hashes to `genesisHash`.
+    public func signingBytes(genesisHash: Hash) -> [UInt8] {
+        var encoder = CanonicalEncoder(capacity: 192)
         encoder.tag(.transactionSigning)
+        encoder.fixed(genesisHash.bytes)
         encodeBody(to: &encoder)
         return encoder.bytes
     }
 
-    /// Checks the signature with libsodium. Callers verify once (on admission or in
-    /// the verifier) and the ledger trusts that.
-    public var hasValidSignature: Bool {
-        sender.isValidSignature(signature, for: signingBytes())
+    /// Checks the signature with libsodium, for the chain of `genesisHash`. Callers
+    /// verify once (on admission or in the verifier) and the ledger trusts that.
+    public func hasValidSignature(genesisHash: Hash) -> Bool {
+        sender.isValidSignature(signature, for: signingBytes(genesisHash: genesisHash))
     }
 
     public var hash: Hash { SHA256.hash(canonicalBytes) }

@@ -14,7 +14,8 @@ public enum VotePhase: UInt8, Sendable, Hashable, CaseIterable {
 /// | view: u64 | height: u64 | block_hash: 32
 /// ```
 /// The phase is in the tag, so a PREPARE signature can never count as a COMMIT.
-/// A commit certificate is 2f+1 COMMIT signatures over exactly these bytes.
+/// A commit certificate is a quorum (⌈(n+f+1)/2⌉, 2f+1 when n = 3f+1) of COMMIT
+/// signatures over exactly these bytes.
 public struct VoteTarget: Hashable, Sendable {
     public var phase: VotePhase
     public var view: UInt64

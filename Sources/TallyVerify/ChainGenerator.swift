@@ -117,13 +117,14 @@ public struct ChainGenerator {
         let keys = senderKeys
         let addresses = recipients
         let chainID = genesis.chainID
+        let genesisHash = ledger.genesisHash
         let chunk = 256
         Parallel.forEach((plans.count + chunk - 1) / chunk) { task in
             for index in task * chunk..<min(plans.count, (task + 1) * chunk) {
                 let plan = plans[index]
                 signed[index] = Transaction.signed(
-                    by: keys[plan.sender], chainID: chainID, to: addresses[plan.recipient], amount: plan.amount, fee: plan.fee,
-                    nonce: plan.nonce)
+                    by: keys[plan.sender], chainID: chainID, genesisHash: genesisHash, to: addresses[plan.recipient],
+                    amount: plan.amount, fee: plan.fee, nonce: plan.nonce)
             }
         }
         return (0..<plans.count).map { VerifiedTransaction(signatureAlreadyVerified: signed[$0]!) }

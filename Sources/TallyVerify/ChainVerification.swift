@@ -117,8 +117,11 @@ public enum ChainVerification {
         let channel = Channel(capacity: batchesInFlight)
         let box = ReaderBox(reader)
         let chainID = genesis.chainID
+        let genesisHash = genesis.hash
         let validators = genesis.validators
-        let producer = Thread { produce(box, channel: channel, chainID: chainID, validators: validators) }
+        let producer = Thread {
+            produce(box, channel: channel, chainID: chainID, genesisHash: genesisHash, validators: validators)
+        }
         producer.stackSize = 8 << 20
         let start = DispatchTime.now().uptimeNanoseconds
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
@@ -173,7 +176,7 @@ public enum ChainVerification {
     }
 
     /// The reader thread: read a batch, precheck it on all cores, hand it over.
-    static func produce(_ box: ReaderBox, channel: Channel, chainID: String, validators: ValidatorSet) {
+    static func produce(_ box: ReaderBox, channel: Channel, chainID: String, genesisHash: Hash, validators: ValidatorSet) {
         while true {
             var records: [StoredRecord] = []
             var bytesReadThrough: [Int] = []
@@ -213,7 +216,8 @@ public enum ChainVerification {
                 if undecodable != nil { break }
             }
             if !blocks.isEmpty {
-                let prechecked = BlockPrecheck.run(blocks, encoded: encoded, chainID: chainID, validators: validators)
+                let prechecked = BlockPrecheck.run(
+                    blocks, encoded: encoded, chainID: chainID, genesisHash: genesisHash, validators: validators)
                 guard channel.put(.blocks(prechecked, bytesReadThrough: bytesReadThrough)) else { return }
             }
             if let undecodable {
@@ -295,15 +299,16 @@ public enum SignatureCalibration {
         return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
-    /// Samples from the first transactions of a stored chain.
-    public static func samples(dataDirectory: String, count: Int, fileSystem: any FileSystem = PosixFileSystem())
-        throws(StoreError) -> [Sample]
+    /// Samples from the first transactions of a stored chain (of `genesisHash`).
+    public static func samples(
+        dataDirectory: String, genesisHash: Hash, count: Int, fileSystem: any FileSystem = PosixFileSystem()
+    ) throws(StoreError) -> [Sample]
     {
         var reader = try ChainReader(dataDirectory: dataDirectory, fileSystem: fileSystem)
         var samples: [Sample] = []
         while samples.count < count, let record = try reader.next() {
             for transaction in try record.decode().block.transactions where samples.count < count {
-                samples.append(Sample(key: transaction.sender, signature: transaction.signature, message: transaction.signingBytes()))
+                samples.append(Sample(key: transaction.sender, signature: transaction.signature, message: transaction.signingBytes(genesisHash: genesisHash)))
             }
         }
         return samples

@@ -125,9 +125,11 @@ public enum BlockPrecheck {
     /// transactions' Merkle root and the first transaction whose signature fails.
     /// `signatureAlreadyVerified` names transactions (by hash, which covers the
     /// signature) whose signature the caller checked before, e.g. on admission to
-    /// its mempool: they are not verified again. It is called from several threads.
+    /// its mempool: they are not verified again. `isValidSignature` checks the others
+    /// (Ed25519; the simulator injects its own). Both are called from several threads.
     public static func transactions(
-        of block: Block, signatureAlreadyVerified: @Sendable (Hash) -> Bool = { _ in false }
+        of block: Block, genesisHash: Hash, signatureAlreadyVerified: @Sendable (Hash) -> Bool = { _ in false },
+        isValidSignature: (@Sendable (Transaction) -> Bool)? = nil
     ) -> (computedTransactionsRoot: Hash, firstInvalidSignature: Int?) {
         let count = block.transactions.count
         let hashes = SharedBuffer(repeating: Hash.zero, count: max(count, 1))
@@ -139,7 +141,8 @@ public enum BlockPrecheck {
                 let transaction = block.transactions[index]
                 let hash = transaction.hash
                 hashes[index] = hash
-                valid[index] = signatureAlreadyVerified(hash) || transaction.hasValidSignature
+                valid[index] = signatureAlreadyVerified(hash)
+                    || (isValidSignature?(transaction) ?? transaction.hasValidSignature(genesisHash: genesisHash))
             }
         }
         let root = Merkle.root(Array(hashes.pointer[0..<count]))
@@ -152,14 +155,17 @@ public enum BlockPrecheck {
     static let transactionsPerTask = 32
 
     /// Prechecks `blocks` on all cores. Order of the result matches the input.
-    public static func run(_ blocks: [CertifiedBlock], chainID: String, validators: ValidatorSet) -> [PrecheckedBlock] {
-        run(blocks, encoded: nil, chainID: chainID, validators: validators)
+    /// Transaction signatures are checked for the chain of `genesisHash`.
+    public static func run(
+        _ blocks: [CertifiedBlock], chainID: String, genesisHash: Hash, validators: ValidatorSet
+    ) -> [PrecheckedBlock] {
+        run(blocks, encoded: nil, chainID: chainID, genesisHash: genesisHash, validators: validators)
     }
 
     /// With `encoded` (the stored payloads and each transaction's byte range in it),
     /// hashes and signing bytes come from the stored bytes instead of re-encoding.
     static func run(
-        _ blocks: [CertifiedBlock], encoded: [EncodedBlock]?, chainID: String, validators: ValidatorSet
+        _ blocks: [CertifiedBlock], encoded: [EncodedBlock]?, chainID: String, genesisHash: Hash, validators: ValidatorSet
     ) -> [PrecheckedBlock] {
         precondition(encoded == nil || encoded!.count == blocks.count)
         var tasks: [(block: Int, start: Int, end: Int)] = []
@@ -203,13 +209,13 @@ public enum BlockPrecheck {
                     let range = source.transactionRanges[index]
                     hashes[base + index] = SHA256.hash(source.payload[range])
                     signatureValid[base + index] = transaction.sender.isValidSignature(
-                        transaction.signature, for: EncodedBlock.signingBytes(payload: source.payload, transaction: range))
+                        transaction.signature, for: EncodedBlock.signingBytes(payload: source.payload, transaction: range, genesisHash: genesisHash))
                 }
             } else {
                 for index in task.start..<task.end {
                     let transaction = transactions[index]
                     hashes[base + index] = transaction.hash
-                    signatureValid[base + index] = transaction.hasValidSignature
+                    signatureValid[base + index] = transaction.hasValidSignature(genesisHash: genesisHash)
                 }
             }
         }
@@ -275,7 +281,8 @@ public struct ChainVerifier: Sendable {
     /// Full check of one block (signatures on all cores), then applies it.
     @discardableResult
     public mutating func verifyNext(_ certified: CertifiedBlock) throws(VerificationFailure) -> BlockExecution {
-        try verifyNext(BlockPrecheck.run([certified], chainID: genesis.chainID, validators: genesis.validators)[0])
+        try verifyNext(
+            BlockPrecheck.run([certified], chainID: genesis.chainID, genesisHash: ledger.genesisHash, validators: genesis.validators)[0])
     }
 
     /// The sequential checks of a prechecked block, then applies it to the ledger.

@@ -49,11 +49,13 @@ struct EncodedBlock: Sendable {
     }
 
     /// A transaction's signing bytes from its canonical bytes: the two layouts share
-    /// the body and differ in the tag and the trailing signature (see `Transaction`).
-    static func signingBytes(payload: [UInt8], transaction range: Range<Int>) -> [UInt8] {
+    /// the body and differ in the tag, the genesis hash after the signing tag and the
+    /// trailing signature (see `Transaction`).
+    static func signingBytes(payload: [UInt8], transaction range: Range<Int>, genesisHash: Hash) -> [UInt8] {
         var bytes = [UInt8]()
-        bytes.reserveCapacity(signingTagBytes.count + range.count)
+        bytes.reserveCapacity(signingTagBytes.count + Hash.byteCount + range.count)
         bytes.append(contentsOf: signingTagBytes)
+        bytes.append(contentsOf: genesisHash.bytes)
         bytes.append(contentsOf: payload[(range.lowerBound + transactionTagBytes.count)..<(range.upperBound - Signature.byteCount)])
         return bytes
     }

@@ -76,7 +76,8 @@ public struct Send: AsyncParsableCommand {
             let sender = Address(publicKey: key.publicKey)
             let nonce = try await session.account(sender).pendingNonce
             let transaction = Transaction.signed(
-                by: key, chainID: session.genesis.chainID, to: recipient, amount: units, fee: feeUnits, nonce: nonce)
+                by: key, chainID: session.genesis.chainID, genesisHash: session.genesis.hash, to: recipient, amount: units,
+                fee: feeUnits, nonce: nonce)
             try await submit(transaction, session)
             var summary: [String: Any] = [
                 "hash": transaction.hash.hex, "from": sender.bech32m, "to": recipient.bech32m,

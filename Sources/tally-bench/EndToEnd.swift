@@ -74,7 +74,8 @@ struct EndToEnd: AsyncParsableCommand {
         }
         let latencyCount = latencyRate * latencySeconds
         benchLog("signing \(latencyCount + (latencyOnly ? 0 : transactions)) transfers from \(accounts) accounts")
-        let signed = Workload.sign(accounts: accounts, count: latencyCount + (latencyOnly ? 0 : transactions), chainID: network.genesis.chainID)
+        let signed = Workload.sign(accounts: accounts, count: latencyCount + (latencyOnly ? 0 : transactions), chainID: network.genesis.chainID,
+            genesisHash: network.genesis.hash)
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         var result: [String: Any] = [:]
         do {
@@ -157,7 +158,7 @@ enum Workload {
 
     /// Transfer `k` is from account `k % accounts` with nonce `k / accounts`, to one of
     /// as many unfunded accounts (the chain creates them), signed on all cores.
-    static func sign(accounts: Int, count: Int, chainID: String) -> [Signed] {
+    static func sign(accounts: Int, count: Int, chainID: String, genesisHash: Hash) -> [Signed] {
         let keys = (0..<accounts).map(DevnetKeys.accountKey)
         let recipients = (accounts..<(2 * accounts)).map { Address(publicKey: DevnetKeys.accountKey($0).publicKey) }
         let output = UnsafeMutableBufferPointer<Signed>.allocate(capacity: count)
@@ -169,8 +170,8 @@ enum Workload {
             var k = chunk
             while k < count {
                 let transaction = Transaction.signed(
-                    by: keys[k % accounts], chainID: chainID, to: recipients[(k * 7 + k / accounts) % accounts], amount: 1, fee: 1,
-                    nonce: UInt64(k / accounts))
+                    by: keys[k % accounts], chainID: chainID, genesisHash: genesisHash,
+                    to: recipients[(k * 7 + k / accounts) % accounts], amount: 1, fee: 1, nonce: UInt64(k / accounts))
                 (shared.baseAddress! + k).initialize(to: Signed(hex: Hex.encode(transaction.canonicalBytes), hash: transaction.hash.hex))
                 k += chunks
             }

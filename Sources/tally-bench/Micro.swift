@@ -18,9 +18,12 @@ struct Micro: ParsableCommand {
     func run() throws {
         let key = DevnetKeys.accountKey(0)
         let recipient = Address(publicKey: DevnetKeys.accountKey(1).publicKey)
-        let transaction = Transaction.signed(by: key, chainID: DevnetKeys.chainID, to: recipient, amount: 10, fee: 1, nonce: 7)
+        // Any genesis hash: these time one transaction's encoding and signature check.
+        let genesisHash = SHA256.hash(Array("tally-bench-micro".utf8))
+        let transaction = Transaction.signed(
+            by: key, chainID: DevnetKeys.chainID, genesisHash: genesisHash, to: recipient, amount: 10, fee: 1, nonce: 7)
         let bytes = transaction.canonicalBytes
-        let signing = transaction.signingBytes()
+        let signing = transaction.signingBytes(genesisHash: genesisHash)
         let publicKey = Array(key.publicKey.bytes)
         let signature = Array(transaction.signature.bytes)
         let leaves = (0..<1000).map { SHA256.hash(Array("leaf \($0)".utf8)) }
@@ -39,7 +42,7 @@ struct Micro: ParsableCommand {
         bench("verify.raw(libsodium)") {
             precondition(crypto_sign_verify_detached(signature, signing, UInt64(signing.count), publicKey) == 0)
         }
-        bench("verify.transaction(VerifiedTransaction)") { precondition(VerifiedTransaction(transaction) != nil) }
+        bench("verify.transaction(VerifiedTransaction)") { precondition(VerifiedTransaction(transaction, genesisHash: genesisHash) != nil) }
         results.append(stateRootBenchmark())
         try writeJSON(["micro": results], to: json)
     }
@@ -55,12 +58,14 @@ struct Micro: ParsableCommand {
         }
         let genesis = try! Genesis(chainID: DevnetKeys.chainID, genesisTimeMs: 0, validators: DevnetKeys.validators(), accounts: genesisAccounts)
         var ledger = Ledger(genesis: genesis)
+        let genesisHash = ledger.genesisHash
         let blocks = 10
         let prepared: [[VerifiedTransaction]] = (0..<blocks).map { height in
             senders.enumerated().map { index, key in
                 let recipient = genesisAccounts[(index * 7919 + height * 104_729) % genesisAccounts.count].address
                 return VerifiedTransaction(signatureAlreadyVerified: Transaction.signed(
-                    by: key, chainID: DevnetKeys.chainID, to: recipient, amount: 1, fee: 1, nonce: UInt64(height)))
+                    by: key, chainID: DevnetKeys.chainID, genesisHash: genesisHash, to: recipient, amount: 1, fee: 1,
+                    nonce: UInt64(height)))
             }
         }
         let start = monotonicSeconds()

@@ -155,6 +155,15 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
         }
     }
 
+    private lazy var tamperedGossipSender: SigningKey? = Self.fundedDevnetKey(in: genesis)
+
+    /// The last devnet account key the genesis funds (the least likely to have sent
+    /// anything, so nonce 0 is still its next one).
+    static func fundedDevnetKey(in genesis: Genesis) -> SigningKey? {
+        let funded = Set(genesis.accounts.filter { $0.balance > 0 }.map(\.address))
+        return (0..<256).reversed().lazy.map(DevnetKeys.accountKey).first { funded.contains(Address(publicKey: $0.publicKey)) }
+    }
+
     private func forge(_ viewChange: ViewChange, link: OutboundLink) -> ViewChange? {
         Forgery.viewChangeWithForgedCertificate(
             viewChange, tip: link.tip, genesisTimeMs: genesis.genesisTimeMs, validators: genesis.validators,
@@ -182,10 +191,15 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
         }
         count("garbage_payload", "random and truncated payloads to \(link.others)",
               by: (Self.randomPayloadsPerRound + 1) * link.others.count)
-        // Well-formed gossip whose transaction's signature does not match (amount changed after signing).
-        let throwaway = SigningKey(seed: randomBytes(32))!
+        // Well-formed gossip whose transaction's signature does not match (amount changed
+        // after signing). The sender is a funded genesis account (a well-known devnet key)
+        // so that the transaction passes every cheap admission check and only the
+        // signature check can refuse it (an unfunded one is refused before any signature
+        // work, as `gossip_insufficient_balance`).
+        let sender = tamperedGossipSender ?? SigningKey(seed: randomBytes(32))!
         var tampered = Transaction.signed(
-            by: throwaway, chainID: chainID, to: Address(publicKey: throwaway.publicKey), amount: 1, fee: 1, nonce: 0)
+            by: sender, chainID: chainID, genesisHash: genesis.hash, to: Address(publicKey: sender.publicKey), amount: 1,
+            fee: max(1, genesis.consensus.minFee), nonce: 0)
         tampered.amount += 1
         for peer in link.others { link.sendGossip([tampered], to: peer) }
         count("bad_signature_gossip", "transaction \(tampered.hash.hex.prefix(12)) to \(link.others)", by: link.others.count)

@@ -17,6 +17,10 @@ final class RunStatistics: @unchecked Sendable {
     func setByzantineStartsBefore(_ node: Int, _ count: Int) { lock.withLock { startsBefore[node] = count } }
     func byzantineStartsBefore(_ node: Int) -> Int { lock.withLock { startsBefore[node] ?? 0 } }
     func observe(view: UInt64) { lock.withLock { maxView = max(maxView, view) } }
+    private var byzantine: Set<Int> = []
+    func recordByzantine(_ node: Int) { _ = lock.withLock { byzantine.insert(node) } }
+    /// Validators that ran a Byzantine misbehaviour at some point.
+    var byzantineNodes: Set<Int> { lock.withLock { byzantine } }
     var faults: [FaultKind: Int] { lock.withLock { faultsByKind } }
     var highestView: UInt64 { lock.withLock { maxView } }
 }
@@ -63,6 +67,7 @@ struct ChaosRun {
         let liveBalances = await liveSupply(load, height: height)
         results.append(liveBalances.result)
         await monitorTask.value
+        results.append(await evidenceAgainstHonest())
 
         for node in 0..<cluster.validators { cluster.terminate(node) }
         var chains: [Int: [CertifiedBlock]] = [:]
@@ -111,8 +116,12 @@ struct ChaosRun {
                     cluster.kill(resolved.node!)
                     let what = try cluster.tearNewestSegment(resolved.node!, bytes: fault.tornBytes)
                     print("\(elapsed(started)) kill -9 node\(resolved.node!), tore \(what)")
+                case .restoredData:
+                    try copyData(resolved.node!)
+                    print("\(elapsed(started)) copied node\(resolved.node!)'s data directory (it runs on)")
                 case _ where fault.kind.faultClass == .byzantine:
                     statistics.setByzantineStartsBefore(resolved.node!, Self.byzantineStarts(in: cluster.log(resolved.node!), fault.kind))
+                    statistics.recordByzantine(resolved.node!)
                     try relaunch(resolved.node!, as: fault.kind)
                     let retargeted = resolved.node == fault.node ? "" : " (the primary, instead of node\(fault.node!))"
                     print("\(elapsed(started)) node\(resolved.node!)\(retargeted) restarted as tally-byzantine --misbehaviour \(fault.kind.rawValue)")
@@ -135,6 +144,11 @@ struct ChaosRun {
                 case .kill, .tear:
                     try cluster.start(fault.node!)
                     print("\(elapsed(started)) restart node\(fault.node!)")
+                case .restoredData:
+                    cluster.kill(fault.node!)
+                    try restoreData(fault.node!)
+                    try cluster.start(fault.node!)
+                    print("\(elapsed(started)) kill -9 node\(fault.node!), its older data directory put back, restart")
                 case .freeze:
                     cluster.signal(fault.node!, SIGCONT)
                     print("\(elapsed(started)) SIGCONT node\(fault.node!)")
@@ -174,6 +188,46 @@ struct ChaosRun {
             return FaultEpisode.Fault(node: primary, kind: fault.kind, tornBytes: fault.tornBytes, peer: fault.peer, link: fault.link)
         }
         return fault
+    }
+
+    private func dataCopy(_ node: Int) -> String { cluster.dataDirectory(node) + ".restore" }
+
+    /// Copies a frozen node's data directory (consistent: nothing is written meanwhile).
+    private func copyData(_ node: Int) throws {
+        let files = FileManager.default
+        if files.fileExists(atPath: dataCopy(node)) { try files.removeItem(atPath: dataCopy(node)) }
+        cluster.signal(node, SIGSTOP)
+        defer { cluster.signal(node, SIGCONT) }
+        try files.copyItem(atPath: cluster.dataDirectory(node), toPath: dataCopy(node))
+    }
+
+    /// Puts the copy back over the (stopped) node's data directory; HOME/signing-mark stays.
+    private func restoreData(_ node: Int) throws {
+        let files = FileManager.default
+        try files.removeItem(atPath: cluster.dataDirectory(node))
+        try files.moveItem(atPath: dataCopy(node), toPath: cluster.dataDirectory(node))
+    }
+
+    /// Equivocation evidence the running validators hold against validators that never
+    /// ran a Byzantine misbehaviour: an honest validator (restored from older data, say)
+    /// signed two conflicting statements.
+    private func evidenceAgainstHonest() async -> CheckResult {
+        let byzantine = statistics.byzantineNodes
+        var against: [String] = []
+        var total = 0
+        for node in 0..<cluster.validators {
+            guard let (status, body) = try? await cluster.request(node, "evidence"), status == 200,
+                  let list = try? JSONSerialization.jsonObject(with: body) as? [[String: Any]]
+            else { continue }
+            total += list.count
+            for item in list {
+                guard let validator = item["validator"] as? Int, !byzantine.contains(validator) else { continue }
+                against.append("node\(node) holds \(item["kind"] ?? "?") evidence against node\(validator) at view \(item["view"] ?? "?") height \(item["height"] ?? "?")")
+            }
+        }
+        return CheckResult(
+            name: "no equivocation evidence against a validator that was never Byzantine", passed: against.isEmpty,
+            detail: against.isEmpty ? "\(total) pieces of evidence, all against Byzantine validators" : against.joined(separator: "; "))
     }
 
     /// How many times a node's log says tally-byzantine started with this misbehaviour.
@@ -238,7 +292,7 @@ struct ChaosRun {
                 }
             case .oneWayLoss:
                 add(node, fault.peer, fault.link)
-            case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView,
+            case .kill, .freeze, .tear, .restoredData, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView,
                  .censor:
                 break
             }

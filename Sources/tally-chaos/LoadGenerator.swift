@@ -19,6 +19,8 @@ final class LoadGenerator: @unchecked Sendable {
 
     let cluster: Testbed
     let recipients: [Address]
+    /// What the faucet's signatures commit to.
+    let genesisHash: Hash
     private var nextNonce: UInt64 = 0
     private var outstanding: [UInt64: Transaction] = [:]
     private var lastSubmit = Date.distantPast
@@ -29,6 +31,7 @@ final class LoadGenerator: @unchecked Sendable {
 
     init(cluster: Testbed, seed: UInt64) {
         self.cluster = cluster
+        genesisHash = cluster.genesis.hash
         recipients = (0..<Self.recipientCount).map { index in
             Address(publicKey: SigningKey(seed: SHA256.hash(Array("chaos-recipient-\(seed)-\(index)".utf8)).bytes)!.publicKey)
         }
@@ -38,7 +41,8 @@ final class LoadGenerator: @unchecked Sendable {
 
     func transaction(nonce: UInt64) -> Transaction {
         Transaction.signed(
-            by: cluster.faucet, chainID: cluster.genesis.chainID, to: recipients[Int(nonce % UInt64(Self.recipientCount))],
+            by: cluster.faucet, chainID: cluster.genesis.chainID, genesisHash: genesisHash,
+            to: recipients[Int(nonce % UInt64(Self.recipientCount))],
             amount: 1 + nonce % 7, fee: 1, nonce: nonce)
     }
 

@@ -14,6 +14,10 @@ enum FaultKind: String, CaseIterable, Sendable {
     case freeze
     /// kill -9, truncate a few bytes off the newest block segment, restart at the end.
     case tear
+    /// A copy of the data directory at the start (SIGSTOP, copy, SIGCONT); the node goes
+    /// on signing; at the end kill -9, the copy put back, restart (issue 13 item 8: it
+    /// must sign nothing that conflicts with what it signed after the copy).
+    case restoredData = "restored-data"
     // network faults (validators in a `NetworkLab`); links to the harness stay clear
     /// The node cannot reach any other validator, nor they it.
     case isolate
@@ -50,7 +54,7 @@ enum FaultKind: String, CaseIterable, Sendable {
 
     var faultClass: FaultClass {
         switch self {
-        case .kill, .freeze, .tear: return .process
+        case .kill, .freeze, .tear, .restoredData: return .process
         case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView, .censor: return .byzantine
         default: return .network
         }
@@ -170,7 +174,7 @@ struct FaultSchedule {
         var peer = node
         var link = LinkPolicy.clear
         switch kind {
-        case .kill, .freeze, .tear: break
+        case .kill, .freeze, .tear, .restoredData: break
         case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView, .censor: break
         case .isolate: link = .partitioned
         case .oneWayLoss:

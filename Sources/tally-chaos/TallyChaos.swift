@@ -20,6 +20,15 @@ struct TallyChaos: AsyncParsableCommand {
             Without root, --faults network exits 2. Byzantine faults: a validator restarted as tally-byzantine \
             --misbehaviour equivocate|conflicting-votes|forged-view-change|garbage-frames|silent|forged-new-view|censor for the episode, \
             then as an honest tally-node on the same data; it counts towards the at most --max-faulty (≤ f) faulty validators.
+
+            --faults hostile (alone) is another run: honest load for --phase-seconds (the baseline), then the same load \
+            for --phase-seconds while attackers on other loopback addresses (127.66.x.y) spam from never-funded keys past \
+            the mempool bound, send zero-value and zero-fee transfers, send stuck transactions (T0' to the primary, T0 and \
+            T1 to the backups), flood one node's API with idle, slowloris and slow-body connections past its descriptor \
+            limit, hammer /txs/{hash} and /blocks, grab /events slots, flood every peer port while a validator restarts; \
+            afterwards tally verify gets crafted block segments. Honest throughput and p50/p99 latency of both phases are \
+            printed; it fails when honest transfers stop committing, honest p50 under attack is over 2× the baseline, \
+            or an attack that should be refused was not. --attacks picks some; the sizes have options.
             """)
 
     @Option(help: "Number of validators (4 or 7).") var validators = 4
@@ -34,11 +43,48 @@ struct TallyChaos: AsyncParsableCommand {
     @Option(help: "Directory for the testnet (default: a new temporary one).") var output: String?
     @Flag(help: "Keep the testnet directory even when every check passes.") var keep = false
 
+    // --faults hostile
+    @Option(help: "hostile: attacks, comma-separated (default all): \(Attack.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var attacks: String?
+    @Option(help: "hostile: seconds of the baseline phase and of the attack phase.") var phaseSeconds = HostileOptions().phaseSeconds
+    @Option(help: "hostile: honest transfers offered per second.") var honestRate = HostileOptions().honestRatePerSecond
+    @Option(help: "hostile: funded honest senders.") var honestSenders = HostileOptions().honestSenders
+    @Option(help: "hostile: every node's mempool.max_transactions.") var mempoolBound = HostileOptions().mempoolBound
+    @Option(help: "hostile: unfunded spam transfers (past the mempool bound).") var spamTransactions = HostileOptions().spamTransactions
+    @Option(help: "hostile: zero-amount / zero-fee transfers.") var zeroValueTransactions = HostileOptions().zeroValueTransactions
+    @Option(help: "hostile: stuck-transaction rounds (one funded key each).") var stuckRounds = HostileOptions().stuckRounds
+    @Option(help: "hostile: idle connections to the flooded API.") var idleConnections = HostileOptions().idleConnections
+    @Option(help: "hostile: slowloris-head and slow-body connections (each).") var slowConnections = HostileOptions().slowConnections
+    @Option(help: "hostile: open-file limit of the flooded validator.") var descriptorLimit = HostileOptions().floodedNodeDescriptorLimit
+    @Option(help: "hostile: threads hammering /txs/{hash} and /blocks.") var hammerThreads = HostileOptions().hammerThreads
+    @Option(help: "hostile: valid transfers the hammer commits first (a big block) and then looks up.")
+    var hammerBlockTransactions = HostileOptions().hammerBlockTransactions
+    @Option(help: "hostile: addresses grabbing /events streams.") var eventAddresses = HostileOptions().eventAddresses
+    @Option(help: "hostile: idle connections per address and peer port during the restart.") var peerFloodPerAddress = HostileOptions().peerFloodPerAddress
+    @Option(help: "hostile: seconds the peer ports are flooded after the restart.") var peerFloodSeconds = HostileOptions().peerFloodSeconds
+    @Option(help: "hostile: seconds tally verify may take on a crafted segment.") var verifyBoundSeconds = HostileOptions().verifyBoundSeconds
+
     func validate() throws {
         guard validators >= 4 else { throw ValidationError("--validators must be at least 4") }
         guard (try? Self.seconds(duration)) != nil else { throw ValidationError("--duration: seconds or 90s, 10m, 1h") }
+        if faults == "hostile" {
+            guard phaseSeconds >= 5, honestRate > 0, honestSenders >= 1, mempoolBound >= 1, spamTransactions >= 0, zeroValueTransactions >= 0,
+                stuckRounds >= 0, idleConnections >= 0, slowConnections >= 0, descriptorLimit >= 256, hammerThreads >= 0,
+                hammerBlockTransactions >= 0, eventAddresses >= 0, peerFloodPerAddress >= 0, peerFloodSeconds >= 1, verifyBoundSeconds >= 1
+            else { throw ValidationError("hostile: sizes must not be negative; --phase-seconds at least 5, --descriptor-limit at least 256") }
+            // Bounds that keep one run's harness within a machine's means.
+            guard idleConnections <= 20_000, spamTransactions <= 1_000_000, eventAddresses <= 1_000, hammerThreads <= 64, stuckRounds <= 100,
+                hammerBlockTransactions <= 10_000 else {
+                throw ValidationError("hostile: at most 20000 idle connections, 1000000 spam transfers, 1000 event addresses, 64 hammer threads, 100 stuck rounds, 10000 hammer block transactions")
+            }
+            guard hammerBlockTransactions <= mempoolBound / 2 else {
+                throw ValidationError("hostile: --hammer-block-transactions at most half of --mempool-bound (valid transfers may fill a mempool)")
+            }
+            guard (try? hostileAttacks()) != nil else { throw ValidationError("--attacks: \(Attack.allCases.map(\.rawValue).joined(separator: ", "))") }
+            return
+        }
         let classes = faults.split(separator: ",").map { FaultClass(rawValue: String($0)) }
-        guard classes.allSatisfy({ $0 != nil }) else { throw ValidationError("--faults: process, network, byzantine") }
+        guard classes.allSatisfy({ $0 != nil }) else { throw ValidationError("--faults: process, network, byzantine; or hostile alone") }
         if let maxFaulty {
             guard (1...validators).contains(maxFaulty) else { throw ValidationError("--max-faulty: 1...\(validators)") }
             // PBFT promises nothing with more than f Byzantine validators, so such a run could fail without a bug.
@@ -60,7 +106,55 @@ struct TallyChaos: AsyncParsableCommand {
 
     var faultClasses: Set<FaultClass> { Set(faults.split(separator: ",").compactMap { FaultClass(rawValue: String($0)) }) }
 
+    func hostileAttacks() throws -> Set<Attack> {
+        guard let attacks else { return Set(Attack.allCases) }
+        let parsed = attacks.split(separator: ",").map { Attack(rawValue: String($0)) }
+        guard parsed.allSatisfy({ $0 != nil }) else { throw ValidationError("--attacks") }
+        return Set(parsed.compactMap { $0 })
+    }
+
+    var hostileOptions: HostileOptions {
+        var options = HostileOptions()
+        options.phaseSeconds = phaseSeconds
+        options.honestRatePerSecond = honestRate
+        options.honestSenders = honestSenders
+        options.mempoolBound = mempoolBound
+        options.spamTransactions = spamTransactions
+        options.zeroValueTransactions = zeroValueTransactions
+        options.stuckRounds = stuckRounds
+        options.idleConnections = idleConnections
+        options.slowConnections = slowConnections
+        options.floodedNodeDescriptorLimit = descriptorLimit
+        options.hammerThreads = hammerThreads
+        options.hammerBlockTransactions = hammerBlockTransactions
+        options.eventAddresses = eventAddresses
+        options.peerFloodPerAddress = peerFloodPerAddress
+        options.peerFloodSeconds = peerFloodSeconds
+        options.verifyBoundSeconds = verifyBoundSeconds
+        options.attacks = (try? hostileAttacks()) ?? Set(Attack.allCases)
+        return options
+    }
+
+    /// `--faults hostile`: its own testnet (funded honest and attacker accounts), then `HostileRun`.
+    func runHostile() async throws {
+        let options = hostileOptions
+        let directory = URL(fileURLWithPath: output ?? (NSTemporaryDirectory() + "tally-hostile-\(getpid())"))
+        if output == nil { try? FileManager.default.removeItem(at: directory) }
+        let binaries = Bundle.main.executableURL!.resolvingSymlinksInPath().deletingLastPathComponent()
+        let cluster = try Testbed(
+            directory: directory, validators: validators, basePort: basePort ?? Testbed.randomBasePort(validators: validators), binaries: binaries,
+            chainID: "tally-hostile", fundedDevnetAccounts: HostileRun.fundedAccounts(options))
+        print("tally-chaos: --faults hostile: \(validators) validators in \(directory.path), API ports \(cluster.basePort)…")
+        installStopHandler(cluster)
+        let run = HostileRun(cluster: cluster, options: options, recoverySeconds: recoverySeconds)
+        let passed = try await run.execute()
+        if passed && !keep && output == nil { try? FileManager.default.removeItem(at: directory) }
+        if !passed { print("tally-chaos: kept \(directory.path) (logs node*.log)") }
+        if !passed { throw ExitCode(1) }
+    }
+
     func run() async throws {
+        if faults == "hostile" { return try await runHostile() }
         let seed = seed ?? UInt64.random(in: 0...UInt64.max)
         let durationSeconds = try Self.seconds(duration)
         let classes = faultClasses

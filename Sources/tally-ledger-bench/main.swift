@@ -32,6 +32,7 @@ struct LedgerBench: ParsableCommand {
 
         var clock = ContinuousClock.now
         var ledger = Ledger(genesis: genesis)
+        let genesisHash = ledger.genesisHash
         let genesisSeconds = seconds(since: clock)
 
         var random = SystemRandomNumberGenerator()
@@ -39,7 +40,8 @@ struct LedgerBench: ParsableCommand {
             senders.map { key in
                 let recipient = genesisAccounts[Int.random(in: 0..<genesisAccounts.count, using: &random)].address
                 return VerifiedTransaction(signatureAlreadyVerified: Transaction.signed(
-                    by: key, chainID: "bench", to: recipient, amount: 5, fee: 1, nonce: UInt64(height)))
+                    by: key, chainID: "bench", genesisHash: genesisHash, to: recipient, amount: 5, fee: 1,
+                    nonce: UInt64(height)))
             }
         }
 

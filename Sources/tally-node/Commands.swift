@@ -125,7 +125,9 @@ struct UnsafeResetAll: ParsableCommand {
         discussion: """
             UNSAFE: this also wipes the signer guard, the record of what this validator signed. A validator that \
             restarts without it could sign a second, conflicting vote for a view and height it already voted in. \
-            Only do this when the rest of the network has moved on, so the node catches up by block sync.
+            Only do this when the rest of the network has moved on, so the node catches up by block sync. \
+            The signing mark (HOME/signing-mark, the highest view and height it signed) is kept: the node \
+            signs nothing at or below it after the reset.
             """)
 
     @OptionGroup var homeOption: HomeOption

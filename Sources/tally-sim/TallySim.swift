@@ -11,9 +11,11 @@ struct TallySim: ParsableCommand {
         abstract: "Run the deterministic PBFT cluster simulator over a range of seeds.",
         discussion: """
             Every run checks agreement, commit certificates, monotonic heights and views, that no honest \
-            validator signs conflicting votes, that no transaction commits twice, and liveness after the \
-            faults heal: by height, and by transactions (every client transaction commits on every honest \
-            validator within a bound of ticks). Exits 0 when every run held every invariant; otherwise stops at the first failure \
+            validator signs conflicting votes, that no transaction commits twice, that nothing from a \
+            never-funded sender or behind a nonce gap commits, and liveness after the faults heal: by height, \
+            by a transfer submitted at healing, and by transactions (every client transaction commits on every \
+            honest validator within a bound of ticks). Clients, hostile ones too, submit through each replica's \
+            own mempool (the node's application). Exits 0 when every run held every invariant; otherwise stops at the first failure \
             and prints its seed, its fault schedule and the command that replays it.
             """)
 
@@ -35,8 +37,11 @@ struct TallySim: ParsableCommand {
     @Option(help: "Give every run at least one Byzantine replica of this mode (\(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))).")
     var byzantine: String?
 
-    @Option(help: "Switch off one defence to see the invariants go red: signatures, equivocation, stale-views, view-change-certificates, new-view-recompute, view-change-timer, join-needs-f-plus-one, invalid-new-view, censorship-timer, slow-primary, quorum, chain-id.")
+    @Option(help: "Switch off defences (comma separated) to see the invariants go red: signatures, equivocation, stale-views, view-change-certificates, new-view-recompute, view-change-timer, join-needs-f-plus-one, invalid-new-view, censorship-timer, slow-primary, quorum, chain-id, mempool-recheck, mempool-proposable.")
     var disableDefence: String?
+
+    @Flag(help: "No empty blocks on an idle chain (a node's default): primaries propose only when transactions wait.")
+    var noEmptyBlocks = false
 
     @Option(help: "Fail a run whose transactions submitted after healing take longer than this many ticks on average to commit everywhere (off by default; the slow-primary defence test uses it).")
     var meanLatencyBound: Int?
@@ -59,7 +64,9 @@ struct TallySim: ParsableCommand {
         if let byzantine { guard ByzantineMode(rawValue: byzantine) != nil else { throw ValidationError("unknown --byzantine mode") } }
         if let disableDefence {
             var probe = SimulationOptions()
-            guard probe.disableDefence(disableDefence) else { throw ValidationError("unknown --disable-defence") }
+            for name in disableDefence.split(separator: ",") {
+                guard probe.disableDefence(String(name)) else { throw ValidationError("unknown --disable-defence \(name)") }
+            }
         }
         guard InvariantChecking(rawValue: invariants) != nil else { throw ValidationError("--invariants must be every-step or every-tick") }
         guard jobs >= 1 && jobs <= 64 else { throw ValidationError("--jobs must be 1...64") }
@@ -87,7 +94,7 @@ struct TallySim: ParsableCommand {
         let sweep = Sweep(range: range, counts: counts, mix: mix, verbose: verbose, trace: trace,
                           invariants: InvariantChecking(rawValue: invariants)!,
                           byzantine: byzantine.flatMap(ByzantineMode.init(rawValue:)), disableDefence: disableDefence,
-                          meanLatencyBound: meanLatencyBound, watchTicks: watchTicks)
+                          meanLatencyBound: meanLatencyBound, watchTicks: watchTicks, noEmptyBlocks: noEmptyBlocks)
         let started = Date()
         Sweep.workers(jobs) { sweep.work() }
         sweep.finishProgress()
@@ -102,6 +109,7 @@ struct TallySim: ParsableCommand {
             if let disableDefence { replay += " --disable-defence \(disableDefence)" }
             if let meanLatencyBound { replay += " --mean-latency-bound \(meanLatencyBound)" }
             if watchTicks != SimulationOptions().transactionWatchTicks { replay += " --watch-ticks \(watchTicks)" }
+            if noEmptyBlocks { replay += " --no-empty-blocks" }
             print("replay: \(replay)")
             throw ExitCode(1)
         }
@@ -120,6 +128,7 @@ final class Sweep: @unchecked Sendable {
     let disableDefence: String?
     let meanLatencyBound: Int?
     let watchTicks: Int
+    let noEmptyBlocks: Bool
     let lock = NSLock()
     var next: UInt64
     var runs = 0
@@ -129,6 +138,7 @@ final class Sweep: @unchecked Sendable {
     var faults: [String: Int] = [:]
     var dropped: [DropReason: Int] = [:]
     var suspicions: [BackupSuspicion: Int] = [:]
+    var evictions: [String: Int] = [:]
     var byzantine: [String: Int] = [:]
     var runsByCount: [Int: Int] = [:]
     var failure: SimulationResult?
@@ -136,10 +146,11 @@ final class Sweep: @unchecked Sendable {
     let interactive = isatty(1) == 1
 
     init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?, invariants: InvariantChecking,
-         byzantine: ByzantineMode?, disableDefence: String?, meanLatencyBound: Int?, watchTicks: Int) {
+         byzantine: ByzantineMode?, disableDefence: String?, meanLatencyBound: Int?, watchTicks: Int, noEmptyBlocks: Bool) {
         forcedMode = byzantine
         self.meanLatencyBound = meanLatencyBound
         self.watchTicks = watchTicks
+        self.noEmptyBlocks = noEmptyBlocks
         self.disableDefence = disableDefence
         self.trace = trace
         self.invariants = invariants
@@ -182,7 +193,8 @@ final class Sweep: @unchecked Sendable {
                 options.byzantineModes = [forcedMode]
                 options.forceByzantine = true
             }
-            if let disableDefence { _ = options.disableDefence(disableDefence) }
+            for name in disableDefence?.split(separator: ",") ?? [] { _ = options.disableDefence(String(name)) }
+            if noEmptyBlocks { options.emptyBlockIntervalTicks = nil }
             options.maxMeanTransactionLatencyTicks = meanLatencyBound
             options.transactionWatchTicks = watchTicks
             let result = Simulation(seed: seed, options: options).run()
@@ -201,6 +213,7 @@ final class Sweep: @unchecked Sendable {
         faults.merge(result.faults, uniquingKeysWith: +)
         dropped.merge(result.dropped, uniquingKeysWith: +)
         suspicions.merge(result.suspicions, uniquingKeysWith: +)
+        for (reason, count) in result.evictions { evictions[reason.rawValue, default: 0] += count }
         for mode in result.plan.byzantine.values { byzantine[mode.rawValue, default: 0] += 1 }
         if result.failure != nil && failure == nil { failure = result }
         if verbose {
@@ -233,6 +246,7 @@ final class Sweep: @unchecked Sendable {
         lines.append("faults injected: " + faults.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append("byzantine replicas by mode: " + byzantine.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append("inputs dropped by honest replicas: " + dropped.sorted { $0.key < $1.key }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
+        lines.append("mempool evictions by honest replicas: " + evictions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append(failure == nil ? "result: every run held every invariant" : "result: FAILED")
         return lines.joined(separator: "\n")
     }

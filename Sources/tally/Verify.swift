@@ -77,7 +77,8 @@ struct Verify: ParsableCommand {
         var samples: [SignatureCalibration.Sample] = []
         var rawBefore: SignatureCalibration.Measurement?
         if calibrate {
-            samples = (try? SignatureCalibration.samples(dataDirectory: dataDirectory, count: 20_000)) ?? []
+            samples = (try? SignatureCalibration.samples(
+                dataDirectory: dataDirectory, genesisHash: genesisValue.hash, count: 20_000)) ?? []
             if !samples.isEmpty { rawBefore = measureRaw(samples) }
         }
 

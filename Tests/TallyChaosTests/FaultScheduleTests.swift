@@ -66,8 +66,8 @@ final class FaultScheduleTests: XCTestCase {
                     case .loss: XCTAssertTrue(FaultSchedule.lossProbability.contains(fault.link.lossProbability))
                     case .duplicate: XCTAssertTrue(FaultSchedule.duplicateProbability.contains(fault.link.duplicateProbability))
                     case .isolate, .isolatePrimary, .split: XCTAssertTrue(fault.link.blocked)
-                    case .kill, .freeze, .tear, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView,
-                         .censor:
+                    case .kill, .freeze, .tear, .restoredData, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent,
+                         .forgedNewView, .censor:
                         XCTAssertEqual(fault.link, .clear)
                     }
                 }

@@ -1,3 +1,4 @@
+import TallyApplication
 import TallyCrypto
 import TallyTypes
 import XCTest
@@ -9,12 +10,12 @@ import XCTest
 /// and 9): censoring chosen senders, or proposing late, just inside the no-commit
 /// timer. Validator 0 is the primary of view 0 throughout.
 final class CensorshipTests: XCTestCase {
-    let pool = TransactionPool.shared
+    let pool = TransactionPool.shared(for: Simulation.makeGenesis(validatorCount: 4))
     var timeout: Int { Int(SimulationOptions.parameters.viewChangeTimeoutTicks) }
 
     /// Gives `transaction` to the replicas `to` only.
     func hand(_ scenario: Scenario, _ transaction: Transaction, to replicas: ClosedRange<Int>) {
-        for index in replicas { scenario.apps[index].submit(transaction) }
+        for index in replicas { _ = scenario.apps[index].submit([transaction]) }
         for index in replicas { scenario.step(ValidatorIndex(index), .transactionsAvailable) }
     }
 
@@ -59,7 +60,7 @@ final class CensorshipTests: XCTestCase {
         // All at once, so the primary's next proposal takes a full block.
         func submitFromClients(_ count: Int) {
             for _ in 0..<count {
-                for app in scenario.apps { app.submit(pool.transactions[submitted % 7][submitted / 7]) }
+                for app in scenario.apps { _ = app.submit([pool.transactions[submitted % 7][submitted / 7]]) }
                 submitted += 1
             }
             for index in ValidatorIndex(0)...3 { scenario.step(index, .transactionsAvailable) }

@@ -193,7 +193,7 @@ final class FaultyValidatorTests: XCTestCase {
             if to == 3, !alteredSent, case .block(let block) = message {
                 alteredSent = true
                 var transactions = block.transactions
-                transactions[transactions.count - 1] = TransactionPool.shared.transactions[TransactionPool.clientCount - 1][7]
+                transactions[transactions.count - 1] = scenario.pool.transactions[TransactionPool.clientCount - 1][7]
                 let altered = Block(header: block.header, transactions: transactions)
                 scenario.step(3, .message(.block(altered), from: from))
                 XCTAssertEqual(scenario.replicas[3].dropped[.malformedBlock], 1, "altered block taken")
@@ -219,7 +219,8 @@ final class FaultyValidatorTests: XCTestCase {
         let scenario = Scenario()
         let key = scenario.keys[0]
         let transaction = Transaction.signed(
-            by: key, chainID: Scenario.chainID, to: Address(publicKey: scenario.keys[1].publicKey), amount: 1, fee: 1, nonce: 0)
+            by: key, chainID: Scenario.chainID, genesisHash: scenario.genesisHash, to: Address(publicKey: scenario.keys[1].publicKey),
+            amount: 1, fee: 1, nonce: 0)
         let transactions = Array(repeating: transaction, count: Int(ConsensusParameters.default.maxBlockTransactions))
         let window = 2 * ConsensusParameters.default.checkpointIntervalBlocks
         var parent = scenario.genesisHash

@@ -108,6 +108,8 @@ final class MessageTests: XCTestCase {
             .newView(NewView(view: 8, viewChanges: [viewChange], proposals: [PrePrepare(view: 8, block: block, signature: signature).proposal], signature: signature)),
             .syncRequest(fromHeight: 1, toHeight: 64), .syncResponse([certified]), .committedTip(certified.certificate),
             .blockRequest([hashA, hashB]), .block(block),
+            .status(PeerStatus(view: 9, inViewChange: true, committedHeight: 41, wantsReply: true)),
+            .status(PeerStatus(view: 0, inViewChange: false, committedHeight: 0, wantsReply: false)),
         ]
         for message in messages {
             let decoded = try ConsensusMessage(canonicalBytes: message.canonicalBytes)

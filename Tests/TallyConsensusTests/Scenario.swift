@@ -1,4 +1,6 @@
+import TallyApplication
 import TallyCrypto
+import TallyDriver
 import TallyLedger
 import TallyTypes
 import XCTest
@@ -6,8 +8,9 @@ import XCTest
 @testable import TallyConsensus
 @testable import TallySimulation
 
-/// A tiny scenario DSL: n replicas with real Ed25519 keys and the simulator's
-/// ledger application, messages queued in a FIFO that the test delivers, drops or
+/// A tiny scenario DSL: n replicas with real Ed25519 keys and the node's ledger
+/// application (as the simulator builds it), each run by the production
+/// `ReplicaDriver`, messages queued in a FIFO that the test delivers, drops or
 /// forges. Every step checks the replica's invariants and that persist comes first.
 final class Scenario {
     let validatorCount: Int
@@ -15,8 +18,15 @@ final class Scenario {
     let genesis: Genesis
     let genesisHash: Hash
     let genesisLedger: Ledger
-    var replicas: [Replica] = []
-    var apps: [SimApplication] = []
+    /// Client transfers signed for `genesis`.
+    let pool: TransactionPool
+    var drivers: [ReplicaDriver] = []
+    /// The drivers' replicas; a test may change one (written back to its driver).
+    var replicas: [Replica] {
+        get { drivers.map(\.replica) }
+        set { for (driver, replica) in zip(drivers, newValue) { driver.replica = replica } }
+    }
+    var apps: [LedgerApplication] = []
     var executed: [[CertifiedBlock]]
     var persisted: [DurableState?]
     var queue: [(from: ValidatorIndex, to: ValidatorIndex, message: ConsensusMessage)] = []
@@ -33,24 +43,23 @@ final class Scenario {
     init(validators: Int = 4) {
         validatorCount = validators
         keys = (0..<validators).map { SigningKey(seed: [UInt8](repeating: UInt8(200 + $0), count: 32))! }
-        genesis = Simulation.makeGenesis(validatorCount: validators, pool: .shared)
+        genesis = Simulation.makeGenesis(validatorCount: validators)
         genesisHash = genesis.hash
+        pool = TransactionPool.shared(for: genesis)
         genesisLedger = Ledger(genesis: genesis)
         executed = Array(repeating: [], count: validators)
         persisted = Array(repeating: nil, count: validators)
         sent = Array(repeating: [], count: validators)
         for index in 0..<validators {
             apps.append(makeApplication())
-            replicas.append(makeReplica(ValidatorIndex(index), durable: nil))
+            drivers.append(makeDriver(ValidatorIndex(index), durable: nil))
         }
     }
 
-    func makeApplication() -> SimApplication {
-        SimApplication(
+    func makeApplication() -> LedgerApplication {
+        Simulation.makeApplication(
             genesis: genesis, ledger: genesisLedger, tipHash: genesisHash, tipTimestampMs: genesis.genesisTimeMs,
-            validTransactionHashes: TransactionPool.shared.validHashes, clockMs: { [unowned self] in
-                self.genesis.genesisTimeMs + UInt64(self.tickCount) * 10
-            })
+            nowMs: { [unowned self] in self.genesis.genesisTimeMs + UInt64(self.tickCount) * 10 })
     }
 
     func configuration(_ index: ValidatorIndex) -> ReplicaConfiguration {
@@ -70,44 +79,72 @@ final class Scenario {
             signer: Ed25519Signer(key: keys[Int(index)]))
     }
 
+    func makeDriver(_ index: ValidatorIndex, durable: DurableState?) -> ReplicaDriver {
+        let io = IO(scenario: self, index: index)
+        return ReplicaDriver(
+            replica: makeReplica(index, durable: durable), journal: io, blocks: io, transport: io, invariantChecks: .everyStep)
+    }
+
     /// Restarts a replica from its last persisted state (through its canonical bytes).
     func restart(_ index: ValidatorIndex) throws {
         let durable = try persisted[Int(index)].map { try DurableState(canonicalBytes: $0.canonicalBytes) }
-        apps[Int(index)] = apps[Int(index)].restarted()
-        replicas[Int(index)] = makeReplica(index, durable: durable)
+        apps[Int(index)] = Simulation.restarted(apps[Int(index)])
+        drivers[Int(index)] = makeDriver(index, durable: durable)
+    }
+
+    /// One validator's I/O: `persisted`, `executed` and the application, the queue.
+    final class IO: DurableStateSink, CertifiedBlockSink, ReplicaTransport {
+        unowned let scenario: Scenario
+        let index: ValidatorIndex
+
+        init(scenario: Scenario, index: ValidatorIndex) {
+            self.scenario = scenario
+            self.index = index
+        }
+
+        func write(_ state: DurableState) { scenario.persisted[Int(index)] = state }
+
+        func commit(_ certified: CertifiedBlock) -> Hash {
+            let root = scenario.apps[Int(index)].commit(certified.block).stateRoot
+            scenario.executed[Int(index)].append(certified)
+            return root
+        }
+
+        func send(_ message: ConsensusMessage, to peer: ValidatorIndex) { scenario.post(message, from: index, to: [peer]) }
+
+        func broadcast(_ message: ConsensusMessage) {
+            scenario.post(message, from: index, to: (0..<ValidatorIndex(scenario.validatorCount)).filter { $0 != index })
+        }
+
+        func sendBlocks(heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
+            scenario.post(.syncResponse(heights.map { scenario.executed[Int(index)][Int($0) - 1] }), from: index, to: [peer])
+        }
     }
 
     // MARK: Driving
 
+    /// Steps validator `index`'s driver; returns the actions of this event's own step
+    /// (not of the `.blockExecuted` steps it led to).
     @discardableResult
     func step(_ index: ValidatorIndex, _ event: ConsensusEvent, file: StaticString = #filePath, line: UInt = #line)
         -> [ConsensusAction]
     {
-        let actions = replicas[Int(index)].step(event)
-        replicas[Int(index)].invariants()
-        var sawOther = false
-        for action in actions {
-            switch action {
-            case .persist(let state):
-                XCTAssertFalse(sawOther, "persist after another action", file: file, line: line)
-                persisted[Int(index)] = state
-            case .execute(let certified):
-                sawOther = true
-                let root = apps[Int(index)].execute(certified.block)
-                executed[Int(index)].append(certified)
-                step(index, .blockExecuted(height: certified.block.height, stateRoot: root), file: file, line: line)
-            case .send(let message, let to):
-                sawOther = true
-                post(message, from: index, to: [to])
-            case .broadcast(let message):
-                sawOther = true
-                post(message, from: index, to: (0..<ValidatorIndex(validatorCount)).filter { $0 != index })
-            case .sendBlocks(let heights, let to):
-                sawOther = true
-                post(.syncResponse(heights.map { executed[Int(index)][Int($0) - 1] }), from: index, to: [to])
+        var first: [ConsensusAction]?
+        let driver = drivers[Int(index)]
+        driver.stepObserver = { _, _, actions in
+            var sawOther = false
+            for action in actions {
+                if case .persist = action {
+                    XCTAssertFalse(sawOther, "persist after another action", file: file, line: line)
+                } else {
+                    sawOther = true
+                }
             }
+            if first == nil { first = actions }
         }
-        return actions
+        XCTAssertNoThrow(try driver.handle(event), file: file, line: line)
+        driver.stepObserver = nil
+        return first ?? []
     }
 
     func post(_ message: ConsensusMessage, from: ValidatorIndex, to targets: [ValidatorIndex]) {
@@ -142,12 +179,11 @@ final class Scenario {
     /// Client transactions reach every running replica's mempool.
     func submit(_ count: Int) {
         for _ in 0..<count {
-            let pool = TransactionPool.shared
             let client = nextClientNonce % TransactionPool.clientCount
             let nonce = nextClientNonce / TransactionPool.clientCount
             nextClientNonce += 1
             for index in 0..<validatorCount where !down.contains(ValidatorIndex(index)) {
-                apps[index].submit(pool.transactions[client][nonce])
+                _ = apps[index].submit([pool.transactions[client][nonce]])
             }
         }
         for index in 0..<ValidatorIndex(validatorCount) where !down.contains(index) { step(index, .transactionsAvailable) }
@@ -171,7 +207,7 @@ final class Scenario {
     func proposal(view: UInt64 = 0, height: UInt64 = 1, parent: Hash? = nil, proposer: ValidatorIndex = 0,
                   timestampOffset: UInt64 = 0, on validator: Int? = nil) -> Block {
         let app = validator.map { apps[$0] } ?? makeApplication()
-        for client in 0..<2 { app.submit(TransactionPool.shared.transactions[client][Int(height) - 1]) }
+        for client in 0..<2 { _ = app.submit([pool.transactions[client][Int(height) - 1]]) }
         var block = app.propose(height: height, view: view, proposer: proposer, parentHash: parent ?? genesisHash,
                                 maxTransactions: 16, allowEmpty: true)!
         if timestampOffset > 0 {

@@ -56,4 +56,23 @@ final class MerkleTests: XCTestCase {
             XCTAssertNil(Merkle.proof(list, index: count))
         }
     }
+
+    /// A kept tree gives the same root and the same proofs as hashing the list again
+    /// for each leaf (the node serves many proofs from one tree per block).
+    func testKeptTreeMatchesTheListForms() {
+        XCTAssertEqual(Merkle.Tree([]).root, Merkle.root([]))
+        XCTAssertNil(Merkle.Tree([]).proof(index: 0))
+        for count in [1, 2, 3, 5, 8, 13, 64, 65, 100] {
+            let list = items(count)
+            let tree = Merkle.Tree(list)
+            XCTAssertEqual(tree.root, Merkle.root(list), "n=\(count)")
+            for index in 0..<count {
+                let proof = tree.proof(index: index)!
+                XCTAssertTrue(proof.verify(item: list[index], root: Merkle.root(list)), "n=\(count) i=\(index)")
+                XCTAssertEqual(proof, Merkle.proof(list, index: index))
+            }
+            XCTAssertNil(tree.proof(index: count))
+            XCTAssertNil(tree.proof(index: -1))
+        }
+    }
 }

@@ -19,8 +19,10 @@ final class BadInputTests: XCTestCase, @unchecked Sendable {
             return true
         }
         let chainID = network.genesis.chainID
+        let genesisHash = network.genesis.hash
         let recipient = Address(publicKey: SigningKey(seed: SHA256.hash([9]).bytes)!.publicKey)
-        let first = Transaction.signed(by: network.faucet, chainID: chainID, to: recipient, amount: 5, fee: 1, nonce: 0)
+        let first = Transaction.signed(
+            by: network.faucet, chainID: chainID, genesisHash: genesisHash, to: recipient, amount: 5, fee: 1, nonce: 0)
         let accepted = try await network.submitOne(0, first)
         XCTAssertEqual(accepted.status, 202)
         try await network.waitForHeight(1, on: [0, 1, 2, 3])
@@ -35,12 +37,18 @@ final class BadInputTests: XCTestCase, @unchecked Sendable {
         let (malformedStatus, malformedBody) = try await network.request(0, "txs", method: "POST", body: Data("{\"tx\": 12".utf8))
         expectError(400, "malformed", (malformedStatus, (try? JSONSerialization.jsonObject(with: malformedBody) as? [String: Any]) ?? [:]))
         // A bad signature.
-        var forged = Transaction.signed(by: network.faucet, chainID: chainID, to: recipient, amount: 5, fee: 1, nonce: 1)
+        var forged = Transaction.signed(
+            by: network.faucet, chainID: chainID, genesisHash: genesisHash, to: recipient, amount: 5, fee: 1, nonce: 1)
         forged.amount = 5_000
         expectError(422, "bad_signature", try await network.submitOne(1, forged))
         // A wrong chain id.
         expectError(422, "wrong_chain_id", try await network.submitOne(2, Transaction.signed(
-            by: network.faucet, chainID: "another-chain", to: recipient, amount: 5, fee: 1, nonce: 1)))
+            by: network.faucet, chainID: "another-chain", genesisHash: genesisHash, to: recipient, amount: 5, fee: 1, nonce: 1)))
+        // Issue 14: signed for another chain with the same chain id (another genesis).
+        var otherGenesis = network.genesis
+        otherGenesis.genesisTimeMs += 1
+        expectError(422, "bad_signature", try await network.submitOne(2, Transaction.signed(
+            by: network.faucet, chainID: chainID, genesisHash: otherGenesis.hash, to: recipient, amount: 5, fee: 1, nonce: 1)))
         // A replayed (committed) transaction.
         expectError(409, "stale_nonce", try await network.submitOne(3, first))
         // A 100 MB body is refused without being read.
@@ -64,7 +72,8 @@ final class BadInputTests: XCTestCase, @unchecked Sendable {
         await strangerNetwork.shutdown()
 
         // The network still commits, and every node counted what it rejected.
-        let next = Transaction.signed(by: network.faucet, chainID: chainID, to: recipient, amount: 5, fee: 1, nonce: 1)
+        let next = Transaction.signed(
+            by: network.faucet, chainID: chainID, genesisHash: genesisHash, to: recipient, amount: 5, fee: 1, nonce: 1)
         let nextStatus = try await network.submitOne(2, next).status
         XCTAssertEqual(nextStatus, 202)
         try await network.waitUntil("the transfer after the bad input to commit") {

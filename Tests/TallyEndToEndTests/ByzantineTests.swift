@@ -24,6 +24,7 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
             // The backups saw two PRE-PREPAREs for one height: one refused as an
             // equivocation, and the split stalls view 0 until a view change.
             try await self.waitForDrops(network, reason: "equivocation")
+            try await self.expectEvidence(network, kinds: ["pre_prepare"])
             try await self.expectViewChange(network)
         }
     }
@@ -31,6 +32,7 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
     func testConflictingVotes() async throws {
         try await run("conflicting-votes", act: "conflicting_vote") { network in
             try await self.waitForDrops(network, reason: "conflicting_vote")
+            try await self.expectEvidence(network, kinds: ["prepare", "commit", "checkpoint"])
         }
     }
 
@@ -77,7 +79,9 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
     /// Starts 3 honest validators and the Byzantine one, commits transfers in rounds
     /// through the honest ones, checks `effect`, then safety and `tally verify`.
     func run(_ misbehaviour: String, act: String, effect: (LocalNetwork) async throws -> Void) async throws {
-        let network = try LocalNetwork()
+        // Funded devnet keys: garbage-frames gossips a tampered transaction from one, so
+        // that only the signature check can refuse it.
+        let network = try LocalNetwork(fundedDevnetAccounts: 4)
         defer { network.stop() }
         for node in Self.honest { try network.start(node) }
         try network.start(Self.byzantine, executable: "tally-byzantine", extraArguments: ["--misbehaviour", misbehaviour])
@@ -105,7 +109,7 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
         (0..<Self.transfersPerRound).map { _ in
             defer { nonce += 1 }
             let recipient = Address(publicKey: SigningKey(seed: SHA256.hash(Array("b\(nonce)".utf8)).bytes)!.publicKey)
-            return Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, to: recipient, amount: 5, fee: 1, nonce: nonce)
+            return Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, genesisHash: network.genesis.hash, to: recipient, amount: 5, fee: 1, nonce: nonce)
         }
     }
 
@@ -115,6 +119,24 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
         let results = response["results"] as? [[String: Any]] ?? []
         XCTAssertTrue(!results.isEmpty && results.allSatisfy { $0["error"] == nil }, "\(response)")
         try await network.waitForFaucetNonce(nonce, on: Self.honest)
+    }
+
+    /// Some honest validator kept the Byzantine one's conflicting statements as evidence
+    /// (`GET /evidence`) and counted them in `tally_equivocations_total`.
+    func expectEvidence(_ network: LocalNetwork, kinds: Set<String>) async throws {
+        try await network.waitUntil("evidence against validator\(Self.byzantine)", seconds: 30) {
+            for node in Self.honest {
+                guard let (_, body) = try? await network.request(node, "evidence"),
+                      let list = try? JSONSerialization.jsonObject(with: body) as? [[String: Any]]
+                else { continue }
+                if list.contains(where: { $0["validator"] as? Int == Self.byzantine && kinds.contains($0["kind"] as? String ?? "") }) {
+                    guard let (_, metrics) = try? await network.request(node, "metrics") else { continue }
+                    return String(decoding: metrics, as: UTF8.self)
+                        .contains("tally_equivocations_total{validator=\"validator\(Self.byzantine)\"}")
+                }
+            }
+            return false
+        }
     }
 
     /// Every honest pair agrees at every height both have.

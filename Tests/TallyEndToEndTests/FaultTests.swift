@@ -12,7 +12,7 @@ final class FaultTests: XCTestCase, @unchecked Sendable {
         (0..<count).map { _ in
             defer { nonce += 1 }
             let recipient = Address(publicKey: SigningKey(seed: SHA256.hash(Array("r\(nonce)".utf8)).bytes)!.publicKey)
-            return Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, to: recipient, amount: 7, fee: 1, nonce: nonce)
+            return Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, genesisHash: network.genesis.hash, to: recipient, amount: 7, fee: 1, nonce: nonce)
         }
     }
 
@@ -108,6 +108,56 @@ final class FaultTests: XCTestCase, @unchecked Sendable {
         let status = try await network.json(0, "status")
         XCTAssertEqual(status["catching_up"] as? Bool, false, "\(status)")
         try await submitAndCommit(network, via: 0, count: 1, on: [0, 1, 2, 3])
+    }
+
+    /// Issue 13 item 8, as reproduced: a copy of the view-0 primary's data directory is
+    /// taken, more blocks commit on its proposals, it is killed and the others paused,
+    /// the copy is put back and it is restarted and sent a transfer. Before the fix it
+    /// signed a second PRE-PREPARE for a height it had proposed already (its peers,
+    /// resumed, held the two: equivocation). Now the signing mark outside data/ and the
+    /// start-up quarantine hold it back; it must still rejoin and commit after that.
+    func testValidatorRestoredFromAnOlderDataDirectoryDoesNotSignAgain() async throws {
+        let network = try await startedNetwork()
+        defer { network.stop() }
+        try await submitAndCommit(network, via: 0, count: 1, on: [0, 1, 2, 3])
+        let copy = network.dataDirectory(0) + ".copy"
+        network.signal(0, SIGSTOP)
+        try FileManager.default.copyItem(atPath: network.dataDirectory(0), toPath: copy)
+        network.signal(0, SIGCONT)
+        for _ in 0..<3 { try await submitAndCommit(network, via: 0, count: 1, on: [0, 1, 2, 3]) }
+        network.kill(0)
+        for node in 1..<4 { network.signal(node, SIGSTOP) }
+        try FileManager.default.removeItem(atPath: network.dataDirectory(0))
+        try FileManager.default.moveItem(atPath: copy, toPath: network.dataDirectory(0))
+        try network.start(0)
+        try await network.waitUntil("node0 up", seconds: 60) { await network.height(0) != nil }
+        let restoredHeight = await network.height(0)
+        XCTAssertEqual(restoredHeight, 1)
+        // What the restored node would propose at height 2: the faucet's nonce 1 again, to someone else.
+        let recipient = Address(publicKey: SigningKey(seed: SHA256.hash(Array("restored".utf8)).bytes)!.publicKey)
+        let again = Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, genesisHash: network.genesis.hash, to: recipient, amount: 3, fee: 1, nonce: 1)
+        _ = try await network.submitBatch(0, [again])
+        try await Task.sleep(for: .seconds(2))
+        for node in 1..<4 { network.signal(node, SIGCONT) }
+        try await network.waitForHeight(4, on: [0], seconds: 60)
+        try await Task.sleep(for: .seconds(2))
+        for node in 1..<4 {
+            let (status, body) = try await network.request(node, "evidence")
+            XCTAssertEqual(status, 200)
+            let evidence = try JSONSerialization.jsonObject(with: body) as? [[String: Any]]
+            XCTAssertEqual(evidence?.count, 0, "node\(node) holds conflicting statements of node0: \(evidence ?? [])")
+        }
+        XCTAssertTrue(network.log(0).contains("consensus journal is behind the signing mark"), "no start-up warning")
+        // It rejoins: transfers sent through it commit everywhere, and it serves current nonces.
+        try await submitAndCommit(network, via: 0, count: 1, on: [0, 1, 2, 3])
+        try await submitAndCommit(network, via: 1, count: 1, on: [0, 1, 2, 3])
+        let status = try await network.json(0, "status")
+        XCTAssertEqual(status["catching_up"] as? Bool, false, "\(status)")
+        for height in 1...UInt64(6) {
+            var hashes: Set<Hash> = []
+            for node in 0..<4 { if let block = try await network.block(node, height) { hashes.insert(block.block.hash) } }
+            XCTAssertEqual(hashes.count, 1, "fork at height \(height)")
+        }
     }
 }
 

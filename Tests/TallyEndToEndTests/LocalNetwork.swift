@@ -25,11 +25,12 @@ extension Testbed {
     static func binary(_ name: String) -> URL { productsDirectory.appendingPathComponent(name) }
 
     /// A new network of `validators` in a fresh temporary directory, on random ports.
-    convenience init(validators: Int = 4) throws {
+    /// `fundedDevnetAccounts`: genesis also funds `DevnetKeys.accountKey(0..<N)`.
+    convenience init(validators: Int = 4, fundedDevnetAccounts: Int = 0) throws {
         try self.init(
             directory: FileManager.default.temporaryDirectory.appendingPathComponent("tally-e2e-\(UUID().uuidString.prefix(8))"),
             validators: validators, basePort: Testbed.randomBasePort(validators: validators), binaries: Self.productsDirectory, chainID: "tally-testnet",
-            requestTimeoutSeconds: 10)
+            fundedDevnetAccounts: fundedDevnetAccounts, requestTimeoutSeconds: 10)
     }
 
     func peerPort(_ index: Int) -> Int { basePort + 100 + index }

@@ -12,7 +12,7 @@ final class NetworkTests: XCTestCase, @unchecked Sendable {
         try network.startAll()
         let recipients = (0..<10).map { Address(publicKey: SigningKey(seed: SHA256.hash([UInt8($0)]).bytes)!.publicKey) }
         let transactions = recipients.enumerated().map { offset, recipient in
-            Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, to: recipient,
+            Transaction.signed(by: network.faucet, chainID: network.genesis.chainID, genesisHash: network.genesis.hash, to: recipient,
                                amount: 1_000 + UInt64(offset), fee: 2, nonce: UInt64(offset))
         }
         try await network.waitUntil("all validators up", seconds: 60) {
@@ -31,10 +31,18 @@ final class NetworkTests: XCTestCase, @unchecked Sendable {
             return true
         }
         let height = await network.height(0)!
+        try await network.waitUntil("every node at height \(height)") {
+            for node in 0..<4 { guard let other = await network.height(node), other >= height else { return false } }
+            return true
+        }
         for h in 1...height {
             var hashes = Set<Hash>()
             for node in 0..<4 {
-                guard let certified = try await network.block(node, h) else { continue }
+                // Every node must serve every height: a node lacking a block is a failure, not a skip.
+                guard let certified = try await network.block(node, h) else {
+                    XCTFail("node\(node) serves no block at height \(h)")
+                    continue
+                }
                 try certified.certificate.verify(height: h, blockHash: certified.block.hash,
                                                  validators: network.genesis.validators, chainID: network.genesis.chainID)
                 hashes.insert(certified.block.hash)

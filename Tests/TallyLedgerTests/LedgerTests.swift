@@ -21,8 +21,10 @@ final class LedgerTests: XCTestCase {
     }
 
     func transfer(_ from: Int, _ to: Int, amount: UInt64, fee: UInt64 = 1, nonce: UInt64, chain: String = chainID) -> VerifiedTransaction {
-        VerifiedTransaction(Transaction.signed(
-            by: keys[from], chainID: chain, to: Address(publicKey: keys[to].publicKey), amount: amount, fee: fee, nonce: nonce))!
+        let genesisHash = genesis().hash
+        return VerifiedTransaction(Transaction.signed(
+            by: keys[from], chainID: chain, genesisHash: genesisHash, to: Address(publicKey: keys[to].publicKey), amount: amount,
+            fee: fee, nonce: nonce), genesisHash: genesisHash)!
     }
 
     func address(_ index: Int) -> Address { Address(publicKey: keys[index].publicKey) }

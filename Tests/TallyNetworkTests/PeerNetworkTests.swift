@@ -326,7 +326,8 @@ final class PeerNetworkTests: XCTestCase {
         var limits = testLimits()
         limits.maxPendingHandshakes = 2
         // The silent connections must be closed by their peers (what is counted below), not
-        // by the first-message deadline, however slow the machine.
+        // by a handshake deadline, however slow the machine: both far beyond the test.
+        limits.handshakeTimeoutMs = 30_000
         limits.handshakeFirstMessageTimeoutMs = limits.handshakeTimeoutMs
         let keys = (0..<2).map(validatorKey)
         let node = try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: limits, extra: [])
@@ -346,7 +347,9 @@ final class PeerNetworkTests: XCTestCase {
                 }
             }
         }
-        await eventually("slots freed") { node.statistics.closed(.closedDuringHandshake) == 2 }
+        await eventually("slots freed: \(CloseReason.allCases.map { "\($0.rawValue)=\(node.statistics.closed($0))" })") {
+            node.statistics.closed(.closedDuringHandshake) == 2
+        }
         let peer = try await Cluster.start(
             index: 1, keys: keys, port: 0, addresses: [0: PeerAddress(host: "127.0.0.1", port: node.listenPort)],
             limits: limits, extra: [])

@@ -43,9 +43,10 @@ final class Inbox: Sendable {
     deinit { task.cancel() }
 }
 
-/// Polls `condition` every 10 ms until it holds or `seconds` pass.
+/// Polls `condition` every 10 ms until it holds or `seconds` pass. `what` is evaluated
+/// only on failure, so it can describe the state that was reached.
 func eventually(
-    _ what: String, within seconds: Double = 10, file: StaticString = #filePath, line: UInt = #line,
+    _ what: @autoclosure () -> String, within seconds: Double = 10, file: StaticString = #filePath, line: UInt = #line,
     _ condition: () async throws -> Bool
 ) async rethrows {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
@@ -53,7 +54,7 @@ func eventually(
         if try await condition() { return }
         try? await Task.sleep(for: .milliseconds(10))
     }
-    XCTFail("timed out waiting for: \(what)", file: file, line: line)
+    XCTFail("timed out waiting for: \(what())", file: file, line: line)
 }
 
 /// A cluster of `count` validators on 127.0.0.1, each on an ephemeral port, every

@@ -21,6 +21,12 @@ final class ConfigTests: XCTestCase {
         return try NodeConfig.load(path: path)
     }
 
+    /// Regression (testnet): never-funded keys queued 1,000 future nonces each; the
+    /// node's default window is the mempool's handful (MempoolTests covers the pool).
+    func testDefaultNonceWindowIsAHandful() {
+        XCTAssertEqual(NodeConfig().mempool.maxNonceGap, 16)
+    }
+
     func testEmptyFileGivesTheDefaults() throws {
         XCTAssertEqual(try load(""), NodeConfig())
     }

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import TallyCrypto
+import TallyApplication
 import TallyLedger
 import TallyNode
 import TallyTypes
@@ -31,7 +32,7 @@ actor LedgerOnlyNode: NodeService {
     }
 
     func submit(_ transactions: [Transaction]) -> [Result<Hash, SubmissionError>] {
-        zip(transactions, SignatureBatch.verify(transactions)).map { transaction, verified in
+        zip(transactions, SignatureBatch.verify(transactions, genesisHash: genesis.hash)).map { transaction, verified in
             guard let verified else { return .failure(.rejected(.badSignature)) }
             let account = ledger.account(transaction.senderAddress) ?? .empty
             return mempool.admit(verified, account: account).mapError { .rejected($0) }
@@ -47,7 +48,7 @@ actor LedgerOnlyNode: NodeService {
         height >= 1 && height <= UInt64(committed.count) ? committed[Int(height - 1)] : nil
     }
     func latestHeight() -> UInt64 { UInt64(committed.count) }
-    func subscribe() -> AsyncStream<[NodeEvent]>? {
+    func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? {
         AsyncStream { continuation in
             continuation.yield([
                 .block(height: 1, hash: genesis.hash, transactionCount: 2),
@@ -66,7 +67,9 @@ final class HTTPAPITests: XCTestCase, @unchecked Sendable {
         accounts: [GenesisAccount(address: Address(publicKey: keys[0].publicKey), balance: 1_000)])
 
     func transfer(nonce: UInt64, amount: UInt64 = 10, chain: String = "tally-http", key: Int = 0) -> Transaction {
-        Transaction.signed(by: keys[key], chainID: chain, to: Address(publicKey: keys[1].publicKey), amount: amount, fee: 1, nonce: nonce)
+        Transaction.signed(
+            by: keys[key], chainID: chain, genesisHash: genesis.hash, to: Address(publicKey: keys[1].publicKey), amount: amount,
+            fee: 1, nonce: nonce)
     }
 
     func app(maxBody: Int = 1 << 20, node: LedgerOnlyNode? = nil) -> some ApplicationProtocol {

@@ -26,7 +26,7 @@ actor EndlessEventsNode: NodeService {
     func account(_ address: Address) -> Account { .empty }
     func block(at height: UInt64) -> CertifiedBlock? { nil }
     func latestHeight() -> UInt64 { 0 }
-    func subscribe() -> AsyncStream<[NodeEvent]>? {
+    func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? {
         let hash = genesis.hash
         return AsyncStream { continuation in
             let task = Task {

@@ -52,13 +52,17 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(first.faults, second.faults)
         XCTAssertEqual(first.plan.description, second.plan.description)
         XCTAssertEqual(first.transactionsCommitted, second.transactionsCommitted)
+        XCTAssertFalse(first.committedBlockHashes.isEmpty)
+        XCTAssertEqual(first.committedBlockHashes, second.committedBlockHashes, "a replay committed other blocks")
     }
 }
 
 /// Each Byzantine mode against the defence that answers it: with the defence the
 /// run holds every invariant; with it switched off, the same seed goes red. The
-/// seeds are the first failing ones `tally-sim --replicas 4 --faults all
-/// --byzantine MODE --disable-defence NAME` found.
+/// seeds are the first ones where `tally-sim --replicas 4 --faults all --byzantine
+/// MODE --disable-defence NAME` fails with the expected kind of violation and the
+/// defended run holds (searched again when the simulator took the node's
+/// application, hostile clients and the probe transfer).
 final class ByzantineDefenceTests: XCTestCase {
     func check(_ mode: ByzantineMode, defence: String, seed: UInt64, expect: String,
                configure: (inout SimulationOptions) -> Void = { _ in }, file: StaticString = #filePath, line: UInt = #line) {
@@ -78,15 +82,15 @@ final class ByzantineDefenceTests: XCTestCase {
     }
 
     func testTwinsNeedQuorumOfTwoFPlusOne() {
-        check(.twins, defence: "quorum", seed: 1, expect: "agreement")
+        check(.twins, defence: "quorum", seed: 7, expect: "agreement")
     }
 
     func testEquivocatingPrimaryNeedsFirstPrePrepareAndSignerGuard() {
-        check(.equivocatingPrimary, defence: "equivocation", seed: 4, expect: "signed conflicting")
+        check(.equivocatingPrimary, defence: "equivocation", seed: 1, expect: "signed conflicting")
     }
 
     func testInvalidSignaturesAreRejected() {
-        check(.invalidSignatures, defence: "signatures", seed: 1, expect: "invalid signature")
+        check(.invalidSignatures, defence: "signatures", seed: 2, expect: "invalid signature")
     }
 
     func testOtherChainSignaturesAreRejected() {
@@ -98,11 +102,11 @@ final class ByzantineDefenceTests: XCTestCase {
     }
 
     func testForgedPreparedCertificatesAreRejected() {
-        check(.forgedPreparedCertificate, defence: "view-change-certificates", seed: 8, expect: "agreement")
+        check(.forgedPreparedCertificate, defence: "view-change-certificates", seed: 256, expect: "agreement")
     }
 
     func testNewViewIsRecomputed() {
-        check(.newViewDropsPrepared, defence: "new-view-recompute", seed: 1810, expect: "agreement")
+        check(.newViewDropsPrepared, defence: "new-view-recompute", seed: 1471, expect: "agreement")
     }
 
     func testSilentPrimaryIsReplaced() {
@@ -133,9 +137,9 @@ final class ByzantineDefenceTests: XCTestCase {
 
     /// A primary that holds everything it sends and lets it go just inside the
     /// view-change timeout: with the slow-primary check it is replaced, and the
-    /// transactions after healing commit in 9 ticks on average; without, in 15.
+    /// transactions after healing commit in 9 ticks on average; without, in 13.
     func testSlowPrimaryIsReplaced() {
-        check(.slowPrimary, defence: "slow-primary", seed: 4, expect: "transaction latency") { options in
+        check(.slowPrimary, defence: "slow-primary", seed: 1, expect: "transaction latency") { options in
             options.transactionWatchTicks = 400
             options.maxMeanTransactionLatencyTicks = 12
         }

@@ -60,8 +60,9 @@ final class SnapshotTests: XCTestCase {
         for round in 0..<3 {
             let transactions = (0..<4).map { sender in
                 VerifiedTransaction(Transaction.signed(
-                    by: keys[sender], chainID: "snapshot-test", to: Address(publicKey: keys[(sender + round + 1) % 6].publicKey),
-                    amount: UInt64(100 * (round + 1)), fee: 2, nonce: UInt64(round)))!
+                    by: keys[sender], chainID: "snapshot-test", genesisHash: ledger.genesisHash,
+                    to: Address(publicKey: keys[(sender + round + 1) % 6].publicKey),
+                    amount: UInt64(100 * (round + 1)), fee: 2, nonce: UInt64(round)), genesisHash: ledger.genesisHash)!
             }
             let execution = ledger.apply(transactions, proposer: round % 4)
             precondition(execution.allApplied)

@@ -89,7 +89,24 @@ final class CanonicalEncodingTests: XCTestCase {
         copy = original; copy.chainID = "other"; edits.append(copy)
         copy = original; copy.recipient = Address(publicKey: Fixtures.key("carol").publicKey); edits.append(copy)
         copy = original; copy.sender = Fixtures.key("carol").publicKey; edits.append(copy)
-        XCTAssertTrue(original.hasValidSignature)
-        for edited in edits { XCTAssertFalse(edited.hasValidSignature) }
+        let genesisHash = Fixtures.genesis.hash
+        XCTAssertTrue(original.hasValidSignature(genesisHash: genesisHash))
+        for edited in edits { XCTAssertFalse(edited.hasValidSignature(genesisHash: genesisHash)) }
+    }
+
+    /// Issue 14: signatures covered the chain id string only, so another chain with
+    /// the same id (every `tally-node testnet` defaults to `tally-testnet`) accepted them.
+    func testTransactionSignatureCommitsToTheGenesisHash() throws {
+        let transaction = Fixtures.transaction
+        var other = Fixtures.genesis
+        other.genesisTimeMs += 1
+        XCTAssertEqual(other.chainID, transaction.chainID)
+        XCTAssertNotEqual(other.hash, Fixtures.genesis.hash)
+        XCTAssertTrue(transaction.hasValidSignature(genesisHash: Fixtures.genesis.hash))
+        XCTAssertFalse(transaction.hasValidSignature(genesisHash: other.hash))
+        // The genesis hash sits right after the signing tag.
+        let tagBytes = 4 + DomainTag.transactionSigning.rawValue.utf8.count
+        let signing = transaction.signingBytes(genesisHash: other.hash)
+        XCTAssertEqual(Array(signing[tagBytes..<tagBytes + 32]), other.hash.bytes)
     }
 }

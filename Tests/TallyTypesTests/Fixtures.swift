@@ -29,7 +29,7 @@ enum Fixtures {
 
     static var transaction: Transaction {
         Transaction.signed(
-            by: key("alice"), chainID: chainID, to: Address(publicKey: key("bob").publicKey),
+            by: key("alice"), chainID: chainID, genesisHash: genesis.hash, to: Address(publicKey: key("bob").publicKey),
             amount: 250_000, fee: 10, nonce: 7)
     }
 

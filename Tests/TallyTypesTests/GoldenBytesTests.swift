@@ -19,7 +19,7 @@ final class GoldenBytesTests: XCTestCase {
         let genesis = Fixtures.genesis
         var values: [String: String] = [:]
         values["transaction.canonical"] = Hex.encode(transaction.canonicalBytes)
-        values["transaction.signing_bytes"] = Hex.encode(transaction.signingBytes())
+        values["transaction.signing_bytes"] = Hex.encode(transaction.signingBytes(genesisHash: genesis.hash))
         values["transaction.hash"] = transaction.hash.hex
         values["transaction.signature"] = transaction.signature.hex
         values["block_header.canonical"] = Hex.encode(block.header.canonicalBytes)
@@ -33,6 +33,17 @@ final class GoldenBytesTests: XCTestCase {
         values["certified_block.canonical"] = Hex.encode(CertifiedBlock(block: block, certificate: certificate).canonicalBytes)
         values["genesis.hash"] = genesis.hash.hex
         values["address.bech32m"] = Address(publicKey: Fixtures.key("alice").publicKey).bech32m
+        // The inputs behind the values, so an outside verifier can recompute each one
+        // (docs/SPEC.md): the genesis JSON, the keys (seed = SHA-256 of the label), and
+        // the address's public key.
+        values["genesis.json"] = String(decoding: genesis.jsonData(), as: UTF8.self)
+        values["genesis.canonical"] = Hex.encode(genesis.canonicalBytes)
+        for label in ["alice", "bob"] {
+            values["key.\(label).seed"] = Hex.encode(SHA256.hash(Array(label.utf8)).bytes)
+            values["key.\(label).public_key"] = Fixtures.key(label).publicKey.hex
+        }
+        for index in 0..<4 { values["key.validator\(index).public_key"] = Fixtures.devnetValidatorKey(index).publicKey.hex }
+        values["address.public_key"] = Fixtures.key("alice").publicKey.hex
         return values
     }
 
@@ -62,8 +73,19 @@ final class GoldenBytesTests: XCTestCase {
         let transaction = try Transaction(canonicalBytes: try XCTUnwrap(Hex.decode(expected["transaction.canonical"]!)))
         XCTAssertEqual(Hex.encode(transaction.canonicalBytes), expected["transaction.canonical"])
         XCTAssertEqual(transaction.hash.hex, expected["transaction.hash"])
-        XCTAssertEqual(Hex.encode(transaction.signingBytes()), expected["transaction.signing_bytes"])
-        XCTAssertTrue(transaction.hasValidSignature)
+        let genesisHash = try XCTUnwrap(Hash(hex: expected["genesis.hash"]!))
+        XCTAssertEqual(Hex.encode(transaction.signingBytes(genesisHash: genesisHash)), expected["transaction.signing_bytes"])
+        XCTAssertTrue(transaction.hasValidSignature(genesisHash: genesisHash))
+
+        // The inputs reproduce the values.
+        let genesis = try Genesis(json: Data(try XCTUnwrap(expected["genesis.json"]).utf8))
+        XCTAssertEqual(genesis.hash.hex, expected["genesis.hash"])
+        XCTAssertEqual(SHA256.hash(try XCTUnwrap(Hex.decode(expected["genesis.canonical"]!))).hex, expected["genesis.hash"])
+        let alice = try XCTUnwrap(SigningKey(seed: try XCTUnwrap(Hex.decode(expected["key.alice.seed"]!))))
+        XCTAssertEqual(alice.publicKey.hex, expected["address.public_key"])
+        XCTAssertEqual(Address(publicKey: try XCTUnwrap(PublicKey(hex: expected["address.public_key"]!))).bech32m,
+                       expected["address.bech32m"])
+        XCTAssertEqual(transaction.sender, alice.publicKey)
 
         let block = try Block(canonicalBytes: try XCTUnwrap(Hex.decode(expected["block.canonical"]!)))
         XCTAssertEqual(Hex.encode(block.canonicalBytes), expected["block.canonical"])

@@ -57,7 +57,8 @@ final class ChainVerifierTests: XCTestCase {
     }
 
     func testBatchPrecheckMatchesOneByOne() throws {
-        let prechecked = BlockPrecheck.run(Fixture.blocks, chainID: Fixture.genesis.chainID, validators: Fixture.genesis.validators)
+        let prechecked = BlockPrecheck.run(
+            Fixture.blocks, chainID: Fixture.genesis.chainID, genesisHash: Fixture.genesis.hash, validators: Fixture.genesis.validators)
         var verifier = ChainVerifier(genesis: Fixture.genesis)
         for (block, checked) in zip(Fixture.blocks, prechecked) {
             XCTAssertEqual(checked.computedTransactionsRoot, block.block.header.transactionsRoot)
@@ -92,14 +93,46 @@ final class ChainVerifierTests: XCTestCase {
         }
     }
 
+    /// Issue 14: transactions signed only the chain id string, so a chain with the same
+    /// id and another genesis (a second `tally-node testnet`) accepted them. A block of
+    /// chain B carrying a transfer signed for chain A is invalid on B; the same transfer
+    /// signed for B is valid.
+    func testTransactionSignedForAnotherGenesisWithTheSameChainIDIsRejected() throws {
+        let chainA = Fixture.genesis
+        var chainB = Fixture.genesis
+        chainB.genesisTimeMs += 1
+        XCTAssertTrue(ChainID.same(chainA.chainID, chainB.chainID))
+        XCTAssertNotEqual(chainA.hash, chainB.hash)
+        let key = DevnetKeys.accountKey(0)
+        XCTAssertEqual(chainB.accounts[0].address, Address(publicKey: key.publicKey))
+        let ledger = Ledger(genesis: chainB)
+        func block(signedFor genesis: Genesis) throws -> CertifiedBlock {
+            let transfer = Transaction.signed(
+                by: key, chainID: chainB.chainID, genesisHash: genesis.hash, to: chainB.accounts[1].address, amount: 5,
+                fee: 1, nonce: 0)
+            // Built as a faulty proposer would: without checking the signature.
+            let built = try BlockBuilder.build(
+                on: ledger, view: 0, proposer: 0, timestampMs: chainB.genesisTimeMs + 1000, previousHash: chainB.hash,
+                transactions: [VerifiedTransaction(signatureAlreadyVerified: transfer)])
+            return Fixture.certify(built.block, view: 0, chainID: chainB.chainID)
+        }
+        XCTAssertNil(VerifiedTransaction(try block(signedFor: chainA).block.transactions[0], genesisHash: chainB.hash))
+        var verifier = ChainVerifier(genesis: chainB)
+        XCTAssertThrowsError(try verifier.verifyNext(try block(signedFor: chainA))) {
+            XCTAssertEqual(($0 as? VerificationFailure)?.code, "transaction_bad_signature")
+        }
+        XCTAssertNoThrow(try verifier.verifyNext(try block(signedFor: chainB)))
+    }
+
     func testBlockBuilderRefusesATransactionThatDoesNotApply() {
         let ledger = Ledger(genesis: Fixture.genesis)
         let poor = SigningKey(seed: [UInt8](repeating: 3, count: 32))!
         let transaction = Transaction.signed(
-            by: poor, chainID: DevnetKeys.chainID, to: Fixture.genesis.accounts[0].address, amount: 5, fee: 1, nonce: 0)
+            by: poor, chainID: DevnetKeys.chainID, genesisHash: ledger.genesisHash, to: Fixture.genesis.accounts[0].address,
+            amount: 5, fee: 1, nonce: 0)
         XCTAssertThrowsError(try BlockBuilder.build(
             on: ledger, view: 0, proposer: 0, timestampMs: 0, previousHash: Fixture.genesis.hash,
-            transactions: [VerifiedTransaction(transaction)!]))
+            transactions: [VerifiedTransaction(transaction, genesisHash: ledger.genesisHash)!]))
     }
 
     func testDevnetKeyDerivation() {

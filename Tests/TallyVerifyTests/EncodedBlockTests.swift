@@ -14,7 +14,9 @@ final class EncodedBlockTests: XCTestCase {
             for (transaction, range) in zip(certified.block.transactions, encoded.transactionRanges) {
                 XCTAssertEqual(Array(payload[range]), transaction.canonicalBytes)
                 XCTAssertEqual(SHA256.hash(payload[range]), transaction.hash)
-                XCTAssertEqual(EncodedBlock.signingBytes(payload: payload, transaction: range), transaction.signingBytes())
+                XCTAssertEqual(
+                    EncodedBlock.signingBytes(payload: payload, transaction: range, genesisHash: Fixture.genesis.hash),
+                    transaction.signingBytes(genesisHash: Fixture.genesis.hash))
             }
         }
     }

@@ -23,7 +23,8 @@ final class MinFeeTests: XCTestCase {
         })
         let blocks = Fixture.tamper(at: height) { block in
             block.transactions[4] = Transaction.signed(
-                by: key, chainID: DevnetKeys.chainID, to: original.recipient, amount: original.amount, fee: 0,
+                by: key, chainID: DevnetKeys.chainID, genesisHash: Fixture.genesis.hash, to: original.recipient,
+                amount: original.amount, fee: 0,
                 nonce: original.nonce)
         }
         assertFailure(try Fixture.verify(blocks), height: height, code: "transaction_rejected", mentioning: "minimum fee")
@@ -33,9 +34,10 @@ final class MinFeeTests: XCTestCase {
         let ledger = Ledger(genesis: Fixture.genesis)
         let stranger = SigningKey(seed: [UInt8](repeating: 9, count: 32))!
         let free = Transaction.signed(
-            by: stranger, chainID: DevnetKeys.chainID, to: Address(publicKey: stranger.publicKey), amount: 0, fee: 0, nonce: 0)
+            by: stranger, chainID: DevnetKeys.chainID, genesisHash: ledger.genesisHash, to: Address(publicKey: stranger.publicKey),
+            amount: 0, fee: 0, nonce: 0)
         XCTAssertThrowsError(try BlockBuilder.build(
             on: ledger, view: 0, proposer: 0, timestampMs: 0, previousHash: Fixture.genesis.hash,
-            transactions: [VerifiedTransaction(free)!]))
+            transactions: [VerifiedTransaction(free, genesisHash: ledger.genesisHash)!]))
     }
 }

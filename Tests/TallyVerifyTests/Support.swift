@@ -71,7 +71,9 @@ enum Fixture {
     /// forger holding every validator key, with `edits[h]` applied to block h: each
     /// changed block gets its transactions root, previous-hash link and certificate
     /// (same view) redone, and with `recomputeStateRoots` the state roots too (from
-    /// the first edited height on), so the edits are the only flaws.
+    /// the first edited height on), so the edits are the only flaws. Onto another
+    /// genesis, every transaction is signed again by its sender (devnet account keys)
+    /// for that genesis, since signatures commit to the genesis hash.
     static func reseal(
         onto genesis: Genesis = Fixture.genesis, recomputeStateRoots: Bool = false,
         _ edits: [UInt64: (inout Block) -> Void]
@@ -80,12 +82,14 @@ enum Fixture {
         let first = edits.keys.min() ?? UInt64(blocks.count + 1)
         var ledger = Ledger(genesis: genesis)
         var previousHash = genesis.hash
+        let resign = genesis.hash != Fixture.genesis.hash
         for index in blocks.indices {
             let height = UInt64(index + 1)
             var block = blocks[index].block
             block.header.previousHash = previousHash
-            if let edit = edits[height] {
-                edit(&block)
+            if let edit = edits[height] { edit(&block) }
+            if resign { block.transactions = block.transactions.map { resigned($0, for: genesis) } }
+            if edits[height] != nil || resign {
                 block.header.transactionCount = UInt32(block.transactions.count)
                 block.header.transactionsRoot = Block.transactionsRoot(block.transactions)
             }
@@ -100,6 +104,16 @@ enum Fixture {
             previousHash = block.hash
         }
         return blocks
+    }
+
+    static let accountKeys = Dictionary(
+        uniqueKeysWithValues: (0..<parameters.fundedAccounts).map(DevnetKeys.accountKey).map { ($0.publicKey, $0) })
+
+    /// `transaction` signed again by its sender for `genesis`.
+    static func resigned(_ transaction: Transaction, for genesis: Genesis) -> Transaction {
+        Transaction.signed(
+            by: accountKeys[transaction.sender]!, chainID: transaction.chainID, genesisHash: genesis.hash,
+            to: transaction.recipient, amount: transaction.amount, fee: transaction.fee, nonce: transaction.nonce)
     }
 
     static func verify(_ blocks: [CertifiedBlock], genesis: Genesis) throws -> VerificationReport {

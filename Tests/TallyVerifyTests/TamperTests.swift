@@ -37,7 +37,7 @@ final class TamperTests: XCTestCase {
     func testTransactionResignedUnderAnotherKey() throws {
         let stranger = SigningKey(seed: [UInt8](repeating: 0x42, count: 32))!
         let blocks = Fixture.tamper(at: height) { block in
-            block.transactions[7].signature = stranger.sign(block.transactions[7].signingBytes())
+            block.transactions[7].signature = stranger.sign(block.transactions[7].signingBytes(genesisHash: Fixture.genesis.hash))
         }
         assertFailure(try Fixture.verify(blocks), height: height, code: "transaction_bad_signature", mentioning: "transaction 7")
     }
@@ -50,7 +50,7 @@ final class TamperTests: XCTestCase {
         })
         let blocks = Fixture.tamper(at: height) { block in
             block.transactions[2] = Transaction.signed(
-                by: key, chainID: DevnetKeys.chainID, to: sender.recipient, amount: Fixture.parameters.initialBalance * 2,
+                by: key, chainID: DevnetKeys.chainID, genesisHash: Fixture.genesis.hash, to: sender.recipient, amount: Fixture.parameters.initialBalance * 2,
                 fee: sender.fee, nonce: sender.nonce)
         }
         assertFailure(try Fixture.verify(blocks), height: height, code: "transaction_rejected", mentioning: "insufficient balance")

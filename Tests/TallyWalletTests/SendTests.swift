@@ -225,7 +225,8 @@ final class SendTests: XCTestCase, @unchecked Sendable {
             await node.setForgery(forgery, minimumBlockTransactions: 2)
             try await withServer(node) { url in
                 // Two transactions in one block, so another leaf's audit path exists.
-                let first = Transaction.signed(by: self.chain.other, chainID: self.chain.genesis.chainID, to: Address(publicKey: self.chain.faucet.publicKey),
+                let first = Transaction.signed(by: self.chain.other, chainID: self.chain.genesis.chainID,
+                                               genesisHash: self.chain.genesis.hash, to: Address(publicKey: self.chain.faucet.publicKey),
                                                amount: 1, fee: 1, nonce: 0)
                 let admitted = await node.submit([first])
                 XCTAssertNotNil(try? admitted[0].get())

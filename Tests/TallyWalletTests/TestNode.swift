@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import TallyCrypto
+import TallyApplication
 import TallyLedger
 import TallyNode
 import TallyTypes
@@ -91,7 +92,7 @@ actor CommittingNode: NodeService {
     }
 
     func submit(_ transactions: [Transaction]) -> [Result<Hash, SubmissionError>] {
-        zip(transactions, SignatureBatch.verify(transactions)).map { transaction, verified in
+        zip(transactions, SignatureBatch.verify(transactions, genesisHash: genesis.hash)).map { transaction, verified in
             guard let verified else { return .failure(.rejected(.badSignature)) }
             if location[transaction.hash] != nil { return .failure(.rejected(.duplicate)) }
             let account = ledger.account(transaction.senderAddress) ?? .empty
@@ -121,7 +122,7 @@ actor CommittingNode: NodeService {
 
     func latestHeight() -> UInt64 { UInt64(committed.count) }
 
-    func subscribe() -> AsyncStream<[NodeEvent]>? { nil }
+    func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? { nil }
 }
 
 /// Runs the real `HTTPAPI` router in a real Hummingbird server on 127.0.0.1, port

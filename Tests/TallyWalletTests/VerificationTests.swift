@@ -10,8 +10,11 @@ final class VerificationTests: XCTestCase {
     func committedBlock(transactions count: Int) async throws -> CertifiedBlock {
         let node = chain.node()
         let recipient = Address(publicKey: chain.other.publicKey)
+        let genesisHash = chain.genesis.hash
         let transactions = (0..<UInt64(count)).map {
-            Transaction.signed(by: chain.faucet, chainID: chain.genesis.chainID, to: recipient, amount: 1 + $0, fee: 1, nonce: $0)
+            Transaction.signed(
+                by: chain.faucet, chainID: chain.genesis.chainID, genesisHash: genesisHash, to: recipient, amount: 1 + $0, fee: 1,
+                nonce: $0)
         }
         let admitted = await node.submit(transactions)
         XCTAssertTrue(admitted.allSatisfy { (try? $0.get()) != nil })

@@ -4,16 +4,22 @@ import TallyLedger
 import TallyTypes
 import XCTest
 
-@testable import TallyNode
+@testable import TallyApplication
 
 final class MempoolTests: XCTestCase {
     let chainID = "tally-test"
+    /// The mempool never sees the genesis, only signatures checked for its hash.
+    let genesisHash = SHA256.hash(Array("mempool-genesis".utf8))
     let keys = (0..<4).map { SigningKey(seed: SHA256.hash(Array("mempool-\($0)".utf8)).bytes)! }
     var recipient: Address { Address(publicKey: keys[3].publicKey) }
 
-    func tx(_ sender: Int, nonce: UInt64, amount: UInt64 = 10, fee: UInt64 = 1, chain: String? = nil) -> VerifiedTransaction {
-        VerifiedTransaction(Transaction.signed(
-            by: keys[sender], chainID: chain ?? chainID, to: recipient, amount: amount, fee: fee, nonce: nonce))!
+    func tx(
+        _ sender: Int, nonce: UInt64, amount: UInt64 = 10, fee: UInt64 = 1, chain: String? = nil, genesisHash: Hash? = nil
+    ) -> VerifiedTransaction {
+        let genesisHash = genesisHash ?? self.genesisHash
+        return VerifiedTransaction(Transaction.signed(
+            by: keys[sender], chainID: chain ?? chainID, genesisHash: genesisHash, to: recipient, amount: amount, fee: fee,
+            nonce: nonce), genesisHash: genesisHash)!
     }
 
     let rich = Account(balance: 1_000_000, nonce: 0)
@@ -58,7 +64,7 @@ final class MempoolTests: XCTestCase {
         XCTAssertGreaterThan(moved, senderOne)
         // A transfer to sender 1 (from sender 2) commits: sender 1's wait goes on.
         let sender1 = tx(1, nonce: 0).transaction.senderAddress
-        let credit = Transaction.signed(by: keys[2], chainID: chainID, to: sender1, amount: 5, fee: 1, nonce: 0)
+        let credit = Transaction.signed(by: keys[2], chainID: chainID, genesisHash: genesisHash, to: sender1, amount: 5, fee: 1, nonce: 0)
         pool.removeCommitted([credit]) { afterCommit[$0] ?? self.rich }
         XCTAssertEqual(oldest(afterCommit), senderOne)
         // Sender 1's commits: what is left is sender 0's nonce 1, proposable since its sender's commit.
@@ -180,7 +186,6 @@ final class MempoolTests: XCTestCase {
     /// filled every node's mempool.
     func testDefaultNonceWindowIsAHandful() {
         XCTAssertEqual(MempoolLimits.default.maxNonceGap, 16)
-        XCTAssertEqual(NodeConfig().mempool.maxNonceGap, 16)
         var pool = Mempool(chainID: chainID, minFee: 1)
         XCTAssertNotNil(try? pool.admit(tx(0, nonce: 16), account: rich).get())
         XCTAssertEqual(pool.admit(tx(0, nonce: 17), account: rich), .failure(.futureNonce(next: 0, found: 17)))
@@ -295,9 +300,9 @@ final class MempoolTests: XCTestCase {
         }
         let primary = application(), backup = application()
         let funded = Account(balance: 1_000, nonce: 0)
-        XCTAssertNotNil(try? primary.mempool.admit(tx(0, nonce: 0, amount: 999, fee: 1), account: funded).get())
-        XCTAssertNotNil(try? backup.mempool.admit(tx(0, nonce: 0, amount: 1, fee: 1), account: funded).get())
-        XCTAssertNotNil(try? backup.mempool.admit(tx(0, nonce: 1, amount: 1, fee: 1), account: funded).get())
+        XCTAssertNotNil(try? primary.mempool.admit(tx(0, nonce: 0, amount: 999, fee: 1, genesisHash: genesis.hash), account: funded).get())
+        XCTAssertNotNil(try? backup.mempool.admit(tx(0, nonce: 0, amount: 1, fee: 1, genesisHash: genesis.hash), account: funded).get())
+        XCTAssertNotNil(try? backup.mempool.admit(tx(0, nonce: 1, amount: 1, fee: 1, genesisHash: genesis.hash), account: funded).get())
         XCTAssertTrue(backup.hasPendingTransactions)
 
         let block = try XCTUnwrap(primary.propose(
@@ -314,6 +319,45 @@ final class MempoolTests: XCTestCase {
         XCTAssertNil(backup.propose(height: 2, view: 1, proposer: 1, parentHash: block.hash, maxTransactions: 100, allowEmpty: false))
     }
 
+    /// The two guards of the test above, one at a time (the simulator's
+    /// `MempoolDefenceTests` runs the same switches on a cluster): either alone keeps
+    /// the stuck T1 from making a backup expect progress; with both off (the code
+    /// before the fix) the backup expects progress for a transaction no proposal takes.
+    func testEitherMempoolDefenceAloneKeepsAStuckTransactionFromExpectingProgress() throws {
+        let validatorKeys = (0..<4).map { SigningKey(seed: SHA256.hash(Array("mempool-validator-\($0)".utf8)).bytes)! }
+        let genesis = try Genesis(
+            chainID: chainID, genesisTimeMs: 1_000,
+            validators: validatorKeys.enumerated().map {
+                Validator(name: "v\($0.offset)", publicKey: $0.element.publicKey, networkAddress: "127.0.0.1:\(7800 + $0.offset)")
+            },
+            accounts: [GenesisAccount(address: sender0, balance: 1_000)])
+        func application(_ defences: MempoolDefences) -> LedgerApplication {
+            var mempool = Mempool(genesis: genesis)
+            mempool.defences = defences
+            return LedgerApplication(
+                genesis: genesis, ledger: Ledger(genesis: genesis), tipHash: genesis.hash, tipTimestampMs: genesis.genesisTimeMs,
+                mempool: mempool, nowMs: { 5_000 })
+        }
+        let primary = application(.all)
+        XCTAssertTrue(primary.submit([tx(0, nonce: 0, amount: 999, fee: 1, genesisHash: genesis.hash).transaction]).allSatisfy { (try? $0.get()) != nil })
+        let block = try XCTUnwrap(primary.propose(
+            height: 1, view: 0, proposer: 0, parentHash: genesis.hash, maxTransactions: 100, allowEmpty: false))
+        for (recheck, proposable) in [(true, true), (false, true), (true, false), (false, false)] {
+            var defences = MempoolDefences.all
+            defences.recheckAfterCommit = recheck
+            defences.proposableByExecutionRule = proposable
+            let backup = application(defences)
+            let admitted = backup.submit([tx(0, nonce: 0, amount: 1, fee: 1, genesisHash: genesis.hash).transaction, tx(0, nonce: 1, amount: 1, fee: 1, genesisHash: genesis.hash).transaction])
+            XCTAssertTrue(admitted.allSatisfy { (try? $0.get()) != nil })
+            XCTAssertNoThrow(try backup.validate(block, parentHash: genesis.hash, maxTransactions: 100, origin: .prePrepare(view: 0)).get())
+            backup.commit(block)
+            let label = "recheck \(recheck), proposable by execution rule \(proposable)"
+            XCTAssertEqual(backup.hasPendingTransactions, !recheck && !proposable, label)
+            XCTAssertEqual(backup.mempool.count, recheck ? 0 : 1, label)
+            XCTAssertNil(backup.propose(height: 2, view: 1, proposer: 1, parentHash: block.hash, maxTransactions: 100, allowEmpty: false), label)
+        }
+    }
+
     /// Regression: admission checked every signature of a 10,000-transaction batch
     /// before the cheap checks. Hopeless transactions now never reach the verifier.
     func testCheapChecksRunBeforeSignatures() async {
@@ -325,7 +369,7 @@ final class MempoolTests: XCTestCase {
             forged, prechecked: forged.map { pool.check($0, account: rich) }
         ) { batch in
             verified.add(batch.count)
-            return SignatureBatch.verify(batch)
+            return SignatureBatch.verify(batch, genesisHash: self.genesisHash)
         }
         XCTAssertEqual(verified.value, 0, "no signature is checked for transactions the cheap checks refuse")
         XCTAssertTrue(results.allSatisfy { if case .failure(.wrongChain) = $0 { true } else { false } })
@@ -338,13 +382,34 @@ final class MempoolTests: XCTestCase {
             mixed, prechecked: mixed.map { pool.check($0, account: rich) }
         ) { batch in
             verified.add(batch.count)
-            return SignatureBatch.verify(batch)
+            return SignatureBatch.verify(batch, genesisHash: self.genesisHash)
         }
         XCTAssertEqual(verified.value, 2)
         XCTAssertEqual(try? screened[0].get().transaction, mixed[0])
         XCTAssertEqual(screened.dropFirst().map { result -> AdmissionError? in
             if case .failure(let reason) = result { return reason } else { return nil }
         }, [.wrongChain(expected: chainID, found: "another-chain"), .badSignature, .feeTooLow(minimum: 1, found: 0)])
+    }
+
+    /// Issue 14: admission checked signatures over the chain id string only; a transfer
+    /// signed for another genesis with the same chain id passes the cheap checks and
+    /// is refused as a bad signature.
+    func testAdmissionRefusesATransactionSignedForAnotherGenesisWithTheSameChainID() async {
+        let pool = Mempool(chainID: chainID, minFee: 1)
+        let otherGenesisHash = SHA256.hash(Array("another-genesis".utf8))
+        let replayed = Transaction.signed(
+            by: keys[0], chainID: chainID, genesisHash: otherGenesisHash, to: recipient, amount: 10, fee: 1, nonce: 0)
+        let own = tx(0, nonce: 0).transaction
+        let batch = [replayed, own]
+        let screened = await AdmissionScreen.verifySurvivors(batch, prechecked: batch.map { pool.check($0, account: rich) }) {
+            SignatureBatch.verify($0, genesisHash: self.genesisHash)
+        }
+        XCTAssertEqual(screened[0].map(\.transaction), .failure(.badSignature))
+        XCTAssertEqual(try? screened[1].get().transaction, own)
+        // Also past the parallel threshold.
+        let many = Array(repeating: replayed, count: SignatureBatch.parallelThreshold + 1)
+        XCTAssertTrue(SignatureBatch.verify(many, genesisHash: genesisHash).allSatisfy { $0 == nil })
+        XCTAssertTrue(SignatureBatch.verify(many, genesisHash: otherGenesisHash).allSatisfy { $0 != nil })
     }
 
     func testSignatureGateBoundsConcurrentBatches() async {
@@ -364,7 +429,7 @@ final class MempoolTests: XCTestCase {
         }
         XCTAssertEqual(most.value, 1, "batches verified at once")
         let transactions = (0..<8).map { tx(0, nonce: UInt64($0)).transaction }
-        let verified = await gate.verify(transactions)
+        let verified = await gate.verify(transactions, genesisHash: genesisHash)
         XCTAssertEqual(verified.compactMap { $0 }.count, 8)
     }
 }

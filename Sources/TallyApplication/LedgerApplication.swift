@@ -5,15 +5,17 @@ import TallyLedger
 import TallyTypes
 import TallyVerify
 
-/// The consensus application of a real node: the committed ledger, the mempool, and
-/// the executions of blocks proposed or validated but not executed yet (PBFT keeps
-/// up to `maxBlocksInFlight` of them; losers of a view change are dropped when the
-/// chain moves past their height).
+/// The consensus application of a node and of the simulator: the committed ledger,
+/// the mempool, and the executions of blocks proposed or validated but not executed
+/// yet (PBFT keeps up to `maxBlocksInFlight` of them; losers of a view change are
+/// dropped when the chain moves past their height).
 ///
 /// Block checks go through `ChainVerifier.checkContents`, the code `tally verify`
 /// runs, so a node accepts exactly the blocks the offline verifier accepts.
-/// Owned by the node's actor; not thread-safe.
-final class LedgerApplication: ConsensusApplication {
+/// Transaction signatures are checked by the injected `signatures` (Ed25519 in a
+/// node; the simulator's remembers the libsodium verdicts on its pre-signed
+/// transactions). Owned by the node's actor; not thread-safe.
+public final class LedgerApplication: ConsensusApplication {
     struct InFlight {
         let block: Block
         let parentHash: Hash
@@ -29,19 +31,21 @@ final class LedgerApplication: ConsensusApplication {
         }
     }
 
-    let genesis: Genesis
-    private(set) var ledger: Ledger
-    private(set) var tipHash: Hash
+    public let genesis: Genesis
+    public private(set) var ledger: Ledger
+    public private(set) var tipHash: Hash
     /// The committed tip's timestamp (the genesis time at height 0).
-    private(set) var tipTimestampMs: UInt64
-    var mempool: Mempool
+    public private(set) var tipTimestampMs: UInt64
+    public var mempool: Mempool
     private var inFlight: [Hash: InFlight] = [:]
     /// Wall clock for proposal timestamps (injected so tests can pin it).
-    let nowMs: () -> UInt64
+    public let nowMs: () -> UInt64
+    /// Checks transaction signatures on admission and in blocks not from the mempool.
+    public let signatures: any TransactionSignatureChecker
 
-    init(
+    public init(
         genesis: Genesis, ledger: Ledger, tipHash: Hash, tipTimestampMs: UInt64, mempool: Mempool,
-        nowMs: @escaping () -> UInt64
+        signatures: any TransactionSignatureChecker = Ed25519TransactionChecker(), nowMs: @escaping () -> UInt64
     ) {
         precondition(ChainID.same(mempool.chainID, ledger.chainID) && mempool.minFee == ledger.minFee, "mempool and ledger of different chains")
         self.genesis = genesis
@@ -49,6 +53,7 @@ final class LedgerApplication: ConsensusApplication {
         self.tipHash = tipHash
         self.tipTimestampMs = tipTimestampMs
         self.mempool = mempool
+        self.signatures = signatures
         self.nowMs = nowMs
     }
 
@@ -56,13 +61,13 @@ final class LedgerApplication: ConsensusApplication {
     /// nonce, fee, balance): a backup expecting progress for a transaction stuck
     /// behind a nonce gap or beyond its sender's balance would start view change
     /// after view change.
-    var hasPendingTransactions: Bool {
+    public var hasPendingTransactions: Bool {
         mempool.hasProposable { self.ledger.account($0) ?? .empty }
     }
 
-    var proposableSequence: UInt64 { mempool.proposableSequence }
+    public var proposableSequence: UInt64 { mempool.proposableSequence }
 
-    var oldestProposableSequence: UInt64? {
+    public var oldestProposableSequence: UInt64? {
         mempool.oldestProposableSequence { self.ledger.account($0) ?? .empty }
     }
 
@@ -84,7 +89,7 @@ final class LedgerApplication: ConsensusApplication {
         return ledger.account(address) ?? .empty
     }
 
-    func propose(
+    public func propose(
         height: UInt64, view: UInt64, proposer: ValidatorIndex, parentHash: Hash, maxTransactions: Int, allowEmpty: Bool
     ) -> Block? {
         guard let parents = chain(to: parentHash), height == ledger.height + UInt64(parents.count) + 1,
@@ -119,19 +124,23 @@ final class LedgerApplication: ConsensusApplication {
     /// Whether a block in flight (proposed or validated, not committed) holds the
     /// transaction: its signature was checked with the block (or on admission), so
     /// gossip of it needs no second check.
-    func isInFlight(_ transactionHash: Hash) -> Bool {
+    public func isInFlight(_ transactionHash: Hash) -> Bool {
         inFlight.values.contains { $0.transactionHashes.contains(transactionHash) }
     }
 
     /// `maxTransactions` is the genesis maximum, which `checkContents` applies.
-    func validate(
+    public func validate(
         _ block: Block, parentHash: Hash, maxTransactions: Int, origin: BlockOrigin
     ) -> Result<Void, BlockRejection> {
         if inFlight[block.hash] != nil { return .success(()) }
         guard let parents = chain(to: parentHash) else { return .failure(BlockRejection("unknown parent \(parentHash.hex)")) }
         // Transactions in the mempool had their signatures verified on admission.
         let pool = mempool
-        let precheck = BlockPrecheck.transactions(of: block) { pool.contains($0) }
+        let genesisHash = ledger.genesisHash
+        let checker = signatures
+        let precheck = BlockPrecheck.transactions(
+            of: block, genesisHash: genesisHash, signatureAlreadyVerified: { pool.contains($0) },
+            isValidSignature: { checker.isValid($0, genesisHash: genesisHash) })
         let executions = parents.map(\.execution)
         let base = ledger
         do {
@@ -156,7 +165,8 @@ final class LedgerApplication: ConsensusApplication {
 
     /// Applies a committed block (the replica's `.execute`), which it validated or
     /// proposed before. Returns the execution for the caller's bookkeeping.
-    func commit(_ block: Block) -> BlockExecution {
+    @discardableResult
+    public func commit(_ block: Block) -> BlockExecution {
         let hash = block.hash
         guard let entry = inFlight[hash], entry.parentHash == tipHash else {
             preconditionFailure("consensus executed block \(block.height) (\(hash.hex)) that was never validated on the tip")
@@ -169,5 +179,34 @@ final class LedgerApplication: ConsensusApplication {
         // Re-checks every queue the block touched against the new state.
         mempool.removeCommitted(block.transactions) { self.ledger.account($0) ?? .empty }
         return entry.execution
+    }
+
+    // MARK: Admission
+
+    /// The sender's committed state, for the admission checks.
+    public func committedAccount(_ address: Address) -> Account { ledger.account(address) ?? .empty }
+
+    /// Every admission check but the signature, against the committed state now
+    /// (cheap: run before the signatures, so hopeless transactions cost none).
+    public func precheck(_ transactions: [Transaction]) -> [AdmissionError?] {
+        transactions.map { mempool.check($0, account: committedAccount($0.senderAddress)) }
+    }
+
+    /// Admits a transaction whose signature was verified, checked again against the
+    /// committed state now (it may have moved while signatures were verified).
+    public func admit(_ verified: VerifiedTransaction) -> Result<Hash, AdmissionError> {
+        mempool.admit(verified, account: committedAccount(verified.transaction.senderAddress))
+    }
+
+    /// The whole admission in one synchronous call, in the node's order (cheap checks,
+    /// then `signatures` for the survivors only, then admission), one result each: the
+    /// simulator's clients submit here; a node runs the same steps across its actor.
+    public func submit(_ transactions: [Transaction]) -> [Result<Hash, AdmissionError>] {
+        let checker = signatures
+        let genesisHash = ledger.genesisHash
+        let screened = AdmissionScreen.screen(transactions, prechecked: precheck(transactions)) {
+            SignatureBatch.verify($0, genesisHash: genesisHash, using: checker)
+        }
+        return screened.map { screen in screen.flatMap(admit) }
     }
 }

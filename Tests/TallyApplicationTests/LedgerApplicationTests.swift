@@ -5,7 +5,7 @@ import TallyTypes
 import TallyVerify
 import XCTest
 
-@testable import TallyNode
+@testable import TallyApplication
 
 /// The node's consensus application applies the shared block rules, with the
 /// clock bound on proposals only, and its own proposals satisfy them.
@@ -35,6 +35,47 @@ final class LedgerApplicationTests: XCTestCase {
         clock.nowMs = nowMs
         return application(clock: clock).validate(
             block, parentHash: genesis.hash, maxTransactions: Int(genesis.consensus.maxBlockTransactions), origin: origin)
+    }
+
+    /// Refuses every signature: shows which checks go through the injected checker.
+    struct RefuseAll: TransactionSignatureChecker {
+        func isValid(_ transaction: Transaction, genesisHash: Hash) -> Bool { false }
+    }
+
+    /// Signature checking is the injected checker's, on admission and for block
+    /// transactions the mempool does not hold (the simulator injects its own).
+    func testInjectedSignatureCheckerDecidesAdmissionAndBlocks() throws {
+        let sender = DevnetKeys.accountKey(0)
+        let funded = try Genesis(
+            chainID: DevnetKeys.chainID, genesisTimeMs: genesis.genesisTimeMs, validators: DevnetKeys.validators(),
+            accounts: [GenesisAccount(address: Address(publicKey: sender.publicKey), balance: 1_000)])
+        let transfer = Transaction.signed(
+            by: sender, chainID: funded.chainID, genesisHash: funded.hash, to: Address(publicKey: DevnetKeys.accountKey(1).publicKey), amount: 5, fee: 1,
+            nonce: 0)
+        let nowMs = funded.genesisTimeMs + 60_000
+        let block = try BlockBuilder.build(
+            on: Ledger(genesis: funded), view: 0, proposer: 0, timestampMs: nowMs, previousHash: funded.hash,
+            transactions: [VerifiedTransaction(signatureAlreadyVerified: transfer)]
+        ).block
+        func application(_ checker: any TransactionSignatureChecker) -> LedgerApplication {
+            LedgerApplication(
+                genesis: funded, ledger: Ledger(genesis: funded), tipHash: funded.hash, tipTimestampMs: funded.genesisTimeMs,
+                mempool: Mempool(genesis: funded), signatures: checker, nowMs: { nowMs })
+        }
+        let maxTransactions = Int(funded.consensus.maxBlockTransactions)
+        let refusing = application(RefuseAll())
+        XCTAssertEqual(refusing.submit([transfer]).map { result -> AdmissionError? in
+            if case .failure(let reason) = result { return reason } else { return nil }
+        }, [.badSignature])
+        guard case .failure(let rejection) = refusing.validate(
+            block, parentHash: funded.hash, maxTransactions: maxTransactions, origin: .prePrepare(view: 0))
+        else { return XCTFail("a block was accepted though its transaction's signature was refused") }
+        XCTAssertTrue(rejection.reason.contains("signature"), rejection.reason)
+
+        let ed25519 = application(Ed25519TransactionChecker())
+        XCTAssertNoThrow(try ed25519.validate(
+            block, parentHash: funded.hash, maxTransactions: maxTransactions, origin: .prePrepare(view: 0)).get())
+        XCTAssertEqual(try ed25519.submit([transfer])[0].get(), transfer.hash)
     }
 
     func testProposalTimestampBeyondTheClockDriftIsRejected() throws {

@@ -93,6 +93,21 @@ public enum EvictionReason: String, CaseIterable, Sendable {
     case nonceUsed = "nonce_used"
 }
 
+/// The mempool's two guards against a transaction that can never apply (issue 14:
+/// the stuck-transaction view-change loop), which tests switch off one at a time to
+/// show what each holds. Production code uses `.all`.
+package struct MempoolDefences: Sendable, Hashable {
+    /// After a commit, every touched sender's queue is walked as execution would
+    /// apply it and what would fail is evicted (off: only used nonces go).
+    package var recheckAfterCommit = true
+    /// "Proposable" is what execution would apply (off: any transaction at the
+    /// sender's next nonce counts, whatever the balance).
+    package var proposableByExecutionRule = true
+
+    package static let all = MempoolDefences()
+    package init() {}
+}
+
 /// Pending transactions: bounded in count and bytes, de-duplicated by hash, ordered
 /// per sender by nonce, each sender's pending spend covered by its committed balance.
 /// Signatures are verified before `admit` (the caller does it in parallel, after
@@ -147,6 +162,7 @@ public struct Mempool: Sendable {
     private var tails = TailHeap()
     /// Transactions evicted so far, by reason.
     public private(set) var evictions: [EvictionReason: Int] = [:]
+    package var defences = MempoolDefences.all
 
     public init(chainID: String, minFee: UInt64, limits: MempoolLimits = .default) {
         self.chainID = chainID
@@ -270,8 +286,9 @@ public struct Mempool: Sendable {
     }
 
     private func proposableHead(_ queue: SenderQueue, state: Account) -> Entry? {
-        guard let head = queue.entries[state.nonce],
-              (try? Ledger.debit(head.transaction, chainID: chainID, minFee: minFee, sender: state).get()) != nil
+        guard let head = queue.entries[state.nonce] else { return nil }
+        guard defences.proposableByExecutionRule else { return head }
+        guard (try? Ledger.debit(head.transaction, chainID: chainID, minFee: minFee, sender: state).get()) != nil
         else { return nil }
         return head
     }
@@ -371,6 +388,7 @@ public struct Mempool: Sendable {
     private mutating func recheck(_ sender: Address, against state: Account) {
         guard let queue = bySender[sender] else { return }
         for nonce in queue.entries.keys where nonce < state.nonce { evictOne(sender: sender, nonce: nonce, reason: .nonceUsed) }
+        guard defences.recheckAfterCommit else { return }
         var simulated = state
         var nonce = state.nonce
         while let entry = bySender[sender]?.entries[nonce] {

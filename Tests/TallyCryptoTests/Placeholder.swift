@@ -1,1 +1,0 @@
-// Local placeholder (untracked): the foundation's test target has no sources on this branch yet.

@@ -1,0 +1,84 @@
+import TallyCrypto
+import TallyStore
+import TallyTypes
+import XCTest
+
+@testable import TallyNode
+
+/// `/txs/{hash}` for committed transactions, answered from the block reader and a
+/// kept tree per block.
+final class CommittedTransactionsTests: XCTestCase {
+    static let sender = DevnetKeys.accountKey(0).publicKey
+
+    static func block(height: UInt64, transactions: Int) -> CertifiedBlock {
+        let recipient = Address(bytes: [UInt8](repeating: UInt8(truncatingIfNeeded: height), count: 20))!
+        let list = (0..<transactions).map {
+            Transaction(chainID: "test", sender: sender, recipient: recipient, amount: height, fee: 1,
+                        nonce: height * 1_000 + UInt64($0))
+        }
+        let header = BlockHeader(
+            height: height, view: 0, timestampMs: 1000 * height, previousHash: .zero,
+            transactionsRoot: Block.transactionsRoot(list), stateRoot: .zero, proposer: 0,
+            transactionCount: UInt32(list.count))
+        let block = Block(header: header, transactions: list)
+        return CertifiedBlock(block: block, certificate: CommitCertificate(view: 0, height: height, blockHash: block.hash, signatures: []))
+    }
+
+    func testCommittedTransactionsCarryProofsAgainstTheirBlock() throws {
+        let store = try BlockStore.open(dataDirectory: "/n", fileSystem: SimulatedFileSystem())
+        let committed = CommittedTransactions(reader: store.reader, index: TransactionIndex())
+        let blocks = (1...3).map { Self.block(height: UInt64($0), transactions: 5 * $0) }
+        for block in blocks {
+            try store.append(block)
+            committed.add(block.block)
+        }
+        for block in blocks {
+            for (index, transaction) in block.block.transactions.enumerated() {
+                guard case .committed(let height, let position, let blockHash, let proof)? = committed.status(of: transaction.hash)
+                else { return XCTFail("not found: height \(block.block.height) index \(index)") }
+                XCTAssertEqual(height, block.block.height)
+                XCTAssertEqual(position, index)
+                XCTAssertEqual(blockHash, block.block.hash)
+                XCTAssertTrue(proof.verify(item: transaction.hash, root: block.block.header.transactionsRoot))
+            }
+        }
+        XCTAssertNil(committed.status(of: SHA256.hash([1, 2, 3])), "unknown hash")
+    }
+
+    /// The index keys on 8 bytes: a hash sharing them with a committed one is not it.
+    func testAHashSharingTheIndexKeyIsNotFound() throws {
+        let store = try BlockStore.open(dataDirectory: "/n", fileSystem: SimulatedFileSystem())
+        let committed = CommittedTransactions(reader: store.reader, index: TransactionIndex())
+        let block = Self.block(height: 1, transactions: 2)
+        try store.append(block)
+        committed.add(block.block)
+        var lookalike = block.block.transactions[0].hash.bytes
+        lookalike[31] ^= 1
+        XCTAssertNil(committed.status(of: Hash(bytes: lookalike)!))
+    }
+
+    /// A block indexed but not in the store (cannot happen in the node, which indexes
+    /// after the append) is not reported committed.
+    func testIndexedButUnreadableIsNotCommitted() throws {
+        let store = try BlockStore.open(dataDirectory: "/n", fileSystem: SimulatedFileSystem())
+        let committed = CommittedTransactions(reader: store.reader, index: TransactionIndex())
+        let block = Self.block(height: 1, transactions: 2)
+        committed.add(block.block)
+        XCTAssertNil(committed.status(of: block.block.transactions[0].hash))
+    }
+
+    func testTreeCacheKeepsTheMostRecentlyUsed() {
+        var cache = TreeCache(capacity: 2)
+        func entry(_ height: UInt64) -> TreeCache.Entry {
+            TreeCache.Entry(height: height, blockHash: .zero, tree: Merkle.Tree([SHA256.hash([UInt8(height)])]))
+        }
+        cache.insert(entry(1))
+        cache.insert(entry(2))
+        XCTAssertNotNil(cache.entry(at: 1))  // 1 is now the most recent
+        cache.insert(entry(3))
+        XCTAssertEqual(cache.heights, [1, 3])
+        XCTAssertNil(cache.entry(at: 2))
+        cache.insert(entry(3))
+        XCTAssertEqual(cache.heights, [1, 3], "re-inserting does not duplicate")
+    }
+}
