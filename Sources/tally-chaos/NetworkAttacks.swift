@@ -1,16 +1,19 @@
 import Foundation
 import TallyCrypto
+import TallyNode
 import TallyTestbed
 import TallyTypes
 
 /// The attacks on connections and reads, from attacker addresses.
 struct NetworkAttacks {
-    /// The node's defaults (`HTTPLimits`, `[api]` in config.toml) the checks hold it to.
-    static let maxConnectionsPerAddress = 64
-    static let headerTimeoutSeconds = 10.0
-    static let bodyTimeoutSeconds = 30.0
-    static let maxEventSubscribersPerAddress = 4
-    static let maxEventSubscribers = 64
+    /// The node's defaults (`HTTPLimits`, `[api]` in config.toml) the checks hold it to,
+    /// read from the node's own types so the checks follow a changed default.
+    static let nodeLimits = HTTPLimits()
+    static let maxConnectionsPerAddress = nodeLimits.maxConnectionsPerAddress
+    static let headerTimeoutSeconds = Double(nodeLimits.headerTimeoutSeconds)
+    static let bodyTimeoutSeconds = Double(nodeLimits.bodyTimeoutSeconds)
+    static let maxEventSubscribersPerAddress = nodeLimits.maxEventSubscribersPerAddress
+    static let maxEventSubscribers = NodeConfig().api.maxEventSubscribers
     /// Slack for a loaded machine on each deadline.
     static let deadlineGraceSeconds = 5.0
 
