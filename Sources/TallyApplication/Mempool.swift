@@ -349,18 +349,21 @@ public struct Mempool: Sendable {
     /// transactions whose nonce is now used, and those the balance no longer covers
     /// (with everything above them), are evicted, so what stays can still apply.
     public mutating func removeCommitted(_ transactions: [Transaction], account: (Address) -> Account) {
-        var touched = Set<Address>()
-        var senders = Set<Address>()
+        // Arrays in block order, not sets: the sequence numbers handed out below are
+        // consensus input (the backups' transaction timers), so their order must not
+        // depend on the process's hash seed.
+        var touched = OrderedAddresses()
+        var senders = OrderedAddresses()
         for transaction in transactions {
             touched.insert(transaction.senderAddress)
             senders.insert(transaction.senderAddress)
             touched.insert(transaction.recipient)
             if let (sender, nonce) = senderByHash[transaction.hash] { remove(sender: sender, nonce: nonce) }
         }
-        for address in touched where bySender[address] != nil { recheck(address, against: account(address)) }
+        for address in touched.inOrder where bySender[address] != nil { recheck(address, against: account(address)) }
         // Only a sender's own commit moves its next nonce (a credit does not: then a
         // primary could restart a censored sender's wait by paying it).
-        for sender in senders where bySender[sender] != nil {
+        for sender in senders.inOrder where bySender[sender] != nil {
             arrivals += 1
             bySender[sender]!.nextNonceMovedAt = arrivals
         }
@@ -387,7 +390,7 @@ public struct Mempool: Sendable {
     /// nonces go until the pending spend fits the balance again (the admission rule).
     private mutating func recheck(_ sender: Address, against state: Account) {
         guard let queue = bySender[sender] else { return }
-        for nonce in queue.entries.keys where nonce < state.nonce { evictOne(sender: sender, nonce: nonce, reason: .nonceUsed) }
+        for nonce in queue.entries.keys.filter({ $0 < state.nonce }).sorted() { evictOne(sender: sender, nonce: nonce, reason: .nonceUsed) }
         guard defences.recheckAfterCommit else { return }
         var simulated = state
         var nonce = state.nonce
@@ -555,5 +558,15 @@ struct TailHeap: Sendable {
             items.swapAt(child, parent)
             parent = child
         }
+    }
+}
+
+/// Addresses in first-insertion order, each once.
+struct OrderedAddresses {
+    private(set) var inOrder: [Address] = []
+    private var seen = Set<Address>()
+
+    mutating func insert(_ address: Address) {
+        if seen.insert(address).inserted { inOrder.append(address) }
     }
 }

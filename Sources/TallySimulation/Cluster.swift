@@ -114,6 +114,20 @@ public struct SimulationResult: Sendable {
     public let committedBlockHashes: [Hash]
     /// Transactions honest mempools evicted after admitting them, by reason.
     public let evictions: [EvictionReason: Int]
+
+    /// SHA-256 over everything the run produced (chain, counters, outcome), keys in
+    /// sorted order. Two runs of one seed must agree on it, also in different
+    /// processes: Swift seeds its hashing per process, so iterating a dictionary or a
+    /// set where order reaches consensus shows up here as a different fingerprint.
+    public var fingerprint: Hash {
+        var lines = ["seed \(seed) n \(validatorCount) ticks \(ticks) height \(blocksCommitted)",
+                     "views \(viewChanges) transactions \(transactionsCommitted) failure \(failure ?? "none")"]
+        lines += faults.sorted { $0.key < $1.key }.map { "fault \($0.key) \($0.value)" }
+        lines += dropped.map { "dropped \($0.key.rawValue) \($0.value)" }.sorted()
+        lines += suspicions.map { "suspicion \($0.key.rawValue) \($0.value)" }.sorted()
+        lines += evictions.map { "eviction \($0.key.rawValue) \($0.value)" }.sorted()
+        return SHA256.hash(parts: lines.map { Array($0.utf8) + [10] } + committedBlockHashes.map(\.bytes))
+    }
 }
 
 /// A deterministic in-process cluster: n replicas, one seed for message delay, loss,

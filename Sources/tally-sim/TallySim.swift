@@ -31,7 +31,7 @@ struct TallySim: ParsableCommand {
     @Option(help: "Worker threads.")
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Flag(help: "Print one line per run.")
+    @Flag(help: "Print one line per run, with a fingerprint of everything it produced (two runs of a seed, in any process, print the same).")
     var verbose = false
 
     @Option(help: "Give every run at least one Byzantine replica of this mode (\(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))).")
@@ -217,7 +217,7 @@ final class Sweep: @unchecked Sendable {
         for mode in result.plan.byzantine.values { byzantine[mode.rawValue, default: 0] += 1 }
         if result.failure != nil && failure == nil { failure = result }
         if verbose {
-            print("seed \(result.seed) n=\(result.validatorCount) height \(result.blocksCommitted) ticks \(result.ticks) \(result.failure ?? "ok")")
+            print("seed \(result.seed) n=\(result.validatorCount) height \(result.blocksCommitted) ticks \(result.ticks) fingerprint \(result.fingerprint.hex.prefix(16)) \(result.failure ?? "ok")")
         }
         let now = Date()
         if now.timeIntervalSince(lastProgress) >= (interactive ? 0.25 : 30) || runs == total {

@@ -73,6 +73,42 @@ final class MempoolTests: XCTestCase {
         XCTAssertEqual(oldest(sender1Committed), moved)
     }
 
+    /// The sequence numbers a commit hands out (one per sender whose next nonce it
+    /// moved) follow the block's order. Consensus reads them (the backups' transaction
+    /// timers), so they must not follow a set's order, which Swift seeds per process:
+    /// a seed would not replay, and a test passed or failed by the process it ran in.
+    func testACommitMovesNextNoncesInBlockOrder() {
+        var pool = Mempool(chainID: chainID, minFee: 1)
+        let senders = (0..<12).map { SigningKey(seed: SHA256.hash(Array("block-order-\($0)".utf8)).bytes)! }
+        func transfer(_ sender: Int, nonce: UInt64) -> VerifiedTransaction {
+            VerifiedTransaction(Transaction.signed(
+                by: senders[sender], chainID: chainID, genesisHash: genesisHash, to: recipient, amount: 1, fee: 1,
+                nonce: nonce), genesisHash: genesisHash)!
+        }
+        for sender in senders.indices {
+            for nonce: UInt64 in 0...1 { _ = pool.admit(transfer(sender, nonce: nonce), account: rich) }
+        }
+        var accounts: [Address: Account] = [:]
+        func commit(_ transactions: [Transaction]) {
+            for transaction in transactions {
+                accounts[transaction.senderAddress] = Account(balance: 1_000_000, nonce: transaction.nonce + 1)
+            }
+            pool.removeCommitted(transactions) { accounts[$0] ?? self.rich }
+        }
+        // One block takes every sender's nonce 0, in a shuffled order.
+        let blockOrder = [7, 2, 11, 0, 5, 9, 1, 10, 3, 8, 6, 4]
+        let before = pool.proposableSequence
+        commit(blockOrder.map { transfer($0, nonce: 0).transaction })
+        // Then the senders' nonce 1 commit one at a time, in block order: each time
+        // the oldest left is the next sender's, moved right after the previous one's.
+        for (position, sender) in blockOrder.enumerated() {
+            let oldest = pool.oldestProposableSequence { accounts[$0] ?? self.rich }
+            XCTAssertEqual(oldest, before + UInt64(position) + 1, "sender \(sender) at place \(position) of the block")
+            commit([transfer(sender, nonce: 1).transaction])
+        }
+        XCTAssertNil(pool.oldestProposableSequence { accounts[$0] ?? self.rich })
+    }
+
     func testStaleFutureWrongChainAndBalance() {
         var pool = Mempool(chainID: chainID, minFee: 1, limits: MempoolLimits(maxTransactions: 100, maxBytes: 1 << 20, maxNonceGap: 5, maxPerSender: 100))
         let used = Account(balance: 100, nonce: 3)
