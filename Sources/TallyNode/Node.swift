@@ -69,6 +69,7 @@ public actor Node: NodeService {
     private var lastView: UInt64
     /// The replica's drop counts already exported to metrics.
     private var exportedDrops: [TallyConsensus.DropReason: Int] = [:]
+    private var exportedSuspicions: [BackupSuspicion: Int] = [:]
     /// The mempool's eviction counts already exported to metrics.
     private var exportedEvictions: [EvictionReason: Int] = [:]
     /// Signature batches of submissions verified at once (each uses every core).
@@ -469,7 +470,22 @@ public actor Node: NodeService {
             metrics.messageDropped(reason.rawValue, count: count - exportedDrops[reason, default: 0])
             exportedDrops[reason] = count
         }
+        exportSuspicions()
         equivocationReporter.export(driver.replica, validators: genesis.validators, logger: logger)
+    }
+
+    /// View changes this backup started because the primary kept committing but held
+    /// transactions back (censorship) or proposed late (slow primary): an operator's
+    /// sign of a faulty primary that the no-commit timer alone would not show.
+    private func exportSuspicions() {
+        for (reason, count) in driver.replica.suspicions where count > exportedSuspicions[reason, default: 0] {
+            metrics.primarySuspected(reason.rawValue, count: count - exportedSuspicions[reason, default: 0])
+            exportedSuspicions[reason] = count
+            logger.warning("backup suspects the primary", metadata: [
+                "reason": "\(reason.rawValue)", "view": "\(driver.replica.view)",
+                "primary": "\(genesis.validators.primary(view: driver.replica.view))",
+            ])
+        }
     }
 
     /// The driver's durable write. A vote that is not durable must never be sent: if

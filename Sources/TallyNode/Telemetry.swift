@@ -73,6 +73,11 @@ public struct NodeMetrics: Sendable {
         Metrics.Counter(label: "tally_mempool_evicted_total", dimensions: [("reason", reason)]).increment(by: Int64(count))
     }
 
+    /// View changes a backup started suspecting the primary (`censorship`, `slow_primary`).
+    public func primarySuspected(_ reason: String, count: Int) {
+        Metrics.Counter(label: "tally_primary_suspicions_total", dimensions: [("reason", reason)]).increment(by: Int64(count))
+    }
+
     public func messageDropped(_ reason: String, count: Int = 1) {
         Metrics.Counter(label: "tally_messages_dropped_total", dimensions: [("reason", reason)]).increment(by: Int64(count))
     }

@@ -67,6 +67,42 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
         }
     }
 
+    /// Issue 13 items 3 and 9: a primary that keeps committing but leaves one sender's
+    /// transactions out is replaced by the backups' transaction timer (not by the
+    /// no-commit timer: another sender's transfers commit all along), the transfer
+    /// commits under the next primary, and the backups count why they left the view.
+    func testCensoringPrimary() async throws {
+        try await run("censor", act: "censored") { network in
+            // Funded devnet accounts the censor leaves out or not (its rule: the
+            // address's last byte is even).
+            let keys = (0..<4).map(DevnetKeys.accountKey)
+            func censored(_ key: SigningKey) -> Bool { Address(publicKey: key.publicKey).bytes.last! % 2 == 0 }
+            let victim = try XCTUnwrap(keys.first(where: censored), "a censored devnet account among the first four")
+            let other = try XCTUnwrap(keys.first { !censored($0) }, "an uncensored devnet account among the first four")
+            func transfer(_ key: SigningKey, nonce: UInt64) -> Transaction {
+                Transaction.signed(
+                    by: key, chainID: network.genesis.chainID, genesisHash: network.genesis.hash,
+                    to: Address(publicKey: network.faucet.publicKey), amount: 7, fee: 1, nonce: nonce)
+            }
+            let victimAddress = Address(publicKey: victim.publicKey).bech32m
+            let results = try await network.submitBatch(Self.honest[0], [transfer(victim, nonce: 0)])["results"] as? [[String: Any]] ?? []
+            XCTAssertTrue(results.count == 1 && results[0]["error"] == nil, "\(results)")
+            // The other sender's transfers keep the censor committing meanwhile.
+            var otherNonce: UInt64 = 0
+            try await network.waitUntil("the censored transfer committed on every honest validator", seconds: 60) {
+                _ = try? await network.submitBatch(Self.honest[otherNonce % 3 == 0 ? 1 : 2], [transfer(other, nonce: otherNonce)])
+                otherNonce += 1
+                for node in Self.honest {
+                    guard let account = try? await network.json(node, "accounts/\(victimAddress)"), account["nonce"] as? String == "1"
+                    else { return false }
+                }
+                return true
+            }
+            try await self.waitForCounter(network, "tally_primary_suspicions_total", reason: "censorship")
+            try await self.expectViewChange(network)
+        }
+    }
+
     func testSilentValidator() async throws {
         // f silent validators is the liveness edge; this one is the first primary.
         try await run("silent", act: "silenced") { network in
