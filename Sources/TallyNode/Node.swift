@@ -548,14 +548,13 @@ public actor Node: NodeService {
             guard !blocks.isEmpty else { return }
             return interceptor.intercept(.syncResponse(blocks), to: [peer], link: outboundLink())
         }
-        guard syncReads.tryAcquire() else { return metrics.messageDropped("sync_reads_busy") }
-        let reader = blockReader, network = network, syncReads = syncReads
-        Task.detached {
-            defer { syncReads.release() }
+        let reader = blockReader, network = network
+        let started = syncReads.startDetached {
             let records = Self.storedRecords(heights, reader: reader)
             guard !records.isEmpty else { return }
             _ = network.send(to: Int(peer), PeerMessage.syncResponse(storedBlocks: records.map(\.payload)))
         }
+        if !started { metrics.messageDropped("sync_reads_busy") }
     }
 
     static let maxConcurrentSyncReads = 4
