@@ -75,6 +75,8 @@ public struct HTTPAPI: Sendable {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: self.metricsText())))
         }
+        // Last, so it wraps only requests no route took: 405 for a declared path's other methods.
+        router.add(middleware: MethodNotAllowedMiddleware(declared: .api))
         return router
     }
 
