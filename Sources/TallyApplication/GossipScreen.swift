@@ -7,7 +7,7 @@ import TallyTypes
 /// first, against the committed state: a peer (possibly Byzantine) relaying spam
 /// must not buy signature work with it. Repeats within the round are dropped too
 /// (every peer gossips the same transactions, and re-gossip repeats them).
-public struct GossipScreen {
+public struct GossipScreen: Sendable {
     /// Need a signature check before admission.
     public private(set) var unchecked: [Transaction] = []
     /// Signature checked already, with a block in flight (gossip often arrives after
@@ -31,5 +31,22 @@ public struct GossipScreen {
                 unchecked.append(transaction)
             }
         }
+    }
+}
+
+extension GossipScreen {
+    /// The gossip path's order of work: `screen` first (every check but the
+    /// signature), then `verify` for only the transactions it let through (not called
+    /// when none). Returns what to admit, each with its signature verdict (nil = bad);
+    /// those already checked (in flight) come last, as verified.
+    public static func verifyScreened(
+        _ transactions: [Transaction], screen: ([Transaction]) async -> GossipScreen,
+        verify: ([Transaction]) async -> [VerifiedTransaction?]
+    ) async -> [(transaction: Transaction, verified: VerifiedTransaction?)] {
+        let screened = await screen(transactions)
+        let verdicts = screened.unchecked.isEmpty ? [] : await verify(screened.unchecked)
+        precondition(verdicts.count == screened.unchecked.count, "one verdict per screened transaction")
+        return Array(zip(screened.unchecked, verdicts)).map { ($0, $1) }
+            + screened.checked.map { ($0, VerifiedTransaction(signatureAlreadyVerified: $0)) }
     }
 }

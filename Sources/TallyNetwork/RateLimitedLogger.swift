@@ -2,13 +2,13 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Logs lines that anyone who can reach the peer port can trigger (refused, evicted or
-/// failed connections) at a bounded rate: at most `maxLinesPerInterval` lines per reason
+/// Logs lines that anyone who can reach the peer port or the HTTP API can trigger
+/// (refused, evicted or failed connections) at a bounded rate: at most `maxLinesPerInterval` lines per reason
 /// per `intervalMs`. Lines over the budget are not written but counted, and the first
 /// line of the reason's next interval carries that count (`suppressed` metadata and a
 /// "suppressed K similar" suffix), so a flood costs a few lines, not one per connection.
 /// The counts that matter for monitoring are in the network metrics regardless.
-final class RateLimitedLogger: Sendable {
+package final class RateLimitedLogger: Sendable {
     let logger: Logger
     let maxLinesPerInterval: Int
     let intervalNanoseconds: Int64
@@ -21,7 +21,7 @@ final class RateLimitedLogger: Sendable {
         var suppressed = 0
     }
 
-    init(logger: Logger, maxLinesPerInterval: Int, intervalMs: Int64, now: @escaping @Sendable () -> NIODeadline = { .now() }) {
+    package init(logger: Logger, maxLinesPerInterval: Int, intervalMs: Int64, now: @escaping @Sendable () -> NIODeadline = { .now() }) {
         precondition(maxLinesPerInterval >= 1 && intervalMs >= 1, "log budget must be positive")
         self.logger = logger
         self.maxLinesPerInterval = maxLinesPerInterval
@@ -31,7 +31,7 @@ final class RateLimitedLogger: Sendable {
 
     /// Writes the line unless `reason` used up its budget for this interval. `reason` must
     /// come from a fixed set (a close reason's raw value, not peer data): it keys the table.
-    func log(
+    package func log(
         _ level: Logger.Level, _ message: @autoclosure () -> String, reason: String,
         metadata: @autoclosure () -> Logger.Metadata = [:]
     ) {

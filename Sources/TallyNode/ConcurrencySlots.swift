@@ -19,4 +19,16 @@ final class ConcurrencySlots: Sendable {
     }
 
     func release() { free.withLock { $0 += 1 } }
+
+    /// Runs `work` on another thread when a slot is free, and frees the slot when it
+    /// ends; false when every slot is taken: then nothing runs and nothing is queued
+    /// (a flood of requests costs the refusals, not a growing backlog).
+    func startDetached(_ work: @escaping @Sendable () -> Void) -> Bool {
+        guard tryAcquire() else { return false }
+        Task.detached { [self] in
+            defer { release() }
+            work()
+        }
+        return true
+    }
 }

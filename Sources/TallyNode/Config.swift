@@ -243,7 +243,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         # Connections at once; past this, new ones wait in the kernel's accept backlog.
         max_connections = \(api.maxConnections)
         # Connections at once from one IP address; the next gets 503 too_many_connections
-        # and is closed.
+        # and is closed at once (so one address cannot hold all of max_connections).
         max_connections_per_address = \(api.maxConnectionsPerAddress)
         # A connection with no request in progress is closed after this.
         idle_timeout_seconds = \(api.idleTimeoutSeconds)

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import TallyCrypto
 import TallyLedger
+import TallyNetwork
 import TallyTypes
 
 /// The node's HTTP API (docs/API.md): routes only; every decision is the
@@ -74,6 +75,8 @@ public struct HTTPAPI: Sendable {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: self.metricsText())))
         }
+        // Last, so it wraps only requests no route took: 405 for a declared path's other methods.
+        router.add(middleware: MethodNotAllowedMiddleware(declared: .api))
         return router
     }
 
@@ -84,14 +87,17 @@ public struct HTTPAPI: Sendable {
     public func application(
         host: String, port: Int, logger: Logger, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> Application<RouterResponder<APIRequestContext>> {
+        // Shared by every connection (the handler list below is built per connection).
         let connections = SlotsPerAddress(limit: limits.maxConnectionsPerAddress)
+        let refusals = RateLimitedLogger(
+            logger: logger, maxLinesPerInterval: HTTPLimits.refusalLogLinesPerInterval, intervalMs: HTTPLimits.refusalLogIntervalMs)
         let limits = self.limits
         let statistics = self.statistics
         return Application(
             router: router(),
             server: .http1(configuration: .init(
                 additionalChannelHandlers: [
-                    HTTPConnectionGuardInstaller(limits: limits, connections: connections, statistics: statistics),
+                    HTTPConnectionGuardInstaller(limits: limits, connections: connections, statistics: statistics, refusals: refusals),
                 ],
                 idleTimeout: .seconds(Int64(limits.idleTimeoutSeconds)))),
             configuration: .init(

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import TallyNetwork
 
 /// Bounds on the HTTP API's connections and requests (`[api]` in config.toml;
 /// docs/API.md says what a client sees at each).
@@ -29,6 +30,11 @@ public struct HTTPLimits: Sendable, Equatable {
     /// GET /txs/{hash} and /blocks/* (block reads, proofs) per remote address.
     public var queryRequestsPerSecond = 200
     public var queryBurst = 400
+
+    /// Lines refused connections may log per interval (per reason, `RateLimitedLogger`):
+    /// a flood from one address costs a few lines, not one per connection.
+    static let refusalLogLinesPerInterval = 5
+    static let refusalLogIntervalMs: Int64 = 10_000
 
     public init() {}
 }
@@ -100,15 +106,18 @@ final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChanne
     let limits: HTTPLimits
     let connections: SlotsPerAddress
     let statistics: HTTPStatistics
+    let refusals: RateLimitedLogger
 
-    init(limits: HTTPLimits, connections: SlotsPerAddress, statistics: HTTPStatistics) {
+    init(limits: HTTPLimits, connections: SlotsPerAddress, statistics: HTTPStatistics, refusals: RateLimitedLogger) {
         self.limits = limits
         self.connections = connections
         self.statistics = statistics
+        self.refusals = refusals
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        let guardHandler = HTTPConnectionGuard(limits: limits, connections: connections, statistics: statistics)
+        let guardHandler = HTTPConnectionGuard(
+            limits: limits, connections: connections, statistics: statistics, refusals: refusals)
         do { try context.pipeline.syncOperations.addHandler(guardHandler, position: .first) } catch { context.close(promise: nil) }
     }
 }
@@ -135,6 +144,8 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
     let limits: HTTPLimits
     let connections: SlotsPerAddress
     let statistics: HTTPStatistics
+    /// Refusals are logged at a bounded rate (an outsider triggers them at will).
+    let refusals: RateLimitedLogger
     private var address: String?
     private var refused = false
     private var phase = Phase.idle
@@ -143,10 +154,11 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
     private var deadline: Scheduled<Void>?
     private var writeDeadline: Scheduled<Void>?
 
-    init(limits: HTTPLimits, connections: SlotsPerAddress, statistics: HTTPStatistics) {
+    init(limits: HTTPLimits, connections: SlotsPerAddress, statistics: HTTPStatistics, refusals: RateLimitedLogger) {
         self.limits = limits
         self.connections = connections
         self.statistics = statistics
+        self.refusals = refusals
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -164,6 +176,8 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
         guard connections.take(key) else {
             refused = true
             statistics.count(.refusedPerAddress)
+            refusals.log(.warning, "refusing an API connection: over the per-address cap",
+                         reason: HTTPStatistics.Event.refusedPerAddress.rawValue, metadata: ["address": "\(key)", "limit": "\(connections.limit)"])
             respondAndClose(context, status: "503 Service Unavailable", code: "too_many_connections",
                             message: "over \(connections.limit) connections from this address; close some and retry")
             return

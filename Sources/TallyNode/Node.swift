@@ -398,28 +398,28 @@ public actor Node: NodeService {
             }
             do { transactions += try PeerMessage.gossip(bytes: message.bytes) } catch { malformed.append((from, error)) }
         }
-        let (unchecked, checked) = await unknownTransactions(transactions, malformed: malformed, notFromValidators: notFromValidators)
-        guard !unchecked.isEmpty || !checked.isEmpty else { return }
         // Gossip is verified like any submission (once, through the same bounded gate),
         // and not gossiped again.
-        let verified = unchecked.isEmpty
-            ? [] : await signatureGate.verify(unchecked, genesisHash: genesisHash, using: transactionSignatures)
-        await admitGossip(unchecked + checked, verified + checked.map { VerifiedTransaction(signatureAlreadyVerified: $0) })
+        let admissible = await GossipScreen.verifyScreened(
+            transactions, screen: { await unknownTransactions($0, malformed: malformed, notFromValidators: notFromValidators) },
+            verify: { await signatureGate.verify($0, genesisHash: genesisHash, using: transactionSignatures) })
+        guard !admissible.isEmpty else { return }
+        await admitGossip(admissible.map(\.transaction), admissible.map(\.verified))
     }
 
     /// Counts the rejected messages, then screens the transactions (`GossipScreen`:
-    /// every check but the signature, before the costly signature checks). Returns
-    /// those whose signatures still need a check and those checked already.
+    /// every check but the signature, before the costly signature checks): those
+    /// whose signatures still need a check and those checked already.
     private func unknownTransactions(
         _ transactions: [Transaction], malformed: [(peer: Int, error: any Error)], notFromValidators: Int
-    ) -> (unchecked: [Transaction], checked: [Transaction]) {
+    ) -> GossipScreen {
         for (peer, error) in malformed { dropMalformed(from: peer, error) }
         if notFromValidators > 0 { metrics.messageDropped("not_a_validator", count: notFromValidators) }
         let screen = GossipScreen(
             transactions, mempool: application.mempool,
             account: { application.ledger.account($0) ?? .empty }, isInFlight: { application.isInFlight($0) })
         for (code, count) in screen.rejected { metrics.messageDropped("gossip_\(code)", count: count) }
-        return (screen.unchecked, screen.checked)
+        return screen
     }
 
     private func admitGossip(_ transactions: [Transaction], _ verified: [VerifiedTransaction?]) {
@@ -564,14 +564,13 @@ public actor Node: NodeService {
             guard !blocks.isEmpty else { return }
             return interceptor.intercept(.syncResponse(blocks), to: [peer], link: outboundLink())
         }
-        guard syncReads.tryAcquire() else { return metrics.messageDropped("sync_reads_busy") }
-        let reader = blockReader, network = network, syncReads = syncReads
-        Task.detached {
-            defer { syncReads.release() }
+        let reader = blockReader, network = network
+        let started = syncReads.startDetached {
             let records = Self.storedRecords(heights, reader: reader)
             guard !records.isEmpty else { return }
             _ = network.send(to: Int(peer), PeerMessage.syncResponse(storedBlocks: records.map(\.payload)))
         }
+        if !started { metrics.messageDropped("sync_reads_busy") }
     }
 
     static let maxConcurrentSyncReads = 4

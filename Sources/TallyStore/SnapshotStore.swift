@@ -52,33 +52,77 @@ public struct Snapshot: Sendable {
         return bytes
     }
 
+    /// Bytes before the accounts: magic, version, height, state root, block hash, count.
+    static let fixedBytes = 4 + 4 + 8 + 32 + 32 + 8
+    /// Most accounts a snapshot may hold (a file of about 3.6 GB): a file that claims
+    /// more, or is bigger, is damage and is not read (`SnapshotStore` skips it).
+    public static let maxAccounts = 100_000_000
+    /// Accounts decoded per read: a snapshot is read in pieces of about 1 MiB, never
+    /// whole, so a huge or sparse file costs no allocation of its size.
+    static let accountsPerRead = (1 << 20) / accountBytes
+
+    static func maxFileBytes(maxAccounts: Int) -> Int { fixedBytes + maxAccounts * accountBytes + 4 }
+
     static func decode(_ bytes: [UInt8]) -> Result<Snapshot, DurableStateFile.DecodeFailure> {
+        // Reading from memory cannot fail.
+        try! read(size: bytes.count, maxAccounts: maxAccounts) { offset, count in
+            Array(bytes[min(offset, bytes.count)..<min(offset + count, bytes.count)])
+        }
+    }
+
+    /// Reads a snapshot of `size` bytes through `read` (the bytes at an offset, fewer
+    /// only at the end of the file) with bounded work: the size and the header's
+    /// account count are checked against `maxAccounts` first, then the checksum is
+    /// computed over the file in pieces, and only then are the accounts decoded (in
+    /// pieces too), so a damaged file allocates nothing in proportion to what it claims.
+    static func read(
+        size: Int, maxAccounts: Int, _ read: (_ offset: Int, _ count: Int) throws(FileSystemError) -> [UInt8]
+    ) throws(FileSystemError) -> Result<Snapshot, DurableStateFile.DecodeFailure> {
         typealias Failure = DurableStateFile.DecodeFailure
-        let fixedBytes = 4 + 4 + 8 + 32 + 32 + 8
-        guard bytes.count >= fixedBytes + 4 else { return .failure(Failure("file too short")) }
-        guard CRC32C.checksum(bytes[0..<bytes.count - 4])
-            == RecordFormat.readLittleEndian(UInt32.self, bytes, bytes.count - 4)
-        else { return .failure(Failure("checksum mismatch")) }
-        guard RecordFormat.readLittleEndian(UInt32.self, bytes, 0) == magic else { return .failure(Failure("bad magic")) }
-        guard RecordFormat.readLittleEndian(UInt32.self, bytes, 4) == version else { return .failure(Failure("unknown version")) }
-        let count = RecordFormat.readLittleEndian(UInt64.self, bytes, 80)
-        guard count <= UInt64(bytes.count), UInt64(fixedBytes) + count * UInt64(accountBytes) + 4 == UInt64(bytes.count) else {
+        guard size >= fixedBytes + 4 else { return .failure(Failure("file too short")) }
+        let maxBytes = maxFileBytes(maxAccounts: maxAccounts)
+        guard size <= maxBytes else {
+            return .failure(Failure("file of \(size) bytes is over the limit of \(maxBytes) (\(maxAccounts) accounts)"))
+        }
+        let header = try read(0, fixedBytes)
+        guard header.count == fixedBytes else { return .failure(Failure("file too short")) }
+        guard RecordFormat.readLittleEndian(UInt32.self, header, 0) == magic else { return .failure(Failure("bad magic")) }
+        guard RecordFormat.readLittleEndian(UInt32.self, header, 4) == version else { return .failure(Failure("unknown version")) }
+        let count = RecordFormat.readLittleEndian(UInt64.self, header, 80)
+        guard count <= UInt64(maxAccounts), UInt64(fixedBytes) + count * UInt64(accountBytes) + 4 == UInt64(size) else {
             return .failure(Failure("account count \(count) does not match the file size"))
+        }
+        let pieceBytes = accountsPerRead * accountBytes
+        var checksum: UInt32 = 0
+        var offset = 0
+        while offset < size - 4 {
+            let piece = try read(offset, min(pieceBytes, size - 4 - offset))
+            guard !piece.isEmpty else { return .failure(Failure("file too short")) }
+            checksum = CRC32C.checksum(piece, initial: checksum)
+            offset += piece.count
+        }
+        let trailer = try read(size - 4, 4)
+        guard trailer.count == 4, checksum == RecordFormat.readLittleEndian(UInt32.self, trailer, 0) else {
+            return .failure(Failure("checksum mismatch"))
         }
         var accounts: [(address: Address, account: Account)] = []
         accounts.reserveCapacity(Int(count))
-        var offset = fixedBytes
-        for _ in 0..<Int(count) {
-            accounts.append((
-                Address(bytes: Array(bytes[offset..<offset + 20]))!,
-                Account(
-                    balance: RecordFormat.readLittleEndian(UInt64.self, bytes, offset + 20),
-                    nonce: RecordFormat.readLittleEndian(UInt64.self, bytes, offset + 28))))
-            offset += accountBytes
+        while accounts.count < Int(count) {
+            let batch = min(accountsPerRead, Int(count) - accounts.count)
+            let piece = try read(fixedBytes + accounts.count * accountBytes, batch * accountBytes)
+            // Changed since the checksum pass.
+            guard piece.count == batch * accountBytes else { return .failure(Failure("file too short")) }
+            for start in stride(from: 0, to: piece.count, by: accountBytes) {
+                accounts.append((
+                    Address(bytes: Array(piece[start..<start + 20]))!,
+                    Account(
+                        balance: RecordFormat.readLittleEndian(UInt64.self, piece, start + 20),
+                        nonce: RecordFormat.readLittleEndian(UInt64.self, piece, start + 28))))
+            }
         }
         return .success(Snapshot(
-            height: RecordFormat.readLittleEndian(UInt64.self, bytes, 8), stateRoot: Hash(bytes: Array(bytes[16..<48]))!,
-            blockHash: Hash(bytes: Array(bytes[48..<80]))!, accounts: accounts))
+            height: RecordFormat.readLittleEndian(UInt64.self, header, 8), stateRoot: Hash(bytes: Array(header[16..<48]))!,
+            blockHash: Hash(bytes: Array(header[48..<80]))!, accounts: accounts))
     }
 
     /// The ledger this snapshot describes, checked: no duplicate address, the genesis
@@ -117,15 +161,26 @@ public final class SnapshotStore {
     let fileSystem: any FileSystem
     let logger: Logger
     public let retained: Int
+    /// Largest snapshot written or read (`Snapshot.maxAccounts`; tests lower it).
+    let maxAccounts: Int
 
-    public init(
+    public convenience init(
         dataDirectory: String, fileSystem: any FileSystem = PosixFileSystem(), retained: Int = 2,
         logger: Logger = Logger(label: "tally.store")
     ) throws(StoreError) {
-        precondition(retained >= 1)
+        try self.init(
+            dataDirectory: dataDirectory, fileSystem: fileSystem, retained: retained, maxAccounts: Snapshot.maxAccounts, logger: logger)
+    }
+
+    init(
+        dataDirectory: String, fileSystem: any FileSystem, retained: Int = 2, maxAccounts: Int,
+        logger: Logger = Logger(label: "tally.store")
+    ) throws(StoreError) {
+        precondition(retained >= 1 && maxAccounts >= 0)
         directory = dataDirectory + "/snapshots"
         self.fileSystem = fileSystem
         self.retained = retained
+        self.maxAccounts = maxAccounts
         self.logger = logger
         do {
             try fileSystem.createDirectory(directory)
@@ -157,6 +212,11 @@ public final class SnapshotStore {
 
     /// Writes the snapshot durably, then removes all but the newest `retained`.
     public func write(_ snapshot: Snapshot) throws(StoreError) {
+        // One that could not be read back is not written (restarts replay blocks instead).
+        guard snapshot.accounts.count <= maxAccounts else {
+            throw .recordTooLarge(
+                bytes: Snapshot.maxFileBytes(maxAccounts: snapshot.accounts.count), max: Snapshot.maxFileBytes(maxAccounts: maxAccounts))
+        }
         do {
             try AtomicReplace.write(snapshot.encode(), to: path(height: snapshot.height), fileSystem: fileSystem)
             let old = try heights().dropFirst(retained)
@@ -175,10 +235,10 @@ public final class SnapshotStore {
     /// root, with its ledger; nil when there is none. Damaged ones are logged and skipped.
     public func loadLatest(genesis: Genesis) throws(StoreError) -> (snapshot: Snapshot, ledger: Ledger)? {
         for height in try heights() {
-            let bytes: [UInt8]?
-            do { bytes = try AtomicReplace.read(path(height: height), fileSystem: fileSystem) } catch { throw .io(error) }
-            guard let bytes else { continue }
-            switch Snapshot.decode(bytes) {
+            let decoded: Result<Snapshot, DurableStateFile.DecodeFailure>?
+            do { decoded = try read(path(height: height)) } catch { throw .io(error) }
+            guard let decoded else { continue }
+            switch decoded {
             case .failure(let failure):
                 logger.warning("skipping a damaged snapshot", metadata: ["file": "\(path(height: height))", "damage": "\(failure)"])
             case .success(let snapshot):
@@ -192,5 +252,16 @@ public final class SnapshotStore {
             }
         }
         return nil
+    }
+
+    /// The snapshot file at `path` read in bounded pieces (`Snapshot.read`), nil when
+    /// it does not exist.
+    private func read(_ path: String) throws(FileSystemError) -> Result<Snapshot, DurableStateFile.DecodeFailure>? {
+        guard fileSystem.fileExists(path) else { return nil }
+        let file = try fileSystem.open(path, mode: .readOnly)
+        defer { file.close() }
+        return try Snapshot.read(size: try file.size(), maxAccounts: maxAccounts) { offset, count throws(FileSystemError) in
+            try file.read(at: offset, count: count)
+        }
     }
 }

@@ -5,7 +5,7 @@ import Logging
 import NIOCore
 import TallyCrypto
 import TallyLedger
-import TallyNode
+@testable import TallyNode
 import TallyTypes
 import XCTest
 
@@ -44,9 +44,20 @@ actor EndlessEventsNode: NodeService {
 struct RawClient {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// Connects from `source` (any 127.x.y.z is loopback on Linux: another client address).
+    init(port: Int, from source: String = "127.0.0.1") throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_addr.s_addr = inet_addr(source)
+        let bound = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            Glibc.close(fd)
+            throw POSIXError(.EADDRNOTAVAIL)
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -93,12 +104,12 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
     /// Runs the API's real server on an ephemeral port of 127.0.0.1 around `body`.
     func withServer(
         _ limits: HTTPLimits, node: (any NodeService)? = nil, metricsText: @escaping @Sendable () -> String = { "" },
-        _ body: (Int, HTTPAPI) async throws -> Void
+        logger: Logger = Logger(label: "test"), _ body: (Int, HTTPAPI) async throws -> Void
     ) async throws {
         let api = HTTPAPI(node: node ?? LedgerOnlyNode(genesis: genesis), maxBodyBytes: 1 << 20, maxBatchTransactions: 10,
                           limits: limits, metricsText: metricsText)
         let (ports, portSink) = AsyncStream<Int>.makeStream()
-        let app = api.application(host: "127.0.0.1", port: 0, logger: Logger(label: "test")) { channel in
+        let app = api.application(host: "127.0.0.1", port: 0, logger: logger) { channel in
             portSink.yield(channel.localAddress?.port ?? 0)
         }
         let server = Task { try await app.runService() }
@@ -149,6 +160,53 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
             XCTAssertTrue(fourth.read(for: 5) { $0.contains("mempool_size") }.text.hasPrefix("HTTP/1.1 200"))
             fourth.close()
             second.close()
+        }
+    }
+
+    /// Issue 14 (fairness): one address holding idle connections up to its cap (and
+    /// trying for more) must not take the global slots: another address still gets
+    /// `/status`. With the global cap at 3 and no per-address cap, 127.0.0.1's three
+    /// idle connections would hold every slot and 127.0.0.2 would wait in the backlog.
+    func testIdleConnectionsFromOneAddressLeaveRoomForAnother() async throws {
+        var limits = HTTPLimits()
+        limits.maxConnections = 3
+        limits.maxConnectionsPerAddress = 2
+        let capture = CapturedLogLines()
+        try await withServer(limits, logger: capture.logger) { port, api in
+            // 127.0.0.1 tries to hold every global slot with idle connections: those
+            // over its cap are refused and closed at once (not held).
+            var idle: [RawClient] = []
+            defer { idle.forEach { $0.close() } }
+            for index in 0..<limits.maxConnections {
+                let client = try RawClient(port: port)
+                idle.append(client)
+                if index >= limits.maxConnectionsPerAddress {
+                    let refused = client.read(for: 5)
+                    XCTAssertTrue(refused.text.hasPrefix("HTTP/1.1 503"), refused.text)
+                    XCTAssertTrue(refused.closed)
+                }
+            }
+            let other = try RawClient(port: port, from: "127.0.0.2")
+            other.send(statusRequest())
+            let answer = other.read(for: 5) { $0.contains("mempool_size") }
+            other.close()
+            guard answer.text.hasPrefix("HTTP/1.1 200") else { return XCTFail("another address must still be served: \(answer.text)") }
+            // (With every global slot taken, new connections wait in the backlog unanswered.)
+            try await Task.sleep(for: .milliseconds(200))
+            // A flood of refusals is logged at a bounded rate, not one line each.
+            let floods = 8
+            for _ in 0..<floods {
+                let over = try RawClient(port: port)
+                let refused = over.read(for: 5)
+                over.close()
+                XCTAssertTrue(refused.text.hasPrefix("HTTP/1.1 503"), refused.text)
+            }
+            let expectedRefusals = limits.maxConnections - limits.maxConnectionsPerAddress + floods
+            XCTAssertEqual(api.statistics[.refusedPerAddress], expectedRefusals)
+            let refusalLines = capture.lines.filter { $0.contains("per-address cap") }
+            XCTAssertGreaterThanOrEqual(refusalLines.count, 1)
+            XCTAssertLessThanOrEqual(refusalLines.count, HTTPLimits.refusalLogLinesPerInterval)
+            XCTAssertLessThan(refusalLines.count, expectedRefusals)
         }
     }
 
@@ -324,5 +382,29 @@ final class DescriptorLimitTests: XCTestCase, @unchecked Sendable {
         defer { client.close() }
         client.send("GET /status HTTP/1.1\r\nHost: test\r\n\r\n")
         XCTAssertTrue(client.read(for: 5) { $0.contains("mempool_size") }.text.hasPrefix("HTTP/1.1 200"))
+    }
+}
+
+/// Log lines a test's server wrote (message text only).
+final class CapturedLogLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var collected: [String] = []
+
+    var lines: [String] { lock.withLock { collected } }
+    var logger: Logger { Logger(label: "test") { _ in Handler(capture: self) } }
+
+    struct Handler: LogHandler {
+        let capture: CapturedLogLines
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            capture.lock.withLock { capture.collected.append(event.message.description) }
+        }
     }
 }
