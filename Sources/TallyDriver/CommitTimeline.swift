@@ -81,6 +81,8 @@ public final class CommitTimeline: @unchecked Sendable {
     public func mark(_ milestone: Milestone, height: UInt64) {
         let instant = now()
         lock.withLock {
+            // Events of a block no longer (or never) tracked: nothing to end.
+            if milestone == .eventSent && records[height] == nil { return }
             var record = records[height] ?? makeRecord(height)
             guard record[milestone.rawValue] == nil else { return }
             record[milestone.rawValue] = instant
