@@ -43,6 +43,29 @@ enum ClosedLoop {
         }
     }
 
+    /// One phase per client count in turn (client accounts and their nonces carry over),
+    /// each with its stage breakdown; returns the phases, their samples (`closed_loop_N`)
+    /// and the last scrape of the validators' stage histograms.
+    static func runPhases(
+        _ counts: [Int], seconds: Double, firstAccount: Int, network: Testbed, client: HTTPClient, events: CommitLog,
+        stagesBefore: StageBreakdown
+    ) async throws -> (phases: [[String: Any]], series: [String: Any], stagesAfter: StageBreakdown) {
+        let nonces = Nonces(accounts: counts.max() ?? 0)
+        var phases: [[String: Any]] = [], series: [String: Any] = [:]
+        var scraped = stagesBefore
+        for count in counts {
+            benchLog("closed loop: \(count) clients for \(seconds) s")
+            var (phase, samples) = try await run(
+                clients: count, seconds: seconds, firstAccount: firstAccount, nonces: nonces, network: network, client: client, events: events)
+            let (rows, after) = await StageBreakdown.since(scraped, phase: "closed loop, \(count) clients", network: network, client: client)
+            phase["stages"] = rows
+            scraped = after
+            phases.append(phase)
+            series["closed_loop_\(count)"] = samples
+        }
+        return (phases, series, scraped)
+    }
+
     static func run(
         clients: Int, seconds: Double, firstAccount: Int, nonces: Nonces, network: Testbed, client: HTTPClient, events: CommitLog
     ) async throws -> (summary: [String: Any], series: [String: Any]) {

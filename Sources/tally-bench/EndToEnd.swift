@@ -95,30 +95,20 @@ struct EndToEnd: AsyncParsableCommand {
             try await events.waitUntilSubscribed()
 
             benchLog("latency phase: \(latencyCount) transfers at \(latencyRate) tx/s")
-            var stagesBefore = await StageBreakdown.scrape(network, client: client)
+            var scraped = await StageBreakdown.scrape(network, client: client)
             let (latency, latencySeries) = Series.split(try await Workload.offerFixedRate(
                 Array(signed[0..<latencyCount]), rate: latencyRate, network: network, client: client, events: events))
             var stages: [String: Any] = [:]
-            var stagesAfter = await StageBreakdown.scrape(network, client: client)
-            stages["latency"] = StageBreakdown.difference(stagesAfter, stagesBefore).summary()
-            StageBreakdown.log("fixed load", stages["latency"] as! [[String: Any]])
+            let (latencyStages, afterLatency) = await StageBreakdown.since(scraped, phase: "fixed load", network: network, client: client)
+            stages["latency"] = latencyStages
+            scraped = afterLatency
             var plotSeries: [String: Any] = ["latency": latencySeries]
 
-            var closedLoops: [[String: Any]] = []
-            let nonces = ClosedLoop.Nonces(accounts: clients.max() ?? 0)
-            for count in clients {
-                benchLog("closed loop: \(count) clients for \(closedLoopSeconds) s")
-                stagesBefore = stagesAfter
-                let (summary, samples) = try await ClosedLoop.run(
-                    clients: count, seconds: closedLoopSeconds, firstAccount: accounts, nonces: nonces, network: network, client: client,
-                    events: events)
-                stagesAfter = await StageBreakdown.scrape(network, client: client)
-                var phase = summary
-                phase["stages"] = StageBreakdown.difference(stagesAfter, stagesBefore).summary()
-                StageBreakdown.log("closed loop, \(count) clients", phase["stages"] as! [[String: Any]])
-                closedLoops.append(phase)
-                plotSeries["closed_loop_\(count)"] = samples
-            }
+            let (closedLoops, closedLoopSeries, afterClosedLoops) = try await ClosedLoop.runPhases(
+                clients, seconds: closedLoopSeconds, firstAccount: accounts, network: network, client: client, events: events,
+                stagesBefore: scraped)
+            scraped = afterClosedLoops
+            plotSeries.merge(closedLoopSeries) { _, new in new }
             defer { if let series { try? writeJSON(plotSeries, to: series) } }
             if latencyOnly {
                 reader.cancel()
@@ -132,13 +122,10 @@ struct EndToEnd: AsyncParsableCommand {
                 return try writeJSON(result, to: json)
             }
             benchLog("saturation phase: \(transactions) transfers, batches of \(batch), \(concurrency) in flight")
-            stagesBefore = stagesAfter
             let (saturation, saturationSeries) = Series.split(try await Workload.saturate(
                 Array(signed[latencyCount...]), batch: batch, concurrency: concurrency, network: network, client: client, events: events))
             reader.cancel()
-            stagesAfter = await StageBreakdown.scrape(network, client: client)
-            stages["saturation"] = StageBreakdown.difference(stagesAfter, stagesBefore).summary()
-            StageBreakdown.log("saturation", stages["saturation"] as! [[String: Any]])
+            stages["saturation"] = await StageBreakdown.since(scraped, phase: "saturation", network: network, client: client).0
             plotSeries["saturation"] = saturationSeries
 
             var viewChanges = 0.0
@@ -438,7 +425,7 @@ final class CommitLog: @unchecked Sendable {
             if inBlocks >= hashes.count {
                 try await Task.sleep(nanoseconds: 500_000_000)
                 let late = lock.withLock { hashes.lazy.filter { self.commits[$0] == nil }.count }
-                benchLog("warning: \(late) commits seen only in block events (tx events lost)")
+                if late > 0 { benchLog("warning: \(late) commits seen only in block events (tx events lost)") }
                 return late
             }
             if monotonicSeconds() > deadline { throw BenchError("\(missing) accepted transactions not committed after \(Int(seconds)) s") }

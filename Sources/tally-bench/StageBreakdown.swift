@@ -109,6 +109,14 @@ struct StageBreakdown {
         }
     }
 
+    /// The breakdown of the phase since `before` (logged), and the scrape it ended with.
+    static func since(_ before: StageBreakdown, phase: String, network: Testbed, client: HTTPClient) async -> ([[String: Any]], StageBreakdown) {
+        let after = await scrape(network, client: client)
+        let rows = difference(after, before).summary()
+        log(phase, rows)
+        return (rows, after)
+    }
+
     /// The breakdown as a table on stderr.
     static func log(_ phase: String, _ rows: [[String: Any]]) {
         benchLog("per-stage latency, \(phase) (all validators; tally_stage_seconds):")
