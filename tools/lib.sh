@@ -31,6 +31,22 @@ tally_require_swift() {
 # Schemathesis (PyPI) for the API conformance test (OpenAPIConformanceTests against a
 # live node), in a virtual environment under .build so the system Python is not
 # changed; its bin directory goes first on PATH. Without it the test is skipped.
+# matplotlib (PyPI) for tools/bench's plots, in the same virtual environment; its
+# python goes in TALLY_PLOT_PYTHON. Without it the plots are skipped (with a warning).
+tally_install_matplotlib() {
+    local venv=.build/python-tools
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import matplotlib' >/dev/null 2>&1; then
+        tally_install_dependencies python3:python3
+        if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then tally_install_dependencies "ensurepip:python3-venv"; fi
+        echo "tally: installing matplotlib into $venv" >&2
+        if ! { { [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"; } && "$venv/bin/pip" install --quiet "matplotlib>=3.7,<4"; }; then
+            echo "tally: could not install matplotlib; no plots" >&2
+            return 0
+        fi
+    fi
+    export TALLY_PLOT_PYTHON="$PWD/$venv/bin/python"
+}
+
 tally_install_schemathesis() {
     if command -v st >/dev/null 2>&1; then return 0; fi
     local venv=.build/python-tools

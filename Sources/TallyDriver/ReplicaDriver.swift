@@ -66,6 +66,8 @@ public final class ReplicaDriver {
     private let journal: any DurableStateSink
     private let blocks: any CertifiedBlockSink
     private let transport: any ReplicaTransport
+    /// Stamps the commit-path milestones the driver sees (nil: no timing, as in the simulator).
+    public let timeline: CommitTimeline?
     /// The latest durable state the replica asked for, not written yet.
     private var pendingPersist: DurableState?
     /// Sends waiting for the end of the batch (after `pendingPersist` is durable).
@@ -74,9 +76,10 @@ public final class ReplicaDriver {
 
     public init(
         replica: Replica, journal: any DurableStateSink, blocks: any CertifiedBlockSink, transport: any ReplicaTransport,
-        invariantChecks: InvariantChecks = .never
+        invariantChecks: InvariantChecks = .never, timeline: CommitTimeline? = nil
     ) {
         self.replica = replica
+        self.timeline = timeline
         self.journal = journal
         self.blocks = blocks
         self.transport = transport
@@ -118,6 +121,7 @@ public final class ReplicaDriver {
             case .persist(let state):
                 pendingPersist = state
             case .execute(let certified):
+                timeline?.mark(.committed, height: certified.block.height)
                 try writePendingPersist()
                 let stateRoot = try blocks.commit(certified)
                 try step(.blockExecuted(height: certified.block.height, stateRoot: stateRoot))
@@ -143,10 +147,23 @@ public final class ReplicaDriver {
         for action in sends {
             switch action {
             case .send(let message, let peer): try transport.send(message, to: peer)
-            case .broadcast(let message): try transport.broadcast(message)
+            case .broadcast(let message):
+                try transport.broadcast(message)
+                markSent(message)
             case .sendBlocks(let heights, let peer): try transport.sendBlocks(heights: heights, to: peer)
             case .persist, .execute: preconditionFailure("only sends are deferred")
             }
+        }
+    }
+
+    /// A vote or proposal that went out (after the persist it depends on) ends a stage.
+    private func markSent(_ message: ConsensusMessage) {
+        guard let timeline else { return }
+        switch message {
+        case .prePrepare(let proposal): timeline.mark(.accepted, height: proposal.height)
+        case .prepare(let vote): timeline.mark(.accepted, height: vote.target.height)
+        case .commit(let vote): timeline.mark(.prepared, height: vote.target.height)
+        default: break
         }
     }
 }

@@ -248,6 +248,7 @@ public struct HTTPAPI: Sendable {
             defer { slots.release(address) }
             for await events in stream {
                 try await writer.write(ByteBuffer(string: events.map(Self.serverSentEvent).joined()))
+                if case .block(let height, _, _) = events.first { node.eventsSent(height: height) }
             }
             try await writer.finish(nil)
         }

@@ -38,6 +38,8 @@ public actor Node: NodeService {
     private let application: LedgerApplication
     /// Owns the replica; its I/O is `io`, which calls back into this actor.
     private let driver: ReplicaDriver
+    /// The commit path's milestones (the driver's and ours) → `tally_stage_seconds`.
+    nonisolated let timeline: CommitTimeline
     private let io: NodeReplicaIO
     /// HOME/signing-mark, outside the data directory (SigningSafety.swift).
     private let signingMarkFile: SigningMarkFile
@@ -204,7 +206,10 @@ public actor Node: NodeService {
         #else
         let invariantChecks = ReplicaDriver.InvariantChecks.never
         #endif
-        driver = ReplicaDriver(replica: replica, journal: io, blocks: io, transport: io, invariantChecks: invariantChecks)
+        let metrics = metrics
+        timeline = CommitTimeline(now: { ContinuousClock.now }, observe: { metrics.observe($0, $1) })
+        driver = ReplicaDriver(
+            replica: replica, journal: io, blocks: io, transport: io, invariantChecks: invariantChecks, timeline: timeline)
 
         let listen = try HostPort(config.p2p.listen, field: "p2p.listen")
         var limits = NetworkLimits.default
@@ -533,15 +538,19 @@ public actor Node: NodeService {
         // the two finds each one pending or committed, never unknown.
         committedTransactions.add(block)
         let execution = application.commit(block)
+        timeline.mark(.executed, height: block.height)
         metrics.height.record(Int64(block.height))
         metrics.blocksCommitted.increment()
         metrics.transactionsCommitted.increment(by: Int64(block.transactions.count))
         let now = ContinuousClock.now
+        var admissions: [ContinuousClock.Instant] = []
         for transaction in block.transactions {
             if let submitted = submittedAt.removeValue(forKey: transaction.hash) {
                 metrics.commitLatency.record(duration: now - submitted)
+                if admissions.count < CommitTimeline.maxAdmissionSamplesPerBlock { admissions.append(submitted) }
             }
         }
+        timeline.observeAdmissions(admissions, height: block.height)
         if !subscribers.isEmpty {
             let header = NodeEvent.block(height: block.height, hash: block.hash, transactionCount: block.transactions.count)
             publish([header] + block.transactions.enumerated().map { index, transaction in
@@ -752,6 +761,8 @@ public actor Node: NodeService {
     public nonisolated func latestHeight() async -> UInt64 { blockReader.tipHeight }
 
     public func equivocationEvidence() -> [EquivocationEvidence] { driver.replica.equivocations }
+
+    public nonisolated func eventsSent(height: UInt64) { timeline.mark(.eventSent, height: height) }
 
     /// Ends every event stream and refuses new ones. Called when shutdown begins:
     /// the HTTP server drains open responses before it stops, and an event stream

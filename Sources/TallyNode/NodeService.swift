@@ -89,6 +89,9 @@ public protocol NodeService: Sendable {
     func subscribe(from address: String) async -> AsyncStream<[NodeEvent]>?
     /// Conflicting signed statements of validators this node received (`GET /evidence`).
     func equivocationEvidence() async -> [EquivocationEvidence]
+    /// The events of the block at `height` were written to an `/events` stream (the
+    /// per-stage latency's last stage; called without waiting, from the stream's writer).
+    func eventsSent(height: UInt64)
 }
 
 extension NodeService {
@@ -97,4 +100,7 @@ extension NodeService {
 
     /// Without a mempool to consult: the committed nonce.
     public func pendingNonce(_ address: Address) async -> UInt64 { await account(address).nonce }
+
+    /// Without a commit timeline: nothing to stamp.
+    public func eventsSent(height: UInt64) {}
 }

@@ -1,6 +1,7 @@
 import Logging
 import Metrics
 import Prometheus
+import TallyDriver
 
 /// Process-wide metrics: swift-metrics with the Prometheus backend, served at
 /// `/metrics`. `MetricsSystem.bootstrap` may run once per process, so it happens
@@ -12,6 +13,12 @@ public enum Telemetry {
         factory.defaultDurationHistogramBuckets = [
             .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
             .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+        ]
+        // The commit path's stages are often well under a millisecond each.
+        factory.durationHistogramBuckets[NodeMetrics.stageLabel] = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+            .seconds(1), .seconds(5),
         ]
         MetricsSystem.bootstrap(factory)
         return registry
@@ -44,6 +51,10 @@ public struct NodeMetrics: Sendable {
     public let consensusPersist: Metrics.Timer
     /// One block appended to the block store and fsynced.
     public let blockAppend: Metrics.Timer
+    /// Each stage of a block's commit path (`CommitTimeline.Stage`), one histogram per
+    /// `stage` label of `tally_stage_seconds`.
+    public let stages: [CommitTimeline.Stage: Metrics.Timer]
+    static let stageLabel = "tally_stage_seconds"
 
     public init() {
         // The backend must be installed before the first metric exists, or that
@@ -61,7 +72,13 @@ public struct NodeMetrics: Sendable {
         transactionsRegossiped = Metrics.Counter(label: "tally_transactions_regossiped_total")
         consensusPersist = Metrics.Timer(label: "tally_consensus_persist_seconds")
         blockAppend = Metrics.Timer(label: "tally_block_append_seconds")
+        stages = Dictionary(uniqueKeysWithValues: CommitTimeline.Stage.allCases.map {
+            ($0, Metrics.Timer(label: Self.stageLabel, dimensions: [("stage", $0.rawValue)]))
+        })
     }
+
+    /// A stage's duration into its histogram.
+    public func observe(_ stage: CommitTimeline.Stage, _ duration: Duration) { stages[stage]?.record(duration: duration) }
 
     public func transactionRejected(_ code: String) {
         Metrics.Counter(label: "tally_transactions_rejected_total", dimensions: [("reason", code)]).increment()

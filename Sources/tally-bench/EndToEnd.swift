@@ -25,7 +25,11 @@ struct EndToEnd: AsyncParsableCommand {
     @Option(name: .long, help: "Offered load of the latency phase, transactions per second.") var latencyRate = 1_000
     @Option(name: .long, help: "Seconds of the latency phase.") var latencySeconds = 10
     @Option(name: .long, help: "Override the genesis max_blocks_in_flight (PBFT window).") var maxBlocksInFlight: UInt64?
-    @Flag(name: .long, help: "Run only the latency phase (no saturation, no restart).") var latencyOnly = false
+    @Flag(name: .long, help: "Run only the latency phase and the closed-loop phases (no saturation, no restart).") var latencyOnly = false
+    @Option(name: .long, parsing: .upToNextOption, help: "Closed-loop phases, one per client count (e.g. --clients 1 100): each client signs a transfer, submits it, waits for its commit, repeats.")
+    var clients: [Int] = []
+    @Option(name: .long, help: "Seconds of each closed-loop phase.") var closedLoopSeconds = 10.0
+    @Option(name: .long, help: ArgumentHelp("Write the raw samples for plots here (latencies, block events).", valueName: "FILE")) var series: String?
     @Option(name: .long, help: ArgumentHelp("Network directory (default: a new temporary one).", valueName: "DIR")) var output: String?
     @Option(name: .long, help: "First API port (peers 100 above); default random.") var basePort: Int?
     @Option(name: .long, help: ArgumentHelp("Write the JSON result here (else stdout).", valueName: "FILE")) var json: String?
@@ -37,6 +41,9 @@ struct EndToEnd: AsyncParsableCommand {
         guard validators >= 1, accounts >= 1, transactions >= 1, batch >= 1, batch <= 10_000, concurrency >= 1,
             latencyRate >= 100, latencySeconds >= 1
         else { throw ValidationError("counts must be positive; --batch at most 10000; --latency-rate at least 100") }
+        guard clients.allSatisfy({ (1...Self.maxClosedLoopClients).contains($0) }), closedLoopSeconds > 0 else {
+            throw ValidationError("--clients: each between 1 and \(Self.maxClosedLoopClients); --closed-loop-seconds positive")
+        }
         guard noncesPerAccount <= Self.maxNoncesPerAccount else {
             throw ValidationError("too many transactions per account (\(noncesPerAccount)); raise --accounts")
         }
@@ -46,6 +53,8 @@ struct EndToEnd: AsyncParsableCommand {
     /// the first commits).
     var noncesPerAccount: Int { (transactions + latencyRate * latencySeconds + accounts - 1) / accounts }
     static let maxNoncesPerAccount = 5_000
+    /// Closed-loop clients at most (each its own funded account and request in flight).
+    static let maxClosedLoopClients = 1_000
 
     func run() async throws {
         let directory = output ?? FileManager.default.temporaryDirectory.appendingPathComponent("tally-bench-e2e-\(getpid())").path
@@ -61,7 +70,7 @@ struct EndToEnd: AsyncParsableCommand {
         defer { lab?.stop() }
         let network = try Testbed(
             directory: URL(fileURLWithPath: directory), validators: validators, basePort: port, binaries: productsDirectory,
-            chainID: "tally-bench", fundedDevnetAccounts: accounts, maxBlocksInFlight: maxBlocksInFlight, lab: lab)
+            chainID: "tally-bench", fundedDevnetAccounts: accounts + (clients.max() ?? 0), maxBlocksInFlight: maxBlocksInFlight, lab: lab)
         // The saturation phase offers every pre-signed nonce as fast as the network
         // takes it, far beyond the public default window (16): a benchmark of
         // throughput, not of admission policy, so the nodes take the whole window.
@@ -86,11 +95,26 @@ struct EndToEnd: AsyncParsableCommand {
             try await events.waitUntilSubscribed()
 
             benchLog("latency phase: \(latencyCount) transfers at \(latencyRate) tx/s")
-            let latency = try await Workload.offerFixedRate(
-                Array(signed[0..<latencyCount]), rate: latencyRate, network: network, client: client, events: events)
+            var scraped = await StageBreakdown.scrape(network, client: client)
+            let (latency, latencySeries) = Series.split(try await Workload.offerFixedRate(
+                Array(signed[0..<latencyCount]), rate: latencyRate, network: network, client: client, events: events))
+            var stages: [String: Any] = [:]
+            let (latencyStages, afterLatency) = await StageBreakdown.since(scraped, phase: "fixed load", network: network, client: client)
+            stages["latency"] = latencyStages
+            scraped = afterLatency
+            var plotSeries: [String: Any] = ["latency": latencySeries]
+
+            let (closedLoops, closedLoopSeries, afterClosedLoops) = try await ClosedLoop.runPhases(
+                clients, seconds: closedLoopSeconds, firstAccount: accounts, network: network, client: client, events: events,
+                stagesBefore: scraped)
+            scraped = afterClosedLoops
+            plotSeries.merge(closedLoopSeries) { _, new in new }
+            defer { if let series { try? writeJSON(plotSeries, to: series) } }
             if latencyOnly {
                 reader.cancel()
                 result = latency
+                result["closed_loop"] = closedLoops
+                result["stages"] = stages
                 result["validators"] = validators
                 result["e2e_dir"] = directory
                 network.terminateAll(graceSeconds: 5)
@@ -98,9 +122,11 @@ struct EndToEnd: AsyncParsableCommand {
                 return try writeJSON(result, to: json)
             }
             benchLog("saturation phase: \(transactions) transfers, batches of \(batch), \(concurrency) in flight")
-            let saturation = try await Workload.saturate(
-                Array(signed[latencyCount...]), batch: batch, concurrency: concurrency, network: network, client: client, events: events)
+            let (saturation, saturationSeries) = Series.split(try await Workload.saturate(
+                Array(signed[latencyCount...]), batch: batch, concurrency: concurrency, network: network, client: client, events: events))
             reader.cancel()
+            stages["saturation"] = await StageBreakdown.since(scraped, phase: "saturation", network: network, client: client).0
+            plotSeries["saturation"] = saturationSeries
 
             var viewChanges = 0.0
             for index in 0..<validators { viewChanges += await network.metric(client, index, "tally_view_changes_total") ?? 0 }
@@ -108,6 +134,8 @@ struct EndToEnd: AsyncParsableCommand {
             let tip = try await network.height(client, 0)
             let restartSeconds = try await network.restart(0, client: client, untilHeight: tip)
             result = latency.merging(saturation) { first, _ in first }
+            result["closed_loop"] = closedLoops
+            result["stages"] = stages
             result["view_changes"] = viewChanges
             result["validator_rss_mb"] = memory
             result["validator_rss_mb_max"] = memory.max() ?? 0
@@ -212,9 +240,11 @@ enum Workload {
                    latencies.last ?? 0, submitted.rejectedCount))
         return [
             "latency_offered_tx_per_s": Double(transactions.count) / offeredSeconds,
-            "latency_p50_ms": quantile(latencies, 0.5), "latency_p99_ms": quantile(latencies, 0.99),
+            "latency_p50_ms": quantile(latencies, 0.5), "latency_p90_ms": quantile(latencies, 0.9),
+            "latency_p99_ms": quantile(latencies, 0.99),
             "latency_max_ms": latencies.last ?? 0, "latency_rejected": submitted.rejectedCount,
             "latency_rejections": submitted.rejectionCodes, "latency_lost_tx_events": lost,
+            Series.prefix + "latency_ms": latencies,
         ]
     }
 
@@ -264,6 +294,9 @@ enum Workload {
             if low == nil && Double(cumulative) >= 0.1 * Double(total) { low = (block.time, cumulative) }
             if high == nil && Double(cumulative) >= 0.9 * Double(total) { high = (block.time, cumulative) }
         }
+        // The whole run: first submit to the last commit (the last block event that held transactions).
+        let lastCommit = blocks.last?.time ?? end
+        let wholeRunRate = lastCommit > start ? Double(total) / (lastCommit - start) : 0
         var rate = 0.0
         var blocksPerSecond = 0.0
         var perBlock = 0.0
@@ -272,14 +305,30 @@ enum Workload {
             blocksPerSecond = Double(windowBlocks) / (high.time - low.time)
             perBlock = windowBlocks > 0 ? Double(high.count - low.count) / Double(windowBlocks) : 0
         }
-        benchLog(String(format: "saturation: %.0f tx/s committed (middle 80%%), %.1f blocks/s, %.0f tx/block; %d committed in %.1f s (submitted in %.1f s), %d rejected",
-                   rate, blocksPerSecond, perBlock, total, end - start, submitSeconds, submitted.rejectedCount))
+        benchLog(String(format: "saturation: %.0f tx/s committed (middle 80%%), %.0f tx/s over the whole run, %.1f blocks/s, %.0f tx/block; %d committed in %.1f s (submitted in %.1f s), %d rejected",
+                   rate, wholeRunRate, blocksPerSecond, perBlock, total, lastCommit - start, submitSeconds, submitted.rejectedCount))
         return [
             "e2e_tx_per_s": rate, "e2e_blocks_per_s": blocksPerSecond, "e2e_tx_per_block": perBlock,
-            "e2e_committed": total, "e2e_seconds": end - start, "e2e_submit_seconds": submitSeconds,
-            "e2e_overall_tx_per_s": Double(total) / (end - start), "e2e_rejected": submitted.rejectedCount,
+            "e2e_committed": total, "e2e_seconds": lastCommit - start, "e2e_submit_seconds": submitSeconds,
+            "e2e_overall_tx_per_s": wholeRunRate, "e2e_rejected": submitted.rejectedCount,
             "e2e_rejections": submitted.rejectionCodes, "e2e_lost_tx_events": lost,
+            // Each block event's arrival (seconds from the first submit) and size, for the throughput plot.
+            Series.prefix + "blocks": blocks.map { [$0.time - start, Double($0.transactions)] },
         ]
+    }
+}
+
+/// Raw samples for the plots (`--series`), kept out of the JSON result the table reads.
+enum Series {
+    static let prefix = "series_"
+
+    /// `result` without its series, and the series (keys without the prefix).
+    static func split(_ result: [String: Any]) -> (result: [String: Any], series: [String: Any]) {
+        var rest: [String: Any] = [:], series: [String: Any] = [:]
+        for (key, value) in result {
+            if key.hasPrefix(prefix) { series[String(key.dropFirst(prefix.count))] = value } else { rest[key] = value }
+        }
+        return (rest, series)
     }
 }
 
@@ -320,11 +369,38 @@ final class CommitLog: @unchecked Sendable {
     private let lock = NSLock()
     private var commits: [String: Double] = [:]
     private var blockEvents: [BlockEvent] = []
+    /// Closed-loop clients waiting for one transaction's `tx` event each.
+    private var waiters: [String: CheckedContinuation<Double?, Never>] = [:]
+    /// Their timeouts, cancelled when the event comes.
+    private var waiterTimeouts: [String: Task<Void, Never>] = [:]
     private var subscribed = false
     static let stallSeconds = 30.0
 
     func commitTime(_ hash: String) -> Double? { lock.withLock { commits[hash] } }
     var blocks: [BlockEvent] { lock.withLock { blockEvents } }
+
+    /// The arrival time of `hash`'s `tx` event, as soon as it arrives (or arrived);
+    /// nil after `timeoutSeconds` without it.
+    func waitForCommit(_ hash: String, timeoutSeconds: Double) async -> Double? {
+        await withCheckedContinuation { continuation in
+            let known: Double? = lock.withLock {
+                if let time = commits[hash] { return time }
+                waiters[hash] = continuation
+                return nil
+            }
+            if let known { return continuation.resume(returning: known) }
+            // Started after the waiter is registered, so it cannot fire before it.
+            let timeout = Task {
+                try? await Task.sleep(nanoseconds: UInt64(timeoutSeconds * 1e9))
+                if Task.isCancelled { return }
+                self.lock.withLock {
+                    self.waiterTimeouts[hash] = nil
+                    return self.waiters.removeValue(forKey: hash)
+                }?.resume(returning: nil)
+            }
+            lock.withLock { if waiters[hash] != nil { waiterTimeouts[hash] = timeout } }
+        }
+    }
 
     func waitUntilSubscribed() async throws {
         for _ in 0..<200 {
@@ -349,7 +425,7 @@ final class CommitLog: @unchecked Sendable {
             if inBlocks >= hashes.count {
                 try await Task.sleep(nanoseconds: 500_000_000)
                 let late = lock.withLock { hashes.lazy.filter { self.commits[$0] == nil }.count }
-                benchLog("warning: \(late) commits seen only in block events (tx events lost)")
+                if late > 0 { benchLog("warning: \(late) commits seen only in block events (tx events lost)") }
                 return late
             }
             if monotonicSeconds() > deadline { throw BenchError("\(missing) accepted transactions not committed after \(Int(seconds)) s") }
@@ -402,7 +478,12 @@ final class CommitLog: @unchecked Sendable {
             let prefix = Array("{\"hash\":\"".utf8)
             guard data.count >= prefix.count + 64, data.prefix(prefix.count).elementsEqual(prefix) else { return }
             let hash = String(decoding: data.dropFirst(prefix.count).prefix(64), as: UTF8.self)
-            lock.withLock { if commits[hash] == nil { commits[hash] = time } }
+            let (waiter, timeout) = lock.withLock {
+                if commits[hash] == nil { commits[hash] = time }
+                return (waiters.removeValue(forKey: hash), waiterTimeouts.removeValue(forKey: hash))
+            }
+            timeout?.cancel()
+            waiter?.resume(returning: time)
             return
         }
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }

@@ -19,27 +19,50 @@ struct VerifyBench: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Where generated chains are kept (reused).", valueName: "DIR"))
     var chains = FileManager.default.temporaryDirectory.appendingPathComponent("tally-bench-chains").path
     @Option(name: .long, help: ArgumentHelp("Write the JSON result here (else stdout).", valueName: "FILE")) var json: String?
+    @Flag(inversion: .prefixedNo, help: "Measure libsodium's all-core raw verify rate right before and right after the verification (`tally verify --calibrate`); the ratio uses their mean.")
+    var calibrate = true
 
     func run() throws {
         let target = try home ?? GeneratedChain.ensure(transactions: generate, under: chains)
-        try writeJSON(try ChainVerify.run(home: target), to: json)
+        try writeJSON(try ChainVerify.run(home: target, calibrate: calibrate), to: json)
     }
 }
 
 enum ChainVerify {
-    static func run(home: String) throws -> [String: Any] {
-        let (status, output) = try runProcess(product("tally"), ["verify", "--home", home, "--json"])
+    /// With `calibrate`, libsodium's raw verify rate on all cores is measured on the
+    /// chain's own signatures just before and just after (so drift of a shared machine
+    /// between minutes does not decide the ratio), and the ratio is against their mean.
+    static func run(home: String, calibrate: Bool = false) throws -> [String: Any] {
+        var arguments = ["verify", "--home", home, "--json"]
+        if calibrate { arguments += ["--calibrate", "--calibrate-threads", "\(MachineFacts.cores)"] }
+        let (status, output) = try runProcess(product("tally"), arguments)
         guard status == 0, let report = try JSONSerialization.jsonObject(with: output) as? [String: Any] else {
             throw BenchError("tally verify --home \(home) failed (exit \(status)): \(String(decoding: output, as: UTF8.self))")
         }
         benchLog(String(format: "verify %@: %d transactions in %.2f s (%.0f tx/s, %.0f signatures/s)", home,
                    report["transactions"] as? Int ?? 0, report["seconds"] as? Double ?? 0,
                    report["transactions_per_second"] as? Double ?? 0, report["signatures_per_second"] as? Double ?? 0))
-        return [
+        var result: [String: Any] = [
             "home": home, "transactions": report["transactions"] ?? 0, "blocks": report["blocks"] ?? 0,
             "seconds": report["seconds"] ?? 0, "tx_per_s": report["transactions_per_second"] ?? 0,
             "signatures_per_s": report["signatures_per_second"] ?? 0, "signatures_checked": report["signatures_checked"] ?? 0,
         ]
+        if let calibration = report["calibration"] as? [String: Any] {
+            let before = calibration["raw_verifies_per_second_before"] as? Double ?? 0
+            let after = calibration["raw_verifies_per_second_after"] as? Double ?? 0
+            let mean = (before + after) / 2
+            let signatures = report["signatures_per_second"] as? Double ?? 0
+            result["calibration_threads"] = calibration["threads"] ?? 0
+            result["calibration_before_per_s"] = before
+            result["calibration_after_per_s"] = after
+            result["calibration_mean_per_s"] = mean
+            result["calibrated_ratio"] = mean > 0 ? signatures / mean : 0
+            result["cpu_ratio"] = calibration["cpu_ratio"] ?? 0
+            benchLog(String(format: "  calibration (%d threads): %.0f /s before, %.0f /s after; %.0f signatures/s = %.2f of their mean (CPU-time ratio %.2f)",
+                       calibration["threads"] as? Int ?? 0, before, after, signatures, mean > 0 ? signatures / mean : 0,
+                       calibration["cpu_ratio"] as? Double ?? 0))
+        }
+        return result
     }
 }
 

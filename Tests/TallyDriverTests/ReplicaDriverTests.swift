@@ -105,7 +105,7 @@ final class Cluster {
     static let genesisHash = SHA256.hash(Array("driver-tests-genesis".utf8))
     static let chainID = "driver-tests"
 
-    init() {
+    init(timeline: (ValidatorIndex) -> CommitTimeline? = { _ in nil }) {
         validators = ValidatorSet(keys.enumerated().map { index, key in
             Validator(name: "v\(index)", publicKey: key.publicKey, networkAddress: "127.0.0.1:\(27000 + index)")
         })
@@ -123,7 +123,8 @@ final class Cluster {
                 verifier: Ed25519Verifier(validators: validators), signer: Ed25519Signer(key: keys[Int(index)]))
             apps.append(app)
             logs.append(log)
-            drivers.append(ReplicaDriver(replica: replica, journal: log, blocks: log, transport: log, invariantChecks: .everyStep))
+            drivers.append(ReplicaDriver(
+                replica: replica, journal: log, blocks: log, transport: log, invariantChecks: .everyStep, timeline: timeline(index)))
         }
     }
 
@@ -148,9 +149,11 @@ final class Cluster {
     /// Messages for validators `deliverAll(holding:)` held back, in order.
     var held: [(from: ValidatorIndex, to: ValidatorIndex, message: ConsensusMessage)] = []
 
-    func deliverAll(holding: Set<ValidatorIndex> = []) throws {
+    /// `beforeRound` runs before each round of deliveries (e.g. to move a test clock).
+    func deliverAll(holding: Set<ValidatorIndex> = [], beforeRound: () -> Void = {}) throws {
         var rounds = 0
         while !queue.isEmpty {
+            beforeRound()
             rounds += 1
             precondition(rounds < 1_000, "does not quiesce")
             let round = queue

@@ -90,6 +90,11 @@ final class BadInputTests: XCTestCase, @unchecked Sendable {
                      "tally_transactions_admitted_total", "tally_commit_latency_seconds", "tally_network_connections_closed_total"] {
             XCTAssertTrue(text.contains(name), "/metrics lacks \(name)")
         }
+        // The blocks it committed went through the stages of its commit path (a backup's).
+        for stage in ["prepared", "committed", "executed"] {
+            let count = text.split(separator: "\n").first { $0.hasPrefix("tally_stage_seconds_count{stage=\"\(stage)\"} ") }
+            XCTAssertGreaterThan(count.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0, 0, "stage \(stage): \(count ?? "absent")")
+        }
     }
 
     /// Sends raw bytes over HTTP/1.1 and returns what the server answered.
