@@ -44,6 +44,11 @@ public struct HTTPAPI: Sendable {
             try await self.limited(.query, context) { try await self.transaction(context.parameters.get("hash") ?? "") }
         }
         router.get("/accounts/:address") { _, context in try await self.account(context.parameters.get("address") ?? "") }
+        router.get("/accounts/:address/txs") { request, context in
+            try await self.limited(.query, context) {
+                try await self.accountTransactions(context.parameters.get("address") ?? "", request.uri.queryParameters)
+            }
+        }
         router.get("/blocks/latest") { request, context in
             try await self.limited(.query, context) { try await self.block(nil, request) }
         }
@@ -203,6 +208,44 @@ public struct HTTPAPI: Sendable {
         ])
     }
 
+    /// Largest `limit` of `/accounts/{address}/txs` (each entry may read its own block).
+    public static let maxAccountTransactionsPage = AccountTransactions.maxPageTransactions
+
+    func accountTransactions(_ text: String, _ query: Parameters) async throws -> Response {
+        let address: Address
+        do { address = try Address(bech32m: text) } catch {
+            return try Self.error(.badRequest, "malformed", "\(error)")
+        }
+        var limit = AccountTransactions.defaultPageTransactions
+        if let given = query.get("limit") {
+            guard given.utf8.count <= 4, given.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let value = Int(given),
+                  value >= 1, value <= Self.maxAccountTransactionsPage
+            else {
+                return try Self.error(.badRequest, "malformed", "limit must be an integer 1…\(Self.maxAccountTransactionsPage)")
+            }
+            limit = value
+        }
+        var before: TransactionPosition?
+        if let given = query.get("before") {
+            guard let cursor = TransactionPosition(cursor: given) else {
+                return try Self.error(.badRequest, "malformed", "before must be <height>:<index> (decimal), as `next` gives it")
+            }
+            before = cursor
+        }
+        let page = await node.accountTransactions(address, before: before, limit: limit)
+        var object: [String: Any] = [
+            "address": address.bech32m, "indexed_from_height": String(page.indexedFromHeight),
+            "transactions": page.entries.map { entry -> [String: Any] in
+                var item = Self.transactionJSON(entry.transaction)
+                item["height"] = String(entry.position.height)
+                item["index"] = Int(entry.position.index)
+                return item
+            },
+        ]
+        object["next"] = page.next.map { $0.description } ?? NSNull()
+        return try Self.json(object)
+    }
+
     func block(_ requested: UInt64?, _ request: Request) async throws -> Response {
         let height: UInt64
         if let requested { height = requested } else { height = await node.latestHeight() }
@@ -269,10 +312,7 @@ public struct HTTPAPI: Sendable {
             "height": String(header.height), "hash": header.hash.hex, "previous_hash": header.previousHash.hex,
             "view": String(header.view), "timestamp_ms": String(header.timestampMs), "proposer": Int(header.proposer),
             "transactions_root": header.transactionsRoot.hex, "state_root": header.stateRoot.hex,
-            "transactions": certified.block.transactions.map { transaction -> [String: Any] in
-                ["hash": transaction.hash.hex, "from": transaction.senderAddress.bech32m, "to": transaction.recipient.bech32m,
-                 "amount": String(transaction.amount), "fee": String(transaction.fee), "nonce": String(transaction.nonce)]
-            },
+            "transactions": certified.block.transactions.map(transactionJSON),
             "certificate": [
                 "view": String(certified.certificate.view), "height": String(certified.certificate.height),
                 "block_hash": certified.certificate.blockHash.hex,
@@ -281,6 +321,11 @@ public struct HTTPAPI: Sendable {
                 },
             ] as [String: Any],
         ]
+    }
+
+    static func transactionJSON(_ transaction: Transaction) -> [String: Any] {
+        ["hash": transaction.hash.hex, "from": transaction.senderAddress.bech32m, "to": transaction.recipient.bech32m,
+         "amount": String(transaction.amount), "fee": String(transaction.fee), "nonce": String(transaction.nonce)]
     }
 
     struct ParseFailure: Error {
