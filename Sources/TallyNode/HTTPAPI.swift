@@ -75,6 +75,12 @@ public struct HTTPAPI: Sendable {
             Response(status: .ok, headers: [.contentType: "application/json"],
                      body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
         }
+        // The block explorer (explorer/, embedded by tools/gen-explorer): static and
+        // cheap, so not rate-limited.
+        router.get("/") { request, _ in Self.explorerAsset(ExplorerAssets.html, request) }
+        router.get("/explorer") { request, _ in Self.explorerAsset(ExplorerAssets.html, request) }
+        router.get("/explorer/explorer.css") { request, _ in Self.explorerAsset(ExplorerAssets.css, request) }
+        router.get("/explorer/explorer.js") { request, _ in Self.explorerAsset(ExplorerAssets.javascript, request) }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: self.metricsText())))
@@ -289,6 +295,28 @@ public struct HTTPAPI: Sendable {
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    /// What the explorer's page may do: its own script and style only (no inline
+    /// script, no other origin), fetch and `/events` from this node only, no framing.
+    static let explorerContentSecurityPolicy =
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        + "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+    /// One of the explorer's files; 304 when the browser has this version (`no-cache`:
+    /// it revalidates each time, so a node upgrade shows at once).
+    static func explorerAsset(_ asset: ExplorerAssets.Asset, _ request: Request) -> Response {
+        let headers: HTTPFields = [
+            .contentType: asset.contentType, .eTag: asset.etag, .cacheControl: "no-cache",
+            .contentSecurityPolicy: explorerContentSecurityPolicy, .xContentTypeOptions: "nosniff",
+            HTTPFields.Element.Name("Referrer-Policy")!: "no-referrer",
+        ]
+        if let known = request.headers[.ifNoneMatch], known.split(separator: ",").contains(where: {
+            $0.trimmingCharacters(in: .whitespaces) == asset.etag
+        }) {
+            return Response(status: .notModified, headers: headers)
+        }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: asset.body)))
     }
 
     // MARK: Encoding

@@ -48,6 +48,7 @@ final class OpenAPIDocumentTests: XCTestCase {
         let routes = [
             "/status", "/txs", "/txs/{hash}", "/accounts/{address}", "/accounts/{address}/txs", "/blocks/latest", "/blocks/{height}", "/validators",
             "/genesis", "/events", "/evidence", "/metrics", "/openapi.json",
+            "/", "/explorer", "/explorer/explorer.css", "/explorer/explorer.js",
         ]
         XCTAssertEqual(documented, Set(routes))
         let source = try String(
