@@ -255,7 +255,8 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         body_timeout_seconds = \(api.bodyTimeoutSeconds)
         write_timeout_seconds = \(api.writeTimeoutSeconds)
         # Per IP address, token buckets (sustained rate, burst): POST /txs, and
-        # GET /txs/{hash} and /blocks/*. Over them: 429 rate_limited with Retry-After: 1.
+        # GET /txs/{hash}, /accounts/{address}/txs and /blocks/*. Over them: 429
+        # rate_limited with Retry-After: 1.
         submit_requests_per_second = \(api.submitRequestsPerSecond)
         submit_burst = \(api.submitBurst)
         query_requests_per_second = \(api.queryRequestsPerSecond)

@@ -45,6 +45,11 @@ public struct HTTPAPI: Sendable {
             try await self.limited(.query, context) { try await self.transaction(context.parameters.get("hash") ?? "") }
         }
         router.get("/accounts/:address") { _, context in try await self.account(context.parameters.get("address") ?? "") }
+        router.get("/accounts/:address/txs") { request, context in
+            try await self.limited(.query, context) {
+                try await self.accountTransactions(context.parameters.get("address") ?? "", request.uri.queryParameters)
+            }
+        }
         router.get("/blocks/latest") { request, context in
             try await self.limited(.query, context) { try await self.block(nil, request) }
         }
@@ -71,6 +76,12 @@ public struct HTTPAPI: Sendable {
             Response(status: .ok, headers: [.contentType: "application/json"],
                      body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
         }
+        // The block explorer (explorer/, embedded by tools/gen-explorer): static and
+        // cheap, so not rate-limited.
+        router.get("/") { request, _ in Self.explorerAsset(ExplorerAssets.html, request) }
+        router.get("/explorer") { request, _ in Self.explorerAsset(ExplorerAssets.html, request) }
+        router.get("/explorer/explorer.css") { request, _ in Self.explorerAsset(ExplorerAssets.css, request) }
+        router.get("/explorer/explorer.js") { request, _ in Self.explorerAsset(ExplorerAssets.javascript, request) }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: self.metricsText())))
@@ -209,6 +220,44 @@ public struct HTTPAPI: Sendable {
         ])
     }
 
+    /// Largest `limit` of `/accounts/{address}/txs` (each entry may read its own block).
+    public static let maxAccountTransactionsPage = AccountTransactions.maxPageTransactions
+
+    func accountTransactions(_ text: String, _ query: Parameters) async throws -> Response {
+        let address: Address
+        do { address = try Address(bech32m: text) } catch {
+            return try Self.error(.badRequest, "malformed", "\(error)")
+        }
+        var limit = AccountTransactions.defaultPageTransactions
+        if let given = query.get("limit") {
+            guard given.utf8.count <= 4, given.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let value = Int(given),
+                  value >= 1, value <= Self.maxAccountTransactionsPage
+            else {
+                return try Self.error(.badRequest, "malformed", "limit must be an integer 1…\(Self.maxAccountTransactionsPage)")
+            }
+            limit = value
+        }
+        var before: TransactionPosition?
+        if let given = query.get("before") {
+            guard let cursor = TransactionPosition(cursor: given) else {
+                return try Self.error(.badRequest, "malformed", "before must be <height>:<index> (decimal), as `next` gives it")
+            }
+            before = cursor
+        }
+        let page = await node.accountTransactions(address, before: before, limit: limit)
+        var object: [String: Any] = [
+            "address": address.bech32m, "indexed_from_height": String(page.indexedFromHeight),
+            "transactions": page.entries.map { entry -> [String: Any] in
+                var item = Self.transactionJSON(entry.transaction)
+                item["height"] = String(entry.position.height)
+                item["index"] = Int(entry.position.index)
+                return item
+            },
+        ]
+        object["next"] = page.next.map { $0.description } ?? NSNull()
+        return try Self.json(object)
+    }
+
     func block(_ requested: UInt64?, _ request: Request) async throws -> Response {
         let height: UInt64
         if let requested { height = requested } else { height = await node.latestHeight() }
@@ -255,6 +304,28 @@ public struct HTTPAPI: Sendable {
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
 
+    /// What the explorer's page may do: its own script and style only (no inline
+    /// script, no other origin), fetch and `/events` from this node only, no framing.
+    static let explorerContentSecurityPolicy =
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        + "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+    /// One of the explorer's files; 304 when the browser has this version (`no-cache`:
+    /// it revalidates each time, so a node upgrade shows at once).
+    static func explorerAsset(_ asset: ExplorerAssets.Asset, _ request: Request) -> Response {
+        let headers: HTTPFields = [
+            .contentType: asset.contentType, .eTag: asset.etag, .cacheControl: "no-cache",
+            .contentSecurityPolicy: explorerContentSecurityPolicy, .xContentTypeOptions: "nosniff",
+            HTTPFields.Element.Name("Referrer-Policy")!: "no-referrer",
+        ]
+        if let known = request.headers[.ifNoneMatch], known.split(separator: ",").contains(where: {
+            $0.trimmingCharacters(in: .whitespaces) == asset.etag
+        }) {
+            return Response(status: .notModified, headers: headers)
+        }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: asset.body)))
+    }
+
     // MARK: Encoding
 
     /// One server-sent event. The JSON is written directly (the same bytes
@@ -276,10 +347,7 @@ public struct HTTPAPI: Sendable {
             "height": String(header.height), "hash": header.hash.hex, "previous_hash": header.previousHash.hex,
             "view": String(header.view), "timestamp_ms": String(header.timestampMs), "proposer": Int(header.proposer),
             "transactions_root": header.transactionsRoot.hex, "state_root": header.stateRoot.hex,
-            "transactions": certified.block.transactions.map { transaction -> [String: Any] in
-                ["hash": transaction.hash.hex, "from": transaction.senderAddress.bech32m, "to": transaction.recipient.bech32m,
-                 "amount": String(transaction.amount), "fee": String(transaction.fee), "nonce": String(transaction.nonce)]
-            },
+            "transactions": certified.block.transactions.map(transactionJSON),
             "certificate": [
                 "view": String(certified.certificate.view), "height": String(certified.certificate.height),
                 "block_hash": certified.certificate.blockHash.hex,
@@ -288,6 +356,11 @@ public struct HTTPAPI: Sendable {
                 },
             ] as [String: Any],
         ]
+    }
+
+    static func transactionJSON(_ transaction: Transaction) -> [String: Any] {
+        ["hash": transaction.hash.hex, "from": transaction.senderAddress.bech32m, "to": transaction.recipient.bech32m,
+         "amount": String(transaction.amount), "fee": String(transaction.fee), "nonce": String(transaction.nonce)]
     }
 
     struct ParseFailure: Error {

@@ -58,6 +58,8 @@ public actor Node: NodeService {
 
     /// Committed transactions and blocks, read by the HTTP API without the actor.
     private nonisolated let committedTransactions: CommittedTransactions
+    /// Each account's committed transactions (`/accounts/{address}/txs`), also off the actor.
+    private nonisolated let accountTransactions: AccountTransactions
     private nonisolated let blockReader: BlockReader
     private let syncReads = ConcurrencySlots(Node.maxConcurrentSyncReads)
     private var subscribers = EventSubscribers()
@@ -92,7 +94,8 @@ public actor Node: NodeService {
 
     /// Malformed peer messages logged one by one; after that, every 1,000th.
     static let malformedMessagesLoggedInFull = 20
-    /// Blocks read back at start-up for `/txs/{hash}`; older ones are not indexed.
+    /// Blocks read back at start-up for `/txs/{hash}` and `/accounts/{address}/txs`;
+    /// older ones are not indexed.
     static let startupIndexBlocks: UInt64 = 2_000
     /// Submission batches whose signatures are verified at once; the others wait.
     static let maxConcurrentSignatureBatches = 2
@@ -226,8 +229,15 @@ public actor Node: NodeService {
 
         var recentTransactions = TransactionIndex()
         let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
-        try store.forEachBlock(from: first) { recentTransactions.add($0.block) }
+        // Both indexes are rebuilt from the same last blocks, so start-up does not grow
+        // with the chain (older transactions stay in their blocks, unindexed).
+        var accountIndex = AccountTransactionIndex(fromHeight: first)
+        try store.forEachBlock(from: first) {
+            recentTransactions.add($0.block)
+            accountIndex.add($0.block)
+        }
         committedTransactions = CommittedTransactions(reader: store.reader, index: recentTransactions)
+        accountTransactions = AccountTransactions(reader: store.reader, index: accountIndex)
         metrics.height.record(Int64(store.tipHeight))
         metrics.view.record(Int64(driver.replica.view))
         io.node = self
@@ -537,6 +547,7 @@ public actor Node: NodeService {
         // Indexed before the mempool lets go of its transactions, so a lookup between
         // the two finds each one pending or committed, never unknown.
         committedTransactions.add(block)
+        accountTransactions.add(block)
         let execution = application.commit(block)
         timeline.mark(.executed, height: block.height)
         metrics.height.record(Int64(block.height))
@@ -753,6 +764,13 @@ public actor Node: NodeService {
 
     public func pendingNonce(_ address: Address) -> UInt64 {
         application.mempool.nextNonce(for: address, committed: account(address).nonce)
+    }
+
+    /// Off the actor: the index and the block reader.
+    public nonisolated func accountTransactions(
+        _ address: Address, before: TransactionPosition?, limit: Int
+    ) async -> AccountTransactionsPage {
+        accountTransactions.page(address, before: before, limit: limit)
     }
 
     /// Read and decoded off the actor.

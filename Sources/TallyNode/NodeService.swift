@@ -82,6 +82,9 @@ public protocol NodeService: Sendable {
     /// transactions (so a wallet can send several before the first commits).
     func pendingNonce(_ address: Address) async -> UInt64
     func block(at height: UInt64) async -> CertifiedBlock?
+    /// `address`'s committed transactions older than `before` (all when nil), newest
+    /// first, at most `limit` (1…`HTTPAPI.maxAccountTransactionsPage`).
+    func accountTransactions(_ address: Address, before: TransactionPosition?, limit: Int) async -> AccountTransactionsPage
     func latestHeight() async -> UInt64
     /// A bounded stream of events from now on, one element per committed block (its
     /// `block` event, then its `tx` events), for a client at `address` (the total cap
@@ -95,6 +98,13 @@ public protocol NodeService: Sendable {
 }
 
 extension NodeService {
+    /// Without an index: none.
+    public func accountTransactions(
+        _ address: Address, before: TransactionPosition?, limit: Int
+    ) async -> AccountTransactionsPage {
+        AccountTransactionsPage(entries: [], next: nil, indexedFromHeight: 1)
+    }
+
     /// Without a replica: none.
     public func equivocationEvidence() async -> [EquivocationEvidence] { [] }
 

@@ -7,6 +7,7 @@ import TallyTypes
 public enum WalletCommands {
     public static let all: [any ParsableCommand.Type] = [
         Keys.self, GenesisCommand.self, Status.self, Balance.self, Send.self, TransactionCommand.self, BlockCommand.self,
+        History.self,
     ]
 }
 
@@ -134,6 +135,11 @@ public struct Balance: AsyncParsableCommand {
     }
 
     func resolve(_ context: WalletContext) throws(WalletError) -> (name: String?, address: Address) {
+        try Self.resolve(account, context)
+    }
+
+    /// A key name or an address; nil: the only key in the store.
+    static func resolve(_ account: String?, _ context: WalletContext) throws(WalletError) -> (name: String?, address: Address) {
         let store = KeyStore(home: context.home)
         if let account {
             if let address = try? Address(bech32m: account) { return (nil, address) }

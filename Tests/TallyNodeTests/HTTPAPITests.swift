@@ -48,6 +48,23 @@ actor LedgerOnlyNode: NodeService {
         height >= 1 && height <= UInt64(committed.count) ? committed[Int(height - 1)] : nil
     }
     func latestHeight() -> UInt64 { UInt64(committed.count) }
+
+    func append(_ blocks: [CertifiedBlock]) { committed += blocks }
+
+    /// By scanning every block (the node's index must agree with this).
+    func accountTransactions(_ address: Address, before: TransactionPosition?, limit: Int) -> AccountTransactionsPage {
+        let all = committed.flatMap { certified in
+            certified.block.transactions.enumerated().compactMap { offset, transaction in
+                transaction.senderAddress == address || transaction.recipient == address
+                    ? AccountTransactionsPage.Entry(
+                        position: TransactionPosition(height: certified.block.height, index: UInt32(offset)), transaction: transaction)
+                    : nil
+            }
+        }.reversed().filter { before == nil || $0.position < before! }
+        let page = Array(all.prefix(limit))
+        return AccountTransactionsPage(entries: page, next: all.count > limit ? page.last?.position : nil, indexedFromHeight: 1)
+    }
+
     func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? {
         AsyncStream { continuation in
             continuation.yield([
@@ -215,6 +232,52 @@ final class HTTPAPITests: XCTestCase, @unchecked Sendable {
             }
             try await client.execute(uri: "/metrics", method: .get) { response in
                 XCTAssertEqual(String(buffer: response.body), "tally_height 0\n")
+            }
+        }
+    }
+
+    func testAccountTransactionsPagesNewestFirstAndRefusesBadLimitAndCursor() async throws {
+        let node = LedgerOnlyNode(genesis: genesis)
+        await node.append((1...3).map { AccountTransactionsTests.block(height: UInt64($0), count: 3) })
+        let carol = AccountTransactionsTests.carol.bech32m
+        try await app(node: node).test(.router) { client in
+            // carol receives transactions 0 and 2 of each block: 6, newest first.
+            var seen: [String] = []
+            var next: String? = nil
+            repeat {
+                let query = next.map { "&before=\($0)" } ?? ""
+                try await client.execute(uri: "/accounts/\(carol)/txs?limit=4\(query)", method: .get) { response in
+                    XCTAssertEqual(response.status, .ok)
+                    let object = self.json(response.body)
+                    XCTAssertEqual(object["address"] as? String, carol)
+                    XCTAssertEqual(object["indexed_from_height"] as? String, "1")
+                    let items = object["transactions"] as? [[String: Any]] ?? []
+                    seen += items.map { "\($0["height"] as? String ?? "?"):\($0["index"] as? Int ?? -1)" }
+                    XCTAssertEqual(items.first?["to"] as? String, carol)
+                    XCTAssertEqual(items.first?["amount"] as? String, items.first?["height"] as? String)
+                    next = object["next"] as? String
+                    if next == nil { XCTAssertTrue(object["next"] is NSNull, "next is null on the last page") }
+                }
+            } while next != nil && seen.count < 100
+            XCTAssertEqual(seen, ["3:2", "3:0", "2:2", "2:0", "1:2", "1:0"])
+            try await client.execute(uri: "/accounts/\(carol)/txs", method: .get) { response in
+                XCTAssertEqual((self.json(response.body)["transactions"] as? [Any])?.count, 6, "default limit covers all six")
+            }
+            let max = HTTPAPI.maxAccountTransactionsPage
+            for bad in ["limit=0", "limit=\(max + 1)", "limit=-1", "limit=+5", "limit=abc", "limit=", "before=3", "before=3:",
+                        "before=x:1", "before=1:2:3", "before=18446744073709551616:0"] {
+                try await client.execute(uri: "/accounts/\(carol)/txs?\(bad)", method: .get) { response in
+                    XCTAssertEqual(response.status, .badRequest, bad)
+                    XCTAssertEqual(self.errorCode(response.body), "malformed", bad)
+                    XCTAssertNotNil((self.json(response.body)["error"] as? [String: Any])?["message"] as? String, bad)
+                }
+            }
+            try await client.execute(uri: "/accounts/\(carol)/txs?limit=\(max)", method: .get) { response in
+                XCTAssertEqual(response.status, .ok)
+            }
+            try await client.execute(uri: "/accounts/tally1notanaddress/txs", method: .get) { response in
+                XCTAssertEqual(response.status, .badRequest)
+                XCTAssertEqual(self.errorCode(response.body), "malformed")
             }
         }
     }

@@ -46,8 +46,9 @@ final class OpenAPIDocumentTests: XCTestCase {
         XCTAssertEqual(try served()["openapi"] as? String, "3.1.0")
         // Every route the router serves (Hummingbird's `:name` is OpenAPI's `{name}`).
         let routes = [
-            "/status", "/txs", "/txs/{hash}", "/accounts/{address}", "/blocks/latest", "/blocks/{height}", "/validators",
+            "/status", "/txs", "/txs/{hash}", "/accounts/{address}", "/accounts/{address}/txs", "/blocks/latest", "/blocks/{height}", "/validators",
             "/genesis", "/events", "/evidence", "/metrics", "/openapi.json",
+            "/", "/explorer", "/explorer/explorer.css", "/explorer/explorer.js",
         ]
         XCTAssertEqual(documented, Set(routes))
         let source = try String(

@@ -5,7 +5,7 @@ import XCTest
 final class CommandLineTests: XCTestCase {
     func testHelpDocumentsExitCodes() async {
         let wallet = WalletHarness()
-        for command in [["send"], ["status"], ["balance"], ["tx"], ["block"], ["keys"], ["keys", "new"],
+        for command in [["send"], ["status"], ["balance"], ["tx"], ["block"], ["history"], ["keys"], ["keys", "new"],
                         ["genesis", "trust"], ["genesis", "show"]] {
             let outcome = await wallet.run(command + ["--help"])
             XCTAssertEqual(outcome.exitCode, 0, command.joined(separator: " "))
@@ -15,7 +15,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testWalletCommandNames() {
-        XCTAssertEqual(WalletCommands.all.map { $0._commandName }, ["keys", "genesis", "status", "balance", "send", "tx", "block"])
+        XCTAssertEqual(WalletCommands.all.map { $0._commandName }, ["keys", "genesis", "status", "balance", "send", "tx", "block", "history"])
     }
 
     func testSendArgumentValidation() throws {

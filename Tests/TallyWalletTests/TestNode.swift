@@ -122,6 +122,20 @@ actor CommittingNode: NodeService {
 
     func latestHeight() -> UInt64 { UInt64(committed.count) }
 
+    /// By scanning every block, newest first.
+    func accountTransactions(_ address: Address, before: TransactionPosition?, limit: Int) -> AccountTransactionsPage {
+        var found: [AccountTransactionsPage.Entry] = []
+        for certified in committed.reversed() {
+            for (offset, transaction) in certified.block.transactions.enumerated().reversed()
+            where transaction.senderAddress == address || transaction.recipient == address {
+                let position = TransactionPosition(height: certified.block.height, index: UInt32(offset))
+                if before.map({ position < $0 }) ?? true { found.append(.init(position: position, transaction: transaction)) }
+            }
+        }
+        let page = Array(found.prefix(limit))
+        return AccountTransactionsPage(entries: page, next: found.count > limit ? page.last?.position : nil, indexedFromHeight: 1)
+    }
+
     func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? { nil }
 }
 
