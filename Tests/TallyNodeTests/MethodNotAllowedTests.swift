@@ -67,7 +67,7 @@ final class MethodNotAllowedTests: XCTestCase, @unchecked Sendable {
         try await app().test(.router) { client in
             for (template, declared) in routes {
                 let uri = template.replacingOccurrences(of: #"\{[^}]+\}"#, with: "1", options: .regularExpression)
-                for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] where !declared.contains(method.rawValue) {
+                for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch, .trace] where !declared.contains(method.rawValue) {
                     try await client.execute(uri: uri, method: method) { response in
                         XCTAssertEqual(response.status, .methodNotAllowed, "\(method) \(uri)")
                         XCTAssertEqual(response.headers[.allow], declared.joined(separator: ", "), "\(method) \(uri)")
