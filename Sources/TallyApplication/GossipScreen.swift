@@ -46,7 +46,7 @@ extension GossipScreen {
         let screened = await screen(transactions)
         let verdicts = screened.unchecked.isEmpty ? [] : await verify(screened.unchecked)
         precondition(verdicts.count == screened.unchecked.count, "one verdict per screened transaction")
-        return Array(zip(screened.unchecked, verdicts)).map { ($0, $1) }
+        return zip(screened.unchecked, verdicts).map { ($0, $1) }
             + screened.checked.map { ($0, VerifiedTransaction(signatureAlreadyVerified: $0)) }
     }
 }

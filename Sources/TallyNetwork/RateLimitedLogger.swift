@@ -3,8 +3,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// Logs lines that anyone who can reach the peer port or the HTTP API can trigger
-/// (refused, evicted or failed connections) at a bounded rate: at most `maxLinesPerInterval` lines per reason
-/// per `intervalMs`. Lines over the budget are not written but counted, and the first
+/// (refused, evicted or failed connections) at a bounded rate: at most
+/// `maxLinesPerInterval` lines per reason per `intervalMs`. Lines over the budget are not written but counted, and the first
 /// line of the reason's next interval carries that count (`suppressed` metadata and a
 /// "suppressed K similar" suffix), so a flood costs a few lines, not one per connection.
 /// The counts that matter for monitoring are in the network metrics regardless.

@@ -1,3 +1,4 @@
+import NIOPosix
 import Synchronization
 
 /// A fixed number of slots for work started off the actor without waiting for it:
@@ -20,14 +21,16 @@ final class ConcurrencySlots: Sendable {
 
     func release() { free.withLock { $0 += 1 } }
 
-    /// Runs `work` on another thread when a slot is free, and frees the slot when it
-    /// ends; false when every slot is taken: then nothing runs and nothing is queued
-    /// (a flood of requests costs the refusals, not a growing backlog).
-    func startDetached(_ work: @escaping @Sendable () -> Void) -> Bool {
+    /// Runs `work` on NIO's blocking-I/O thread pool when a slot is free, and frees the
+    /// slot when it ends; false when every slot is taken: then nothing runs and nothing
+    /// is queued (a flood of requests costs the refusals, not a growing backlog). Not on
+    /// Swift's cooperative pool: its few threads (as many as cores) serve the HTTP API,
+    /// the network reader and signature checks, and a file read must not hold one.
+    func startDetached(on threadPool: NIOThreadPool = .singleton, _ work: @escaping @Sendable () -> Void) -> Bool {
         guard tryAcquire() else { return false }
-        Task.detached { [self] in
+        threadPool.submit { [self] state in
             defer { release() }
-            work()
+            if case .active = state { work() }
         }
         return true
     }

@@ -242,8 +242,9 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         max_event_subscribers_per_address = \(api.maxEventSubscribersPerAddress)
         # Connections at once; past this, new ones wait in the kernel's accept backlog.
         max_connections = \(api.maxConnections)
-        # Connections at once from one IP address; the next gets 503 too_many_connections
-        # and is closed at once (so one address cannot hold all of max_connections).
+        # Connections at once from one IP address (IPv6: one /64); the next gets 503
+        # too_many_connections and is closed at once (so one address cannot hold all of
+        # max_connections).
         max_connections_per_address = \(api.maxConnectionsPerAddress)
         # A connection with no request in progress is closed after this.
         idle_timeout_seconds = \(api.idleTimeoutSeconds)

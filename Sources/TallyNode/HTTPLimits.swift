@@ -95,8 +95,18 @@ final class SlotsPerAddress: @unchecked Sendable {
     }
 }
 
-/// The key limits are kept under: the remote IP address (not the port).
-func addressKey(_ address: SocketAddress?) -> String { address?.ipAddress ?? "unknown" }
+/// The key limits are kept under: the remote IPv4 address, or the /64 prefix of an
+/// IPv6 one (one host or customer routinely holds a whole /64, so per-address caps
+/// keyed by the full IPv6 address would cap nothing). IPv4-mapped IPv6 counts as IPv4.
+func addressKey(_ address: SocketAddress?) -> String {
+    guard case .v6(let v6) = address else { return address?.ipAddress ?? "unknown" }
+    let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+    if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+        return bytes[12...].map(String.init).joined(separator: ".")
+    }
+    let groups = stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+    return groups.joined(separator: ":") + "::/64"
+}
 
 /// Installed through Hummingbird's `additionalChannelHandlers` (which sit after
 /// the HTTP decoder); puts an `HTTPConnectionGuard` first in the pipeline, where it

@@ -42,21 +42,24 @@ struct DeclaredMethods: Sendable {
     private static func segments(_ path: String) -> [String] { path.split(separator: "/").map(String.init) }
 }
 
-/// Answers `405 method_not_allowed` with an `Allow` header (RFC 9110 §15.5.6) when the
-/// router found no handler for a path the API declares with other methods; any other
-/// miss stays a 404. Added to the router last, so it wraps only the not-found path.
+/// Requests the router found no handler for, in the API's error shape: `405
+/// method_not_allowed` with an `Allow` header (RFC 9110 §15.5.6) for a path the API
+/// declares with other methods, else `404 not_found`. Added to the router last, so it
+/// wraps only the not-found path.
 struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
     let declared: DeclaredMethods
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do { return try await next(request, context) } catch let error as HTTPError where error.status == .notFound {
-            guard let allowed = declared.methods(forPath: request.uri.path), !allowed.isEmpty, !allowed.contains(request.method) else {
-                throw error
+            var response: Response
+            if let allowed = declared.methods(forPath: request.uri.path), !allowed.isEmpty, !allowed.contains(request.method) {
+                let allow = allowed.map(\.rawValue).joined(separator: ", ")
+                response = try HTTPAPI.error(
+                    .methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not allowed here; this path takes \(allow)")
+                response.headers[.allow] = allow
+            } else {
+                response = try HTTPAPI.error(.notFound, "not_found", "no such route (docs/API.md lists them)")
             }
-            let allow = allowed.map(\.rawValue).joined(separator: ", ")
-            var response = try HTTPAPI.error(
-                .methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not allowed here; this path takes \(allow)")
-            response.headers[.allow] = allow
             // A HEAD response carries no body.
             if request.method == .head { response.body = ResponseBody() }
             return response

@@ -573,7 +573,7 @@ public actor Node: NodeService {
     }
 
     /// Answers a sync request off the actor: the reads (up to `maxSyncResponseBytes`)
-    /// go through the block reader on another thread, and the stored records are sent
+    /// go through the block reader on a blocking-I/O thread, and the stored records are sent
     /// as they are, not decoded and encoded again. At most `maxConcurrentSyncReads`
     /// answers are in progress; beyond that a request is dropped and counted (the
     /// replica already answers each peer at most a few times per interval, and the

@@ -10,6 +10,7 @@ import TallyTypes
 /// | count: u64 | (address: 20 | balance: u64 | nonce: u64)…
 /// | checksum: u32 (CRC-32C of everything before it)
 /// ```
+/// At most `maxAccounts` accounts; read back in bounded pieces (`read(size:maxAccounts:_:)`).
 public struct Snapshot: Sendable {
     public let height: UInt64
     public let stateRoot: Hash

@@ -210,6 +210,19 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
         }
     }
 
+    /// Per-address limits key IPv6 clients by /64 (else one host's 2^64 addresses would
+    /// each get a full cap) and IPv4-mapped IPv6 as the IPv4 address.
+    func testAddressKeyGroupsIPv6By64() throws {
+        func key(_ ip: String) throws -> String { addressKey(try SocketAddress(ipAddress: ip, port: 1)) }
+        XCTAssertEqual(try key("2001:db8:1:2::1"), try key("2001:db8:1:2:ffff:eeee:dddd:cccc"))
+        XCTAssertEqual(try key("2001:db8:1:2::1"), "2001:db8:1:2::/64")
+        XCTAssertNotEqual(try key("2001:db8:1:2::1"), try key("2001:db8:1:3::1"))
+        XCTAssertEqual(try key("::ffff:192.0.2.7"), "192.0.2.7")
+        XCTAssertEqual(try key("192.0.2.7"), "192.0.2.7")
+        XCTAssertNotEqual(try key("192.0.2.7"), try key("192.0.2.8"))
+        XCTAssertEqual(addressKey(nil), "unknown")
+    }
+
     func testSlowHeaderSenderIsCut() async throws {
         var limits = HTTPLimits()
         limits.headerTimeoutSeconds = 1

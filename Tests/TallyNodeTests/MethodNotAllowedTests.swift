@@ -45,8 +45,12 @@ final class MethodNotAllowedTests: XCTestCase, @unchecked Sendable {
                 XCTAssertEqual(response.body.readableBytes, 0, "a HEAD response has no body")
             }
             // Unknown paths stay 404; declared methods are served as before.
-            try await client.execute(uri: "/nowhere", method: .post) { XCTAssertEqual($0.status, .notFound) }
-            try await client.execute(uri: "/blocks/1/2", method: .get) { XCTAssertEqual($0.status, .notFound) }
+            for uri in ["/nowhere", "/blocks/1/2"] {
+                try await client.execute(uri: uri, method: .post) { response in
+                    XCTAssertEqual(response.status, .notFound, uri)
+                    XCTAssertEqual(self.errorCode(response.body), "not_found", "an unknown route answers in the API's error shape")
+                }
+            }
             try await client.execute(uri: "/status", method: .get) { XCTAssertEqual($0.status, .ok) }
             try await client.execute(uri: "/blocks/9", method: .get) { XCTAssertEqual($0.status, .notFound) }
         }
@@ -63,7 +67,7 @@ final class MethodNotAllowedTests: XCTestCase, @unchecked Sendable {
         try await app().test(.router) { client in
             for (template, declared) in routes {
                 let uri = template.replacingOccurrences(of: #"\{[^}]+\}"#, with: "1", options: .regularExpression)
-                for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] where !declared.contains(method.rawValue) {
+                for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch, .trace] where !declared.contains(method.rawValue) {
                     try await client.execute(uri: uri, method: method) { response in
                         XCTAssertEqual(response.status, .methodNotAllowed, "\(method) \(uri)")
                         XCTAssertEqual(response.headers[.allow], declared.joined(separator: ", "), "\(method) \(uri)")
