@@ -7,8 +7,8 @@
 // localStorage on first load.
 "use strict";
 
-const LATEST_BLOCKS_SHOWN = 20;
-const BLOCK_HASH_SEARCH_DEPTH = 20;
+const LATEST_BLOCKS_SHOWN = 10;
+const BLOCK_HASH_SEARCH_DEPTH = 10;
 const ACCOUNT_PAGE_SIZE = 20;
 const PIN_KEY = "tally-explorer-genesis";
 

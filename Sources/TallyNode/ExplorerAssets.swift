@@ -73,7 +73,7 @@ button.more { margin-top: .8em; }
 
 """#####)
     static let javascript = Asset(
-        path: "/explorer/explorer.js", contentType: "text/javascript; charset=utf-8", etag: "\"dab1d1e08a2d62132f1188013a1c7d9d\"",
+        path: "/explorer/explorer.js", contentType: "text/javascript; charset=utf-8", etag: "\"29a47650cd0c039d927c50f34cbd09bb\"",
         body: #####"""
 // Tally block explorer: served by the node (GET /explorer), no dependencies.
 // Everything the node sends is treated as hostile: values are checked against their
@@ -84,8 +84,8 @@ button.more { margin-top: .8em; }
 // localStorage on first load.
 "use strict";
 
-const LATEST_BLOCKS_SHOWN = 20;
-const BLOCK_HASH_SEARCH_DEPTH = 20;
+const LATEST_BLOCKS_SHOWN = 10;
+const BLOCK_HASH_SEARCH_DEPTH = 10;
 const ACCOUNT_PAGE_SIZE = 20;
 const PIN_KEY = "tally-explorer-genesis";
 

@@ -66,6 +66,19 @@ final class ExplorerBrowserTests: XCTestCase, @unchecked Sendable {
         XCTAssertTrue(dom.contains(recipient.bech32m), "the page shows the recipient")
         XCTAssertFalse(dom.contains("check failed"), Self.excerpt(dom))
 
+        // The transfer's block: its certificate checked, its signers by name.
+        let transferStatus = try await network.json(1, "txs/\(transfer.hash.hex)")
+        let height = try XCTUnwrap(transferStatus["height"] as? String)
+        let block = try Self.chromium(chromium, profile: profile, ["--dump-dom", network.api(1).absoluteString + "/explorer#/block/\(height)"])
+        XCTAssertNotNil(block.range(of: #"data-status="ok">certificate checked \([34] of 4 signers\)"#, options: .regularExpression),
+                        Self.excerpt(block))
+        XCTAssertNotNil(block.range(of: #"<span id="signers">validator[0-3], validator[0-3], validator[0-3]"#, options: .regularExpression),
+                        Self.excerpt(block))
+        for sent in transfers {
+            let status = try await network.json(1, "txs/\(sent.hash.hex)")
+            if status["height"] as? String == height { XCTAssertTrue(block.contains("#/tx/\(sent.hash.hex)"), Self.excerpt(block)) }
+        }
+
         // The recipient's account page lists the transfers from /accounts/{address}/txs.
         let account = try Self.chromium(
             chromium, profile: profile, ["--dump-dom", network.api(1).absoluteString + "/explorer#/account/\(recipient.bech32m)"])
