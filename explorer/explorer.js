@@ -381,20 +381,21 @@ async function accountPage(a) {
   await page();
 }
 
+// Replaces the search's own URL with its result's (the back button skips the search).
 async function search(query) {
   const q = query.trim();
-  if (DECIMAL.test(q)) return go("block/" + q);
-  if (ADDRESS.test(q)) return go("account/" + q);
+  if (DECIMAL.test(q)) return go("block/" + q, true);
+  if (ADDRESS.test(q)) return go("account/" + q, true);
   const h = q.toLowerCase();
   if (HEX64.test(h)) {
     const r = await get("/txs/" + h);
-    if (r.status === 200) return go("tx/" + h);
+    if (r.status === 200) return go("tx/" + h, true);
     // Not a transaction this node knows: perhaps a recent block's hash.
     const s = await get("/status");
     if (s.status === 200 && s.json && DECIMAL.test(s.json.height)) {
       for (let height = BigInt(s.json.height), n = 0; height >= 1n && n < BLOCK_HASH_SEARCH_DEPTH; height--, n++) {
         const b = await block(height.toString());
-        if (b && b.hash === h) return go("block/" + b.height);
+        if (b && b.hash === h) return go("block/" + b.height, true);
       }
     }
     return show(el("h1", {}, "Not found"), el("p", {}, "No transaction with hash " + h + " and no block with it among the last " + BLOCK_HASH_SEARCH_DEPTH + "."));
@@ -402,8 +403,10 @@ async function search(query) {
   show(el("h1", {}, "Not found"), el("p", {}, "Search by block height, transaction or block hash (64 hex digits) or tally1… address."));
 }
 
-function go(route) {
-  if (location.hash === "#/" + route) route_(); else location.hash = "#/" + route;
+function go(route, replace) {
+  if (location.hash === "#/" + route) return route_();
+  if (replace) { history.replaceState(null, "", "#/" + route); return route_(); }
+  location.hash = "#/" + route;
 }
 
 function failed(error) {
@@ -412,13 +415,14 @@ function failed(error) {
 
 async function route_() {
   stopEvents();
-  const [path, query] = location.hash.replace(/^#\/?/, "").split("?", 2);
-  const parts = decodeURIComponent(path).split("/");
-  const params = new URLSearchParams(query || "");
   try {
+    const [path, query] = location.hash.replace(/^#\/?/, "").split("?", 2);
+    const parts = decodeURIComponent(path).split("/");
+    const params = new URLSearchParams(query || "");
     if (parts[0] === "block" && parts.length === 2) await blockPage(parts[1]);
     else if (parts[0] === "tx" && parts.length === 2) await transactionPage(parts[1].toLowerCase());
     else if (parts[0] === "account" && parts.length === 2) await accountPage(parts[1]);
+    else if (parts[0] === "search") await search(parts.slice(1).join("/").slice(0, 100));
     else await homePage(params);
   } catch (error) { failed(error); }
 }
@@ -427,7 +431,8 @@ if (typeof document !== "undefined") {
   window.addEventListener("hashchange", route_);
   document.getElementById("search").addEventListener("submit", (event) => {
     event.preventDefault();
-    search(document.getElementById("query").value).catch(failed);
+    // Through the URL, so a search can be linked to (and reloaded).
+    go("search/" + encodeURIComponent(document.getElementById("query").value.trim().slice(0, 100)));
   });
   genesis().then((g) => { document.getElementById("chain").textContent = g.chainID + " · " + g.validators.length + " validators"; }).catch(failed);
   route_();

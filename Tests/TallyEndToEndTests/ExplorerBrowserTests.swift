@@ -79,6 +79,15 @@ final class ExplorerBrowserTests: XCTestCase, @unchecked Sendable {
             if status["height"] as? String == height { XCTAssertTrue(block.contains("#/tx/\(sent.hash.hex)"), Self.excerpt(block)) }
         }
 
+        // Search (through the URL, as the search box does): a block hash, a height, an address.
+        let blockHash = try XCTUnwrap(transferStatus["block_hash"] as? String)
+        for (query, expected) in [(blockHash, "<h1>Block \(height)</h1>"), (height, "<h1>Block \(height)</h1>"),
+                                  (recipient.bech32m, #"<span class="mono" id="account-address">\#(recipient.bech32m)</span>"#),
+                                  ("nonsense", "<h1>Not found</h1>")] {
+            let found = try Self.chromium(chromium, profile: profile, ["--dump-dom", network.api(1).absoluteString + "/explorer#/search/\(query)"])
+            XCTAssertTrue(found.contains(expected), "search \(query): \(Self.excerpt(found))")
+        }
+
         // The recipient's account page lists the transfers from /accounts/{address}/txs.
         let account = try Self.chromium(
             chromium, profile: profile, ["--dump-dom", network.api(1).absoluteString + "/explorer#/account/\(recipient.bech32m)"])
