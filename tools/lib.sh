@@ -19,6 +19,17 @@ tally_install_dependencies() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Headless Chromium (Debian's `chromium`) for the block explorer's browser test
+# (ExplorerBrowserTests), and Node.js for ExplorerTests' check of explorer.js against the
+# Swift code. Without them those tests are skipped (and say why).
+tally_install_browser_tools() {
+    if command -v chromium >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then return 0; fi
+    if ! tally_install_dependencies chromium:chromium node:nodejs; then
+        echo "tally: could not install chromium or nodejs; the explorer's browser tests will be skipped" >&2
+    fi
+    return 0
+}
+
 tally_require_swift() {
     if ! command -v swift >/dev/null 2>&1; then
         if [ -x /opt/swift/usr/bin/swift ]; then export PATH="/opt/swift/usr/bin:$PATH"; else

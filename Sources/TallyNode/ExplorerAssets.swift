@@ -73,7 +73,7 @@ button.more { margin-top: .8em; }
 
 """#####)
     static let javascript = Asset(
-        path: "/explorer/explorer.js", contentType: "text/javascript; charset=utf-8", etag: "\"005e681bd40f02e88b59ecf767eeeca0\"",
+        path: "/explorer/explorer.js", contentType: "text/javascript; charset=utf-8", etag: "\"33a1cc103d5accfb37a8f4af2d9cc836\"",
         body: #####"""
 // Tally block explorer: served by the node (GET /explorer), no dependencies.
 // Everything the node sends is treated as hostile: values are checked against their
@@ -84,8 +84,8 @@ button.more { margin-top: .8em; }
 // localStorage on first load.
 "use strict";
 
-const LATEST_BLOCKS_SHOWN = 20;
-const BLOCK_HASH_SEARCH_DEPTH = 20;
+const LATEST_BLOCKS_SHOWN = 10;
+const BLOCK_HASH_SEARCH_DEPTH = 10;
 const ACCOUNT_PAGE_SIZE = 20;
 const PIN_KEY = "tally-explorer-genesis";
 
@@ -277,13 +277,18 @@ function facts(pairs) { return el("dl", {}, pairs.flatMap(([k, v]) => [el("dt", 
 function check(id, status, message) { return el("span", { id, class: "check", "data-status": status }, message); }
 function show(...nodes) { const main = document.getElementById("main"); main.replaceChildren(...nodes); }
 function banner(message) { const b = document.getElementById("banner"); b.textContent = message; b.hidden = false; }
+// Base units as whole TALLY with 6 decimals, as the wallet prints them (docs/WALLET.md).
+function tally(baseUnits) {
+  const units = BigInt(baseUnits), whole = units / 1000000n, fraction = (units % 1000000n).toString().padStart(6, "0");
+  return whole.toString() + "." + fraction;
+}
 function time(ms) { const d = new Date(Number(ms)); return isNaN(d) ? ms : d.toISOString(); }
 
 function transactionsTable(transactions, withPlace) {
-  const headers = withPlace ? ["height", "index", "hash", "from", "to", "amount", "fee", "nonce"] : ["#", "hash", "from", "to", "amount", "fee", "nonce"];
+  const headers = withPlace ? ["height", "index", "hash", "from", "to", "amount (TALLY)", "fee", "nonce"] : ["#", "hash", "from", "to", "amount (TALLY)", "fee", "nonce"];
   return table(headers, transactions.map((t, i) => row([
     ...(withPlace ? [blockLink(t.height), String(t.index)] : [String(i)]),
-    txLink(t.hash), accountLink(t.from), accountLink(t.to), t.amount, t.fee, t.nonce,
+    txLink(t.hash), accountLink(t.from), accountLink(t.to), tally(t.amount), tally(t.fee), t.nonce,
   ])), { class: "transactions" });
 }
 
@@ -291,7 +296,11 @@ function transactionsTable(transactions, withPlace) {
 let events = null;
 function stopEvents() { if (events) { events.close(); events = null; } }
 
-async function homePage() {
+// `#/?follow=N`: stop the live stream after N blocks (a page left open follows for good;
+// a test or a kiosk snapshot gets a page that settles).
+async function homePage(params) {
+  const follow = /^[1-9][0-9]{0,3}$/.test(params.get("follow") || "") ? Number(params.get("follow")) : Infinity;
+  let followed = 0;
   const g = await genesis();
   const statusAnswer = await get("/status");
   need(statusAnswer.status === 200 && statusAnswer.json, "status");
@@ -328,8 +337,14 @@ async function homePage() {
     let data;
     try { data = JSON.parse(event.data); decimal(data.height, "event height"); hex64(data.hash, "event hash"); small(data.transactions, "event count"); } catch (e) { return; }
     document.getElementById("height").textContent = data.height;
+    // A block already listed (committed while the page loaded) is not listed twice.
+    for (const existing of rows.querySelectorAll("tr")) {
+      if (existing.firstChild && existing.firstChild.textContent === data.height) existing.remove();
+    }
     rows.prepend(blockRow(data.height, data.hash, data.transactions, "just now"));
     while (rows.children.length > LATEST_BLOCKS_SHOWN) rows.lastChild.remove();
+    followed += 1;
+    if (followed >= follow) { stopEvents(); live.textContent = "followed " + followed + " blocks live; reload to follow again"; }
   });
 }
 
@@ -382,7 +397,7 @@ async function transactionPage(hash) {
     facts([["hash", el("span", { class: "mono", id: "tx-hash" }, hash)], ["status", status], ["block", blockLink(t.height)],
       ["index", String(t.index)], ["block hash", el("span", { class: "mono" }, t.block_hash)],
       ["from", mine ? accountLink(mine.from) : "—"], ["to", mine ? accountLink(mine.to) : "—"],
-      ["amount", mine ? mine.amount : "—"], ["fee", mine ? mine.fee : "—"], ["nonce", mine ? mine.nonce : "—"],
+      ["amount", mine ? tally(mine.amount) + " TALLY" : "—"], ["fee", mine ? tally(mine.fee) : "—"], ["nonce", mine ? mine.nonce : "—"],
       ["inclusion proof", [proofCheck, el("div", { class: "muted" }, "leaf " + t.proof.index + " of " + t.proof.leaf_count + ", " + t.proof.path.length + " hashes")]],
       ["certificate", certCheck]]));
   // The chain of checks: this hash →(proof)→ transactions root → header hash (recomputed)
@@ -419,10 +434,10 @@ async function accountPage(a) {
   const more = el("button", { class: "more", type: "button", hidden: "" }, "older transactions");
   const note = el("p", { class: "muted" });
   show(head, facts([["address", el("span", { class: "mono", id: "account-address" }, address(r.json.address, "address"))],
-    ["balance", el("span", { id: "balance" }, decimal(r.json.balance, "balance"))], ["nonce", decimal(r.json.nonce, "nonce")],
+    ["balance", [el("span", { id: "balance" }, tally(decimal(r.json.balance, "balance"))), " TALLY"]], ["nonce", decimal(r.json.nonce, "nonce")],
     ["pending nonce", decimal(r.json.pending_nonce, "pending nonce")]]),
   el("h2", {}, "Transactions (newest first)"),
-  el("table", { id: "account-transactions" }, el("thead", {}, row(["height", "index", "hash", "from", "to", "amount", "fee", "nonce"], true)), body),
+  el("table", { id: "account-transactions" }, el("thead", {}, row(["height", "index", "hash", "from", "to", "amount (TALLY)", "fee", "nonce"], true)), body),
   more, note);
   let before = null;
   async function page() {
@@ -431,7 +446,7 @@ async function accountPage(a) {
     need(p.status === 200 && p.json, "account transactions");
     list(p.json.transactions, "account transactions", 100).forEach(checkTransaction);
     for (const t of p.json.transactions) {
-      body.append(row([blockLink(t.height), String(t.index), txLink(t.hash), accountLink(t.from), accountLink(t.to), t.amount, t.fee, t.nonce]));
+      body.append(row([blockLink(t.height), String(t.index), txLink(t.hash), accountLink(t.from), accountLink(t.to), tally(t.amount), tally(t.fee), t.nonce]));
     }
     need(p.json.next === null || (typeof p.json.next === "string" && CURSOR.test(p.json.next)), "cursor");
     before = p.json.next;
@@ -443,20 +458,21 @@ async function accountPage(a) {
   await page();
 }
 
+// Replaces the search's own URL with its result's (the back button skips the search).
 async function search(query) {
   const q = query.trim();
-  if (DECIMAL.test(q)) return go("block/" + q);
-  if (ADDRESS.test(q)) return go("account/" + q);
+  if (DECIMAL.test(q)) return go("block/" + q, true);
+  if (ADDRESS.test(q)) return go("account/" + q, true);
   const h = q.toLowerCase();
   if (HEX64.test(h)) {
     const r = await get("/txs/" + h);
-    if (r.status === 200) return go("tx/" + h);
+    if (r.status === 200) return go("tx/" + h, true);
     // Not a transaction this node knows: perhaps a recent block's hash.
     const s = await get("/status");
     if (s.status === 200 && s.json && DECIMAL.test(s.json.height)) {
       for (let height = BigInt(s.json.height), n = 0; height >= 1n && n < BLOCK_HASH_SEARCH_DEPTH; height--, n++) {
         const b = await block(height.toString());
-        if (b && b.hash === h) return go("block/" + b.height);
+        if (b && b.hash === h) return go("block/" + b.height, true);
       }
     }
     return show(el("h1", {}, "Not found"), el("p", {}, "No transaction with hash " + h + " and no block with it among the last " + BLOCK_HASH_SEARCH_DEPTH + "."));
@@ -464,8 +480,10 @@ async function search(query) {
   show(el("h1", {}, "Not found"), el("p", {}, "Search by block height, transaction or block hash (64 hex digits) or tally1… address."));
 }
 
-function go(route) {
-  if (location.hash === "#/" + route) route_(); else location.hash = "#/" + route;
+function go(route, replace) {
+  if (location.hash === "#/" + route) return route_();
+  if (replace) { history.replaceState(null, "", "#/" + route); return route_(); }
+  location.hash = "#/" + route;
 }
 
 function failed(error) {
@@ -474,12 +492,15 @@ function failed(error) {
 
 async function route_() {
   stopEvents();
-  const parts = decodeURIComponent(location.hash.replace(/^#\/?/, "")).split("/");
   try {
+    const [path, query] = location.hash.replace(/^#\/?/, "").split("?", 2);
+    const parts = decodeURIComponent(path).split("/");
+    const params = new URLSearchParams(query || "");
     if (parts[0] === "block" && parts.length === 2) await blockPage(parts[1]);
     else if (parts[0] === "tx" && parts.length === 2) await transactionPage(parts[1].toLowerCase());
     else if (parts[0] === "account" && parts.length === 2) await accountPage(parts[1]);
-    else await homePage();
+    else if (parts[0] === "search") await search(parts.slice(1).join("/").slice(0, 100));
+    else await homePage(params);
   } catch (error) { failed(error); }
 }
 
@@ -487,14 +508,15 @@ if (typeof document !== "undefined") {
   window.addEventListener("hashchange", route_);
   document.getElementById("search").addEventListener("submit", (event) => {
     event.preventDefault();
-    search(document.getElementById("query").value).catch(failed);
+    // Through the URL, so a search can be linked to (and reloaded).
+    go("search/" + encodeURIComponent(document.getElementById("query").value.trim().slice(0, 100)));
   });
   genesis().then((g) => { document.getElementById("chain").textContent = g.chainID + " · " + g.validators.length + " validators"; }).catch(failed);
   route_();
 }
 // For ExplorerScriptTests (run by Node.js against vectors from the Swift code).
 if (typeof module !== "undefined") {
-  module.exports = { merkleRootFromProof, headerHash, commitSigningBytes, checkCertificate, fromHex, toHex, checkBlock };
+  module.exports = { merkleRootFromProof, headerHash, commitSigningBytes, checkCertificate, fromHex, toHex, checkBlock, tally };
 }
 
 """#####)

@@ -113,6 +113,7 @@ final class ExplorerTests: XCTestCase {
         XCTAssertEqual(results["roots"] as? [String], Array(repeating: header.transactionsRoot.hex, count: transactions.count))
         XCTAssertEqual(results["wrong_leaf_root"] as? String == header.transactionsRoot.hex, false)
         XCTAssertEqual(results["genuine"] as? String, "ok 3 of 4")
+        XCTAssertEqual(results["tally"] as? [String], ["42.000001", "0.000000", "18446744073709.551615"], "as Amount.format")
         for tampered in ["signature", "state_root", "below_quorum", "unknown_signer", "order", "chain_id"] {
             XCTAssertEqual((results[tampered] as? String)?.hasPrefix("failed"), true, "\(tampered): \(results[tampered] ?? "none")")
         }
@@ -143,6 +144,8 @@ final class ExplorerTests: XCTestCase {
     }
 
     static let checkScript = #"""
+        // Node.js 18 (Debian 12) has WebCrypto only as a module; later ones also as a global.
+        if (!globalThis.crypto || !globalThis.crypto.subtle) globalThis.crypto = require("node:crypto").webcrypto;
         const explorer = require(process.argv[2]);
         const vector = JSON.parse(require("fs").readFileSync(process.argv[3], "utf8"));
         const copy = (x) => JSON.parse(JSON.stringify(x));
@@ -173,6 +176,7 @@ final class ExplorerTests: XCTestCase {
           b = copy(vector.block); b.certificate.signatures[2].validator_index = 9; out.unknown_signer = await verdict(b);
           b = copy(vector.block); b.certificate.signatures.reverse(); out.order = await verdict(b);
           const other = copy(vector.genesis); other.chainID = "another-chain"; out.chain_id = await verdict(vector.block, other);
+          out.tally = [explorer.tally("42000001"), explorer.tally("0"), explorer.tally("18446744073709551615")];
           process.stdout.write(JSON.stringify(out));
         })().catch((e) => { console.error(e); process.exit(1); });
         """#
