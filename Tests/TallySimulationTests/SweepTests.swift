@@ -6,12 +6,14 @@ import XCTest
 /// The in-test seed sweep: every fault mix on 4 and 7 validators. Long sweeps run
 /// with `tally-sim` (see its --help).
 final class SweepTests: XCTestCase {
-    func sweep(validators: Int, mix: FaultMix, seeds: ClosedRange<UInt64>) {
+    func sweep(validators: Int, mix: FaultMix, seeds: ClosedRange<UInt64>, fullBlocks: Bool = false) {
         for seed in seeds {
-            let result = Simulation(seed: seed, options: SimulationOptions(validatorCount: validators, mix: mix)).run()
+            var options = SimulationOptions(validatorCount: validators, mix: mix)
+            options.fullBlocks = fullBlocks
+            let result = Simulation(seed: seed, options: options).run()
             XCTAssertNil(
                 result.failure,
-                "seed \(seed) n=\(validators) \(mix.rawValue)\n\(result.plan)\nreplay: tally-sim --seeds \(seed) --replicas \(validators) --faults \(mix.rawValue)")
+                "seed \(seed) n=\(validators) \(mix.rawValue)\n\(result.plan)\nreplay: tally-sim --seeds \(seed) --replicas \(validators) --faults \(mix.rawValue)\(fullBlocks ? " --full-blocks" : "")")
             if result.failure != nil { return }
             XCTAssertGreaterThan(result.blocksCommitted, 0)
         }
@@ -40,6 +42,12 @@ final class SweepTests: XCTestCase {
     func testAllFaults() {
         sweep(validators: 4, mix: .all, seeds: 1...60)
         sweep(validators: 7, mix: .all, seeds: 1...30)
+    }
+
+    /// Full-size blocks (`FullBlockLoad`): a few seeds, each a few thousand times the
+    /// work of a small-block run; longer sweeps with `tally-sim --full-blocks`.
+    func testFullBlocks() {
+        sweep(validators: 4, mix: .all, seeds: 1...2, fullBlocks: true)
     }
 
     /// The same seed gives the same run, fault for fault and block for block.
@@ -82,11 +90,11 @@ final class ByzantineDefenceTests: XCTestCase {
     }
 
     func testTwinsNeedQuorumOfTwoFPlusOne() {
-        check(.twins, defence: "quorum", seed: 7, expect: "agreement")
+        check(.twins, defence: "quorum", seed: 8, expect: "agreement")
     }
 
     func testEquivocatingPrimaryNeedsFirstPrePrepareAndSignerGuard() {
-        check(.equivocatingPrimary, defence: "equivocation", seed: 1, expect: "signed conflicting")
+        check(.equivocatingPrimary, defence: "equivocation", seed: 6, expect: "signed conflicting")
     }
 
     func testInvalidSignaturesAreRejected() {
@@ -132,7 +140,7 @@ final class ByzantineDefenceTests: XCTestCase {
     /// others (and empty blocks), so the no-commit timer never fires: only the
     /// per-transaction timer sees the censored ones wait.
     func testCensoringPrimaryIsReplaced() {
-        check(.censor, defence: "censorship-timer", seed: 4, expect: "transaction liveness")
+        check(.censor, defence: "censorship-timer", seed: 7, expect: "transaction liveness")
     }
 
     /// A primary that holds everything it sends and lets it go just inside the
