@@ -40,10 +40,13 @@ public struct SimulationOptions: Sendable {
     /// Percent chance per tick that a client submits a transaction.
     public var clientRatePercent = 15
     /// Clients, honest and hostile, submit nothing from this tick on (the transfer
-    /// at healing still goes out): with no empty blocks the chain goes quiet, and a
-    /// validator that restarts behind must catch up with no traffic to learn from.
-    /// Use with `heightsAfterHeal` 1 (the probe's block).
+    /// at healing still goes out), and `quietRestartDelayTicks` later every validator
+    /// restarts (an operator restarting the network: slots, retransmissions and
+    /// queues are gone). With no empty blocks the chain is quiet, and a validator that
+    /// crashed and missed blocks must catch up with no traffic to learn from (issue 13
+    /// item 5). Use with `heightsAfterHeal` 1 (the probe's block).
     public var quietAfterTick: Int?
+    public static let quietRestartDelayTicks = 20
     /// Hostile clients submit through the same mempools (`HostileTransactions`):
     /// never-funded senders, a future-nonce flood, transactions that become
     /// unaffordable after a commit. Percent chance per tick of one hostile submission.
@@ -83,6 +86,11 @@ public struct SimulationOptions: Sendable {
         }
         return true
     }
+    /// Start-up safety as a node runs it: each replica keeps a signing mark outside its
+    /// journal (raised after every journal write, surviving crashes) and a restarted
+    /// one starts in the quarantine (`Replica(signingMark:quarantined:)`). Off by
+    /// default: it changes every run with a crash, and the pinned seeds with it.
+    public var startupSafety = false
     /// Switched off only to show that binding the chain id in signatures is load-bearing.
     public var bindsChainID = true
     /// Prints each replica's view, state and height every `traceEveryTicks` ticks (debugging a seed).
@@ -194,6 +202,8 @@ public final class Simulation {
         var durable: DurableState?
         /// The state of a write torn by a crash: its record may have reached the disk whole.
         var tornDurable: DurableState?
+        /// The node's signing-mark file (outside the data directory: a crash keeps it).
+        var signingMarkFile: SigningMark?
         var persistedView: UInt64 = 0
         var restartTick: Int?
         var crashDuringNextStep: Crash?
@@ -294,6 +304,12 @@ public final class Simulation {
         plan = options.plan ?? FaultPlan.draw(
             mix: options.mix, validatorCount: count, random: &random, faultTicks: options.faultTicks,
             byzantineModes: options.byzantineModes, forceByzantine: options.forceByzantine)
+        if options.plan == nil, let quiet = options.quietAfterTick {
+            let restart = quiet + SimulationOptions.quietRestartDelayTicks
+            if restart + 5 < plan.healTick {
+                plan.crashes += (0..<count).map { Crash(validator: $0, tick: restart, restartTick: restart + 5, tornWrite: false) }
+            }
+        }
         checkReplicaInvariants = options.checkReplicaInvariants
         validatorCount = count
         genesis = Simulation.makeGenesis(validatorCount: count, parameters: options.consensusParameters)
@@ -366,7 +382,9 @@ public final class Simulation {
             configuration: configuration, durableState: durable, committedHeight: UInt64(node.chain.count),
             blockHash: { [genesisHash] height in height == 0 ? genesisHash : node.chain[Int(height) - 1].block.hash },
             tipCertificate: node.chain.last?.certificate, application: node.app,
-            verifier: scheme.verifier, signer: signer)
+            verifier: scheme.verifier, signer: signer, signingMark: options.startupSafety ? node.signingMarkFile : nil,
+            // As the node: quarantined whenever it starts on anything it wrote before.
+            quarantined: options.startupSafety && (durable != nil || !node.chain.isEmpty || node.signingMarkFile != nil))
         replica.defences = options.defences
         return replica
     }
@@ -668,6 +686,8 @@ public final class Simulation {
     func writeJournal(_ state: DurableState, node: Node) throws {
         let blocks = state.referencedBlocks
         try node.journal!.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+        // The node raises its mark file after the journal write, before any send.
+        if options.startupSafety, state.signingMark > (node.signingMarkFile ?? .zero) { node.signingMarkFile = state.signingMark }
     }
 
     /// The driver's durable write, to the real journal. A torn write crashes at the

@@ -46,6 +46,9 @@ struct TallySim: ParsableCommand {
     @Flag(help: "Full-size blocks: the node's block size and checkpoint interval (ConsensusParameters defaults) and a client load that fills every block; slow (use a few hundred seeds).")
     var fullBlocks = false
 
+    @Flag(help: "Start-up safety as a node runs it: a signing mark kept outside each journal, and the start-up quarantine after every restart.")
+    var startupSafety = false
+
     @Option(help: "Clients (honest and hostile) submit nothing from this tick on; the height target after healing is the probe transfer's block. With --no-empty-blocks the chain goes quiet: a validator that restarts behind must catch up without traffic.")
     var quietAfter: Int?
 
@@ -102,7 +105,7 @@ struct TallySim: ParsableCommand {
                           invariants: InvariantChecking(rawValue: invariants)!,
                           byzantine: byzantine.flatMap(ByzantineMode.init(rawValue:)), disableDefence: disableDefence,
                           meanLatencyBound: meanLatencyBound, watchTicks: watchTicks, noEmptyBlocks: noEmptyBlocks,
-                          quietAfter: quietAfter, fullBlocks: fullBlocks)
+                          quietAfter: quietAfter, fullBlocks: fullBlocks, startupSafety: startupSafety)
         let started = Date()
         Sweep.workers(jobs) { sweep.work() }
         sweep.finishProgress()
@@ -120,6 +123,7 @@ struct TallySim: ParsableCommand {
             if noEmptyBlocks { replay += " --no-empty-blocks" }
             if let quietAfter { replay += " --quiet-after \(quietAfter)" }
             if fullBlocks { replay += " --full-blocks" }
+            if startupSafety { replay += " --startup-safety" }
             print("replay: \(replay)")
             throw ExitCode(1)
         }
@@ -141,6 +145,7 @@ final class Sweep: @unchecked Sendable {
     let noEmptyBlocks: Bool
     let quietAfter: Int?
     let fullBlocks: Bool
+    let startupSafety: Bool
     let lock = NSLock()
     var next: UInt64
     var runs = 0
@@ -161,8 +166,9 @@ final class Sweep: @unchecked Sendable {
 
     init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?, invariants: InvariantChecking,
          byzantine: ByzantineMode?, disableDefence: String?, meanLatencyBound: Int?, watchTicks: Int, noEmptyBlocks: Bool,
-         quietAfter: Int?, fullBlocks: Bool) {
+         quietAfter: Int?, fullBlocks: Bool, startupSafety: Bool) {
         forcedMode = byzantine
+        self.startupSafety = startupSafety
         self.fullBlocks = fullBlocks
         self.quietAfter = quietAfter
         self.meanLatencyBound = meanLatencyBound
@@ -213,6 +219,7 @@ final class Sweep: @unchecked Sendable {
             for name in disableDefence?.split(separator: ",") ?? [] { _ = options.disableDefence(String(name)) }
             if noEmptyBlocks { options.emptyBlockIntervalTicks = nil }
             options.fullBlocks = fullBlocks
+            options.startupSafety = startupSafety
             if let quietAfter {
                 options.quietAfterTick = quietAfter
                 options.heightsAfterHeal = 1
