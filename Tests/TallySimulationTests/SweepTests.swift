@@ -114,8 +114,10 @@ final class ByzantineDefenceTests: XCTestCase {
         check(.forgedPreparedCertificate, defence: "view-change-certificates", seed: 256, expect: "agreement")
     }
 
+    /// Rare: 1471 was the first seed before the transport change; now 1-5546 hold
+    /// without the recomputation (searched with tally-sim) and 5547 forks.
     func testNewViewIsRecomputed() {
-        check(.newViewDropsPrepared, defence: "new-view-recompute", seed: 1471, expect: "agreement")
+        check(.newViewDropsPrepared, defence: "new-view-recompute", seed: 5547, expect: "agreement")
     }
 
     func testSilentPrimaryIsReplaced() {
