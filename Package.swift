@@ -52,7 +52,7 @@ let package = Package(
             name: "TallySimulation",
             dependencies: [
                 "TallyApplication", "TallyConsensus", "TallyDriver", "TallyStore", "TallyVerify", "TallyLedger", "TallyTypes",
-                "TallyCrypto",
+                "TallyCrypto", "TallyNetwork",
             ]
         ),
 

@@ -220,6 +220,10 @@ package struct Defences: Sendable, Hashable {
     /// A backup changes view when transactions wait far longer than the view's blocks
     /// take to commit once proposed (off: a primary just inside the timeouts keeps its view).
     package var slowPrimaryCheck = true
+    /// While nothing commits, a replica announces its committed tip (certificate) to
+    /// its peers, so one that restarted behind on a quiet chain learns it and syncs
+    /// (off: it learns only from later traffic, which a quiet chain never sends).
+    package var announceCommittedTip = true
     /// Replaces 2f+1 when set (only to show that a smaller quorum is unsafe).
     package var quorumOverride: Int? = nil
 

@@ -1150,7 +1150,7 @@ public struct Replica {
             }
         }
         if let checkpoint = ownCheckpoint { broadcast(.checkpoint(checkpoint)) }
-        if let tip = tipCertificate, ticksSinceCommit >= configuration.retransmitIntervalTicks {
+        if defences.announceCommittedTip, let tip = tipCertificate, ticksSinceCommit >= configuration.retransmitIntervalTicks {
             broadcast(.committedTip(tip))
         }
     }

@@ -1,4 +1,5 @@
 import TallyConsensus
+import TallyDriver
 import TallyTypes
 
 /// What validators send each other inside an authenticated peer frame:
@@ -21,7 +22,7 @@ enum PeerMessage: Equatable {
     /// without decoding them: the same bytes as encoding the decoded blocks.
     static func syncResponse(storedBlocks payloads: [[UInt8]]) -> [UInt8] {
         var encoder = CanonicalEncoder(capacity: payloads.reduce(64) { $0 + $1.count })
-        encoder.u8(1)
+        encoder.u8(ConsensusWire.kind)
         encoder.tag(.consensusMessage)
         encoder.u8(ConsensusMessage.syncResponseKind)
         encoder.count(payloads.count)
@@ -33,8 +34,7 @@ enum PeerMessage: Equatable {
         var encoder = CanonicalEncoder()
         switch self {
         case .consensus(let message):
-            encoder.u8(1)
-            message.encode(to: &encoder)
+            return ConsensusWire.bytes(message)
         case .transactions(let transactions):
             encoder.u8(2)
             encoder.count(transactions.count)
@@ -47,7 +47,7 @@ enum PeerMessage: Equatable {
     /// byte (`isGossip`), so each lane decodes only its own kind.
     static func consensus(bytes: [UInt8]) throws(CanonicalDecodingError) -> ConsensusMessage {
         var decoder = CanonicalDecoder(bytes)
-        try decoder.expectKind(1)
+        try decoder.expectKind(ConsensusWire.kind)
         let message = try ConsensusMessage.decode(from: &decoder)
         try decoder.finish()
         return message

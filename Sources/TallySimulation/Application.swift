@@ -21,7 +21,8 @@ extension Simulation {
         genesis: Genesis, ledger: Ledger, tipHash: Hash, tipTimestampMs: UInt64,
         mempoolDefences: MempoolDefences = .all, nowMs: @escaping () -> UInt64
     ) -> LedgerApplication {
-        var mempool = Mempool(genesis: genesis, limits: mempoolLimits)
+        // The full-block load needs the node's mempool size to fill its blocks.
+        var mempool = Mempool(genesis: genesis, limits: FullBlockLoad.applies(to: genesis.consensus) ? .default : mempoolLimits)
         mempool.defences = mempoolDefences
         return LedgerApplication(
             genesis: genesis, ledger: ledger, tipHash: tipHash, tipTimestampMs: tipTimestampMs, mempool: mempool,

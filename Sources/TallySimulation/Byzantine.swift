@@ -193,7 +193,7 @@ extension Simulation {
             timestampMs: node.chain.last?.block.header.timestampMs ?? genesis.genesisTimeMs, stateRoot: node.app.ledger.stateRoot)
         return Forgery.viewChangeWithForgedCertificate(
             viewChange, tip: tip, genesisTimeMs: genesis.genesisTimeMs, validators: genesis.validators,
-            checkpointIntervalBlocks: SimulationOptions.parameters.checkpointIntervalBlocks, chainID: Simulation.chainID,
+            checkpointIntervalBlocks: genesis.consensus.checkpointIntervalBlocks, chainID: Simulation.chainID,
             signer: scheme.signer(for: node.validator), randomSignature: randomSignature)
     }
 

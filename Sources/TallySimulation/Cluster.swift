@@ -39,6 +39,14 @@ public struct SimulationOptions: Sendable {
     public var maxMeanTransactionLatencyTicks: Int?
     /// Percent chance per tick that a client submits a transaction.
     public var clientRatePercent = 15
+    /// Clients, honest and hostile, submit nothing from this tick on (the transfer
+    /// at healing still goes out), and `quietRestartDelayTicks` later every validator
+    /// restarts (an operator restarting the network: slots, retransmissions and
+    /// queues are gone). With no empty blocks the chain is quiet, and a validator that
+    /// crashed and missed blocks must catch up with no traffic to learn from (issue 13
+    /// item 5). Use with `heightsAfterHeal` 1 (the probe's block).
+    public var quietAfterTick: Int?
+    public static let quietRestartDelayTicks = 20
     /// Hostile clients submit through the same mempools (`HostileTransactions`):
     /// never-funded senders, a future-nonce flood, transactions that become
     /// unaffordable after a commit. Percent chance per tick of one hostile submission.
@@ -69,6 +77,7 @@ public struct SimulationOptions: Sendable {
         case "invalid-new-view": defences.invalidNewViewBlamesOnlyItsView = false
         case "censorship-timer": defences.censorshipTimer = false
         case "slow-primary": defences.slowPrimaryCheck = false
+        case "quiet-chain-catch-up": defences.announceCommittedTip = false
         case "quorum": defences.quorumOverride = 2 * ((validatorCount - 1) / 3)
         case "chain-id": bindsChainID = false
         case "mempool-recheck": mempoolDefences.recheckAfterCommit = false
@@ -77,6 +86,11 @@ public struct SimulationOptions: Sendable {
         }
         return true
     }
+    /// Start-up safety as a node runs it: each replica keeps a signing mark outside its
+    /// journal (raised after every journal write, surviving crashes) and a restarted
+    /// one starts in the quarantine (`Replica(signingMark:quarantined:)`). Off by
+    /// default: it changes every run with a crash, and the pinned seeds with it.
+    public var startupSafety = false
     /// Switched off only to show that binding the chain id in signatures is load-bearing.
     public var bindsChainID = true
     /// Prints each replica's view, state and height every `traceEveryTicks` ticks (debugging a seed).
@@ -90,6 +104,22 @@ public struct SimulationOptions: Sendable {
     public static let parameters = ConsensusParameters(
         checkpointIntervalBlocks: 4, maxBlockTransactions: 16, maxBlocksInFlight: 3, tickMs: 10,
         viewChangeTimeoutTicks: 16, maxViewChangeTimeoutTicks: 128)
+
+    /// `parameters` with the node's block size and checkpoint interval (`FullBlockLoad`).
+    public static let fullBlockParameters: ConsensusParameters = {
+        var parameters = SimulationOptions.parameters
+        parameters.checkpointIntervalBlocks = ConsensusParameters.default.checkpointIntervalBlocks
+        parameters.maxBlockTransactions = ConsensusParameters.default.maxBlockTransactions
+        return parameters
+    }()
+
+    /// Full-size blocks: the node's block size and checkpoint interval, and a client
+    /// load that fills them (`FullBlockLoad`).
+    public var fullBlocks = false
+
+    public var consensusParameters: ConsensusParameters {
+        fullBlocks ? SimulationOptions.fullBlockParameters : SimulationOptions.parameters
+    }
 }
 
 /// The outcome of one run.
@@ -114,6 +144,11 @@ public struct SimulationResult: Sendable {
     public let committedBlockHashes: [Hash]
     /// Transactions honest mempools evicted after admitting them, by reason.
     public let evictions: [EvictionReason: Int]
+    /// What the simulated transport dropped (over the frame bound, queue full, reset)
+    /// or held for a peer that was down.
+    public let transport: [TransportEvent: Int]
+    /// The largest VIEW-CHANGE and NEW-VIEW sent, and their size had they carried whole blocks.
+    public let viewChangeSizes: ViewChangeSizes
 
     /// SHA-256 over everything the run produced (chain, counters, outcome), keys in
     /// sorted order. Two runs of one seed must agree on it, also in different
@@ -126,6 +161,9 @@ public struct SimulationResult: Sendable {
         lines += dropped.map { "dropped \($0.key.rawValue) \($0.value)" }.sorted()
         lines += suspicions.map { "suspicion \($0.key.rawValue) \($0.value)" }.sorted()
         lines += evictions.map { "eviction \($0.key.rawValue) \($0.value)" }.sorted()
+        lines += transport.map { "transport \($0.key.rawValue) \($0.value)" }.sorted()
+        let sizes = viewChangeSizes
+        lines.append("view-change bytes \(sizes.viewChangeBytes) \(sizes.viewChangeWholeBlockBytes) \(sizes.newViewBytes) \(sizes.newViewWholeBlockBytes)")
         return SHA256.hash(parts: lines.map { Array($0.utf8) + [10] } + committedBlockHashes.map(\.bytes))
     }
 }
@@ -164,6 +202,8 @@ public final class Simulation {
         var durable: DurableState?
         /// The state of a write torn by a crash: its record may have reached the disk whole.
         var tornDurable: DurableState?
+        /// The node's signing-mark file (outside the data directory: a crash keeps it).
+        var signingMarkFile: SigningMark?
         var persistedView: UInt64 = 0
         var restartTick: Int?
         var crashDuringNextStep: Crash?
@@ -190,6 +230,10 @@ public final class Simulation {
         let fromSlot: Int
         let toSlot: Int
         let message: ConsensusMessage
+        /// Unique in the run (the transport's queues and resets name deliveries by it).
+        let id: Int
+        /// The message's size on the wire.
+        let bytes: Int
     }
 
     struct VoteKey: Hashable {
@@ -224,7 +268,17 @@ public final class Simulation {
     var slotsByValidator: [[Int]] = []
     var honestGroups: [Set<Int>] = [[], []]
     var network: [Int: [Delivery]] = [:]
+    /// links[linkIndex(fromSlot:toSlot:)]: the simulated connections (Transport.swift).
+    var links: [Link] = []
+    /// Deliveries scheduled in `network` that a full queue or a reset dropped.
+    var cancelledDeliveries = Set<Int>()
+    var nextDeliveryID = 0
+    var transport: [TransportEvent: Int] = [:]
+    var viewChangeSizes = ViewChangeSizes()
     var pendingTransactions: [Int: [(slot: Int, transaction: Transaction)]] = [:]
+    /// Batches of the full-block load by arrival tick.
+    var pendingBatches: [Int: [(slot: Int, transactions: [Transaction])]] = [:]
+    var fullBlockLoadSubmitted = 0
     var clientNextNonce: [Int]
     /// Hostile submissions draw from their own stream, so they leave the fault
     /// schedule and the honest load of a seed as they were.
@@ -250,9 +304,15 @@ public final class Simulation {
         plan = options.plan ?? FaultPlan.draw(
             mix: options.mix, validatorCount: count, random: &random, faultTicks: options.faultTicks,
             byzantineModes: options.byzantineModes, forceByzantine: options.forceByzantine)
+        if options.plan == nil, let quiet = options.quietAfterTick {
+            let restart = quiet + SimulationOptions.quietRestartDelayTicks
+            if restart + 5 < plan.healTick {
+                plan.crashes += (0..<count).map { Crash(validator: $0, tick: restart, restartTick: restart + 5, tornWrite: false) }
+            }
+        }
         checkReplicaInvariants = options.checkReplicaInvariants
         validatorCount = count
-        genesis = Simulation.makeGenesis(validatorCount: count)
+        genesis = Simulation.makeGenesis(validatorCount: count, parameters: options.consensusParameters)
         genesisHash = genesis.hash
         pool = TransactionPool.shared(for: genesis)
         genesisLedger = Ledger(genesis: genesis)
@@ -266,17 +326,19 @@ public final class Simulation {
         clientRatePercent = options.clientRatePercent
         others = (0..<count).map { me in (0..<ValidatorIndex(count)).filter { $0 != me } }
         buildNodes()
+        links = Array(repeating: Link(), count: nodes.count * nodes.count)
     }
 
-    static func makeGenesis(validatorCount: Int) -> Genesis {
+    static func makeGenesis(validatorCount: Int, parameters: ConsensusParameters = SimulationOptions.parameters) -> Genesis {
         let validators = (0..<validatorCount).map { index in
             Validator(
                 name: "v\(index)", publicKey: SigningKey(seed: [UInt8](repeating: UInt8(200 + index), count: 32))!.publicKey,
                 networkAddress: "127.0.0.1:\(26000 + index)")
         }
+        let load = FullBlockLoad.applies(to: parameters) ? FullBlockLoad.genesisAccounts : []
         return try! Genesis(
-            chainID: chainID, genesisTimeMs: 1_700_000_000_000, validators: validators, accounts: TransactionPool.genesisAccounts,
-            consensus: SimulationOptions.parameters)
+            chainID: chainID, genesisTimeMs: 1_700_000_000_000, validators: validators,
+            accounts: TransactionPool.genesisAccounts + load, consensus: parameters)
     }
 
     func buildNodes() {
@@ -311,7 +373,7 @@ public final class Simulation {
     func makeReplica(for node: Node, durable: DurableState?) -> Replica {
         let configuration = ReplicaConfiguration(
             chainID: Simulation.chainID, validators: genesis.validators, selfIndex: node.validator,
-            parameters: SimulationOptions.parameters, genesisHash: genesisHash, genesisStateRoot: genesisLedger.stateRoot,
+            parameters: genesis.consensus, genesisHash: genesisHash, genesisStateRoot: genesisLedger.stateRoot,
             emptyBlockIntervalTicks: options.emptyBlockIntervalTicks, retransmitIntervalTicks: 6, syncRetryTicks: 10)
         let signer: any ConsensusSigner = node.mode == .wrongChain
             ? ChainSwappingSigner(inner: scheme.signer(for: node.validator))
@@ -320,7 +382,9 @@ public final class Simulation {
             configuration: configuration, durableState: durable, committedHeight: UInt64(node.chain.count),
             blockHash: { [genesisHash] height in height == 0 ? genesisHash : node.chain[Int(height) - 1].block.hash },
             tipCertificate: node.chain.last?.certificate, application: node.app,
-            verifier: scheme.verifier, signer: signer)
+            verifier: scheme.verifier, signer: signer, signingMark: options.startupSafety ? node.signingMarkFile : nil,
+            // As the node: quarantined whenever it starts on anything it wrote before.
+            quarantined: options.startupSafety && (durable != nil || !node.chain.isEmpty || node.signingMarkFile != nil))
         replica.defences = options.defences
         return replica
     }
@@ -385,7 +449,7 @@ public final class Simulation {
             ticks: tick, blocksCommitted: maxHonestHeight, viewChanges: viewChanges, faults: faults, dropped: dropped, suspicions: suspicions,
             transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0,
             committedBlockHashes: honestNodes.max { $0.chain.count < $1.chain.count }?.chain.map(\.block.hash) ?? [],
-            evictions: evictions)
+            evictions: evictions, transport: transport, viewChangeSizes: viewChangeSizes)
     }
 
     /// The probe transfer (submitted to every replica at healing, when all are up)
@@ -422,6 +486,7 @@ public final class Simulation {
         if let deliveries = network.removeValue(forKey: tick) {
             for delivery in deliveries where failure == nil { deliver(delivery) }
         }
+        deliverBatches()
         if let arrivals = pendingTransactions.removeValue(forKey: tick) {
             for (slot, transaction) in arrivals where nodes[slot].up && !censors(nodes[slot], transaction) {
                 // As a node does: through admission, and a proposal only when something was admitted.
@@ -435,18 +500,22 @@ public final class Simulation {
             if node.mode != nil, node.up { byzantineTick(node) }
         }
         submitClientTransactions()
+        submitFullBlockLoad()
         if tick == plan.healTick { submitToEveryReplica(pool.probe, delayTicks: 1) }
         submitHostileTransactions()
     }
 
     func startPartitions() {
+        var started = false
         for index in partitions.indices where partitions[index].startTick == tick {
+            started = true
             if partitions[index].kind == .isolatePrimary {
                 let view = honestNodes.compactMap { $0.replica?.view }.max() ?? 0
                 partitions[index].groupA = [Int(view % UInt64(validatorCount))]
                 plan.partitions[index].groupA = partitions[index].groupA
             }
         }
+        if started { resetCutConnections() }
     }
 
     func crashAndRestart() {
@@ -474,19 +543,23 @@ public final class Simulation {
             node.tornDurable = nil
             node.driver = makeDriver(for: node, durable: durable)
             node.up = true
+            sendHeldMessages(to: node.slot)
             count("restarts")
         }
     }
 
     func deliver(_ delivery: Delivery) {
+        guard arrives(delivery) else { return }
         let node = nodes[delivery.toSlot]
         guard node.up else { return count("lost_to_crashed") }
         if node.mode == .replayOldView, node.recorded.count < 400 { node.recorded.append(delivery.message) }
         step(node, .message(delivery.message, from: nodes[delivery.fromSlot].validator))
     }
 
+    var isQuiet: Bool { options.quietAfterTick.map { tick >= $0 } ?? false }
+
     func submitClientTransactions() {
-        guard random.chance(clientRatePercent) else { return }
+        guard !isQuiet, random.chance(clientRatePercent) else { return }
         let client = random.below(TransactionPool.clientCount)
         guard clientNextNonce[client] < TransactionPool.noncesPerClient else { return }
         let transaction = pool.transactions[client][clientNextNonce[client]]
@@ -504,7 +577,7 @@ public final class Simulation {
     /// One hostile submission now and then (`HostileTransactions`), until the run's
     /// last tick; stuck senders are used once each.
     func submitHostileTransactions() {
-        guard options.hostileRatePercent > 0, hostileRandom.chance(options.hostileRatePercent) else { return }
+        guard !isQuiet, options.hostileRatePercent > 0, hostileRandom.chance(options.hostileRatePercent) else { return }
         let hostile = pool.hostile
         switch hostileRandom.below(3) {
         case 0:
@@ -577,6 +650,7 @@ public final class Simulation {
         node.crashDuringNextStep = nil
         node.driver = nil
         node.up = false
+        resetConnections(of: node.slot)
         node.app = Simulation.restarted(node.app, mempoolDefences: options.mempoolDefences)
         count(crash.tornWrite ? "crashes_torn_write" : "crashes")
     }
@@ -612,6 +686,8 @@ public final class Simulation {
     func writeJournal(_ state: DurableState, node: Node) throws {
         let blocks = state.referencedBlocks
         try node.journal!.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+        // The node raises its mark file after the journal write, before any send.
+        if options.startupSafety, state.signingMark > (node.signingMarkFile ?? .zero) { node.signingMarkFile = state.signingMark }
     }
 
     /// The driver's durable write, to the real journal. A torn write crashes at the
@@ -686,13 +762,21 @@ public final class Simulation {
         byzantineSend(message, from: node, to: targets)
     }
 
+    /// Through the simulated transport (Transport.swift): measured once, as the node
+    /// encodes it; over the frame bound it goes to nobody, as on a socket.
     func transmit(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) {
+        let bytes = Simulation.wireBytes(message)
+        if case .viewChange = message { recordViewChangeSize(message, bytes: bytes) }
+        if case .newView = message { recordViewChangeSize(message, bytes: bytes) }
+        if bytes > TransportBounds.node.maxMessageBytes {
+            return countTransport(.messageTooLarge, targets.count)
+        }
         for target in targets {
-            for slot in slotsByValidator[Int(target)] { enqueue(message, fromSlot: node.slot, toSlot: slot) }
+            for slot in slotsByValidator[Int(target)] { enqueue(message, bytes: bytes, fromSlot: node.slot, toSlot: slot) }
         }
     }
 
-    func enqueue(_ message: ConsensusMessage, fromSlot: Int, toSlot: Int) {
+    func enqueue(_ message: ConsensusMessage, bytes: Int, fromSlot: Int, toSlot: Int) {
         let faulty = tick < healTick
         if faulty {
             if isCut(fromSlot: fromSlot, toSlot: toSlot) { return count("messages_partitioned") }
@@ -701,8 +785,16 @@ public final class Simulation {
         let copies = faulty && duplicatePercent > 0 && random.chance(duplicatePercent) ? 2 : 1
         if copies == 2 { count("messages_duplicated") }
         for _ in 0..<copies {
-            network[tick + 1 + random.below(maxDelayTicks), default: []].append(
-                Delivery(fromSlot: fromSlot, toSlot: toSlot, message: message))
+            let delivery = Delivery(fromSlot: fromSlot, toSlot: toSlot, message: message, id: nextDeliveryID, bytes: bytes)
+            nextDeliveryID += 1
+            let delayTicks = random.below(maxDelayTicks)
+            admit(delivery)
+            if nodes[toSlot].up {
+                network[tick + 1 + delayTicks, default: []].append(delivery)
+            } else {
+                links[linkIndex(fromSlot: fromSlot, toSlot: toSlot)].held.append((delivery, delayTicks))
+                countTransport(.heldForReconnect)
+            }
         }
     }
 

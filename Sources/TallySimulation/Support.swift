@@ -122,6 +122,8 @@ public struct TransactionPool: Sendable {
     public let transactions: [[Transaction]]
     public let hostile: HostileTransactions
     public let probe: Transaction
+    /// The full-block load (`FullBlockLoad`), for a genesis with its parameters; else empty.
+    public let fullBlockLoad: [Transaction]
     public var probeKey: SigningKey { Self.probeKey }
     public let verdicts: [Hash: Bool]
 
@@ -129,7 +131,8 @@ public struct TransactionPool: Sendable {
         let genesisHash = genesis.hash
         return cache.withLock { cache in
             if let pool = cache[genesisHash] { return pool }
-            let pool = TransactionPool(chainID: genesis.chainID, genesisHash: genesisHash)
+            let pool = TransactionPool(
+                chainID: genesis.chainID, genesisHash: genesisHash, fullBlockLoad: FullBlockLoad.applies(to: genesis.consensus))
             cache[genesisHash] = pool
             return pool
         }
@@ -137,7 +140,7 @@ public struct TransactionPool: Sendable {
 
     private static let cache = NIOLikeLock<[Hash: TransactionPool]>([:])
 
-    init(chainID: String, genesisHash: Hash) {
+    init(chainID: String, genesisHash: Hash, fullBlockLoad: Bool = false) {
         self.chainID = chainID
         self.genesisHash = genesisHash
         clients = Self.clientKeys
@@ -160,6 +163,10 @@ public struct TransactionPool: Sendable {
             precondition(transaction.hasValidSignature(genesisHash: genesisHash))
             verdicts[transaction.hash] = true
         }
+        // The load's signatures were just made by libsodium with the senders' keys;
+        // checking each again would double the pool's start-up time.
+        self.fullBlockLoad = fullBlockLoad ? FullBlockLoad.transactions(chainID: chainID, genesisHash: genesisHash) : []
+        for transaction in self.fullBlockLoad { verdicts[transaction.hash] = true }
         self.verdicts = verdicts
     }
 

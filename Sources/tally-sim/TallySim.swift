@@ -37,11 +37,20 @@ struct TallySim: ParsableCommand {
     @Option(help: "Give every run at least one Byzantine replica of this mode (\(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))).")
     var byzantine: String?
 
-    @Option(help: "Switch off defences (comma separated) to see the invariants go red: signatures, equivocation, stale-views, view-change-certificates, new-view-recompute, view-change-timer, join-needs-f-plus-one, invalid-new-view, censorship-timer, slow-primary, quorum, chain-id, mempool-recheck, mempool-proposable.")
+    @Option(help: "Switch off defences (comma separated) to see the invariants go red: signatures, equivocation, stale-views, view-change-certificates, new-view-recompute, view-change-timer, join-needs-f-plus-one, invalid-new-view, censorship-timer, slow-primary, quiet-chain-catch-up, quorum, chain-id, mempool-recheck, mempool-proposable.")
     var disableDefence: String?
 
     @Flag(help: "No empty blocks on an idle chain (a node's default): primaries propose only when transactions wait.")
     var noEmptyBlocks = false
+
+    @Flag(help: "Full-size blocks: the node's block size and checkpoint interval (ConsensusParameters defaults) and a client load that fills every block; slow (use a few hundred seeds).")
+    var fullBlocks = false
+
+    @Flag(help: "Start-up safety as a node runs it: a signing mark kept outside each journal, and the start-up quarantine after every restart.")
+    var startupSafety = false
+
+    @Option(help: "Clients (honest and hostile) submit nothing from this tick on; the height target after healing is the probe transfer's block. With --no-empty-blocks the chain goes quiet: a validator that restarts behind must catch up without traffic.")
+    var quietAfter: Int?
 
     @Option(help: "Fail a run whose transactions submitted after healing take longer than this many ticks on average to commit everywhere (off by default; the slow-primary defence test uses it).")
     var meanLatencyBound: Int?
@@ -70,6 +79,7 @@ struct TallySim: ParsableCommand {
         }
         guard InvariantChecking(rawValue: invariants) != nil else { throw ValidationError("--invariants must be every-step or every-tick") }
         guard jobs >= 1 && jobs <= 64 else { throw ValidationError("--jobs must be 1...64") }
+        if let quietAfter { guard quietAfter >= 0 else { throw ValidationError("--quiet-after must be a tick, 0 or more") } }
         guard (0...10_000).contains(watchTicks) else { throw ValidationError("--watch-ticks must be 0...10000") }
         if let meanLatencyBound { guard meanLatencyBound >= 1 else { throw ValidationError("--mean-latency-bound must be positive") } }
     }
@@ -94,7 +104,8 @@ struct TallySim: ParsableCommand {
         let sweep = Sweep(range: range, counts: counts, mix: mix, verbose: verbose, trace: trace,
                           invariants: InvariantChecking(rawValue: invariants)!,
                           byzantine: byzantine.flatMap(ByzantineMode.init(rawValue:)), disableDefence: disableDefence,
-                          meanLatencyBound: meanLatencyBound, watchTicks: watchTicks, noEmptyBlocks: noEmptyBlocks)
+                          meanLatencyBound: meanLatencyBound, watchTicks: watchTicks, noEmptyBlocks: noEmptyBlocks,
+                          quietAfter: quietAfter, fullBlocks: fullBlocks, startupSafety: startupSafety)
         let started = Date()
         Sweep.workers(jobs) { sweep.work() }
         sweep.finishProgress()
@@ -110,6 +121,9 @@ struct TallySim: ParsableCommand {
             if let meanLatencyBound { replay += " --mean-latency-bound \(meanLatencyBound)" }
             if watchTicks != SimulationOptions().transactionWatchTicks { replay += " --watch-ticks \(watchTicks)" }
             if noEmptyBlocks { replay += " --no-empty-blocks" }
+            if let quietAfter { replay += " --quiet-after \(quietAfter)" }
+            if fullBlocks { replay += " --full-blocks" }
+            if startupSafety { replay += " --startup-safety" }
             print("replay: \(replay)")
             throw ExitCode(1)
         }
@@ -129,6 +143,9 @@ final class Sweep: @unchecked Sendable {
     let meanLatencyBound: Int?
     let watchTicks: Int
     let noEmptyBlocks: Bool
+    let quietAfter: Int?
+    let fullBlocks: Bool
+    let startupSafety: Bool
     let lock = NSLock()
     var next: UInt64
     var runs = 0
@@ -139,6 +156,8 @@ final class Sweep: @unchecked Sendable {
     var dropped: [DropReason: Int] = [:]
     var suspicions: [BackupSuspicion: Int] = [:]
     var evictions: [String: Int] = [:]
+    var transport: [TransportEvent: Int] = [:]
+    var viewChangeSizes = ViewChangeSizes()
     var byzantine: [String: Int] = [:]
     var runsByCount: [Int: Int] = [:]
     var failure: SimulationResult?
@@ -146,8 +165,12 @@ final class Sweep: @unchecked Sendable {
     let interactive = isatty(1) == 1
 
     init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?, invariants: InvariantChecking,
-         byzantine: ByzantineMode?, disableDefence: String?, meanLatencyBound: Int?, watchTicks: Int, noEmptyBlocks: Bool) {
+         byzantine: ByzantineMode?, disableDefence: String?, meanLatencyBound: Int?, watchTicks: Int, noEmptyBlocks: Bool,
+         quietAfter: Int?, fullBlocks: Bool, startupSafety: Bool) {
         forcedMode = byzantine
+        self.startupSafety = startupSafety
+        self.fullBlocks = fullBlocks
+        self.quietAfter = quietAfter
         self.meanLatencyBound = meanLatencyBound
         self.watchTicks = watchTicks
         self.noEmptyBlocks = noEmptyBlocks
@@ -195,6 +218,12 @@ final class Sweep: @unchecked Sendable {
             }
             for name in disableDefence?.split(separator: ",") ?? [] { _ = options.disableDefence(String(name)) }
             if noEmptyBlocks { options.emptyBlockIntervalTicks = nil }
+            options.fullBlocks = fullBlocks
+            options.startupSafety = startupSafety
+            if let quietAfter {
+                options.quietAfterTick = quietAfter
+                options.heightsAfterHeal = 1
+            }
             options.maxMeanTransactionLatencyTicks = meanLatencyBound
             options.transactionWatchTicks = watchTicks
             let result = Simulation(seed: seed, options: options).run()
@@ -214,6 +243,8 @@ final class Sweep: @unchecked Sendable {
         dropped.merge(result.dropped, uniquingKeysWith: +)
         suspicions.merge(result.suspicions, uniquingKeysWith: +)
         for (reason, count) in result.evictions { evictions[reason.rawValue, default: 0] += count }
+        transport.merge(result.transport, uniquingKeysWith: +)
+        viewChangeSizes.merge(result.viewChangeSizes)
         for mode in result.plan.byzantine.values { byzantine[mode.rawValue, default: 0] += 1 }
         if result.failure != nil && failure == nil { failure = result }
         if verbose {
@@ -246,6 +277,11 @@ final class Sweep: @unchecked Sendable {
         lines.append("faults injected: " + faults.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append("byzantine replicas by mode: " + byzantine.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append("inputs dropped by honest replicas: " + dropped.sorted { $0.key < $1.key }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
+        lines.append("transport (the node's frame and queue bounds): "
+            + TransportEvent.allCases.map { "\($0.rawValue) \(transport[$0, default: 0])" }.joined(separator: ", "))
+        let sizes = viewChangeSizes
+        lines.append("largest VIEW-CHANGE \(sizes.viewChangeBytes) bytes (\(sizes.viewChangeWholeBlockBytes) with whole blocks), "
+            + "NEW-VIEW \(sizes.newViewBytes) bytes (\(sizes.newViewWholeBlockBytes) with whole blocks); frame bound \(Simulation.maxMessageBytes)")
         lines.append("mempool evictions by honest replicas: " + evictions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         lines.append(failure == nil ? "result: every run held every invariant" : "result: FAILED")
         return lines.joined(separator: "\n")

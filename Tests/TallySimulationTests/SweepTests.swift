@@ -6,12 +6,14 @@ import XCTest
 /// The in-test seed sweep: every fault mix on 4 and 7 validators. Long sweeps run
 /// with `tally-sim` (see its --help).
 final class SweepTests: XCTestCase {
-    func sweep(validators: Int, mix: FaultMix, seeds: ClosedRange<UInt64>) {
+    func sweep(validators: Int, mix: FaultMix, seeds: ClosedRange<UInt64>, fullBlocks: Bool = false) {
         for seed in seeds {
-            let result = Simulation(seed: seed, options: SimulationOptions(validatorCount: validators, mix: mix)).run()
+            var options = SimulationOptions(validatorCount: validators, mix: mix)
+            options.fullBlocks = fullBlocks
+            let result = Simulation(seed: seed, options: options).run()
             XCTAssertNil(
                 result.failure,
-                "seed \(seed) n=\(validators) \(mix.rawValue)\n\(result.plan)\nreplay: tally-sim --seeds \(seed) --replicas \(validators) --faults \(mix.rawValue)")
+                "seed \(seed) n=\(validators) \(mix.rawValue)\n\(result.plan)\nreplay: tally-sim --seeds \(seed) --replicas \(validators) --faults \(mix.rawValue)\(fullBlocks ? " --full-blocks" : "")")
             if result.failure != nil { return }
             XCTAssertGreaterThan(result.blocksCommitted, 0)
         }
@@ -42,6 +44,12 @@ final class SweepTests: XCTestCase {
         sweep(validators: 7, mix: .all, seeds: 1...30)
     }
 
+    /// Full-size blocks (`FullBlockLoad`): a few seeds, each a few thousand times the
+    /// work of a small-block run; longer sweeps with `tally-sim --full-blocks`.
+    func testFullBlocks() {
+        sweep(validators: 4, mix: .all, seeds: 1...2, fullBlocks: true)
+    }
+
     /// The same seed gives the same run, fault for fault and block for block.
     func testReplayIsExact() {
         let options = SimulationOptions(validatorCount: 7, mix: .all)
@@ -62,7 +70,8 @@ final class SweepTests: XCTestCase {
 /// seeds are the first ones where `tally-sim --replicas 4 --faults all --byzantine
 /// MODE --disable-defence NAME` fails with the expected kind of violation and the
 /// defended run holds (searched again when the simulator took the node's
-/// application, hostile clients and the probe transfer).
+/// application, hostile clients and the probe transfer, and when its network took
+/// the node's transport bounds and connection resets).
 final class ByzantineDefenceTests: XCTestCase {
     func check(_ mode: ByzantineMode, defence: String, seed: UInt64, expect: String,
                configure: (inout SimulationOptions) -> Void = { _ in }, file: StaticString = #filePath, line: UInt = #line) {
@@ -82,11 +91,11 @@ final class ByzantineDefenceTests: XCTestCase {
     }
 
     func testTwinsNeedQuorumOfTwoFPlusOne() {
-        check(.twins, defence: "quorum", seed: 7, expect: "agreement")
+        check(.twins, defence: "quorum", seed: 8, expect: "agreement")
     }
 
     func testEquivocatingPrimaryNeedsFirstPrePrepareAndSignerGuard() {
-        check(.equivocatingPrimary, defence: "equivocation", seed: 1, expect: "signed conflicting")
+        check(.equivocatingPrimary, defence: "equivocation", seed: 6, expect: "signed conflicting")
     }
 
     func testInvalidSignaturesAreRejected() {
@@ -105,8 +114,10 @@ final class ByzantineDefenceTests: XCTestCase {
         check(.forgedPreparedCertificate, defence: "view-change-certificates", seed: 256, expect: "agreement")
     }
 
+    /// Rare: 1471 was the first seed before the transport change; now 1-5546 hold
+    /// without the recomputation (searched with tally-sim) and 5547 forks.
     func testNewViewIsRecomputed() {
-        check(.newViewDropsPrepared, defence: "new-view-recompute", seed: 1471, expect: "agreement")
+        check(.newViewDropsPrepared, defence: "new-view-recompute", seed: 5547, expect: "agreement")
     }
 
     func testSilentPrimaryIsReplaced() {
@@ -132,14 +143,35 @@ final class ByzantineDefenceTests: XCTestCase {
     /// others (and empty blocks), so the no-commit timer never fires: only the
     /// per-transaction timer sees the censored ones wait.
     func testCensoringPrimaryIsReplaced() {
-        check(.censor, defence: "censorship-timer", seed: 4, expect: "transaction liveness")
+        check(.censor, defence: "censorship-timer", seed: 7, expect: "transaction liveness")
+    }
+
+    /// Issue 13 item 5: a validator that crashed and missed blocks comes back on a
+    /// quiet chain (clients stopped, no empty blocks, and every validator restarted,
+    /// so no slot is retransmitted). Only the committed-tip announcements tell it that
+    /// it is behind; without them it never catches up and the transfer submitted at
+    /// healing never commits on it. Seed 160: the first of `tally-sim --replicas 4
+    /// --faults crash --no-empty-blocks --quiet-after 60 --disable-defence
+    /// quiet-chain-catch-up` to fail.
+    func testValidatorBehindOnAQuietChainCatchesUp() {
+        var options = SimulationOptions(validatorCount: 4, mix: .crash)
+        options.emptyBlockIntervalTicks = nil
+        options.quietAfterTick = 60
+        options.heightsAfterHeal = 1
+        options.livenessBoundTicks = 800
+        let defended = Simulation(seed: 160, options: options).run()
+        XCTAssertNil(defended.failure, "\(defended.plan)")
+        XCTAssertTrue(options.disableDefence("quiet-chain-catch-up"))
+        let undefended = Simulation(seed: 160, options: options).run()
+        XCTAssertNotNil(undefended.failure, "a validator behind caught up without the announcements: the test cannot fail")
+        XCTAssertTrue(undefended.failure?.contains("liveness") ?? false, "\(undefended.failure ?? "")")
     }
 
     /// A primary that holds everything it sends and lets it go just inside the
-    /// view-change timeout: with the slow-primary check it is replaced, and the
-    /// transactions after healing commit in 9 ticks on average; without, in 13.
+    /// view-change timeout: with the slow-primary check it is replaced; without, the
+    /// transactions after healing take 14 ticks on average to commit everywhere.
     func testSlowPrimaryIsReplaced() {
-        check(.slowPrimary, defence: "slow-primary", seed: 1, expect: "transaction latency") { options in
+        check(.slowPrimary, defence: "slow-primary", seed: 23, expect: "transaction latency") { options in
             options.transactionWatchTicks = 400
             options.maxMeanTransactionLatencyTicks = 12
         }
