@@ -40,7 +40,9 @@ final class BlockReaderTests: XCTestCase {
         XCTAssertNil(try store.reader.block(at: 2))
     }
 
-    func testDamageSinceOpenIsReportedThroughTheReader() throws {
+    /// Damage made after the store opened is reported on read, by the store and by its
+    /// reader alike (two read paths over one file), and the blocks around it still read.
+    func testDamageSinceOpenIsReportedByTheStoreAndTheReader() throws {
         let fileSystem = SimulatedFileSystem()
         let store = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem)
         for block in Blocks.chain(3) { try store.append(block) }
@@ -48,11 +50,16 @@ final class BlockReaderTests: XCTestCase {
         var bytes = try XCTUnwrap(fileSystem.contents(segment))
         bytes[store.location(at: 2)!.offset + 30] ^= 1
         fileSystem.setContents(segment, bytes)
-        XCTAssertThrowsError(try store.reader.block(at: 2)) {
-            guard case .corrupt(let corruption) = $0 as? StoreError else { return XCTFail("\($0)") }
-            XCTAssertEqual(corruption.height, 2)
+        let reads: [(String, (UInt64) throws -> CertifiedBlock?)] = [
+            ("store", { try store.block(at: $0) }), ("reader", { try store.reader.block(at: $0) }),
+        ]
+        for (path, read) in reads {
+            XCTAssertThrowsError(try read(2), path) {
+                guard case .corrupt(let corruption) = $0 as? StoreError else { return XCTFail("\(path): \($0)") }
+                XCTAssertEqual(corruption.height, 2, path)
+            }
+            XCTAssertEqual(try read(3), Blocks.make(height: 3), path)
         }
-        XCTAssertEqual(try store.reader.block(at: 3), Blocks.make(height: 3))
     }
 
     /// Readers on other threads while the owner appends: every read is a whole,

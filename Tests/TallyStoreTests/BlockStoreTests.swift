@@ -183,21 +183,6 @@ final class BlockStoreTests: XCTestCase {
         expectCorruption(fileSystem, height: 3, file: "segment-00000001.tblk", reason: "missing or out of order")
     }
 
-    func testDamageSinceOpenIsReportedOnRead() throws {
-        let fileSystem = SimulatedFileSystem()
-        let store = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem)
-        for block in Blocks.chain(3) { try store.append(block) }
-        let segment = "/n/blocks/segment-00000001.tblk"
-        var bytes = try XCTUnwrap(fileSystem.contents(segment))
-        bytes[store.location(at: 2)!.offset + 30] ^= 1
-        fileSystem.setContents(segment, bytes)
-        XCTAssertThrowsError(try store.block(at: 2)) {
-            guard case .corrupt(let corruption) = $0 as? StoreError else { return XCTFail("\($0)") }
-            XCTAssertEqual(corruption.height, 2)
-        }
-        XCTAssertEqual(try store.block(at: 3), Blocks.make(height: 3))
-    }
-
     func testRecordFormatGoldenBytes() {
         let record = RecordFormat.encode(height: 7, payload: [0xAA, 0xBB, 0xCC])
         XCTAssertEqual(Hex.encode(record.prefix(16)), "5442 4c4b 0300 0000 0700 0000 0000 0000".replacingOccurrences(of: " ", with: ""))
