@@ -249,8 +249,9 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         # A connection with no request in progress is closed after this.
         idle_timeout_seconds = \(api.idleTimeoutSeconds)
         # A request's head must arrive within this of its first byte (else 408
-        # request_timeout and close); its body before its response starts within
-        # body_timeout_seconds (else close); a client must take some of a response within
+        # request_timeout and close); its whole body within body_timeout_seconds of the
+        # head (else close; the node's time to answer does not count); a client must take
+        # some of a response within
         # write_timeout_seconds (else close).
         header_timeout_seconds = \(api.headerTimeoutSeconds)
         body_timeout_seconds = \(api.bodyTimeoutSeconds)

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import NIOHTTPTypes
 import TallyNetwork
 
 /// Bounds on the HTTP API's connections and requests (`[api]` in config.toml;
@@ -125,10 +126,20 @@ final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChanne
         self.refusals = refusals
     }
 
+    /// The connection's guard, told here (after HTTP decoding, where a request's end is
+    /// known) when a request has arrived whole.
+    private var guardHandler: HTTPConnectionGuard?
+
     func handlerAdded(context: ChannelHandlerContext) {
         let guardHandler = HTTPConnectionGuard(
             limits: limits, connections: connections, statistics: statistics, refusals: refusals)
+        self.guardHandler = guardHandler
         do { try context.pipeline.syncOperations.addHandler(guardHandler, position: .first) } catch { context.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if let part = unwrapInboundIn(data) as? HTTPRequestPart, case .end = part { guardHandler?.requestArrived() }
+        context.fireChannelRead(data)
     }
 }
 
@@ -136,7 +147,10 @@ final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChanne
 /// - the per-address cap: over it, a 503 `too_many_connections` and close;
 /// - header deadline: from a request's first byte to its head's end (`CRLF CRLF`);
 ///   past it, 408 `request_timeout` and close;
-/// - body deadline: from the head's end until the response's first byte; past it, close;
+/// - body deadline: from the head's end until the request's end (or the response's
+///   first byte, if the server answers early); past it, close. The time the node takes
+///   to answer a whole request is not the client's: a busy node must not cut a
+///   request it has read (and may have acted on) before it answers;
 /// - write deadline: the socket may stay unwritable (client not reading) this long.
 /// The idle timeout between requests is Hummingbird's (`idleTimeout`).
 final class HTTPConnectionGuard: ChannelDuplexHandler {
@@ -148,7 +162,10 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
     enum Phase {
         case idle
         case readingHead
+        /// The head has arrived, the body has not (the body deadline runs).
         case awaitingResponse
+        /// The whole request has arrived; the node is working on the answer.
+        case processing
     }
 
     let limits: HTTPLimits
@@ -222,8 +239,16 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
         context.fireChannelRead(data)
     }
 
+    /// The HTTP decoder saw the request's end: the body arrived in time.
+    func requestArrived() {
+        guard phase == .awaitingResponse else { return }
+        phase = .processing
+        deadline?.cancel()
+        deadline = nil
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if phase == .awaitingResponse {
+        if phase == .awaitingResponse || phase == .processing {
             // The response has started: the request was read in time.
             phase = .idle
             deadline?.cancel()

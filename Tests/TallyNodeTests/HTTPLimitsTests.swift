@@ -40,6 +40,29 @@ actor EndlessEventsNode: NodeService {
     }
 }
 
+/// A node that takes `statusSeconds` to answer `/status` (a busy node).
+actor SlowStatusNode: NodeService {
+    nonisolated let genesis: Genesis
+    nonisolated let genesisJSON: Data
+    let statusSeconds: Double
+    init(genesis: Genesis, statusSeconds: Double) {
+        self.genesis = genesis
+        genesisJSON = genesis.jsonData()
+        self.statusSeconds = statusSeconds
+    }
+    func status() async -> NodeStatus {
+        try? await Task.sleep(for: .milliseconds(Int(statusSeconds * 1000)))
+        return NodeStatus(chainID: genesis.chainID, height: 0, latestBlockHash: genesis.hash, view: 0, primary: 0, validatorIndex: nil,
+                          validatorName: nil, catchingUp: false, peersConnected: 0, mempoolSize: 0)
+    }
+    func submit(_ transactions: [Transaction]) -> [Result<Hash, SubmissionError>] { transactions.map { _ in .failure(.malformed("no")) } }
+    func transactionStatus(_ hash: Hash) -> TransactionStatus { .unknown }
+    func account(_ address: Address) -> Account { .empty }
+    func block(at height: UInt64) -> CertifiedBlock? { nil }
+    func latestHeight() -> UInt64 { 0 }
+    func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? { nil }
+}
+
 /// A blocking TCP client on 127.0.0.1 for connection-level tests.
 struct RawClient {
     let fd: Int32
@@ -260,6 +283,22 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
             XCTAssertTrue(answer.closed, "a body that never completes must be cut")
             XCTAssertLessThan(Date().timeIntervalSince(start), 4)
             XCTAssertEqual(api.statistics[.bodyTimeout], 1)
+        }
+    }
+
+    /// The body deadline is the client's time to send its request, not the node's
+    /// time to answer it: a request read whole is answered however long the (busy)
+    /// node takes, instead of being cut after the node may have acted on it.
+    func testARequestReadWholeIsAnsweredPastTheBodyDeadline() async throws {
+        var limits = HTTPLimits()
+        limits.bodyTimeoutSeconds = 1
+        try await withServer(limits, node: SlowStatusNode(genesis: genesis, statusSeconds: 2.5)) { port, api in
+            let client = try RawClient(port: port)
+            defer { client.close() }
+            client.send(statusRequest())
+            let answer = client.read(for: 8) { $0.contains("\"chain_id\"") }
+            XCTAssertTrue(answer.text.hasPrefix("HTTP/1.1 200"), "a slow answer must not be cut: \(answer)")
+            XCTAssertEqual(api.statistics[.bodyTimeout], 0)
         }
     }
 
