@@ -206,7 +206,9 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
     func expectViewChange(_ network: LocalNetwork) async throws {
         for node in Self.honest {
             let status = try await network.json(node, "status")
-            XCTAssertNotEqual(status["view"] as? String, "0", "node\(node) never left view 0")
+            // A missing or malformed field fails too (not only "0").
+            let view = try XCTUnwrap((status["view"] as? String).flatMap { UInt64($0) }, "node\(node): no view in /status")
+            XCTAssertGreaterThan(view, 0, "node\(node) never left view 0")
         }
     }
 
