@@ -51,8 +51,8 @@ let package = Package(
         .target(
             name: "TallySimulation",
             dependencies: [
-                "TallyApplication", "TallyConsensus", "TallyDriver", "TallyStore", "TallyVerify", "TallyLedger", "TallyTypes",
-                "TallyCrypto", "TallyNetwork",
+                "TallyApplication", "TallyConsensus", "TallyDriver", "TallyStore", "TallyStoreTesting", "TallyVerify", "TallyLedger",
+                "TallyTypes", "TallyCrypto", "TallyNetwork",
             ]
         ),
 
@@ -114,6 +114,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+
+        // MARK: test support: what tests and dev tools link, never a shipped product
+        // (`tally-node`, `tally` and the libraries they link hold no test-only code).
+        // An in-memory file system that crashes at a chosen operation (store tests, simulator).
+        .target(name: "TallyStoreTesting", dependencies: ["TallyStore"]),
 
         // MARK: test-only process testbed (chaos, bench, end-to-end tests); not a release product
         .target(name: "CTallyTun"),
@@ -217,10 +222,12 @@ let package = Package(
         .testTarget(
             name: "TallyStoreTests",
             dependencies: [
-                "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log"),
+                "TallyStore", "TallyStoreTesting", "TallyLedger", "TallyTypes", "TallyCrypto",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "TallyVerifyTests", dependencies: ["TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .testTarget(
+            name: "TallyVerifyTests", dependencies: ["TallyVerify", "TallyStore", "TallyStoreTesting", "TallyLedger", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallyNetworkTests",
             dependencies: [
@@ -235,8 +242,8 @@ let package = Package(
         .testTarget(
             name: "TallyNodeTests",
             dependencies: [
-                "TallyNode", "TallyApplication", "TallyConsensus", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "TallyNode", "TallyApplication", "TallyConsensus", "TallyVerify", "TallyStore", "TallyStoreTesting", "TallyLedger",
+                "TallyTypes", "TallyCrypto", .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
         .testTarget(

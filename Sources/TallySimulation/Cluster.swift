@@ -4,6 +4,7 @@ import TallyCrypto
 import TallyDriver
 import TallyLedger
 import TallyStore
+import TallyStoreTesting
 import TallyTypes
 
 public enum InvariantChecking: String, Sendable {

@@ -5,6 +5,7 @@ import TallyTypes
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 @testable import TallyVerify
 
 /// A small generated chain, shared by the tests (generation signs every transfer).

@@ -5,6 +5,7 @@ import TallyTypes
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 @testable import TallyVerify
 
 /// One test per kind of tampering: each is found at the right height with the
