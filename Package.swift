@@ -119,6 +119,9 @@ let package = Package(
         // (`tally-node`, `tally` and the libraries they link hold no test-only code).
         // An in-memory file system that crashes at a chosen operation (store tests, simulator).
         .target(name: "TallyStoreTesting", dependencies: ["TallyStore"]),
+        // Blocks and whole chains signed with known keys (verify and application tests,
+        // `tally-bench generate-chain`).
+        .target(name: "TallyVerifyTesting", dependencies: ["TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto"]),
 
         // MARK: test-only process testbed (chaos, bench, end-to-end tests); not a release product
         .target(name: "CTallyTun"),
@@ -194,8 +197,8 @@ let package = Package(
         .executableTarget(
             name: "tally-bench",
             dependencies: [
-                "TallyTestbed", "TallyNode", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto", "CSodium",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "TallyTestbed", "TallyNode", "TallyVerify", "TallyVerifyTesting", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "CSodium", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -212,7 +215,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TallyApplicationTests",
-            dependencies: ["TallyApplication", "TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: ["TallyApplication", "TallyConsensus", "TallyVerify", "TallyVerifyTesting", "TallyLedger", "TallyTypes", "TallyCrypto"]
         ),
         .testTarget(name: "TallyDriverTests", dependencies: ["TallyDriver", "TallyConsensus", "TallyTypes", "TallyCrypto"]),
         .testTarget(
@@ -227,7 +230,8 @@ let package = Package(
             ]
         ),
         .testTarget(
-            name: "TallyVerifyTests", dependencies: ["TallyVerify", "TallyStore", "TallyStoreTesting", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+            name: "TallyVerifyTests",
+            dependencies: ["TallyVerify", "TallyVerifyTesting", "TallyStore", "TallyStoreTesting", "TallyLedger", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallyNetworkTests",
             dependencies: [
@@ -266,7 +270,8 @@ let package = Package(
         .testTarget(name: "TallyChaosTests", dependencies: ["tally-chaos", "TallyTestbed"]),
         // The packet switch's policy logic (pure), and a root-only namespace round trip.
         .testTarget(name: "TallyTestbedTests", dependencies: ["TallyTestbed", "TallyCrypto"]),
-        // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json).
-        .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "TallyVerify", "TallyStore", "TallyTypes"]),
+        // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json);
+        // chains to verify come from `tally-bench generate-chain`.
+        .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "tally-bench", "TallyVerify", "TallyStore", "TallyTypes"]),
     ]
 )

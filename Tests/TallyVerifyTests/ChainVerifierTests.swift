@@ -7,6 +7,7 @@ import XCTest
 @testable import TallyStore
 import TallyStoreTesting
 @testable import TallyVerify
+import TallyVerifyTesting
 
 final class ChainVerifierTests: XCTestCase {
     func testGeneratedChainVerifies() throws {

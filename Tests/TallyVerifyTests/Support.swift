@@ -7,6 +7,7 @@ import XCTest
 @testable import TallyStore
 import TallyStoreTesting
 @testable import TallyVerify
+import TallyVerifyTesting
 
 /// A small generated chain, shared by the tests (generation signs every transfer).
 enum Fixture {
