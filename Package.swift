@@ -51,8 +51,8 @@ let package = Package(
         .target(
             name: "TallySimulation",
             dependencies: [
-                "TallyApplication", "TallyConsensus", "TallyDriver", "TallyStore", "TallyStoreTesting", "TallyVerify", "TallyLedger",
-                "TallyTypes", "TallyCrypto", "TallyNetwork",
+                "TallyApplication", "TallyConsensus", "TallyConsensusTesting", "TallyDriver", "TallyStore", "TallyStoreTesting",
+                "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork",
             ]
         ),
 
@@ -117,6 +117,8 @@ let package = Package(
 
         // MARK: test support: what tests and dev tools link, never a shipped product
         // (`tally-node`, `tally` and the libraries they link hold no test-only code).
+        // Forged consensus messages (the simulator's Byzantine modes, `tally-byzantine`).
+        .target(name: "TallyConsensusTesting", dependencies: ["TallyConsensus", "TallyTypes", "TallyCrypto"]),
         // An in-memory file system that crashes at a chosen operation (store tests, simulator).
         .target(name: "TallyStoreTesting", dependencies: ["TallyStore"]),
         // Blocks and whole chains signed with known keys (verify and application tests,
@@ -167,7 +169,7 @@ let package = Package(
         .executableTarget(
             name: "tally-byzantine",
             dependencies: [
-                "TallyNodeCLI", "TallyNode", "TallyConsensus", "TallyNetwork", "TallyTypes", "TallyCrypto",
+                "TallyNodeCLI", "TallyNode", "TallyConsensus", "TallyConsensusTesting", "TallyNetwork", "TallyTypes", "TallyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

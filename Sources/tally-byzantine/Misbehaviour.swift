@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import TallyNode
 import TallyConsensus
+import TallyConsensusTesting
 import TallyCrypto
 import TallyNetwork
 import TallyTypes
