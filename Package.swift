@@ -3,7 +3,9 @@ import PackageDescription
 
 // Arrows point one way: executables → TallyNode → (Application, Store, Network)
 // → (Consensus, Verify, Ledger) → TallyTypes → TallyCrypto → (CSodium, COpenSSL);
-// TallySimulation runs TallyApplication too.
+// TallySimulation runs TallyApplication too. Test-support targets (`…Testing`) depend on
+// the target they support; only tests and dev tools (simulator, Byzantine node, bench)
+// depend on them, never a shipped product or its libraries.
 let package = Package(
     name: "Tally",
     platforms: [.macOS(.v14)],
@@ -51,8 +53,8 @@ let package = Package(
         .target(
             name: "TallySimulation",
             dependencies: [
-                "TallyApplication", "TallyConsensus", "TallyConsensusTesting", "TallyDriver", "TallyStore", "TallyStoreTesting",
-                "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork",
+                "TallyApplication", "TallyApplicationTesting", "TallyConsensus", "TallyConsensusTesting", "TallyDriver", "TallyStore",
+                "TallyStoreTesting", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork",
             ]
         ),
 
@@ -117,8 +119,11 @@ let package = Package(
 
         // MARK: test support: what tests and dev tools link, never a shipped product
         // (`tally-node`, `tally` and the libraries they link hold no test-only code).
-        // Forged consensus messages (the simulator's Byzantine modes, `tally-byzantine`).
+        // Forged consensus messages (the simulator's Byzantine modes, `tally-byzantine`), and
+        // the replica defences switched off one at a time (consensus tests, simulator).
         .target(name: "TallyConsensusTesting", dependencies: ["TallyConsensus", "TallyTypes", "TallyCrypto"]),
+        // The mempool defences switched off one at a time (application tests, simulator).
+        .target(name: "TallyApplicationTesting", dependencies: ["TallyApplication"]),
         // An in-memory file system that crashes at a chosen operation (store tests, simulator).
         .target(name: "TallyStoreTesting", dependencies: ["TallyStore"]),
         // Blocks and whole chains signed with known keys (verify and application tests,
@@ -213,11 +218,17 @@ let package = Package(
         .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallyConsensusTests",
-            dependencies: ["TallyApplication", "TallyConsensus", "TallyDriver", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: [
+                "TallyApplication", "TallyConsensus", "TallyConsensusTesting", "TallyDriver", "TallySimulation", "TallyLedger", "TallyTypes",
+                "TallyCrypto",
+            ]
         ),
         .testTarget(
             name: "TallyApplicationTests",
-            dependencies: ["TallyApplication", "TallyConsensus", "TallyVerify", "TallyVerifyTesting", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: [
+                "TallyApplication", "TallyApplicationTesting", "TallyConsensus", "TallyVerify", "TallyVerifyTesting", "TallyLedger",
+                "TallyTypes", "TallyCrypto",
+            ]
         ),
         .testTarget(name: "TallyDriverTests", dependencies: ["TallyDriver", "TallyConsensus", "TallyTypes", "TallyCrypto"]),
         .testTarget(
