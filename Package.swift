@@ -3,7 +3,9 @@ import PackageDescription
 
 // Arrows point one way: executables → TallyNode → (Application, Store, Network)
 // → (Consensus, Verify, Ledger) → TallyTypes → TallyCrypto → (CSodium, COpenSSL);
-// TallySimulation runs TallyApplication too.
+// TallySimulation runs TallyApplication too. Test-support targets (`…Testing`) depend on
+// the target they support; only tests and dev tools (simulator, Byzantine node, bench)
+// depend on them, never a shipped product or its libraries.
 let package = Package(
     name: "Tally",
     platforms: [.macOS(.v14)],
@@ -52,8 +54,8 @@ let package = Package(
         .target(
             name: "TallySimulation",
             dependencies: [
-                "TallyApplication", "TallyConsensus", "TallyDriver", "TallyStore", "TallyVerify", "TallyLedger", "TallyTypes",
-                "TallyCrypto", "TallyNetwork",
+                "TallyApplication", "TallyApplicationTesting", "TallyConsensus", "TallyConsensusTesting", "TallyDriver", "TallyStore",
+                "TallyStoreTesting", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork",
             ]
         ),
 
@@ -117,6 +119,19 @@ let package = Package(
             ]
         ),
 
+        // MARK: test support: what tests and dev tools link, never a shipped product
+        // (`tally-node`, `tally` and the libraries they link hold no test-only code).
+        // Forged consensus messages (the simulator's Byzantine modes, `tally-byzantine`), and
+        // the replica defences switched off one at a time (consensus tests, simulator).
+        .target(name: "TallyConsensusTesting", dependencies: ["TallyConsensus", "TallyTypes", "TallyCrypto"]),
+        // The mempool defences switched off one at a time (application tests, simulator).
+        .target(name: "TallyApplicationTesting", dependencies: ["TallyApplication"]),
+        // An in-memory file system that crashes at a chosen operation (store tests, simulator).
+        .target(name: "TallyStoreTesting", dependencies: ["TallyStore"]),
+        // Blocks and whole chains signed with known keys (verify and application tests,
+        // `tally-bench generate-chain`).
+        .target(name: "TallyVerifyTesting", dependencies: ["TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+
         // MARK: test-only process testbed (chaos, bench, end-to-end tests); not a release product
         .target(name: "CTallyTun"),
         .target(
@@ -161,7 +176,7 @@ let package = Package(
         .executableTarget(
             name: "tally-byzantine",
             dependencies: [
-                "TallyNodeCLI", "TallyNode", "TallyConsensus", "TallyNetwork", "TallyTypes", "TallyCrypto",
+                "TallyNodeCLI", "TallyNode", "TallyConsensus", "TallyConsensusTesting", "TallyNetwork", "TallyTypes", "TallyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -191,8 +206,8 @@ let package = Package(
         .executableTarget(
             name: "tally-bench",
             dependencies: [
-                "TallyTestbed", "TallyNode", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto", "CSodium",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "TallyTestbed", "TallyNode", "TallyVerify", "TallyVerifyTesting", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "CSodium", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -205,11 +220,17 @@ let package = Package(
         .testTarget(name: "TallyLedgerTests", dependencies: ["TallyLedger", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallyConsensusTests",
-            dependencies: ["TallyApplication", "TallyConsensus", "TallyDriver", "TallySimulation", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: [
+                "TallyApplication", "TallyConsensus", "TallyConsensusTesting", "TallyDriver", "TallySimulation", "TallyLedger", "TallyTypes",
+                "TallyCrypto",
+            ]
         ),
         .testTarget(
             name: "TallyApplicationTests",
-            dependencies: ["TallyApplication", "TallyConsensus", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto"]
+            dependencies: [
+                "TallyApplication", "TallyApplicationTesting", "TallyConsensus", "TallyVerify", "TallyVerifyTesting", "TallyLedger",
+                "TallyTypes", "TallyCrypto",
+            ]
         ),
         .testTarget(name: "TallyDriverTests", dependencies: ["TallyDriver", "TallyConsensus", "TallyTypes", "TallyCrypto"]),
         .testTarget(
@@ -219,10 +240,13 @@ let package = Package(
         .testTarget(
             name: "TallyStoreTests",
             dependencies: [
-                "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto", .product(name: "Logging", package: "swift-log"),
+                "TallyStore", "TallyStoreTesting", "TallyLedger", "TallyTypes", "TallyCrypto",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "TallyVerifyTests", dependencies: ["TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto"]),
+        .testTarget(
+            name: "TallyVerifyTests",
+            dependencies: ["TallyVerify", "TallyVerifyTesting", "TallyStore", "TallyStoreTesting", "TallyLedger", "TallyTypes", "TallyCrypto"]),
         .testTarget(
             name: "TallyNetworkTests",
             dependencies: [
@@ -237,8 +261,8 @@ let package = Package(
         .testTarget(
             name: "TallyNodeTests",
             dependencies: [
-                "TallyNode", "TallyApplication", "TallyConsensus", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "TallyNode", "TallyApplication", "TallyConsensus", "TallyVerify", "TallyStore", "TallyStoreTesting", "TallyLedger",
+                "TallyTypes", "TallyCrypto", .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
         .testTarget(
@@ -261,7 +285,8 @@ let package = Package(
         .testTarget(name: "TallyChaosTests", dependencies: ["tally-chaos", "TallyTestbed"]),
         // The packet switch's policy logic (pure), and a root-only namespace round trip.
         .testTarget(name: "TallyTestbedTests", dependencies: ["TallyTestbed", "TallyCrypto"]),
-        // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json).
-        .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "TallyVerify", "TallyStore", "TallyTypes"]),
+        // Runs the built `tally` and `tally-node` binaries end to end (exit codes, --json);
+        // chains to verify come from `tally-bench generate-chain`.
+        .testTarget(name: "TallyCLITests", dependencies: ["tally", "tally-node", "tally-bench", "TallyVerify", "TallyStore", "TallyTypes"]),
     ]
 )

@@ -95,17 +95,24 @@ public enum EvictionReason: String, CaseIterable, Sendable {
 
 /// The mempool's two guards against a transaction that can never apply (issue 14:
 /// the stuck-transaction view-change loop), which tests switch off one at a time to
-/// show what each holds. Production code uses `.all`.
-package struct MempoolDefences: Sendable, Hashable {
+/// show what each holds. A production mempool runs `StandardMempoolDefences` (both on).
+/// A protocol, as `ReplicaDefences` is, so that no shipped product can switch one off:
+/// the only conformance that answers otherwise, `SwitchableMempoolDefences`, lives in
+/// the test-support target TallyApplicationTesting.
+public protocol MempoolDefences: Sendable {
     /// After a commit, every touched sender's queue is walked as execution would
     /// apply it and what would fail is evicted (off: only used nonces go).
-    package var recheckAfterCommit = true
+    var recheckAfterCommit: Bool { get }
     /// "Proposable" is what execution would apply (off: any transaction at the
     /// sender's next nonce counts, whatever the balance).
-    package var proposableByExecutionRule = true
+    var proposableByExecutionRule: Bool { get }
+}
 
-    package static let all = MempoolDefences()
-    package init() {}
+/// Both mempool defences on: what every production mempool runs.
+public struct StandardMempoolDefences: MempoolDefences {
+    public init() {}
+    public var recheckAfterCommit: Bool { true }
+    public var proposableByExecutionRule: Bool { true }
 }
 
 /// Pending transactions: bounded in count and bytes, de-duplicated by hash, ordered
@@ -162,7 +169,8 @@ public struct Mempool: Sendable {
     private var tails = TailHeap()
     /// Transactions evicted so far, by reason.
     public private(set) var evictions: [EvictionReason: Int] = [:]
-    package var defences = MempoolDefences.all
+    /// `StandardMempoolDefences` in every shipped product (see `MempoolDefences`).
+    package var defences: any MempoolDefences = StandardMempoolDefences()
 
     public init(chainID: String, minFee: UInt64, limits: MempoolLimits = .default) {
         self.chainID = chainID

@@ -200,33 +200,66 @@ public struct ReplicaConfiguration: Sendable {
     func primary(of view: UInt64) -> ValidatorIndex { ValidatorIndex(validators.primary(view: view)) }
 }
 
-/// Checks that the tests can switch off one at a time, to prove each is load-bearing
-/// (a scenario must go red without it). Production code uses `.all`.
-package struct Defences: Sendable, Hashable {
-    package var verifySignatures = true
-    package var rejectEquivocation = true
-    package var signerGuard = true
-    package var dropStaleViews = true
-    package var checkViewChangeCertificates = true
-    package var recomputeNewView = true
-    package var viewChangeTimer = true
-    package var joinViewChangeNeedsFPlusOne = true
+/// The replica's defences that tests switch off one at a time, to prove each is
+/// load-bearing (a scenario must go red without it). The replica asks its
+/// `defences` before each check; a production replica runs `StandardDefences`
+/// (every defence on, the 2f+1 quorum).
+///
+/// A protocol and not a struct of flags, so that no shipped product can switch a
+/// defence off: with settable flags here, any code that builds a replica (the node,
+/// a configuration loader) could. The one conformance that answers otherwise,
+/// `SwitchableDefences`, lives in the test-support target TallyConsensusTesting,
+/// which only tests and dev tools (the simulator) link; nothing in a configuration
+/// reaches a replica's defences.
+public protocol ReplicaDefences: Sendable {
+    var verifySignatures: Bool { get }
+    var rejectEquivocation: Bool { get }
+    var signerGuard: Bool { get }
+    var dropStaleViews: Bool { get }
+    var checkViewChangeCertificates: Bool { get }
+    var recomputeNewView: Bool { get }
+    var viewChangeTimer: Bool { get }
+    var joinViewChangeNeedsFPlusOne: Bool { get }
     /// An invalid NEW-VIEW moves a replica on only when it is for the view the
     /// replica is changing to (off: any invalid NEW-VIEW starts the view after it).
-    package var invalidNewViewBlamesOnlyItsView = true
+    var invalidNewViewBlamesOnlyItsView: Bool { get }
     /// A backup changes view when a proposable transaction waits longer than the
     /// transaction timeout (PBFT's per-request timer; off: only the no-commit timer).
-    package var censorshipTimer = true
+    var censorshipTimer: Bool { get }
     /// A backup changes view when transactions wait far longer than the view's blocks
     /// take to commit once proposed (off: a primary just inside the timeouts keeps its view).
-    package var slowPrimaryCheck = true
+    var slowPrimaryCheck: Bool { get }
     /// While nothing commits, a replica announces its committed tip (certificate) to
     /// its peers, so one that restarted behind on a quiet chain learns it and syncs
     /// (off: it learns only from later traffic, which a quiet chain never sends).
-    package var announceCommittedTip = true
+    var announceCommittedTip: Bool { get }
     /// Replaces 2f+1 when set (only to show that a smaller quorum is unsafe).
-    package var quorumOverride: Int? = nil
+    var quorumOverride: Int? { get }
+}
 
-    package static let all = Defences()
-    package init() {}
+/// Every defence on and the 2f+1 quorum: what every production replica runs.
+public struct StandardDefences: ReplicaDefences {
+    public init() {}
+    public var verifySignatures: Bool { true }
+    public var rejectEquivocation: Bool { true }
+    public var signerGuard: Bool { true }
+    public var dropStaleViews: Bool { true }
+    public var checkViewChangeCertificates: Bool { true }
+    public var recomputeNewView: Bool { true }
+    public var viewChangeTimer: Bool { true }
+    public var joinViewChangeNeedsFPlusOne: Bool { true }
+    public var invalidNewViewBlamesOnlyItsView: Bool { true }
+    public var censorshipTimer: Bool { true }
+    public var slowPrimaryCheck: Bool { true }
+    public var announceCommittedTip: Bool { true }
+    public var quorumOverride: Int? { nil }
+}
+
+extension ReplicaDefences {
+    /// Every defence on and no quorum override (what `StandardDefences` answers).
+    var areAllOn: Bool {
+        verifySignatures && rejectEquivocation && signerGuard && dropStaleViews && checkViewChangeCertificates
+            && recomputeNewView && viewChangeTimer && joinViewChangeNeedsFPlusOne && invalidNewViewBlamesOnlyItsView
+            && censorshipTimer && slowPrimaryCheck && announceCommittedTip && quorumOverride == nil
+    }
 }

@@ -65,7 +65,8 @@ public struct Replica {
     let application: any ConsensusApplication
     let verifier: any ConsensusVerifier
     let signer: any ConsensusSigner
-    package var defences: Defences = .all
+    /// `StandardDefences` in every shipped product (see `ReplicaDefences`).
+    package var defences: any ReplicaDefences = StandardDefences()
 
     public private(set) var view: UInt64
     public private(set) var inViewChange: Bool
@@ -1224,7 +1225,7 @@ public struct Replica {
             precondition(slot.candidateBody.map { $0.hash == slot.candidate?.blockHash } ?? true, "candidate holds another block")
             precondition(!slot.prepared || slot.proposal != nil, "prepared without a pre-prepare")
             if slot.ownCommit != nil { precondition(slot.prepared, "committed a vote without being prepared") }
-            if defences == .all {
+            if defences.areAllOn {
                 for vote in slot.prepares.values { precondition(vote.target.view == view && vote.target.height == height) }
                 for vote in slot.commits.values { precondition(vote.target.view == view && vote.target.height == height) }
             }

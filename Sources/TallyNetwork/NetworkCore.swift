@@ -526,8 +526,8 @@ final class NetworkCore: Sendable {
         metrics.dropped(reason, count: count)
     }
 
-    func enqueue(_ message: [UInt8], to key: PublicKey, checkingSize: Bool = true) -> SendOutcome {
-        guard !checkingSize || message.count <= limits.maxMessageBytes else {
+    func enqueue(_ message: [UInt8], to key: PublicKey) -> SendOutcome {
+        guard message.count <= limits.maxMessageBytes else {
             countDrop(.messageTooLarge)
             return .tooLarge
         }

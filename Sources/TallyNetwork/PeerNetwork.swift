@@ -103,15 +103,6 @@ public final class PeerNetwork: Sendable {
         return core.enqueue(message, to: key)
     }
 
-    /// Testing SPI (for `tally-byzantine`, never the node): queues `message` for validator
-    /// `validatorIndex` without the `maxMessageBytes` check, so a test can put an oversize
-    /// frame on an authenticated connection and watch the peer refuse it.
-    @_spi(Testing) @discardableResult
-    public func sendIgnoringSizeLimit(to validatorIndex: Int, _ message: [UInt8]) -> SendOutcome {
-        guard let key = core.validatorKey(validatorIndex) else { return .unknownPeer }
-        return core.enqueue(message, to: key, checkingSize: false)
-    }
-
     /// Queues `message` for the peer with identity `key` (a validator or a connected
     /// non-validator node, e.g. to answer its sync request).
     @discardableResult

@@ -45,8 +45,8 @@ public actor Node: NodeService {
     private let signingMarkFile: SigningMarkFile
     private var equivocationReporter = EquivocationReporter()
     private let network: PeerNetwork
-    /// Nil except in `tally-byzantine` (testing SPI).
-    private let interceptor: (any OutboundInterceptor)?
+    /// The builder's wrapper of the outbound traffic (`PeerOutbound`); nil: straight to the network.
+    private let outbound: (any PeerOutbound)?
 
     /// The actor runs on a thread of its own: it fsyncs before every vote, and that
     /// must not hold one of the few threads of the shared cooperative pool (as many
@@ -129,19 +129,13 @@ public actor Node: NodeService {
     static let snapshotIntervalTransactions = 65_536
 
     /// Opens the home's data (recovering it), builds the replica from its durable
-    /// state, and starts the peer network.
-    public init(home: NodeHome, config: NodeConfig, genesis: Genesis, genesisJSON: Data, key: SigningKey, logger: Logger) async throws {
-        try await self.init(
-            home: home, config: config, genesis: genesis, genesisJSON: genesisJSON, key: key, logger: logger, interceptor: nil)
-    }
-
-    /// Testing SPI: a node whose outbound consensus traffic goes through `interceptor`.
-    @_spi(Testing)
+    /// state, and starts the peer network. `outbound`: what the node's outbound
+    /// traffic goes through (`PeerOutbound`); nil sends it to the network as it is.
     public init(
         home: NodeHome, config: NodeConfig, genesis: Genesis, genesisJSON: Data, key: SigningKey, logger: Logger,
-        interceptor: (any OutboundInterceptor)?
+        outbound: (any PeerOutbound)? = nil
     ) async throws {
-        self.interceptor = interceptor
+        self.outbound = outbound
         guard let index = genesis.validators.index(of: key.publicKey) else {
             throw NodeConfig.Error.invalid("this key (\(key.publicKey.hex)) is not a validator in genesis")
         }
@@ -359,7 +353,7 @@ public actor Node: NodeService {
         if ticks.isMultiple(of: Self.regossipIntervalTicks) { regossipStuckHeads() }
         flushGossip()
         handle(.tick)
-        if let interceptor { interceptor.tick(link: outboundLink()) }
+        if let outbound { outbound.tick(link: outboundLink()) }
         metrics.peersConnected.record(Int64(network.connectedValidators.count))
     }
 
@@ -445,7 +439,7 @@ public actor Node: NodeService {
                 metrics.messageDropped("gossip_bad_signature")
                 continue
             }
-            if let interceptor, !interceptor.admits(transaction) { continue }
+            if let outbound, !outbound.admits(transaction) { continue }
             let account = application.ledger.account(transaction.senderAddress) ?? .empty
             if case .success = application.mempool.admit(checked, account: account) { admitted += 1 }
         }
@@ -518,14 +512,14 @@ public actor Node: NodeService {
     }
 
     fileprivate func send(_ message: ConsensusMessage, to peer: ValidatorIndex) {
-        if let interceptor { return interceptor.intercept(message, to: [peer], link: outboundLink()) }
+        if let outbound { return outbound.send(message, to: [peer], link: outboundLink()) }
         network.send(to: Int(peer), PeerMessage.consensus(message).bytes)
     }
 
     fileprivate func broadcast(_ message: ConsensusMessage) {
-        if let interceptor {
+        if let outbound {
             let link = outboundLink()
-            return interceptor.intercept(message, to: link.others, link: link)
+            return outbound.send(message, to: link.others, link: link)
         }
         network.broadcast(PeerMessage.consensus(message).bytes)
     }
@@ -579,10 +573,10 @@ public actor Node: NodeService {
     /// replica already answers each peer at most a few times per interval, and the
     /// peer asks again).
     fileprivate func sendBlocks(_ heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
-        if let interceptor {
+        if let outbound {
             let blocks = Self.storedRecords(heights, reader: blockReader).compactMap { try? $0.decode() }
             guard !blocks.isEmpty else { return }
-            return interceptor.intercept(.syncResponse(blocks), to: [peer], link: outboundLink())
+            return outbound.send(.syncResponse(blocks), to: [peer], link: outboundLink())
         }
         let reader = blockReader, network = network
         let started = syncReads.startDetached {
@@ -638,27 +632,30 @@ public actor Node: NodeService {
 
     private func flushGossip() {
         guard !gossipBuffer.isEmpty else { return }
-        if let interceptor, !interceptor.gossips { return gossipBuffer.removeAll() }
+        let link = outbound.map { _ in outboundLink() }
         var start = 0
         while start < gossipBuffer.count {
             let end = min(start + PeerMessage.maxGossipTransactions, gossipBuffer.count)
-            network.broadcast(PeerMessage.transactions(Array(gossipBuffer[start..<end])).bytes)
+            let batch = Array(gossipBuffer[start..<end])
+            if let outbound, let link {
+                outbound.gossip(batch, link: link)
+            } else {
+                network.broadcast(PeerMessage.transactions(batch).bytes)
+            }
             start = end
         }
         gossipBuffer.removeAll(keepingCapacity: true)
     }
 
-    /// What an interceptor sees; built only when there is one.
+    /// What the `PeerOutbound` sees; built only when there is one.
     private func outboundLink() -> OutboundLink {
         let tipHeight = store.tipHeight
         let tipTimestampMs = tipHeight == 0 ? genesis.genesisTimeMs : (try? store.block(at: tipHeight))?.block.header.timestampMs
         return OutboundLink(
             selfIndex: selfIndex, genesis: genesis, view: driver.replica.view, isPrimary: driver.replica.isPrimary,
             inViewChange: driver.replica.inViewChange, stableCheckpoint: driver.replica.stableCheckpoint,
-            tip: Forgery.Tip(
-                height: tipHeight, hash: application.tipHash, timestampMs: tipTimestampMs ?? genesis.genesisTimeMs,
-                stateRoot: application.ledger.stateRoot),
-            network: network)
+            tipHeight: tipHeight, tipHash: application.tipHash, tipTimestampMs: tipTimestampMs ?? genesis.genesisTimeMs,
+            tipStateRoot: application.ledger.stateRoot, network: network)
     }
 
     private func publish(_ events: [NodeEvent]) {
@@ -703,7 +700,7 @@ public actor Node: NodeService {
                 return .failure(.rejected(reason))
             case .success(let verified): checked = verified
             }
-            if let interceptor, !interceptor.admits(transaction) {
+            if let outbound, !outbound.admits(transaction) {
                 gossipBuffer.append(transaction)
                 return .success(checked.transaction.hash)
             }

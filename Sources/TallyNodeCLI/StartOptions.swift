@@ -4,7 +4,7 @@ import Hummingbird
 import Logging
 import ServiceLifecycle
 import TallyCrypto
-@_spi(Testing) import TallyNode
+import TallyNode
 import TallyTypes
 
 /// `tally-node start`'s options and what it does with them, shared with the
@@ -28,13 +28,9 @@ public struct StartOptions: ParsableArguments {
     @Option(name: .long, help: "Override log.level.") public var logLevel: String?
 
     /// Loads the configuration, genesis and key, and runs the validator and its API
-    /// until SIGTERM or SIGINT.
-    public func run() async throws { try await run(makeInterceptor: nil) }
-
-    /// Testing SPI (`tally-byzantine`): as `run()`, with the node's outbound traffic
-    /// going through the interceptor `makeInterceptor` builds from the validator key.
-    @_spi(Testing)
-    public func run(makeInterceptor: ((SigningKey, Genesis) -> any OutboundInterceptor)?) async throws {
+    /// until SIGTERM or SIGINT. `makeOutbound` (none for `tally-node`) builds what the
+    /// node's outbound traffic goes through (`PeerOutbound`) from its key and genesis.
+    public func run(makeOutbound: ((SigningKey, Genesis) -> any PeerOutbound)? = nil) async throws {
         let home = homeOption.resolved
         var config: NodeConfig
         do { config = try home.loadConfig() } catch { throw fail("\(error)") }
@@ -66,7 +62,7 @@ public struct StartOptions: ParsableArguments {
         do {
             node = try await Node(
                 home: home, config: config, genesis: genesis, genesisJSON: genesisData, key: key, logger: logger,
-                interceptor: makeInterceptor?(key, genesis))
+                outbound: makeOutbound?(key, genesis))
         } catch { throw fail("cannot start: \(error)") }
         let api = HTTPAPI(
             node: node, maxBodyBytes: config.api.maxBodyBytes, maxBatchTransactions: config.api.maxBatchTransactions,

@@ -1,4 +1,5 @@
 import TallyApplication
+import TallyApplicationTesting
 import TallyConsensus
 import TallyCrypto
 import TallyLedger
@@ -19,7 +20,7 @@ extension Simulation {
     /// rebuilt from the block store; the mempool and blocks in flight do not).
     package static func makeApplication(
         genesis: Genesis, ledger: Ledger, tipHash: Hash, tipTimestampMs: UInt64,
-        mempoolDefences: MempoolDefences = .all, nowMs: @escaping () -> UInt64
+        mempoolDefences: SwitchableMempoolDefences = .all, nowMs: @escaping () -> UInt64
     ) -> LedgerApplication {
         // The full-block load needs the node's mempool size to fill its blocks.
         var mempool = Mempool(genesis: genesis, limits: FullBlockLoad.applies(to: genesis.consensus) ? .default : mempoolLimits)
@@ -30,7 +31,9 @@ extension Simulation {
     }
 
     /// The same application restarted: committed state kept, mempool emptied.
-    package static func restarted(_ application: LedgerApplication, mempoolDefences: MempoolDefences = .all) -> LedgerApplication {
+    package static func restarted(
+        _ application: LedgerApplication, mempoolDefences: SwitchableMempoolDefences = .all
+    ) -> LedgerApplication {
         makeApplication(
             genesis: application.genesis, ledger: application.ledger, tipHash: application.tipHash,
             tipTimestampMs: application.tipTimestampMs, mempoolDefences: mempoolDefences, nowMs: application.nowMs)

@@ -1,4 +1,5 @@
 import TallyConsensus
+import TallyConsensusTesting
 import TallyCrypto
 import TallyTypes
 

@@ -1,9 +1,12 @@
 import TallyApplication
+import TallyApplicationTesting
 import TallyConsensus
+import TallyConsensusTesting
 import TallyCrypto
 import TallyDriver
 import TallyLedger
 import TallyStore
+import TallyStoreTesting
 import TallyTypes
 
 public enum InvariantChecking: String, Sendable {
@@ -60,8 +63,8 @@ public struct SimulationOptions: Sendable {
     public var checkReplicaInvariants: InvariantChecking = .everyStep
     /// Replaces the drawn plan (scenario tests).
     public var plan: FaultPlan?
-    package var defences: Defences = .all
-    package var mempoolDefences: MempoolDefences = .all
+    package var defences: SwitchableDefences = .all
+    package var mempoolDefences: SwitchableMempoolDefences = .all
 
     /// Switches off one named defence (`Simulation.defenceNames`), to show a scenario
     /// goes red without it. False for an unknown name.

@@ -7,9 +7,10 @@ import Darwin
 #endif
 
 /// The few file operations the store needs, behind a protocol so tests can run the
-/// store on `SimulatedFileSystem`, which crashes at a chosen operation and then
-/// keeps only what was made durable. Every write, truncate, fsync, rename, remove and
-/// directory fsync is a distinct operation: a crash point.
+/// store on `SimulatedFileSystem` (in the test-support target TallyStoreTesting),
+/// which crashes at a chosen operation and then keeps only what was made durable.
+/// Every write, truncate, fsync, rename, remove and directory fsync is a distinct
+/// operation: a crash point.
 public protocol FileSystem: Sendable {
     /// Creates `path` and missing parents (mkdir -p), then fsyncs the parent so the
     /// new directory survives a crash.

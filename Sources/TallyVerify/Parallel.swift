@@ -2,16 +2,17 @@ import Dispatch
 
 /// A buffer that concurrent workers write at distinct indices. The caller makes
 /// every index written by exactly one worker and reads only after the parallel
-/// loop returned, so no two threads ever touch the same element.
-final class SharedBuffer<Element>: @unchecked Sendable {
+/// loop returned, so no two threads ever touch the same element. Package-wide: the
+/// test-support chain generator (TallyVerifyTesting) signs in parallel with it too.
+package final class SharedBuffer<Element>: @unchecked Sendable {
     let pointer: UnsafeMutableBufferPointer<Element>
 
-    init(repeating value: Element, count: Int) {
+    package init(repeating value: Element, count: Int) {
         pointer = .allocate(capacity: count)
         pointer.initialize(repeating: value)
     }
 
-    subscript(index: Int) -> Element {
+    package subscript(index: Int) -> Element {
         get { pointer[index] }
         set { pointer[index] = newValue }
     }
@@ -24,10 +25,10 @@ final class SharedBuffer<Element>: @unchecked Sendable {
     }
 }
 
-enum Parallel {
+package enum Parallel {
     /// Runs `body(0..<count)` on all cores (Dispatch's concurrentPerform, which sizes
     /// its pool to the active processor count).
-    static func forEach(_ count: Int, _ body: @Sendable (Int) -> Void) {
+    package static func forEach(_ count: Int, _ body: @Sendable (Int) -> Void) {
         if count == 1 { body(0) } else if count > 1 { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
     }
 }

@@ -9,7 +9,7 @@ struct TallyBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally-bench",
         abstract: "Measure Tally against this machine's limits (run a release build).",
-        subcommands: [Calibrate.self, EndToEnd.self, VerifyBench.self, Growth.self, Micro.self, SwitchBench.self, Report.self])
+        subcommands: [Calibrate.self, EndToEnd.self, VerifyBench.self, Growth.self, Micro.self, SwitchBench.self, GenerateChain.self, Report.self])
 }
 
 // MARK: shared helpers

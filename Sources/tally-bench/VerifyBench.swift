@@ -7,6 +7,7 @@ import TallyNode
 import TallyStore
 import TallyTestbed
 import TallyTypes
+import TallyVerifyTesting
 
 /// `tally verify --json` on a node home: transactions and signatures per second.
 struct VerifyBench: ParsableCommand {
@@ -76,10 +77,8 @@ enum GeneratedChain {
             let blocks = max(1, transactions / transactionsPerBlock)
             benchLog("generating \(blocks) blocks × \(transactionsPerBlock) transactions in \(home)")
             try? FileManager.default.removeItem(atPath: home)
-            let (status, _) = try runProcess(product("tally-node"), [
-                "generate-chain", "--output", home, "--blocks", "\(blocks)", "--txs-per-block", "\(transactionsPerBlock)",
-            ])
-            guard status == 0 else { throw BenchError("tally-node generate-chain failed (exit \(status))") }
+            // What `tally-bench generate-chain` writes, in this process.
+            try ChainGenerator.write(ChainGenerator.Parameters(blocks: blocks, transactionsPerBlock: transactionsPerBlock), to: home)
         }
         return home
     }

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Logging
-@_spi(Testing) import TallyNode
+import TallyNode
 import TallyConsensus
+import TallyConsensusTesting
 import TallyCrypto
 import TallyNetwork
 import TallyTypes
@@ -35,9 +36,9 @@ enum Misbehaviour: String, CaseIterable, ExpressibleByArgument {
     case censor
 }
 
-/// Rewrites the node's outbound traffic for one misbehaviour. Called only on the
-/// node's actor (one call at a time), hence the unchecked Sendable.
-final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
+/// Rewrites the node's outbound traffic (`PeerOutbound`) for one misbehaviour. Called
+/// only on the node's actor (one call at a time), hence the unchecked Sendable.
+final class ByzantineOutbound: PeerOutbound, @unchecked Sendable {
     let misbehaviour: Misbehaviour
     let signer: Ed25519Signer
     let chainID: String
@@ -70,7 +71,13 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
         logger.warning("TEST-ONLY Byzantine validator", metadata: ["misbehaviour": "\(misbehaviour.rawValue)"])
     }
 
-    var gossips: Bool { misbehaviour != .silent }
+    func gossip(_ transactions: [Transaction], link: OutboundLink) {
+        guard misbehaviour == .silent else {
+            for peer in link.others { link.sendGossip(transactions, to: peer) }
+            return
+        }
+        count("silenced", "gossip of \(transactions.count) transactions")
+    }
 
     func admits(_ transaction: Transaction) -> Bool {
         guard misbehaviour == .censor, Self.isCensored(transaction.senderAddress) else { return true }
@@ -93,7 +100,7 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
         }
     }
 
-    func intercept(_ message: ConsensusMessage, to targets: [ValidatorIndex], link: OutboundLink) {
+    func send(_ message: ConsensusMessage, to targets: [ValidatorIndex], link: OutboundLink) {
         switch (misbehaviour, message) {
         case (.silent, _):
             count("silenced", "\(message.kind) to \(targets)")
@@ -166,18 +173,20 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
 
     private func forge(_ viewChange: ViewChange, link: OutboundLink) -> ViewChange? {
         Forgery.viewChangeWithForgedCertificate(
-            viewChange, tip: link.tip, genesisTimeMs: genesis.genesisTimeMs, validators: genesis.validators,
+            viewChange, tip: Forgery.Tip(link), genesisTimeMs: genesis.genesisTimeMs, validators: genesis.validators,
             checkpointIntervalBlocks: genesis.consensus.checkpointIntervalBlocks, chainID: chainID, signer: signer,
             randomSignature: { Signature(bytes: self.randomBytes(64))! })
     }
 
     /// To every peer: random bytes, a consensus message cut short, and gossip of a
-    /// transaction whose signature does not match; every
-    /// `oversizeEveryRounds` rounds, a message of `NetworkLimits.maxFrameBytes`: with
-    /// the frame overhead it is over every node's frame limit.
+    /// transaction whose signature does not match; every `oversizeEveryRounds` rounds,
+    /// a message of the largest size any node may send (`NetworkLimits.default.maxMessageBytes`,
+    /// this node's default bound), which a peer whose `p2p.max_message_bytes` is lower
+    /// must refuse (the end-to-end test runs the honest validators so: the transport
+    /// has no way to send past its own bound).
     private func sendGarbage(link: OutboundLink, round: UInt64) {
         let vote = Forgery.vote(
-            VoteTarget(phase: .prepare, view: link.view, height: link.tip.height + 1, blockHash: link.tip.hash),
+            VoteTarget(phase: .prepare, view: link.view, height: link.tipHeight + 1, blockHash: link.tipHash),
             validator: link.selfIndex, chainID: chainID, signer: signer)
         let encoded = OutboundLink.peerMessageBytes(.prepare(vote))
         let truncated = Array(encoded.prefix(encoded.count / 2))
@@ -185,9 +194,9 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
             for _ in 0..<Self.randomPayloadsPerRound {
                 var junk = randomBytes(Int.random(in: 1...Self.maxGarbageBytes, using: &random))
                 junk[0] = UInt8.random(in: 3...255, using: &random)  // no peer-message kind: surely malformed
-                link.sendBytes(junk, to: peer)
+                link.network.send(to: Int(peer), junk)
             }
-            link.sendBytes(truncated, to: peer)
+            link.network.send(to: Int(peer), truncated)
         }
         count("garbage_payload", "random and truncated payloads to \(link.others)",
               by: (Self.randomPayloadsPerRound + 1) * link.others.count)
@@ -204,13 +213,22 @@ final class ByzantineInterceptor: OutboundInterceptor, @unchecked Sendable {
         for peer in link.others { link.sendGossip([tampered], to: peer) }
         count("bad_signature_gossip", "transaction \(tampered.hash.hex.prefix(12)) to \(link.others)", by: link.others.count)
         if round % Self.oversizeEveryRounds == 0 {
-            let oversize = [UInt8](repeating: 0xA5, count: NetworkLimits.maxFrameBytes)
-            for peer in link.others { link.sendOversizeBytes(oversize, to: peer) }
-            count("oversize_frame", "\(oversize.count) bytes to \(link.others)", by: link.others.count)
+            let oversize = [UInt8](repeating: 0xA5, count: NetworkLimits.default.maxMessageBytes)
+            let queued = link.others.filter {
+                if case .queued = link.network.send(to: Int($0), oversize) { true } else { false }
+            }
+            if !queued.isEmpty { count("oversize_frame", "\(oversize.count) bytes to \(queued)", by: queued.count) }
         }
     }
 
     private func randomBytes(_ count: Int) -> [UInt8] {
         (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }
+    }
+}
+
+extension Forgery.Tip {
+    /// The node's executed tip as its outbound link reports it.
+    init(_ link: OutboundLink) {
+        self.init(height: link.tipHeight, hash: link.tipHash, timestampMs: link.tipTimestampMs, stateRoot: link.tipStateRoot)
     }
 }

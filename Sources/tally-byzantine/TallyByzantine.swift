@@ -1,5 +1,5 @@
 import ArgumentParser
-@_spi(Testing) import TallyNodeCLI
+import TallyNodeCLI
 
 /// A validator that misbehaves on purpose, for end-to-end tests of Byzantine fault
 /// tolerance over the real network. TEST-ONLY: not a release product (it is not in
@@ -28,8 +28,8 @@ struct Start: AsyncParsableCommand {
 
     func run() async throws {
         let misbehaviour = self.misbehaviour
-        try await options.run(makeInterceptor: { key, genesis in
-            ByzantineInterceptor(misbehaviour: misbehaviour, key: key, genesis: genesis)
+        try await options.run(makeOutbound: { key, genesis in
+            ByzantineOutbound(misbehaviour: misbehaviour, key: key, genesis: genesis)
         })
     }
 }

@@ -14,5 +14,5 @@ struct TallyNodeCommand: AsyncParsableCommand {
             Exit codes: 0 success (or a clean stop on SIGTERM/SIGINT); 1 the node failed while running; \
             2 unusable configuration, genesis, key or data; 64 bad usage.
             """,
-        subcommands: [Init.self, Testnet.self, Start.self, ShowValidator.self, UnsafeResetAll.self, GenerateChain.self])
+        subcommands: [Init.self, Testnet.self, Start.self, ShowValidator.self, UnsafeResetAll.self])
 }

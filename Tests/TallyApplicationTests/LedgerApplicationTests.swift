@@ -3,6 +3,7 @@ import TallyCrypto
 import TallyLedger
 import TallyTypes
 import TallyVerify
+import TallyVerifyTesting
 import XCTest
 
 @testable import TallyApplication

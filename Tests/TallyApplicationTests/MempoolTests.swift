@@ -1,4 +1,5 @@
 import Foundation
+import TallyApplicationTesting
 import TallyCrypto
 import TallyLedger
 import TallyTypes
@@ -367,7 +368,7 @@ final class MempoolTests: XCTestCase {
                 Validator(name: "v\($0.offset)", publicKey: $0.element.publicKey, networkAddress: "127.0.0.1:\(7800 + $0.offset)")
             },
             accounts: [GenesisAccount(address: sender0, balance: 1_000)])
-        func application(_ defences: MempoolDefences) -> LedgerApplication {
+        func application(_ defences: SwitchableMempoolDefences) -> LedgerApplication {
             var mempool = Mempool(genesis: genesis)
             mempool.defences = defences
             return LedgerApplication(
@@ -379,7 +380,7 @@ final class MempoolTests: XCTestCase {
         let block = try XCTUnwrap(primary.propose(
             height: 1, view: 0, proposer: 0, parentHash: genesis.hash, maxTransactions: 100, allowEmpty: false))
         for (recheck, proposable) in [(true, true), (false, true), (true, false), (false, false)] {
-            var defences = MempoolDefences.all
+            var defences = SwitchableMempoolDefences.all
             defences.recheckAfterCommit = recheck
             defences.proposableByExecutionRule = proposable
             let backup = application(defences)

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-/// Runs the built `tally-node generate-chain` and `tally verify` binaries end to end.
+/// Runs the built `tally-bench generate-chain` and `tally verify` binaries end to end.
 final class VerifyCommandTests: XCTestCase {
     /// The build products directory (where the test bundle and the executables are).
     static let productsDirectory: URL = {
@@ -48,7 +48,7 @@ final class VerifyCommandTests: XCTestCase {
     func testGenerateThenVerifyValidTamperedAndUnusable() throws {
         let home = NSTemporaryDirectory() + "tally-cli-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: home) }
-        let generated = try run("tally-node", ["generate-chain", "--output", home, "--blocks", "6", "--txs-per-block", "20", "--seed", "3"])
+        let generated = try run("tally-bench", ["generate-chain", "--output", home, "--blocks", "6", "--txs-per-block", "20", "--seed", "3"])
         XCTAssertEqual(generated.status, 0, generated.stderr)
 
         let valid = try run("tally", ["verify", "--home", home, "--json"])

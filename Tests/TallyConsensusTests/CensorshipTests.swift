@@ -1,4 +1,5 @@
 import TallyApplication
+import TallyConsensusTesting
 import TallyCrypto
 import TallyTypes
 import XCTest
@@ -25,7 +26,9 @@ final class CensorshipTests: XCTestCase {
     /// one transaction of client 0 a tick, so the no-commit timer never fires.
     func censoredRun(censorshipTimer: Bool, ticks: Int) -> Scenario {
         let scenario = Scenario()
-        for index in 0..<4 { scenario.replicas[index].defences.censorshipTimer = censorshipTimer }
+        var defences = SwitchableDefences.all
+        defences.censorshipTimer = censorshipTimer
+        for index in 0..<4 { scenario.replicas[index].defences = defences }
         hand(scenario, pool.transactions[7][0], to: 1...3)
         for nonce in 0..<ticks {
             hand(scenario, pool.transactions[0][nonce], to: 0...3)
@@ -103,7 +106,9 @@ final class CensorshipTests: XCTestCase {
     func testSlowPrimaryIsReplaced() {
         let period = timeout - 4
         let undefended = Scenario()
-        for index in 0..<4 { undefended.replicas[index].defences.slowPrimaryCheck = false }
+        var withoutSlowPrimaryCheck = SwitchableDefences.all
+        withoutSlowPrimaryCheck.slowPrimaryCheck = false
+        for index in 0..<4 { undefended.replicas[index].defences = withoutSlowPrimaryCheck }
         slowRun(undefended, period: period, ticks: 12 * period)
         XCTAssertEqual(backupViews(undefended), [0, 0, 0], "without the check the slow primary keeps its view")
         XCTAssertGreaterThanOrEqual(undefended.heights[1], 10, "it committed all along")

@@ -16,6 +16,9 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
     static let transfersPerRound = 4
     /// `Node.malformedMessagesLoggedInFull`: malformed peer messages logged one by one.
     static let malformedMessagesLoggedInFull = 20
+    /// The honest validators' `p2p.max_message_bytes` in the garbage-frames test: above
+    /// the largest consensus message of the test genesis, below the default bound.
+    static let honestMaxMessageBytes = 8 << 20
 
     var nonce: UInt64 = 0
 
@@ -52,7 +55,11 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
     }
 
     func testGarbageFrames() async throws {
-        try await run("garbage-frames", act: "oversize_frame") { network in
+        // The honest validators' frame bound is below the largest message the Byzantine
+        // one may send (its default bound, the transport's ceiling): its oversize frames
+        // reach them on authenticated connections, which they must close.
+        let honestArguments = ["--p2p-max-message-bytes", "\(Self.honestMaxMessageBytes)"]
+        try await run("garbage-frames", act: "oversize_frame", honestArguments: honestArguments) { network in
             try await self.waitForDrops(network, reason: "malformed_message")
             try await self.waitForDrops(network, reason: "gossip_bad_signature")
             try await self.waitForCounter(network, "tally_network_connections_closed_total", reason: "oversize_frame")
@@ -124,14 +131,16 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
     /// `commitFirst`: a round of faucet transfers commits before `effect` (the censor
     /// test goes without: the faucet's key is new each run, and when the censor leaves
     /// it out the no-commit timer replaces the censor before the effect is looked at).
+    /// `honestArguments`: added to the honest validators' `tally-node start`.
     func run(
-        _ misbehaviour: String, act: String, commitFirst: Bool = true, effect: (LocalNetwork) async throws -> Void
+        _ misbehaviour: String, act: String, commitFirst: Bool = true, honestArguments: [String] = [],
+        effect: (LocalNetwork) async throws -> Void
     ) async throws {
         // Funded devnet keys: garbage-frames gossips a tampered transaction from one, so
         // that only the signature check can refuse it.
         let network = try LocalNetwork(fundedDevnetAccounts: 4)
         defer { network.stop() }
-        for node in Self.honest { try network.start(node) }
+        for node in Self.honest { try network.start(node, executable: "tally-node", extraArguments: honestArguments) }
         try network.start(Self.byzantine, executable: "tally-byzantine", extraArguments: ["--misbehaviour", misbehaviour])
         try await network.waitUntil("validators up", seconds: 60) {
             for node in 0..<4 { guard await network.height(node) != nil else { return false } }

@@ -1,5 +1,6 @@
 import TallyCrypto
 import TallyStore
+import TallyStoreTesting
 import TallyTypes
 import XCTest
 

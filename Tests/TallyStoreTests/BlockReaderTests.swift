@@ -3,6 +3,7 @@ import TallyTypes
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 
 /// The read-only view other threads use while the store's owner appends.
 final class BlockReaderTests: XCTestCase {

@@ -3,6 +3,7 @@ import TallyCrypto
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 
 /// Synthetic consensus states for the journal: a state names the blocks it refers
 /// to (by small ids), so any state read back can be checked against its blocks.

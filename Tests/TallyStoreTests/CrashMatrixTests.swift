@@ -5,6 +5,7 @@ import TallyTypes
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 
 /// Crash at every file operation (each write, truncate, fsync, create, rename,
 /// remove and directory fsync) of each durable write path, under every crash

@@ -3,6 +3,7 @@ import TallyCrypto
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 
 /// A file system that counts what is read through it and refuses (throws) any single
 /// read over `maxReadBytes`, so code that would allocate a file's apparent size fails

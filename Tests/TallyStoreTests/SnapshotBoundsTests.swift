@@ -5,6 +5,7 @@ import TallyTypes
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 
 /// Issue 14: a ledger snapshot was read whole at start-up (`file.read(count: size)`),
 /// so a huge or sparse file made the node allocate its apparent size. Snapshots are

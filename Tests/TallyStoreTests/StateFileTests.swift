@@ -5,6 +5,7 @@ import TallyTypes
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 
 final class DurableStateFileTests: XCTestCase {
     func testRoundTripOnDisk() throws {

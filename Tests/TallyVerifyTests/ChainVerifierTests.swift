@@ -5,7 +5,9 @@ import TallyTypes
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 @testable import TallyVerify
+import TallyVerifyTesting
 
 final class ChainVerifierTests: XCTestCase {
     func testGeneratedChainVerifies() throws {

@@ -6,6 +6,7 @@ import XCTest
 
 @testable import TallyStore
 @testable import TallyVerify
+import TallyVerifyTesting
 
 /// The genesis minimum fee is a rule of execution: `tally verify`, block sync and
 /// consensus validation (all `ChainVerifier.checkContents` over `Ledger.execute`)

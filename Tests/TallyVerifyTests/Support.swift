@@ -5,7 +5,9 @@ import TallyTypes
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 @testable import TallyVerify
+import TallyVerifyTesting
 
 /// A small generated chain, shared by the tests (generation signs every transfer).
 enum Fixture {

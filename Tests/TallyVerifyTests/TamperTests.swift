@@ -5,7 +5,9 @@ import TallyTypes
 import XCTest
 
 @testable import TallyStore
+import TallyStoreTesting
 @testable import TallyVerify
+import TallyVerifyTesting
 
 /// One test per kind of tampering: each is found at the right height with the
 /// right reason, and the blocks before it verify.

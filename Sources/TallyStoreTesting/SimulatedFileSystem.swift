@@ -1,4 +1,5 @@
 import Foundation
+import TallyStore
 
 /// Thrown by `SimulatedFileSystem` at its crash point and for every call after it,
 /// until `restart`: the process is "dead".
@@ -197,7 +198,7 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
             let key = Self.normalize(path)
             if let id = entries[key] { return SimulatedFile(fileSystem: self, inode: id, path: key, writable: mode != .readOnly) }
             guard mode == .create else { throw notFound("open", path) }
-            guard directories.contains(AtomicReplace.directory(of: key)) else { throw notFound("open", path) }
+            guard directories.contains(Self.parentDirectory(of: key)) else { throw notFound("open", path) }
             try countOperation()
             let id = newInode()
             entries[key] = id
@@ -299,6 +300,12 @@ public final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
 
     private func notFound(_ operation: String, _ path: String) -> FileSystemError {
         FileSystemError(operation: operation, path: path, reason: String(cString: strerror(ENOENT)))
+    }
+
+    /// The directory holding `path` (as the store's atomic replace names it).
+    static func parentDirectory(of path: String) -> String {
+        let parent = (path as NSString).deletingLastPathComponent
+        return parent.isEmpty ? "." : parent
     }
 
     static func normalize(_ path: String) -> String {

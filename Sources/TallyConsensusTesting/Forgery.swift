@@ -1,9 +1,10 @@
+import TallyConsensus
 import TallyCrypto
 import TallyTypes
 
 /// Messages a Byzantine validator forges, shared by the simulator's Byzantine modes
-/// and the `tally-byzantine` test executable. Package-only: no release product uses
-/// them. Pure like the rest of consensus: randomness (for signatures nobody made) is
+/// and the `tally-byzantine` test executable. Test support (TallyConsensusTesting): no
+/// shipped product links it. Pure like the rest of consensus: randomness (for signatures nobody made) is
 /// passed in. Each forgery is signed with the caller's own key only, except where a
 /// signature is deliberately garbage (`randomSignature`).
 package enum Forgery {

@@ -2,8 +2,10 @@ import TallyCrypto
 import TallyLedger
 import TallyTypes
 
-/// Builds blocks and commit certificates exactly as the network does; the chain
-/// generator, tests and the node's proposer share it.
+/// Builds blocks and commit certificates exactly as the network does, signing with
+/// keys it is given: the chain generator's and the tests' (a node proposes through
+/// TallyApplication and collects the votes it receives instead). Test support: no
+/// shipped product links it.
 public enum BlockBuilder {
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case transactionRejected(index: Int, TransactionRejection)

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import TallyTypes
-import TallyVerify
+import TallyVerifyTesting
 
 struct GenerateChain: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,12 +3,14 @@ import TallyCrypto
 import TallyLedger
 import TallyStore
 import TallyTypes
+import TallyVerify
 
 /// Generates a valid chain as a running devnet would store it: transfers between
 /// many devnet accounts, each signed by its sender's key with the right nonce,
 /// packed into blocks built by `BlockBuilder` and certified by a quorum of the devnet
 /// validators (sometimes all of them), with occasional view changes rotating the
-/// proposer. Deterministic for a given `Parameters` (seed included).
+/// proposer. Deterministic for a given `Parameters` (seed included). Test and
+/// benchmark support (`tally-bench generate-chain`): no shipped product links it.
 public struct ChainGenerator {
     public struct Parameters: Sendable {
         public var blocks: Int
