@@ -439,5 +439,5 @@ if (typeof document !== "undefined") {
 }
 // For ExplorerScriptTests (run by Node.js against vectors from the Swift code).
 if (typeof module !== "undefined") {
-  module.exports = { merkleRootFromProof, headerHash, commitSigningBytes, checkCertificate, fromHex, toHex, checkBlock, tally };
+  module.exports = { merkleRootFromProof, headerHash, commitSigningBytes, checkCertificate, fromHex, toHex, checkBlock, tally, loadGenesis };
 }

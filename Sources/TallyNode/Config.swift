@@ -27,6 +27,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         public var submitBurst = HTTPLimits().submitBurst
         public var queryRequestsPerSecond = HTTPLimits().queryRequestsPerSecond
         public var queryBurst = HTTPLimits().queryBurst
+        public var maxConcurrentHistoryReads = HTTPLimits().maxConcurrentHistoryReads
         enum CodingKeys: String, CodingKey, CaseIterable {
             case listen
             case maxBodyBytes = "max_body_bytes"
@@ -43,6 +44,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
             case submitBurst = "submit_burst"
             case queryRequestsPerSecond = "query_requests_per_second"
             case queryBurst = "query_burst"
+            case maxConcurrentHistoryReads = "max_concurrent_history_reads"
         }
 
         public var httpLimits: HTTPLimits {
@@ -58,6 +60,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
             limits.submitBurst = submitBurst
             limits.queryRequestsPerSecond = queryRequestsPerSecond
             limits.queryBurst = queryBurst
+            limits.maxConcurrentHistoryReads = maxConcurrentHistoryReads
             return limits
         }
     }
@@ -196,6 +199,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         try bounded(api.submitBurst, 1...1_000_000, "api.submit_burst")
         try bounded(api.queryRequestsPerSecond, 1...1_000_000, "api.query_requests_per_second")
         try bounded(api.queryBurst, 1...1_000_000, "api.query_burst")
+        try bounded(api.maxConcurrentHistoryReads, 1...1_024, "api.max_concurrent_history_reads")
         try bounded(p2p.maxMessageBytes, 64 << 10...NetworkLimits.default.maxMessageBytes, "p2p.max_message_bytes")
         try bounded(p2p.outboundQueueFrames, 16...1_000_000, "p2p.outbound_queue_frames")
         try bounded(p2p.maxDialBackoffMs, 10...600_000, "p2p.max_dial_backoff_ms")
@@ -263,6 +267,9 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         submit_burst = \(api.submitBurst)
         query_requests_per_second = \(api.queryRequestsPerSecond)
         query_burst = \(api.queryBurst)
+        # GET /accounts/{address}/txs pages being read at once (each reads up to 100
+        # blocks), whoever asks; one more gets 503 too_many_reads at once, never queued.
+        max_concurrent_history_reads = \(api.maxConcurrentHistoryReads)
 
         [p2p]
         # Where this validator accepts its peers; genesis lists the same address.
@@ -338,6 +345,7 @@ extension NodeConfig.API {
         try c.decode(.submitBurst, into: &submitBurst)
         try c.decode(.queryRequestsPerSecond, into: &queryRequestsPerSecond)
         try c.decode(.queryBurst, into: &queryBurst)
+        try c.decode(.maxConcurrentHistoryReads, into: &maxConcurrentHistoryReads)
     }
 }
 

@@ -73,7 +73,7 @@ button.more { margin-top: .8em; }
 
 """#####)
     static let javascript = Asset(
-        path: "/explorer/explorer.js", contentType: "text/javascript; charset=utf-8", etag: "\"33a1cc103d5accfb37a8f4af2d9cc836\"",
+        path: "/explorer/explorer.js", contentType: "text/javascript; charset=utf-8", etag: "\"8d9fb12f402ba728f7903e886d2b724d\"",
         body: #####"""
 // Tally block explorer: served by the node (GET /explorer), no dependencies.
 // Everything the node sends is treated as hostile: values are checked against their
@@ -516,7 +516,7 @@ if (typeof document !== "undefined") {
 }
 // For ExplorerScriptTests (run by Node.js against vectors from the Swift code).
 if (typeof module !== "undefined") {
-  module.exports = { merkleRootFromProof, headerHash, commitSigningBytes, checkCertificate, fromHex, toHex, checkBlock, tally };
+  module.exports = { merkleRootFromProof, headerHash, commitSigningBytes, checkCertificate, fromHex, toHex, checkBlock, tally, loadGenesis };
 }
 
 """#####)

@@ -20,6 +20,8 @@ public struct HTTPAPI: Sendable {
     public let statistics: HTTPStatistics
     let rateLimiter: RequestRateLimiter
     let subscriberSlots: SlotsPerAddress
+    /// Account-history pages in progress (`HTTPLimits.maxConcurrentHistoryReads`).
+    let historyReads: ConcurrencySlots
 
     public init(
         node: any NodeService, maxBodyBytes: Int, maxBatchTransactions: Int, limits: HTTPLimits = HTTPLimits(),
@@ -33,6 +35,7 @@ public struct HTTPAPI: Sendable {
         statistics = HTTPStatistics()
         rateLimiter = RequestRateLimiter(limits: limits)
         subscriberSlots = SlotsPerAddress(limit: limits.maxEventSubscribersPerAddress)
+        historyReads = ConcurrencySlots(limits.maxConcurrentHistoryReads)
     }
 
     public func router() -> Router<APIRequestContext> {
@@ -244,6 +247,14 @@ public struct HTTPAPI: Sendable {
             }
             before = cursor
         }
+        // After the cheap checks: only a well-formed request can take a slot.
+        guard historyReads.tryAcquire() else {
+            statistics.count(.historyReadRefused)
+            return try Self.error(
+                .serviceUnavailable, "too_many_reads",
+                "over \(limits.maxConcurrentHistoryReads) account histories are being read; retry shortly")
+        }
+        defer { historyReads.release() }
         let page = await node.accountTransactions(address, before: before, limit: limit)
         var object: [String: Any] = [
             "address": address.bech32m, "indexed_from_height": String(page.indexedFromHeight),

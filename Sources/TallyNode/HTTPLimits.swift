@@ -31,6 +31,10 @@ public struct HTTPLimits: Sendable, Equatable {
     /// GET /txs/{hash} and /blocks/* (block reads, proofs) per remote address.
     public var queryRequestsPerSecond = 200
     public var queryBurst = 400
+    /// `GET /accounts/{address}/txs` pages read at once, from all addresses together
+    /// (each reads up to 100 blocks off the actor): one more is refused with 503, not
+    /// queued, so many addresses each within their rate cannot pile up block reads.
+    public var maxConcurrentHistoryReads = 8
 
     /// Lines refused connections may log per interval (per reason, `RateLimitedLogger`):
     /// a flood from one address costs a few lines, not one per connection.
@@ -49,6 +53,7 @@ public final class HTTPStatistics: @unchecked Sendable {
         case writeTimeout = "write_timeout"
         case rateLimited = "rate_limited"
         case subscriberRefused = "too_many_subscribers"
+        case historyReadRefused = "too_many_reads"
         case acceptError = "accept_error"
     }
 

@@ -94,8 +94,8 @@ public actor Node: NodeService {
 
     /// Malformed peer messages logged one by one; after that, every 1,000th.
     static let malformedMessagesLoggedInFull = 20
-    /// Blocks read back at start-up for `/txs/{hash}` and `/accounts/{address}/txs`;
-    /// older ones are not indexed.
+    /// Blocks read back at start-up for `/txs/{hash}`; older ones are not in its index
+    /// (`/accounts/{address}/txs` has a persisted index of its own).
     static let startupIndexBlocks: UInt64 = 2_000
     /// Submission batches whose signatures are verified at once; the others wait.
     static let maxConcurrentSignatureBatches = 2
@@ -223,15 +223,12 @@ public actor Node: NodeService {
 
         var recentTransactions = TransactionIndex()
         let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
-        // Both indexes are rebuilt from the same last blocks, so start-up does not grow
-        // with the chain (older transactions stay in their blocks, unindexed).
-        var accountIndex = AccountTransactionIndex(fromHeight: first)
-        try store.forEachBlock(from: first) {
-            recentTransactions.add($0.block)
-            accountIndex.add($0.block)
-        }
+        // Rebuilt from the last blocks only, so start-up does not grow with the chain
+        // (older transactions stay in their blocks, unindexed).
+        try store.forEachBlock(from: first) { recentTransactions.add($0.block) }
         committedTransactions = CommittedTransactions(reader: store.reader, index: recentTransactions)
-        accountTransactions = AccountTransactions(reader: store.reader, index: accountIndex)
+        // Persisted: it reads only the blocks committed after its last checkpoint.
+        accountTransactions = try AccountTransactions.open(dataDirectory: dataDirectory, store: store, logger: logger).index
         metrics.height.record(Int64(store.tipHeight))
         metrics.view.record(Int64(driver.replica.view))
         io.node = self
@@ -342,6 +339,7 @@ public actor Node: NodeService {
         logger.info("validator stopping", metadata: ["height": "\(store.tipHeight)"])
         await network.shutdown()
         endEventStreams()
+        accountTransactions.close()
         store.close()
     }
 

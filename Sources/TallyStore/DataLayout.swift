@@ -3,6 +3,7 @@
 /// DATA/blocks/segment-00000001.tblk …   blocks with certificates (BlockStore)
 /// DATA/blocks/index                      height → location cache (rebuilt when wrong)
 /// DATA/snapshots/snapshot-<height>.tsnap ledger snapshots (SnapshotStore)
+/// DATA/account-index/positions, heads     each account's transactions (TallyNode's AccountTransactions; derived, rebuildable)
 /// DATA/state/signer                      signer guard's last-signed record (DurableStateFile)
 /// DATA/state/consensus.journal           consensus replica's persisted state and prepared blocks (ConsensusStateStore)
 /// DATA/state/consensus, state/prepared/  the same in the previous layout (read, then replaced by the journal)

@@ -109,6 +109,15 @@ final class FaultTests: XCTestCase, @unchecked Sendable {
         try await network.waitForHeight(tip, on: [0])
         let status = try await network.json(0, "status")
         XCTAssertEqual(status["catching_up"] as? Bool, false, "\(status)")
+        // Issue 17: each restarted node still lists the faucet's whole history (its
+        // persisted account index; node0's includes the blocks it caught up on).
+        let faucet = Address(publicKey: network.faucet.publicKey).bech32m
+        for node in 0..<4 {
+            let page = try await network.json(node, "accounts/\(faucet)/txs")
+            XCTAssertEqual(page["indexed_from_height"] as? String, "1", "node\(node): \(page)")
+            let nonces = (page["transactions"] as? [[String: Any]] ?? []).compactMap { $0["nonce"] as? String }
+            XCTAssertEqual(nonces, (0..<nonce).reversed().map(String.init), "node\(node): the faucet's transfers, newest first")
+        }
         try await submitAndCommit(network, via: 0, count: 1, on: [0, 1, 2, 3])
     }
 

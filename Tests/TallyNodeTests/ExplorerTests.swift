@@ -119,15 +119,83 @@ final class ExplorerTests: XCTestCase {
         }
     }
 
+    /// The page pins the genesis it first loads (localStorage); a node that later serves
+    /// another genesis gets the mismatch banner, and the checks keep using the pinned
+    /// validators, never the served ones. Without storage the page pins for itself only.
+    func testGenesisMismatchShowsTheBannerAndKeepsThePinnedValidators() throws {
+        func genesis(_ chainID: String, _ seed: String) throws -> String {
+            let keys = (0..<4).map { SigningKey(seed: SHA256.hash(Array("\(seed)-\($0)".utf8)).bytes)! }
+            let genesis = try Genesis(
+                chainID: chainID, genesisTimeMs: 0,
+                validators: keys.enumerated().map {
+                    Validator(name: "\(seed)\($0.offset)", publicKey: $0.element.publicKey, networkAddress: "127.0.0.1:\(7800 + $0.offset)")
+                },
+                accounts: [])
+            return String(decoding: genesis.jsonData(), as: UTF8.self)
+        }
+        let pinned = try genesis("tally-pinned", "p"), served = try genesis("tally-other", "o")
+        let results = try runScript(vector: ["pinned": pinned, "served": served], script: Self.genesisScript)
+        let first = try XCTUnwrap(results["first"] as? [String: Any])
+        XCTAssertEqual(first["chain"] as? String, "tally-pinned")
+        XCTAssertEqual(first["banner"] as? Bool, false, "first load: pinned, no banner")
+        XCTAssertEqual(first["stored"] as? Bool, true, "the served genesis is pinned byte for byte")
+        let same = try XCTUnwrap(results["same"] as? [String: Any])
+        XCTAssertEqual(same["banner"] as? Bool, false, "the same genesis again: no banner")
+        let other = try XCTUnwrap(results["other"] as? [String: Any])
+        XCTAssertEqual(other["banner"] as? Bool, true, "another genesis: the banner")
+        XCTAssertEqual((other["message"] as? String)?.contains("differs from the one this page pinned"), true, "\(other)")
+        XCTAssertEqual(other["chain"] as? String, "tally-pinned", "checks use the pinned genesis")
+        XCTAssertEqual(other["first_validator"] as? String, first["first_validator"] as? String)
+        XCTAssertEqual(other["stored"] as? Bool, true, "the pin is not replaced by what a node serves")
+        let unstored = try XCTUnwrap(results["no_storage"] as? [String: Any])
+        XCTAssertEqual(unstored["banner"] as? Bool, false)
+        XCTAssertEqual(unstored["chain"] as? String, "tally-other", "without storage: the served genesis, for this page only")
+    }
+
+    static let genesisScript = #"""
+        const explorer = require(process.argv[2]);
+        const vector = JSON.parse(require("fs").readFileSync(process.argv[3], "utf8"));
+        const PIN_KEY = "tally-explorer-genesis";
+        // The browser's pieces loadGenesis uses: fetch, localStorage, the banner element.
+        let servedGenesis = vector.pinned;
+        globalThis.fetch = async (path) => {
+          if (path !== "/genesis") throw new Error("unexpected fetch " + path);
+          return { status: 200, text: async () => servedGenesis };
+        };
+        let store = new Map(), storageWorks = true;
+        globalThis.localStorage = {
+          getItem: (k) => { if (!storageWorks) throw new Error("no storage"); return store.has(k) ? store.get(k) : null; },
+          setItem: (k, v) => { if (!storageWorks) throw new Error("no storage"); store.set(k, String(v)); },
+        };
+        let banner;
+        globalThis.document = { getElementById: (id) => { if (id !== "banner") throw new Error(id); return banner; } };
+        const load = async () => {
+          banner = { hidden: true, textContent: "" };
+          const g = await explorer.loadGenesis();
+          return { chain: g.chainID, first_validator: g.validators[0].public_key, banner: !banner.hidden,
+                   message: banner.textContent, stored: store.get(PIN_KEY) === vector.pinned };
+        };
+        (async () => {
+          const out = {};
+          out.first = await load();
+          out.same = await load();
+          servedGenesis = vector.served;
+          out.other = await load();
+          store = new Map(); storageWorks = false;
+          out.no_storage = await load();
+          process.stdout.write(JSON.stringify(out));
+        })().catch((e) => { console.error(e); process.exit(1); });
+        """#
+
     /// Runs explorer.js under Node.js with `vector`; returns what the script printed.
-    func runScript(vector: [String: Any]) throws -> [String: Any] {
+    func runScript(vector: [String: Any], script checkScript: String = ExplorerTests.checkScript) throws -> [String: Any] {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("explorer-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let vectorFile = directory.appendingPathComponent("vector.json")
         try JSONSerialization.data(withJSONObject: vector).write(to: vectorFile)
         let script = directory.appendingPathComponent("check.js")
-        try Self.checkScript.write(to: script, atomically: true, encoding: .utf8)
+        try checkScript.write(to: script, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["node", script.path, Self.repository.appendingPathComponent("explorer/explorer.js").path, vectorFile.path]

@@ -9,6 +9,44 @@ import TallyLedger
 import TallyTypes
 import XCTest
 
+/// A node whose first `parked` account-history reads wait until `release()`.
+final class ParkedHistoryNode: NodeService, @unchecked Sendable {
+    let genesis: Genesis
+    let genesisJSON: Data
+    private let parked: Int
+    private let state = NSLock()
+    private var enteredCount = 0
+    private var released = false
+
+    init(genesis: Genesis, parked: Int) {
+        self.genesis = genesis
+        genesisJSON = genesis.jsonData()
+        self.parked = parked
+    }
+
+    var entered: Int { state.withLock { enteredCount } }
+    func release() { state.withLock { released = true } }
+
+    func status() -> NodeStatus {
+        NodeStatus(chainID: genesis.chainID, height: 0, latestBlockHash: genesis.hash, view: 0, primary: 0, validatorIndex: nil,
+                   validatorName: nil, catchingUp: false, peersConnected: 0, mempoolSize: 0)
+    }
+    func submit(_ transactions: [Transaction]) -> [Result<Hash, SubmissionError>] { transactions.map { _ in .failure(.malformed("no")) } }
+    func transactionStatus(_ hash: Hash) -> TransactionStatus { .unknown }
+    func account(_ address: Address) -> Account { .empty }
+    func block(at height: UInt64) -> CertifiedBlock? { nil }
+    func latestHeight() -> UInt64 { 0 }
+    func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? { nil }
+    func accountTransactions(_ address: Address, before: TransactionPosition?, limit: Int) async -> AccountTransactionsPage {
+        let parks = state.withLock { () -> Bool in
+            enteredCount += 1
+            return enteredCount <= parked
+        }
+        while parks && !state.withLock({ released }) { try? await Task.sleep(for: .milliseconds(10)) }
+        return AccountTransactionsPage(entries: [], next: nil, indexedFromHeight: 1)
+    }
+}
+
 /// A node whose event stream never ends: one empty block's events every 100 ms.
 actor EndlessEventsNode: NodeService {
     nonisolated let genesis: Genesis
@@ -385,6 +423,37 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
         XCTAssertEqual(config.api.httpLimits.headerTimeoutSeconds, 3)
         XCTAssertEqual(config.api.httpLimits.queryBurst, 9)
         XCTAssertTrue(config.rendered().contains("max_connections_per_address = 7"))
+    }
+
+    /// Issue 17: account-history pages are read at most `maxConcurrentHistoryReads` at
+    /// once, from all clients together; one more is refused with 503 `too_many_reads`
+    /// at once (it never reaches the node), and a finished read frees its slot.
+    func testAccountHistoryReadsBeyondTheCapAreRefused() async throws {
+        var limits = HTTPLimits()
+        limits.maxConcurrentHistoryReads = 2
+        let node = ParkedHistoryNode(genesis: genesis, parked: 2)
+        let api = HTTPAPI(node: node, maxBodyBytes: 1 << 20, maxBatchTransactions: 10, limits: limits, metricsText: { "" })
+        let uri = "/accounts/\(Address(publicKey: SigningKey(seed: [UInt8](repeating: 1, count: 32))!.publicKey).bech32m)/txs"
+        try await Application(router: api.router()).test(.router) { client in
+            async let first = client.execute(uri: uri, method: .get) { $0.status }
+            async let second = client.execute(uri: uri, method: .get) { $0.status }
+            let deadline = Date().addingTimeInterval(10)
+            while node.entered < 2 && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            XCTAssertEqual(node.entered, 2, "both reads in progress")
+            try await client.execute(uri: uri, method: .get) { response in
+                XCTAssertEqual(response.status, .serviceUnavailable)
+                let object = try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
+                let error = object?["error"] as? [String: Any]
+                XCTAssertEqual(error?["code"] as? String, "too_many_reads")
+                XCTAssertNotNil(error?["message"] as? String)
+            }
+            XCTAssertEqual(node.entered, 2, "the refused read never reached the node")
+            XCTAssertEqual(api.statistics[.historyReadRefused], 1)
+            node.release()
+            let statuses = try await [first, second]
+            XCTAssertEqual(statuses, [.ok, .ok])
+            try await client.execute(uri: uri, method: .get) { XCTAssertEqual($0.status, .ok, "a finished read frees its slot") }
+        }
     }
 }
 
