@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import TallyCrypto
 import XCTest
@@ -232,6 +233,54 @@ final class PeerPortFloodTests: XCTestCase {
 
     /// The per-address cap and the allow-list key on the IP: a dual-stack listener's
     /// IPv4-mapped addresses count as their IPv4 address.
+    /// Per-address limits (peer port and HTTP API, one function) key IPv6 clients by /64 (else one host's 2^64 addresses would
+    /// each get a full cap) and IPv4-mapped IPv6 as the IPv4 address.
+    func testAddressKeyGroupsIPv6By64() throws {
+        func key(_ ip: String) throws -> String { addressKey(try SocketAddress(ipAddress: ip, port: 1)) }
+        XCTAssertEqual(try key("2001:db8:1:2::1"), try key("2001:db8:1:2:ffff:eeee:dddd:cccc"))
+        XCTAssertEqual(try key("2001:db8:1:2::1"), "2001:db8:1:2::/64")
+        XCTAssertNotEqual(try key("2001:db8:1:2::1"), try key("2001:db8:1:3::1"))
+        XCTAssertEqual(try key("::ffff:192.0.2.7"), "192.0.2.7")
+        XCTAssertEqual(try key("192.0.2.7"), "192.0.2.7")
+        XCTAssertNotEqual(try key("192.0.2.7"), try key("192.0.2.8"))
+        XCTAssertEqual(addressKey(nil), "unknown")
+    }
+
+    /// Regression (issue 14): the peer port's cap on pending handshakes was keyed by the
+    /// full IPv6 address, so one host with a /64 had 2^64 caps. Now one /64 shares one
+    /// cap (its oldest pending handshake is evicted), and another /64 has its own.
+    /// Connections are `EmbeddedChannel`s with the remote addresses a host would use
+    /// (loopback has only ::1).
+    func testPendingHandshakesFromOneIPv6Slash64ShareTheirCap() throws {
+        var limits = patientLimits()
+        limits.maxPendingHandshakesPerAddress = 2
+        let keys = (0..<2).map(validatorKey)
+        let configuration = NetworkConfiguration(
+            listenHost: "::1", listenPort: 0, chainID: testChainID, identity: keys[0],
+            validators: keys.map(\.publicKey), validatorAddresses: [:], extraAllowedKeys: [], limits: limits)
+        let (_, continuation) = AsyncStream<InboundMessage>.makeStream()
+        var quiet = Logger(label: "tally.network.test")
+        quiet.logLevel = .critical
+        let core = NetworkCore(
+            configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: quiet,
+            random: SplitMix64(seed: 1), continuation: continuation)
+        func accept(from ip: String) throws -> EmbeddedChannel {
+            let channel = EmbeddedChannel()
+            let address = try SocketAddress(ipAddress: ip, port: 40_000)
+            channel.remoteAddress = address
+            try core.acceptConnection(channel)
+            try channel.connect(to: address).wait()
+            return channel
+        }
+        let oneHost = try ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff:eeee:dddd:cccc"].map(accept)
+        let otherHost = try accept(from: "2001:db8:1:3::1")
+        XCTAssertFalse(oneHost[0].isActive, "the /64's third pending handshake evicts its oldest")
+        XCTAssertTrue(oneHost[1].isActive && oneHost[2].isActive)
+        XCTAssertTrue(otherHost.isActive, "another /64 has its own cap")
+        XCTAssertEqual(core.statistics().closed(.tooManyPendingFromAddress), 1)
+        for channel in oneHost + [otherHost] { _ = try? channel.finish() }
+    }
+
     func testRemoteAddressesAreKeyedByNormalizedIP() throws {
         XCTAssertEqual(NetworkCore.normalizedIP("::FFFF:10.0.0.7"), "10.0.0.7")
         XCTAssertEqual(NetworkCore.normalizedIP("FE80::1"), "fe80::1")
