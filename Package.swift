@@ -237,6 +237,8 @@ let package = Package(
             dependencies: [
                 "TallyNode", "TallyApplication", "TallyConsensus", "TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // TestMetrics: tests assert that refusals move their counters.
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
         .testTarget(

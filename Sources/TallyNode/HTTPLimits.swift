@@ -8,7 +8,8 @@ import TallyNetwork
 /// Bounds on the HTTP API's connections and requests (`[api]` in config.toml;
 /// docs/API.md says what a client sees at each).
 public struct HTTPLimits: Sendable, Equatable {
-    /// Connections at once; beyond this new ones wait in the kernel's accept backlog.
+    /// Connections served at once; one more is answered 503 `server_busy` (with
+    /// `Retry-After`) and closed at once, never left waiting unanswered.
     public var maxConnections = 512
     /// Connections at once from one remote address; the next is answered 503 and closed.
     public var maxConnectionsPerAddress = 64
@@ -35,6 +36,13 @@ public struct HTTPLimits: Sendable, Equatable {
     /// a flood from one address costs a few lines, not one per connection.
     static let refusalLogLinesPerInterval = 5
     static let refusalLogIntervalMs: Int64 = 10_000
+    /// Connections being refused (answered 503 and closed) at once, above
+    /// `maxConnections`: the descriptors a flood past the cap may hold for the moment
+    /// each refusal takes. Past this the listener stops accepting until one closes, so
+    /// a flood cannot spend every descriptor on refusals.
+    static let maxRefusingConnections = 64
+    /// What a refused client is told to wait before it tries again.
+    static let refusalRetryAfterSeconds = 1
 
     public init() {}
 }
@@ -43,6 +51,7 @@ public struct HTTPLimits: Sendable, Equatable {
 public final class HTTPStatistics: @unchecked Sendable {
     public enum Event: String, CaseIterable, Sendable {
         case refusedPerAddress = "too_many_connections"
+        case refusedServerBusy = "server_busy"
         case headerTimeout = "header_timeout"
         case bodyTimeout = "body_timeout"
         case writeTimeout = "write_timeout"
@@ -53,13 +62,24 @@ public final class HTTPStatistics: @unchecked Sendable {
 
     private let lock = NSLock()
     private var counts: [Event: Int] = [:]
+    /// Where the counters go; nil: the process's (`MetricsSystem`, bootstrapped by
+    /// `Telemetry`). Tests pass a `TestMetrics` (counting runs on NIO's threads, out of
+    /// reach of a task-local factory).
+    private let metricsFactory: (any MetricsFactory)?
 
-    public init() {}
+    public init(metricsFactory: (any MetricsFactory)? = nil) {
+        self.metricsFactory = metricsFactory
+    }
 
     /// Counts one; returns the new total.
     @discardableResult
     func count(_ event: Event) -> Int {
-        Metrics.Counter(label: "tally_http_limited_total", dimensions: [("reason", event.rawValue)]).increment()
+        let dimensions = [("reason", event.rawValue)]
+        if let metricsFactory {
+            Metrics.Counter(label: "tally_http_limited_total", dimensions: dimensions, factory: metricsFactory).increment()
+        } else {
+            Metrics.Counter(label: "tally_http_limited_total", dimensions: dimensions).increment()
+        }
         return lock.withLock {
             counts[event, default: 0] += 1
             return counts[event]!
@@ -95,19 +115,6 @@ final class SlotsPerAddress: @unchecked Sendable {
     }
 }
 
-/// The key limits are kept under: the remote IPv4 address, or the /64 prefix of an
-/// IPv6 one (one host or customer routinely holds a whole /64, so per-address caps
-/// keyed by the full IPv6 address would cap nothing). IPv4-mapped IPv6 counts as IPv4.
-func addressKey(_ address: SocketAddress?) -> String {
-    guard case .v6(let v6) = address else { return address?.ipAddress ?? "unknown" }
-    let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
-    if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
-        return bytes[12...].map(String.init).joined(separator: ".")
-    }
-    let groups = stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
-    return groups.joined(separator: ":") + "::/64"
-}
-
 /// Installed through Hummingbird's `additionalChannelHandlers` (which sit after
 /// the HTTP decoder); puts an `HTTPConnectionGuard` first in the pipeline, where it
 /// sees raw bytes, and otherwise passes everything on.
@@ -115,25 +122,32 @@ final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChanne
     typealias InboundIn = Any
     let limits: HTTPLimits
     let connections: SlotsPerAddress
+    let served: SlotsPerAddress
     let statistics: HTTPStatistics
     let refusals: RateLimitedLogger
 
-    init(limits: HTTPLimits, connections: SlotsPerAddress, statistics: HTTPStatistics, refusals: RateLimitedLogger) {
+    init(
+        limits: HTTPLimits, connections: SlotsPerAddress, served: SlotsPerAddress, statistics: HTTPStatistics,
+        refusals: RateLimitedLogger
+    ) {
         self.limits = limits
         self.connections = connections
+        self.served = served
         self.statistics = statistics
         self.refusals = refusals
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         let guardHandler = HTTPConnectionGuard(
-            limits: limits, connections: connections, statistics: statistics, refusals: refusals)
+            limits: limits, connections: connections, served: served, statistics: statistics, refusals: refusals)
         do { try context.pipeline.syncOperations.addHandler(guardHandler, position: .first) } catch { context.close(promise: nil) }
     }
 }
 
-/// One connection's deadlines and its per-address slot, on raw bytes:
+/// One connection's deadlines and its slots, on raw bytes:
 /// - the per-address cap: over it, a 503 `too_many_connections` and close;
+/// - the total cap (`maxConnections`): over it, a 503 `server_busy` with `Retry-After`
+///   and close;
 /// - header deadline: from a request's first byte to its head's end (`CRLF CRLF`);
 ///   past it, 408 `request_timeout` and close;
 /// - body deadline: from the head's end until the response's first byte; past it, close;
@@ -153,6 +167,9 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
 
     let limits: HTTPLimits
     let connections: SlotsPerAddress
+    /// The one slot table of every connection served (`maxConnections`), under `servedKey`.
+    let served: SlotsPerAddress
+    static let servedKey = "all"
     let statistics: HTTPStatistics
     /// Refusals are logged at a bounded rate (an outsider triggers them at will).
     let refusals: RateLimitedLogger
@@ -164,9 +181,13 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
     private var deadline: Scheduled<Void>?
     private var writeDeadline: Scheduled<Void>?
 
-    init(limits: HTTPLimits, connections: SlotsPerAddress, statistics: HTTPStatistics, refusals: RateLimitedLogger) {
+    init(
+        limits: HTTPLimits, connections: SlotsPerAddress, served: SlotsPerAddress, statistics: HTTPStatistics,
+        refusals: RateLimitedLogger
+    ) {
         self.limits = limits
         self.connections = connections
+        self.served = served
         self.statistics = statistics
         self.refusals = refusals
     }
@@ -192,12 +213,26 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
                             message: "over \(connections.limit) connections from this address; close some and retry")
             return
         }
+        guard served.take(Self.servedKey) else {
+            connections.release(key)
+            refused = true
+            statistics.count(.refusedServerBusy)
+            refusals.log(.warning, "refusing an API connection: every connection slot is taken",
+                         reason: HTTPStatistics.Event.refusedServerBusy.rawValue, metadata: ["address": "\(key)", "limit": "\(served.limit)"])
+            respondAndClose(context, status: "503 Service Unavailable", code: "server_busy",
+                            message: "the node serves \(served.limit) connections at once; retry later",
+                            retryAfterSeconds: HTTPLimits.refusalRetryAfterSeconds)
+            return
+        }
         address = key
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         cancelTimers()
-        if let address { connections.release(address) }
+        if let address {
+            connections.release(address)
+            served.release(Self.servedKey)
+        }
         address = nil
         context.fireChannelInactive()
     }
@@ -287,9 +322,13 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
 
     /// A complete HTTP/1.1 error response in the API's error shape, written below
     /// the HTTP encoder, then close.
-    private func respondAndClose(_ context: ChannelHandlerContext, status: String, code: String, message: String) {
+    private func respondAndClose(
+        _ context: ChannelHandlerContext, status: String, code: String, message: String, retryAfterSeconds: Int? = nil
+    ) {
         let body = "{\"error\":{\"code\":\"\(code)\",\"message\":\"\(message)\"}}"
-        let text = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        let retryAfter = retryAfterSeconds.map { "Retry-After: \($0)\r\n" } ?? ""
+        let text = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+            + retryAfter + "Connection: close\r\n\r\n\(body)"
         let buffer = context.channel.allocator.buffer(string: text)
         context.writeAndFlush(wrapOutboundOut(.byteBuffer(buffer))).whenComplete { _ in context.close(promise: nil) }
     }
