@@ -123,6 +123,13 @@ final class NetworkCore: Sendable {
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 128)
+            .serverChannelInitializer { [self] channel in
+                // Out of descriptors, an accept that fails is counted and retried a
+                // second later, not at once for as long as the shortage lasts.
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorCounter { [self] error in countAcceptError(error) })
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: waterMark)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -501,6 +508,16 @@ final class NetworkCore: Sendable {
         metrics.closed(finalReason)
         if key != nil { updateConnectedGauge() }
         if let key, let redialMs { scheduleDial(key, afterMs: redialMs) }
+    }
+
+    private func countAcceptError(_ error: IOError) {
+        let total = state.withLockedValue { state in
+            state.statistics.acceptErrors += 1
+            return state.statistics.acceptErrors
+        }
+        metrics.acceptErrors.increment()
+        boundedLog.log(.error, "cannot accept a peer connection; retrying in 1 s", reason: "accept_error",
+                       metadata: ["error": "\(error)", "total": "\(total)"])
     }
 
     func count(closed reason: CloseReason) {

@@ -120,8 +120,20 @@ public struct HTTPAPI: Sendable {
                     limits.maxConnections + HTTPLimits.maxRefusingConnections, logger: logger)),
             onServerRunning: { channel in
                 // First in the listening pipeline, before NIO's accept back-off swallows
-                // accept errors (out of descriptors): they are counted and logged.
-                try? await channel.pipeline.addHandler(AcceptErrorCounter(statistics: statistics, logger: logger), position: .first).get()
+                // accept errors (out of descriptors): they are counted and logged, and
+                // the listener pauses a second (`AcceptErrorCounter`).
+                try? await channel.eventLoop.submit {
+                    let counter = AcceptErrorCounter { error in
+                        let total = statistics.count(.acceptError)
+                        // Bounded logging: a descriptor shortage repeats every second.
+                        if total <= 10 || total.isMultiple(of: 1_000) {
+                            logger.error("cannot accept an API connection; retrying in 1 s", metadata: [
+                                "error": "\(error)", "total": "\(total)",
+                            ])
+                        }
+                    }
+                    try channel.pipeline.syncOperations.addHandler(counter, position: .first)
+                }.get()
                 await onServerRunning(channel)
             },
             logger: logger)

@@ -425,9 +425,15 @@ final class DescriptorLimitTests: XCTestCase, @unchecked Sendable {
         while let client = try? RawClient(port: port) { clients.append(client) }
         let deadline = Date().addingTimeInterval(5)
         while api.statistics[.acceptError] == 0 && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        // While the shortage lasts, the listener tries about once a second (it spun:
+        // every failed accept was retried at once).
+        let errorsBefore = api.statistics[.acceptError]
+        try await Task.sleep(for: .milliseconds(1_500))
+        let errorsDuring = api.statistics[.acceptError] - errorsBefore
         clients.forEach { $0.close() }
         XCTAssertTrue(DescriptorLimit.setSoft(original))
         XCTAssertGreaterThan(api.statistics[.acceptError], 0, "accept failures must be counted")
+        XCTAssertLessThanOrEqual(errorsDuring, 4, "about one accept attempt a second, not a retry loop")
         // The server goes on (NIO's accept back-off retries a second later).
         try await Task.sleep(for: .milliseconds(1_500))
         let client = try RawClient(port: port)
