@@ -1,4 +1,6 @@
 import Logging
+import Metrics
+import MetricsTestKit
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
@@ -252,7 +254,10 @@ final class PeerPortFloodTests: XCTestCase {
     /// descriptors are free a validator connects.
     func testRunningOutOfDescriptorsOnThePeerPortIsCountedAndSurvived() async throws {
         let keys = (0..<2).map(validatorKey)
-        let node = try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: patientLimits(), extra: [])
+        let metrics = TestMetrics()
+        let node = try await withMetricsFactory(metrics) {
+            try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: patientLimits(), extra: [])
+        }
         var original = rlimit()
         XCTAssertEqual(getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &original), 0)
         // A few descriptors above what is open now: clients take them, then the
@@ -273,6 +278,8 @@ final class PeerPortFloodTests: XCTestCase {
         XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &original), 0)
         XCTAssertLessThanOrEqual(errorsDuring, 4, "about one accept attempt a second, not a retry loop")
         XCTAssertLessThan(cpuSpent, 0.75, "the shortage must not keep a thread busy")
+        let counted = try metrics.expectCounter("tally_network_accept_errors_total")
+        XCTAssertEqual(counted.totalValue, Int64(node.statistics.acceptErrors))
         // Descriptors are back: the listener goes on.
         let peer = try await Cluster.start(
             index: 1, keys: keys, port: 0, addresses: [0: PeerAddress(host: "127.0.0.1", port: node.listenPort)],
@@ -336,9 +343,12 @@ final class PeerPortFloodTests: XCTestCase {
         let (_, continuation) = AsyncStream<InboundMessage>.makeStream()
         var quiet = Logger(label: "tally.network.test")
         quiet.logLevel = .critical
-        let core = NetworkCore(
-            configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: quiet,
-            random: SplitMix64(seed: 1), continuation: continuation)
+        let metrics = TestMetrics()
+        let core = withMetricsFactory(metrics) {
+            NetworkCore(
+                configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: quiet,
+                random: SplitMix64(seed: 1), continuation: continuation)
+        }
         func accept(from ip: String) throws -> EmbeddedChannel {
             let channel = EmbeddedChannel()
             let address = try SocketAddress(ipAddress: ip, port: 40_000)
@@ -353,6 +363,9 @@ final class PeerPortFloodTests: XCTestCase {
         XCTAssertTrue(oneHost[1].isActive && oneHost[2].isActive)
         XCTAssertTrue(otherHost.isActive, "another /64 has its own cap")
         XCTAssertEqual(core.statistics().closed(.tooManyPendingFromAddress), 1)
+        let evicted = try metrics.expectCounter(
+            "tally_network_connections_closed_total", [("reason", CloseReason.tooManyPendingFromAddress.rawValue)])
+        XCTAssertEqual(evicted.totalValue, 1)
         for channel in oneHost + [otherHost] { _ = try? channel.finish() }
     }
 
