@@ -240,8 +240,9 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         # /events streams from one remote address; more get 503 too_many_subscribers. A
         # subscriber more than 64 blocks behind is dropped (its stream ends).
         max_event_subscribers_per_address = \(api.maxEventSubscribersPerAddress)
-        # Connections served at once; one more is answered 503 server_busy (Retry-After: 1)
-        # and closed at once.
+        # Connections served at once. When all are taken, a newcomer from an address holding
+        # fewer than the heaviest address closes that one's oldest connection; any other
+        # is answered 503 server_busy (Retry-After: 1) and closed at once.
         max_connections = \(api.maxConnections)
         # Connections at once from one IP address (IPv6: one /64); the next gets 503
         # too_many_connections and is closed at once (so one address cannot hold all of

@@ -92,8 +92,8 @@ public struct HTTPAPI: Sendable {
     }
 
     /// The API as a Hummingbird application with the connection limits in force: at
-    /// most `maxConnections` served at once (one more is answered 503 and closed by
-    /// `HTTPConnectionGuard`; Hummingbird stops accepting only past
+    /// most `maxConnections` served at once (shared fairly among addresses, else one
+    /// more is answered 503 and closed by `HTTPConnectionGuard`; Hummingbird stops accepting only past
     /// `maxRefusingConnections` more, being refused), the idle timeout (Hummingbird's),
     /// and per connection the per-address cap and the header, body and write deadlines.
     public func application(
@@ -101,7 +101,7 @@ public struct HTTPAPI: Sendable {
     ) -> Application<RouterResponder<APIRequestContext>> {
         // Shared by every connection (the handler list below is built per connection).
         let connections = SlotsPerAddress(limit: limits.maxConnectionsPerAddress)
-        let served = SlotsPerAddress(limit: limits.maxConnections)
+        let served = ServedConnections(limit: limits.maxConnections)
         let refusals = RateLimitedLogger(
             logger: logger, maxLinesPerInterval: HTTPLimits.refusalLogLinesPerInterval, intervalMs: HTTPLimits.refusalLogIntervalMs)
         let limits = self.limits

@@ -8,7 +8,9 @@ import TallyNetwork
 /// Bounds on the HTTP API's connections and requests (`[api]` in config.toml;
 /// docs/API.md says what a client sees at each).
 public struct HTTPLimits: Sendable, Equatable {
-    /// Connections served at once; one more is answered 503 `server_busy` (with
+    /// Connections served at once. When all are taken, a newcomer from an address that
+    /// would still hold fewer than the address holding the most closes that address's
+    /// oldest connection and is served; any other is answered 503 `server_busy` (with
     /// `Retry-After`) and closed at once, never left waiting unanswered.
     public var maxConnections = 512
     /// Connections at once from one remote address; the next is answered 503 and closed.
@@ -52,6 +54,8 @@ public final class HTTPStatistics: @unchecked Sendable {
     public enum Event: String, CaseIterable, Sendable {
         case refusedPerAddress = "too_many_connections"
         case refusedServerBusy = "server_busy"
+        /// Closed to make room for a newcomer from an address holding fewer connections.
+        case displaced = "connection_displaced"
         case headerTimeout = "header_timeout"
         case bodyTimeout = "body_timeout"
         case writeTimeout = "write_timeout"
@@ -115,6 +119,63 @@ final class SlotsPerAddress: @unchecked Sendable {
     }
 }
 
+/// Every connection the API serves, at most `limit`, shared by all of them. When all
+/// are taken, a newcomer from an address that would still hold fewer connections than
+/// the address holding the most closes that address's oldest connection and takes its
+/// place (as `/events` streams do): many attacker addresses at the per-address cap can
+/// fill the table, but cannot keep out a client that holds fewer than each of them.
+final class ServedConnections: @unchecked Sendable {
+    enum Admission: Equatable {
+        case served(id: UInt64)
+        /// Served after closing the oldest connection of `address`.
+        case servedByDisplacing(id: UInt64, address: String)
+        case full
+    }
+
+    private let lock = NSLock()
+    private var open: [UInt64: (address: String, channel: any Channel)] = [:]
+    private var held: [String: Int] = [:]
+    private var nextID: UInt64 = 0
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    func admit(_ address: String, channel: any Channel) -> Admission {
+        let (admission, displaced) = lock.withLock { () -> (Admission, (any Channel)?) in
+            var displaced: (address: String, channel: any Channel)?
+            if open.count >= limit {
+                guard let oldest = oldestOfHeaviestAddress(below: address) else { return (.full, nil) }
+                displaced = remove(oldest)
+            }
+            let id = nextID
+            nextID += 1
+            open[id] = (address, channel)
+            held[address, default: 0] += 1
+            return (displaced.map { .servedByDisplacing(id: id, address: $0.address) } ?? .served(id: id), displaced?.channel)
+        }
+        displaced?.close(promise: nil)
+        return admission
+    }
+
+    func release(_ id: UInt64) { lock.withLock { _ = remove(id) } }
+
+    /// The oldest connection of the address holding the most, if `newcomer` would
+    /// still hold fewer than it afterwards.
+    private func oldestOfHeaviestAddress(below newcomer: String) -> UInt64? {
+        guard let heaviest = held.max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }),
+              held[newcomer, default: 0] + 1 < heaviest.value
+        else { return nil }
+        return open.filter { $0.value.address == heaviest.key }.keys.min()
+    }
+
+    private func remove(_ id: UInt64) -> (address: String, channel: any Channel)? {
+        guard let entry = open.removeValue(forKey: id) else { return nil }
+        let remaining = held[entry.address, default: 1] - 1
+        held[entry.address] = remaining > 0 ? remaining : nil
+        return entry
+    }
+}
+
 /// Installed through Hummingbird's `additionalChannelHandlers` (which sit after
 /// the HTTP decoder); puts an `HTTPConnectionGuard` first in the pipeline, where it
 /// sees raw bytes, and otherwise passes everything on.
@@ -122,12 +183,12 @@ final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChanne
     typealias InboundIn = Any
     let limits: HTTPLimits
     let connections: SlotsPerAddress
-    let served: SlotsPerAddress
+    let served: ServedConnections
     let statistics: HTTPStatistics
     let refusals: RateLimitedLogger
 
     init(
-        limits: HTTPLimits, connections: SlotsPerAddress, served: SlotsPerAddress, statistics: HTTPStatistics,
+        limits: HTTPLimits, connections: SlotsPerAddress, served: ServedConnections, statistics: HTTPStatistics,
         refusals: RateLimitedLogger
     ) {
         self.limits = limits
@@ -146,8 +207,9 @@ final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChanne
 
 /// One connection's deadlines and its slots, on raw bytes:
 /// - the per-address cap: over it, a 503 `too_many_connections` and close;
-/// - the total cap (`maxConnections`): over it, a 503 `server_busy` with `Retry-After`
-///   and close;
+/// - the total cap (`maxConnections`, `ServedConnections`): over it, the oldest
+///   connection of the heaviest address is closed for a newcomer holding fewer, else a
+///   503 `server_busy` with `Retry-After` and close;
 /// - header deadline: from a request's first byte to its head's end (`CRLF CRLF`);
 ///   past it, 408 `request_timeout` and close;
 /// - body deadline: from the head's end until the response's first byte; past it, close;
@@ -167,13 +229,14 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
 
     let limits: HTTPLimits
     let connections: SlotsPerAddress
-    /// The one slot table of every connection served (`maxConnections`), under `servedKey`.
-    let served: SlotsPerAddress
-    static let servedKey = "all"
+    /// Every connection served (`maxConnections`).
+    let served: ServedConnections
     let statistics: HTTPStatistics
     /// Refusals are logged at a bounded rate (an outsider triggers them at will).
     let refusals: RateLimitedLogger
     private var address: String?
+    /// This connection's entry in `served`.
+    private var servedID: UInt64?
     private var refused = false
     private var phase = Phase.idle
     /// Last bytes seen of a head, to find a `CRLF CRLF` split across reads.
@@ -182,7 +245,7 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
     private var writeDeadline: Scheduled<Void>?
 
     init(
-        limits: HTTPLimits, connections: SlotsPerAddress, served: SlotsPerAddress, statistics: HTTPStatistics,
+        limits: HTTPLimits, connections: SlotsPerAddress, served: ServedConnections, statistics: HTTPStatistics,
         refusals: RateLimitedLogger
     ) {
         self.limits = limits
@@ -213,7 +276,15 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
                             message: "over \(connections.limit) connections from this address; close some and retry")
             return
         }
-        guard served.take(Self.servedKey) else {
+        switch served.admit(key, channel: context.channel) {
+        case .served(let id):
+            servedID = id
+        case .servedByDisplacing(let id, let displacedAddress):
+            servedID = id
+            statistics.count(.displaced)
+            refusals.log(.notice, "closing an API connection to make room for an address holding fewer",
+                         reason: HTTPStatistics.Event.displaced.rawValue, metadata: ["address": "\(displacedAddress)", "for": "\(key)"])
+        case .full:
             connections.release(key)
             refused = true
             statistics.count(.refusedServerBusy)
@@ -229,11 +300,10 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         cancelTimers()
-        if let address {
-            connections.release(address)
-            served.release(Self.servedKey)
-        }
+        if let address { connections.release(address) }
+        if let servedID { served.release(servedID) }
         address = nil
+        servedID = nil
         context.fireChannelInactive()
     }
 

@@ -260,6 +260,40 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
         }
     }
 
+    /// Issue 14 (fairness under the total cap): with every slot held by one address's
+    /// idle connections, a newcomer from another address is served: the heavy address's
+    /// oldest connection is closed (counted as `connection_displaced`). One more from the
+    /// heavy address itself displaces nobody (it would not hold fewer): 503.
+    func testAFullTableMakesRoomForAnAddressHoldingFewer() async throws {
+        var limits = HTTPLimits()
+        limits.maxConnections = 3
+        let metrics = TestMetrics()
+        try await withServer(limits, metrics: metrics) { port, api in
+            var heavy: [RawClient] = []
+            defer { heavy.forEach { $0.close() } }
+            for _ in 0..<limits.maxConnections {
+                let client = try RawClient(port: port)
+                client.send(statusRequest())
+                XCTAssertTrue(client.read(for: 5) { $0.contains("mempool_size") }.text.hasPrefix("HTTP/1.1 200"))
+                heavy.append(client)
+            }
+            let newcomer = try RawClient(port: port, from: "127.0.0.2")
+            defer { newcomer.close() }
+            newcomer.send(statusRequest())
+            let answer = newcomer.read(for: 5) { $0.contains("mempool_size") }
+            XCTAssertTrue(answer.text.hasPrefix("HTTP/1.1 200"), "an address holding none is served: \(answer.text)")
+            XCTAssertTrue(heavy[0].read(for: 5).closed, "the heavy address's oldest connection made room")
+            XCTAssertEqual(api.statistics[.displaced], 1)
+            XCTAssertEqual(try metrics.expectCounter("tally_http_limited_total", [("reason", "connection_displaced")]).totalValue, 1)
+            let more = try RawClient(port: port)
+            let refused = more.read(for: 5)
+            more.close()
+            XCTAssertTrue(refused.text.contains("\"code\":\"server_busy\""), refused.text)
+            heavy[1].send(statusRequest())
+            XCTAssertTrue(heavy[1].read(for: 5) { $0.contains("mempool_size") }.text.hasPrefix("HTTP/1.1 200"), "the others stay")
+        }
+    }
+
     func testSlowHeaderSenderIsCut() async throws {
         var limits = HTTPLimits()
         limits.headerTimeoutSeconds = 1
