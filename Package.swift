@@ -256,6 +256,8 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                // TestMetrics: tests assert that refusals move their counters.
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
         .testTarget(
@@ -263,6 +265,8 @@ let package = Package(
             dependencies: [
                 "TallyNode", "TallyApplication", "TallyConsensus", "TallyVerify", "TallyStore", "TallyStoreTesting", "TallyLedger",
                 "TallyTypes", "TallyCrypto", .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // TestMetrics: tests assert that refusals move their counters.
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
         .testTarget(

@@ -60,7 +60,8 @@ final class NetworkCore: Sendable {
     /// An inbound connection that has not authenticated yet.
     private struct PendingHandshake {
         let channel: any Channel
-        let remoteIP: String
+        /// `addressKey` of the remote: the per-address cap's key (an IPv6 /64).
+        let addressKey: String
     }
 
     private enum Admission {
@@ -122,6 +123,13 @@ final class NetworkCore: Sendable {
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 128)
+            .serverChannelInitializer { [self] channel in
+                // Out of descriptors, an accept that fails is counted and retried a
+                // second later, not at once for as long as the shortage lasts.
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorCounter { [self] error in countAcceptError(error) })
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: waterMark)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -132,9 +140,10 @@ final class NetworkCore: Sendable {
             .get()
     }
 
-    private func acceptConnection(_ channel: any Channel) throws {
+    func acceptConnection(_ channel: any Channel) throws {
         let remoteIP = NetworkCore.ipAddress(of: channel.remoteAddress)
-        switch state.withLockedValue({ admit(channel, from: remoteIP, in: &$0) }) {
+        let key = addressKey(channel.remoteAddress)
+        switch state.withLockedValue({ admit(channel, from: remoteIP, key: key, in: &$0) }) {
         case .refused(let reason):
             count(closed: reason)
             if reason != .shutdown {
@@ -161,7 +170,9 @@ final class NetworkCore: Sendable {
     /// full table evicts its OLDEST pending handshake rather than refusing the newcomer:
     /// connections that sit idle cannot keep out a validator that redials, and each slot
     /// is held at most `handshakeFirstMessageTimeoutMs` by a peer that sends nothing.
-    private func admit(_ channel: any Channel, from remoteIP: String, in state: inout State) -> Admission {
+    /// The allow-list matches the exact `remoteIP`; the per-address cap counts by `key`
+    /// (`addressKey`: one IPv6 /64 is one address).
+    private func admit(_ channel: any Channel, from remoteIP: String, key: String, in state: inout State) -> Admission {
         guard state.running else { return .refused(.shutdown) }
         if configuration.acceptOnlyValidatorAddresses,
            !state.peers.values.contains(where: { $0.addressIPs.contains(remoteIP) })
@@ -169,8 +180,8 @@ final class NetworkCore: Sendable {
             return .refused(.addressNotAllowed)
         }
         var evicted: [any Channel] = []
-        if state.pendingPerAddress[remoteIP, default: 0] >= limits.maxPendingHandshakesPerAddress,
-           let oldest = state.pendingHandshakes.filter({ $0.value.remoteIP == remoteIP }).keys.min()
+        if state.pendingPerAddress[key, default: 0] >= limits.maxPendingHandshakesPerAddress,
+           let oldest = state.pendingHandshakes.filter({ $0.value.addressKey == key }).keys.min()
         {
             evicted.append(evictPending(oldest, reason: .tooManyPendingFromAddress, in: &state))
         }
@@ -178,8 +189,8 @@ final class NetworkCore: Sendable {
             evicted.append(evictPending(oldest, reason: .tooManyPendingHandshakes, in: &state))
         }
         let id = register(channel, in: &state)
-        state.pendingHandshakes[id] = PendingHandshake(channel: channel, remoteIP: remoteIP)
-        state.pendingPerAddress[remoteIP, default: 0] += 1
+        state.pendingHandshakes[id] = PendingHandshake(channel: channel, addressKey: key)
+        state.pendingPerAddress[key, default: 0] += 1
         return .accepted(id: id, evicted: evicted)
     }
 
@@ -192,8 +203,8 @@ final class NetworkCore: Sendable {
 
     private func removePending(_ id: UInt64, in state: inout State) {
         guard let entry = state.pendingHandshakes.removeValue(forKey: id) else { return }
-        let remaining = state.pendingPerAddress[entry.remoteIP, default: 1] - 1
-        state.pendingPerAddress[entry.remoteIP] = remaining > 0 ? remaining : nil
+        let remaining = state.pendingPerAddress[entry.addressKey, default: 1] - 1
+        state.pendingPerAddress[entry.addressKey] = remaining > 0 ? remaining : nil
     }
 
     /// The reason we decided for closing connection `id`, if we closed it.
@@ -497,6 +508,16 @@ final class NetworkCore: Sendable {
         metrics.closed(finalReason)
         if key != nil { updateConnectedGauge() }
         if let key, let redialMs { scheduleDial(key, afterMs: redialMs) }
+    }
+
+    private func countAcceptError(_ error: IOError) {
+        let total = state.withLockedValue { state in
+            state.statistics.acceptErrors += 1
+            return state.statistics.acceptErrors
+        }
+        metrics.acceptErrors.increment()
+        boundedLog.log(.error, "cannot accept a peer connection; retrying in 1 s", reason: "accept_error",
+                       metadata: ["error": "\(error)", "total": "\(total)"])
     }
 
     func count(closed reason: CloseReason) {

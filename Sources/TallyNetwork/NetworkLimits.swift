@@ -26,8 +26,8 @@ public struct NetworkLimits: Sendable, Equatable {
     /// taken, a new connection evicts the OLDEST pending one instead of being refused, so
     /// idle connections cannot lock out a validator that keeps redialing.
     public var maxPendingHandshakes: Int
-    /// Pending inbound handshakes per remote IP address; one more evicts that address's
-    /// oldest. Local test networks put every validator on 127.0.0.1, and each peer has at
+    /// Pending inbound handshakes per remote IP address (`addressKey`: an IPv6 /64 is one
+    /// address); one more evicts that address's oldest. Local test networks put every validator on 127.0.0.1, and each peer has at
     /// most one dial in flight, so this must exceed the validator count there (4–7).
     public var maxPendingHandshakesPerAddress: Int
     /// A peer that does not finish the handshake within this time is disconnected.

@@ -105,6 +105,7 @@ struct NetworkMetrics: Sendable {
     static let messagesSent = "tally_network_messages_sent_total"
     static let messagesReceived = "tally_network_messages_received_total"
     static let peersConnected = "tally_network_peers_connected"
+    static let acceptErrorsLabel = "tally_network_accept_errors_total"
 
     private let closed: [CloseReason: Counter]
     private let dropped: [DropReason: Counter]
@@ -112,6 +113,8 @@ struct NetworkMetrics: Sendable {
     let sent = Counter(label: messagesSent)
     let received = Counter(label: messagesReceived)
     let connectedPeers = Gauge(label: peersConnected)
+    /// Accepts on the peer port that failed (out of descriptors, say).
+    let acceptErrors = Counter(label: acceptErrorsLabel)
 
     init() {
         closed = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map {
@@ -133,6 +136,9 @@ public struct NetworkStatistics: Sendable, Equatable {
     public var messagesDropped: [DropReason: Int] = [:]
     public var messagesSent = 0
     public var messagesReceived = 0
+    /// Accepts on the peer port that failed (out of descriptors, say); the listener
+    /// pauses a second and goes on.
+    public var acceptErrors = 0
 
     public func closed(_ reason: CloseReason) -> Int { connectionsClosed[reason, default: 0] }
     public func dropped(_ reason: DropReason) -> Int { messagesDropped[reason, default: 0] }

@@ -244,7 +244,9 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         # /events streams from one remote address; more get 503 too_many_subscribers. A
         # subscriber more than 64 blocks behind is dropped (its stream ends).
         max_event_subscribers_per_address = \(api.maxEventSubscribersPerAddress)
-        # Connections at once; past this, new ones wait in the kernel's accept backlog.
+        # Connections served at once. When all are taken, a newcomer from an address holding
+        # fewer than the heaviest address closes that one's oldest connection; any other
+        # is answered 503 server_busy (Retry-After: 1) and closed at once.
         max_connections = \(api.maxConnections)
         # Connections at once from one IP address (IPv6: one /64); the next gets 503
         # too_many_connections and is closed at once (so one address cannot hold all of
@@ -279,10 +281,11 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         # Per-peer send queue; when full, the oldest frames are dropped (and counted).
         outbound_queue_frames = \(p2p.outboundQueueFrames)
         max_dial_backoff_ms = \(p2p.maxDialBackoffMs)
-        # Unauthenticated (handshaking) inbound connections per remote IP address; one more
-        # evicts that address's oldest, and a full table (64) evicts its oldest, so idle
-        # connections cannot keep a validator out. Keep it above the number of validators
-        # sharing one address (a local testnet puts them all on 127.0.0.1).
+        # Unauthenticated (handshaking) inbound connections per remote IP address (IPv6:
+        # one /64, as for the API); one more evicts that address's oldest, and a full
+        # table (64) evicts its oldest, so idle connections cannot keep a validator out.
+        # Keep it above the number of validators sharing one address (a local testnet
+        # puts them all on 127.0.0.1).
         max_pending_handshakes_per_address = \(p2p.maxPendingHandshakesPerAddress)
         # An inbound peer must send its first handshake frame within this time (the whole
         # handshake has 5 s).

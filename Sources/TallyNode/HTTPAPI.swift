@@ -25,14 +25,14 @@ public struct HTTPAPI: Sendable {
 
     public init(
         node: any NodeService, maxBodyBytes: Int, maxBatchTransactions: Int, limits: HTTPLimits = HTTPLimits(),
-        metricsText: @escaping @Sendable () -> String
+        statistics: HTTPStatistics = HTTPStatistics(), metricsText: @escaping @Sendable () -> String
     ) {
         self.node = node
         self.maxBodyBytes = maxBodyBytes
         self.maxBatchTransactions = maxBatchTransactions
         self.metricsText = metricsText
         self.limits = limits
-        statistics = HTTPStatistics()
+        self.statistics = statistics
         rateLimiter = RequestRateLimiter(limits: limits)
         subscriberSlots = SlotsPerAddress(limit: limits.maxEventSubscribersPerAddress)
         historyReads = ConcurrencySlots(limits.maxConcurrentHistoryReads)
@@ -95,14 +95,16 @@ public struct HTTPAPI: Sendable {
     }
 
     /// The API as a Hummingbird application with the connection limits in force: at
-    /// most `maxConnections` at once (Hummingbird stops accepting; the rest wait in
-    /// the backlog), the idle timeout (Hummingbird's), and per connection the
-    /// per-address cap and the header, body and write deadlines (`HTTPConnectionGuard`).
+    /// most `maxConnections` served at once (shared fairly among addresses, else one
+    /// more is answered 503 and closed by `HTTPConnectionGuard`; Hummingbird stops accepting only past
+    /// `maxRefusingConnections` more, being refused), the idle timeout (Hummingbird's),
+    /// and per connection the per-address cap and the header, body and write deadlines.
     public func application(
         host: String, port: Int, logger: Logger, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> Application<RouterResponder<APIRequestContext>> {
         // Shared by every connection (the handler list below is built per connection).
         let connections = SlotsPerAddress(limit: limits.maxConnectionsPerAddress)
+        let served = ServedConnections(limit: limits.maxConnections)
         let refusals = RateLimitedLogger(
             logger: logger, maxLinesPerInterval: HTTPLimits.refusalLogLinesPerInterval, intervalMs: HTTPLimits.refusalLogIntervalMs)
         let limits = self.limits
@@ -111,16 +113,30 @@ public struct HTTPAPI: Sendable {
             router: router(),
             server: .http1(configuration: .init(
                 additionalChannelHandlers: [
-                    HTTPConnectionGuardInstaller(limits: limits, connections: connections, statistics: statistics, refusals: refusals),
+                    HTTPConnectionGuardInstaller(
+                        limits: limits, connections: connections, served: served, statistics: statistics, refusals: refusals),
                 ],
                 idleTimeout: .seconds(Int64(limits.idleTimeoutSeconds)))),
             configuration: .init(
                 address: .hostname(host, port: port), serverName: "tally-node",
-                availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
+                availableConnectionsDelegate: MaximumAvailableConnections(
+                    limits.maxConnections + HTTPLimits.maxRefusingConnections, logger: logger)),
             onServerRunning: { channel in
                 // First in the listening pipeline, before NIO's accept back-off swallows
-                // accept errors (out of descriptors): they are counted and logged.
-                try? await channel.pipeline.addHandler(AcceptErrorCounter(statistics: statistics, logger: logger), position: .first).get()
+                // accept errors (out of descriptors): they are counted and logged, and
+                // the listener pauses a second (`AcceptErrorCounter`).
+                try? await channel.eventLoop.submit {
+                    let counter = AcceptErrorCounter { error in
+                        let total = statistics.count(.acceptError)
+                        // Bounded logging: a descriptor shortage repeats every second.
+                        if total <= 10 || total.isMultiple(of: 1_000) {
+                            logger.error("cannot accept an API connection; retrying in 1 s", metadata: [
+                                "error": "\(error)", "total": "\(total)",
+                            ])
+                        }
+                    }
+                    try channel.pipeline.syncOperations.addHandler(counter, position: .first)
+                }.get()
                 await onServerRunning(channel)
             },
             logger: logger)

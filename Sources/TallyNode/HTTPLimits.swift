@@ -9,7 +9,10 @@ import TallyNetwork
 /// Bounds on the HTTP API's connections and requests (`[api]` in config.toml;
 /// docs/API.md says what a client sees at each).
 public struct HTTPLimits: Sendable, Equatable {
-    /// Connections at once; beyond this new ones wait in the kernel's accept backlog.
+    /// Connections served at once. When all are taken, a newcomer from an address that
+    /// would still hold fewer than the address holding the most closes that address's
+    /// oldest connection and is served; any other is answered 503 `server_busy` (with
+    /// `Retry-After`) and closed at once, never left waiting unanswered.
     public var maxConnections = 512
     /// Connections at once from one remote address; the next is answered 503 and closed.
     public var maxConnectionsPerAddress = 64
@@ -40,6 +43,13 @@ public struct HTTPLimits: Sendable, Equatable {
     /// a flood from one address costs a few lines, not one per connection.
     static let refusalLogLinesPerInterval = 5
     static let refusalLogIntervalMs: Int64 = 10_000
+    /// Connections being refused (answered 503 and closed) at once, above
+    /// `maxConnections`: the descriptors a flood past the cap may hold for the moment
+    /// each refusal takes. Past this the listener stops accepting until one closes, so
+    /// a flood cannot spend every descriptor on refusals.
+    static let maxRefusingConnections = 64
+    /// What a refused client is told to wait before it tries again.
+    static let refusalRetryAfterSeconds = 1
 
     public init() {}
 }
@@ -48,6 +58,9 @@ public struct HTTPLimits: Sendable, Equatable {
 public final class HTTPStatistics: @unchecked Sendable {
     public enum Event: String, CaseIterable, Sendable {
         case refusedPerAddress = "too_many_connections"
+        case refusedServerBusy = "server_busy"
+        /// Closed to make room for a newcomer from an address holding fewer connections.
+        case displaced = "connection_displaced"
         case headerTimeout = "header_timeout"
         case bodyTimeout = "body_timeout"
         case writeTimeout = "write_timeout"
@@ -59,13 +72,24 @@ public final class HTTPStatistics: @unchecked Sendable {
 
     private let lock = NSLock()
     private var counts: [Event: Int] = [:]
+    /// Where the counters go; nil: the process's (`MetricsSystem`, bootstrapped by
+    /// `Telemetry`). Tests pass a `TestMetrics` (counting runs on NIO's threads, out of
+    /// reach of a task-local factory).
+    private let metricsFactory: (any MetricsFactory)?
 
-    public init() {}
+    public init(metricsFactory: (any MetricsFactory)? = nil) {
+        self.metricsFactory = metricsFactory
+    }
 
     /// Counts one; returns the new total.
     @discardableResult
     func count(_ event: Event) -> Int {
-        Metrics.Counter(label: "tally_http_limited_total", dimensions: [("reason", event.rawValue)]).increment()
+        let dimensions = [("reason", event.rawValue)]
+        if let metricsFactory {
+            Metrics.Counter(label: "tally_http_limited_total", dimensions: dimensions, factory: metricsFactory).increment()
+        } else {
+            Metrics.Counter(label: "tally_http_limited_total", dimensions: dimensions).increment()
+        }
         return lock.withLock {
             counts[event, default: 0] += 1
             return counts[event]!
@@ -101,17 +125,61 @@ final class SlotsPerAddress: @unchecked Sendable {
     }
 }
 
-/// The key limits are kept under: the remote IPv4 address, or the /64 prefix of an
-/// IPv6 one (one host or customer routinely holds a whole /64, so per-address caps
-/// keyed by the full IPv6 address would cap nothing). IPv4-mapped IPv6 counts as IPv4.
-func addressKey(_ address: SocketAddress?) -> String {
-    guard case .v6(let v6) = address else { return address?.ipAddress ?? "unknown" }
-    let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
-    if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
-        return bytes[12...].map(String.init).joined(separator: ".")
+/// Every connection the API serves, at most `limit`, shared by all of them. When all
+/// are taken, a newcomer from an address that would still hold fewer connections than
+/// the address holding the most closes that address's oldest connection and takes its
+/// place (as `/events` streams do): many attacker addresses at the per-address cap can
+/// fill the table, but cannot keep out a client that holds fewer than each of them.
+final class ServedConnections: @unchecked Sendable {
+    enum Admission: Equatable {
+        case served(id: UInt64)
+        /// Served after closing the oldest connection of `address`.
+        case servedByDisplacing(id: UInt64, address: String)
+        case full
     }
-    let groups = stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
-    return groups.joined(separator: ":") + "::/64"
+
+    private let lock = NSLock()
+    private var open: [UInt64: (address: String, channel: any Channel)] = [:]
+    private var held: [String: Int] = [:]
+    private var nextID: UInt64 = 0
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    func admit(_ address: String, channel: any Channel) -> Admission {
+        let (admission, displaced) = lock.withLock { () -> (Admission, (any Channel)?) in
+            var displaced: (address: String, channel: any Channel)?
+            if open.count >= limit {
+                guard let oldest = oldestOfHeaviestAddress(below: address) else { return (.full, nil) }
+                displaced = remove(oldest)
+            }
+            let id = nextID
+            nextID += 1
+            open[id] = (address, channel)
+            held[address, default: 0] += 1
+            return (displaced.map { .servedByDisplacing(id: id, address: $0.address) } ?? .served(id: id), displaced?.channel)
+        }
+        displaced?.close(promise: nil)
+        return admission
+    }
+
+    func release(_ id: UInt64) { lock.withLock { _ = remove(id) } }
+
+    /// The oldest connection of the address holding the most, if `newcomer` would
+    /// still hold fewer than it afterwards.
+    private func oldestOfHeaviestAddress(below newcomer: String) -> UInt64? {
+        guard let heaviest = held.max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }),
+              held[newcomer, default: 0] + 1 < heaviest.value
+        else { return nil }
+        return open.filter { $0.value.address == heaviest.key }.keys.min()
+    }
+
+    private func remove(_ id: UInt64) -> (address: String, channel: any Channel)? {
+        guard let entry = open.removeValue(forKey: id) else { return nil }
+        let remaining = held[entry.address, default: 1] - 1
+        held[entry.address] = remaining > 0 ? remaining : nil
+        return entry
+    }
 }
 
 /// Installed through Hummingbird's `additionalChannelHandlers` (which sit after
@@ -121,12 +189,17 @@ final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChanne
     typealias InboundIn = Any
     let limits: HTTPLimits
     let connections: SlotsPerAddress
+    let served: ServedConnections
     let statistics: HTTPStatistics
     let refusals: RateLimitedLogger
 
-    init(limits: HTTPLimits, connections: SlotsPerAddress, statistics: HTTPStatistics, refusals: RateLimitedLogger) {
+    init(
+        limits: HTTPLimits, connections: SlotsPerAddress, served: ServedConnections, statistics: HTTPStatistics,
+        refusals: RateLimitedLogger
+    ) {
         self.limits = limits
         self.connections = connections
+        self.served = served
         self.statistics = statistics
         self.refusals = refusals
     }
@@ -137,7 +210,7 @@ final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChanne
 
     func handlerAdded(context: ChannelHandlerContext) {
         let guardHandler = HTTPConnectionGuard(
-            limits: limits, connections: connections, statistics: statistics, refusals: refusals)
+            limits: limits, connections: connections, served: served, statistics: statistics, refusals: refusals)
         self.guardHandler = guardHandler
         do { try context.pipeline.syncOperations.addHandler(guardHandler, position: .first) } catch { context.close(promise: nil) }
     }
@@ -148,8 +221,11 @@ final class HTTPConnectionGuardInstaller: ChannelInboundHandler, RemovableChanne
     }
 }
 
-/// One connection's deadlines and its per-address slot, on raw bytes:
+/// One connection's deadlines and its slots, on raw bytes:
 /// - the per-address cap: over it, a 503 `too_many_connections` and close;
+/// - the total cap (`maxConnections`, `ServedConnections`): over it, the oldest
+///   connection of the heaviest address is closed for a newcomer holding fewer, else a
+///   503 `server_busy` with `Retry-After` and close;
 /// - header deadline: from a request's first byte to its head's end (`CRLF CRLF`);
 ///   past it, 408 `request_timeout` and close;
 /// - body deadline: from the head's end until the request's end (or the response's
@@ -175,10 +251,14 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
 
     let limits: HTTPLimits
     let connections: SlotsPerAddress
+    /// Every connection served (`maxConnections`).
+    let served: ServedConnections
     let statistics: HTTPStatistics
     /// Refusals are logged at a bounded rate (an outsider triggers them at will).
     let refusals: RateLimitedLogger
     private var address: String?
+    /// This connection's entry in `served`.
+    private var servedID: UInt64?
     private var refused = false
     private var phase = Phase.idle
     /// Last bytes seen of a head, to find a `CRLF CRLF` split across reads.
@@ -186,9 +266,13 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
     private var deadline: Scheduled<Void>?
     private var writeDeadline: Scheduled<Void>?
 
-    init(limits: HTTPLimits, connections: SlotsPerAddress, statistics: HTTPStatistics, refusals: RateLimitedLogger) {
+    init(
+        limits: HTTPLimits, connections: SlotsPerAddress, served: ServedConnections, statistics: HTTPStatistics,
+        refusals: RateLimitedLogger
+    ) {
         self.limits = limits
         self.connections = connections
+        self.served = served
         self.statistics = statistics
         self.refusals = refusals
     }
@@ -214,13 +298,34 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
                             message: "over \(connections.limit) connections from this address; close some and retry")
             return
         }
+        switch served.admit(key, channel: context.channel) {
+        case .served(let id):
+            servedID = id
+        case .servedByDisplacing(let id, let displacedAddress):
+            servedID = id
+            statistics.count(.displaced)
+            refusals.log(.notice, "closing an API connection to make room for an address holding fewer",
+                         reason: HTTPStatistics.Event.displaced.rawValue, metadata: ["address": "\(displacedAddress)", "for": "\(key)"])
+        case .full:
+            connections.release(key)
+            refused = true
+            statistics.count(.refusedServerBusy)
+            refusals.log(.warning, "refusing an API connection: every connection slot is taken",
+                         reason: HTTPStatistics.Event.refusedServerBusy.rawValue, metadata: ["address": "\(key)", "limit": "\(served.limit)"])
+            respondAndClose(context, status: "503 Service Unavailable", code: "server_busy",
+                            message: "the node serves \(served.limit) connections at once; retry later",
+                            retryAfterSeconds: HTTPLimits.refusalRetryAfterSeconds)
+            return
+        }
         address = key
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         cancelTimers()
         if let address { connections.release(address) }
+        if let servedID { served.release(servedID) }
         address = nil
+        servedID = nil
         context.fireChannelInactive()
     }
 
@@ -317,9 +422,13 @@ final class HTTPConnectionGuard: ChannelDuplexHandler {
 
     /// A complete HTTP/1.1 error response in the API's error shape, written below
     /// the HTTP encoder, then close.
-    private func respondAndClose(_ context: ChannelHandlerContext, status: String, code: String, message: String) {
+    private func respondAndClose(
+        _ context: ChannelHandlerContext, status: String, code: String, message: String, retryAfterSeconds: Int? = nil
+    ) {
         let body = "{\"error\":{\"code\":\"\(code)\",\"message\":\"\(message)\"}}"
-        let text = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        let retryAfter = retryAfterSeconds.map { "Retry-After: \($0)\r\n" } ?? ""
+        let text = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+            + retryAfter + "Connection: close\r\n\r\n\(body)"
         let buffer = context.channel.allocator.buffer(string: text)
         context.writeAndFlush(wrapOutboundOut(.byteBuffer(buffer))).whenComplete { _ in context.close(promise: nil) }
     }

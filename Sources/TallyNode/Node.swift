@@ -577,15 +577,25 @@ public actor Node: NodeService {
             return outbound.send(.syncResponse(blocks), to: [peer], link: outboundLink())
         }
         let reader = blockReader, network = network
-        let started = syncReads.startDetached {
+        Self.startSyncRead(in: syncReads, metrics: metrics) {
             let records = Self.storedRecords(heights, reader: reader)
             guard !records.isEmpty else { return }
             _ = network.send(to: Int(peer), PeerMessage.syncResponse(storedBlocks: records.map(\.payload)))
         }
-        if !started { metrics.messageDropped("sync_reads_busy") }
     }
 
     static let maxConcurrentSyncReads = 4
+
+    /// Runs `read` in a free slot of `slots`; when every slot is taken, drops it and
+    /// counts `sync_reads_busy` (`tally_messages_dropped_total`). True when started.
+    @discardableResult
+    nonisolated static func startSyncRead(
+        in slots: ConcurrencySlots, metrics: NodeMetrics, _ read: @escaping @Sendable () -> Void
+    ) -> Bool {
+        let started = slots.startDetached(read)
+        if !started { metrics.messageDropped("sync_reads_busy") }
+        return started
+    }
 
     /// The stored records of `heights` that exist, in order, stopping at the first
     /// unreadable one and before the response would pass `maxSyncResponseBytes`.

@@ -53,32 +53,3 @@ public enum DescriptorLimit {
         return UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
-
-/// On the API's listening channel, first in its pipeline: counts accept failures
-/// (out of descriptors, out of memory) before NIO's `AcceptBackoffHandler`, which
-/// every `ServerBootstrap` installs, swallows them and retries accepting a second
-/// later. The server survives; this makes it visible.
-final class AcceptErrorCounter: ChannelInboundHandler, Sendable {
-    typealias InboundIn = Any
-
-    let statistics: HTTPStatistics
-    let logger: Logger
-
-    init(statistics: HTTPStatistics, logger: Logger) {
-        self.statistics = statistics
-        self.logger = logger
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let error = error as? IOError {
-            let total = statistics.count(.acceptError)
-            // Bounded logging: a descriptor shortage repeats every second.
-            if total <= 10 || total.isMultiple(of: 1_000) {
-                logger.error("cannot accept an API connection; retrying in 1 s", metadata: [
-                    "error": "\(error)", "total": "\(total)",
-                ])
-            }
-        }
-        context.fireErrorCaught(error)
-    }
-}

@@ -125,8 +125,13 @@ public final class BlockStore {
             throw .recordTooLarge(bytes: payload.count, max: RecordFormat.maxPayloadBytes)
         }
         let record = RecordFormat.encode(height: height, payload: payload)
+        if segmentSize > 0 && segmentSize + record.count > options.maxSegmentBytes {
+            // Nothing is written yet: a failure here (out of file descriptors, say) may
+            // pass and leaves the store as it was, so it does not stop the store; the
+            // caller retries (the node's `DurableWrite`).
+            do { try startSegment() } catch { throw .io(error) }
+        }
         do {
-            if segmentSize > 0 && segmentSize + record.count > options.maxSegmentBytes { try startSegment() }
             try segmentFile.write(record, at: segmentSize)
             try segmentFile.sync()
         } catch {
@@ -151,7 +156,10 @@ public final class BlockStore {
     private func startSegment() throws(FileSystemError) {
         let next = segmentNumber + 1
         let file = try fileSystem.open(blocksDirectory + "/" + SegmentNaming.name(next), mode: .create)
-        try fileSystem.syncDirectory(blocksDirectory)
+        do { try fileSystem.syncDirectory(blocksDirectory) } catch {
+            file.close()
+            throw error
+        }
         segmentFile.close()
         segmentFile = file
         segmentNumber = next

@@ -348,11 +348,18 @@ public final class ConsensusStateStore {
         do {
             if fileSystem.fileExists(temporary) { try fileSystem.remove(temporary) }
             file = try fileSystem.open(temporary, mode: .create)
+        } catch { throw .io(error) }
+        do {
             try file.write(record + [UInt8](repeating: 0, count: preallocationBytes), at: 0)
             try file.sync()
             try fileSystem.rename(temporary, to: journalPath)
             try fileSystem.syncDirectory(AtomicReplace.directory(of: journalPath))
-        } catch { throw .io(error) }
+        } catch {
+            // The caller retries (the node's `DurableWrite`), compacting again: each
+            // failed attempt must not keep a descriptor (they may be what ran out).
+            file.close()
+            throw .io(error)
+        }
         journal?.close()
         journal = file
         blockLocations = Dictionary(uniqueKeysWithValues: blocks.map { ($0.hash, ($0.offset, $0.size)) })

@@ -16,7 +16,9 @@ final class HonestLoad: @unchecked Sendable {
     static let maxPendingPerSender = 8
     static let resubmitAfterSeconds = 5.0
     /// Codes a client retries (elsewhere or later): the network did not refuse the transfer itself.
-    static let transientCodes: Set<String> = ["mempool_full", "rate_limited", "too_many_connections", "catching_up", "unavailable", "no_answer"]
+    static let transientCodes: Set<String> = [
+        "mempool_full", "rate_limited", "too_many_connections", "server_busy", "catching_up", "unavailable", "no_answer",
+    ]
 
     struct Pending {
         let transaction: Transaction

@@ -37,8 +37,9 @@ struct NetworkAttacks {
         }
         let slowAddresses = max(1, options.slowConnections / 8)
         let spread = { (total: Int) in (0..<slowAddresses).map { total / slowAddresses + ($0 < total % slowAddresses ? 1 : 0) } }
-        // The slow ones connect first: past the total cap (512) the node accepts nothing
-        // more, and a connection still in the backlog has no deadline running yet.
+        // The slow ones connect first: past the total cap (512) the node answers 503
+        // server_busy (or closes the heaviest address's oldest connection for an address
+        // holding fewer), so a slow connection opened later might not be held.
         let slowHeader = ConnectionFlood(style: .slowHeader, target: api, firstAddress: firstAddress + idle.count, perAddress: spread(options.slowConnections))
         let slowBody = ConnectionFlood(
             style: .slowBody, target: api, firstAddress: firstAddress + idle.count + slowAddresses, perAddress: spread(options.slowConnections))

@@ -1,6 +1,9 @@
 import Logging
+import Metrics
+import MetricsTestKit
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import TallyCrypto
 import XCTest
@@ -16,6 +19,16 @@ final class PeerPortFloodTests: XCTestCase {
         limits.handshakeTimeoutMs = 30_000
         limits.handshakeFirstMessageTimeoutMs = 30_000
         return limits
+    }
+
+    /// Opens an idle connection and waits until `node` registered it. A node sets up its
+    /// connections on several event loops, so two opened one after the other may register
+    /// in either order; "oldest" is the registration order.
+    private func openRegistered(_ node: PeerNetwork, from host: String = "127.0.0.1") async throws -> IdleConnection {
+        let before = node.openChannelCount
+        let connection = try await IdleConnection.open(port: node.listenPort, from: host)
+        await eventually("the node registered the connection") { node.openChannelCount > before }
+        return connection
     }
 
     private func openIdle(_ count: Int, port: Int, from host: String = "127.0.0.1") async throws -> [IdleConnection] {
@@ -57,7 +70,7 @@ final class PeerPortFloodTests: XCTestCase {
         let keys = (0..<2).map(validatorKey)
         let node = try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: limits, extra: [])
         var idle: [IdleConnection] = []
-        for index in 0..<4 { idle += try await openIdle(1, port: node.listenPort, from: "127.0.0.\(2 + index)") }
+        for index in 0..<4 { idle.append(try await openRegistered(node, from: "127.0.0.\(2 + index)")) }
         try await Task.sleep(for: .milliseconds(100))
         XCTAssertTrue(idle.allSatisfy { !$0.isClosed }, "four fit")
         let peer = try await Cluster.start(
@@ -79,9 +92,9 @@ final class PeerPortFloodTests: XCTestCase {
         limits.maxPendingHandshakesPerAddress = 2
         let keys = (0..<2).map(validatorKey)
         let node = try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: limits, extra: [])
-        let first = try await IdleConnection.open(port: node.listenPort)
-        let second = try await IdleConnection.open(port: node.listenPort)
-        let other = try await IdleConnection.open(port: node.listenPort, from: "127.0.0.2")
+        let first = try await openRegistered(node)
+        let second = try await openRegistered(node)
+        let other = try await openRegistered(node, from: "127.0.0.2")
         try await Task.sleep(for: .milliseconds(100))
         XCTAssertFalse(first.isClosed || second.isClosed || other.isClosed, "within the caps")
         let third = try await IdleConnection.open(port: node.listenPort)
@@ -232,6 +245,130 @@ final class PeerPortFloodTests: XCTestCase {
 
     /// The per-address cap and the allow-list key on the IP: a dual-stack listener's
     /// IPv4-mapped addresses count as their IPv4 address.
+    /// Regression (issue 14): out of descriptors, the peer port's listener retried each
+    /// failing accept at once (about 28,000 in 1.5 s; NIO's `AcceptBackoffHandler`, not
+    /// installed on this bootstrap, would not have stopped it) and nothing counted or
+    /// logged the failures. Now each
+    /// failure is counted (`acceptErrors`, `tally_network_accept_errors_total`) and
+    /// logged at a bounded rate, the listener tries again a second later, and once
+    /// descriptors are free a validator connects.
+    func testRunningOutOfDescriptorsOnThePeerPortIsCountedAndSurvived() async throws {
+        let keys = (0..<2).map(validatorKey)
+        let metrics = TestMetrics()
+        let node = try await withMetricsFactory(metrics) {
+            try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: patientLimits(), extra: [])
+        }
+        var original = rlimit()
+        XCTAssertEqual(getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &original), 0)
+        // A few descriptors above what is open now: clients take them, then the
+        // listener's accepts fail with EMFILE.
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+        var lowered = original
+        lowered.rlim_cur = rlim_t(open + 8)
+        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &lowered), 0)
+        var sockets: [Int32] = []
+        while let socket = Self.blockingConnect(port: node.listenPort), sockets.count < 64 { sockets.append(socket) }
+        await eventually("accept failures are counted", within: 5) { node.statistics.acceptErrors > 0 }
+        let errorsBefore = node.statistics.acceptErrors
+        let cpuBefore = Self.processCPUSeconds()
+        try await Task.sleep(for: .milliseconds(1_500))
+        let cpuSpent = Self.processCPUSeconds() - cpuBefore
+        let errorsDuring = node.statistics.acceptErrors - errorsBefore
+        sockets.forEach { close($0) }
+        XCTAssertEqual(setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &original), 0)
+        XCTAssertLessThanOrEqual(errorsDuring, 4, "about one accept attempt a second, not a retry loop")
+        XCTAssertLessThan(cpuSpent, 0.75, "the shortage must not keep a thread busy")
+        let counted = try metrics.expectCounter("tally_network_accept_errors_total")
+        XCTAssertEqual(counted.totalValue, Int64(node.statistics.acceptErrors))
+        // Descriptors are back: the listener goes on.
+        let peer = try await Cluster.start(
+            index: 1, keys: keys, port: 0, addresses: [0: PeerAddress(host: "127.0.0.1", port: node.listenPort)],
+            limits: patientLimits(), extra: [])
+        await eventually("a validator connects after the shortage", within: 5) { node.connectedValidators == [1] }
+        await peer.shutdown()
+        await node.shutdown()
+    }
+
+    /// A blocking TCP connection to 127.0.0.1:`port`; nil when no socket can be made.
+    private static func blockingConnect(port: Int) -> Int32? {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { return nil }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            close(socket)
+            return nil
+        }
+        return socket
+    }
+
+    /// User and system CPU time this process has used.
+    private static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1_000_000 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+
+    /// Per-address limits (peer port and HTTP API, one function) key IPv6 clients by /64 (else one host's 2^64 addresses would
+    /// each get a full cap) and IPv4-mapped IPv6 as the IPv4 address.
+    func testAddressKeyGroupsIPv6By64() throws {
+        func key(_ ip: String) throws -> String { addressKey(try SocketAddress(ipAddress: ip, port: 1)) }
+        XCTAssertEqual(try key("2001:db8:1:2::1"), try key("2001:db8:1:2:ffff:eeee:dddd:cccc"))
+        XCTAssertEqual(try key("2001:db8:1:2::1"), "2001:db8:1:2::/64")
+        XCTAssertNotEqual(try key("2001:db8:1:2::1"), try key("2001:db8:1:3::1"))
+        XCTAssertEqual(try key("::ffff:192.0.2.7"), "192.0.2.7")
+        XCTAssertEqual(try key("192.0.2.7"), "192.0.2.7")
+        XCTAssertNotEqual(try key("192.0.2.7"), try key("192.0.2.8"))
+        XCTAssertEqual(addressKey(nil), "unknown")
+    }
+
+    /// Regression (issue 14): the peer port's cap on pending handshakes was keyed by the
+    /// full IPv6 address, so one host with a /64 had 2^64 caps. Now one /64 shares one
+    /// cap (its oldest pending handshake is evicted), and another /64 has its own.
+    /// Connections are `EmbeddedChannel`s with the remote addresses a host would use
+    /// (loopback has only ::1).
+    func testPendingHandshakesFromOneIPv6Slash64ShareTheirCap() throws {
+        var limits = patientLimits()
+        limits.maxPendingHandshakesPerAddress = 2
+        let keys = (0..<2).map(validatorKey)
+        let configuration = NetworkConfiguration(
+            listenHost: "::1", listenPort: 0, chainID: testChainID, identity: keys[0],
+            validators: keys.map(\.publicKey), validatorAddresses: [:], extraAllowedKeys: [], limits: limits)
+        let (_, continuation) = AsyncStream<InboundMessage>.makeStream()
+        var quiet = Logger(label: "tally.network.test")
+        quiet.logLevel = .critical
+        let metrics = TestMetrics()
+        let core = withMetricsFactory(metrics) {
+            NetworkCore(
+                configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: quiet,
+                random: SplitMix64(seed: 1), continuation: continuation)
+        }
+        func accept(from ip: String) throws -> EmbeddedChannel {
+            let channel = EmbeddedChannel()
+            let address = try SocketAddress(ipAddress: ip, port: 40_000)
+            channel.remoteAddress = address
+            try core.acceptConnection(channel)
+            try channel.connect(to: address).wait()
+            return channel
+        }
+        let oneHost = try ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff:eeee:dddd:cccc"].map(accept)
+        let otherHost = try accept(from: "2001:db8:1:3::1")
+        XCTAssertFalse(oneHost[0].isActive, "the /64's third pending handshake evicts its oldest")
+        XCTAssertTrue(oneHost[1].isActive && oneHost[2].isActive)
+        XCTAssertTrue(otherHost.isActive, "another /64 has its own cap")
+        XCTAssertEqual(core.statistics().closed(.tooManyPendingFromAddress), 1)
+        let evicted = try metrics.expectCounter(
+            "tally_network_connections_closed_total", [("reason", CloseReason.tooManyPendingFromAddress.rawValue)])
+        XCTAssertEqual(evicted.totalValue, 1)
+        for channel in oneHost + [otherHost] { _ = try? channel.finish() }
+    }
+
     func testRemoteAddressesAreKeyedByNormalizedIP() throws {
         XCTAssertEqual(NetworkCore.normalizedIP("::FFFF:10.0.0.7"), "10.0.0.7")
         XCTAssertEqual(NetworkCore.normalizedIP("FE80::1"), "fe80::1")

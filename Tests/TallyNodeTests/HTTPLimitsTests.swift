@@ -2,6 +2,8 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Metrics
+import MetricsTestKit
 import NIOCore
 import TallyCrypto
 import TallyLedger
@@ -165,10 +167,10 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
     /// Runs the API's real server on an ephemeral port of 127.0.0.1 around `body`.
     func withServer(
         _ limits: HTTPLimits, node: (any NodeService)? = nil, metricsText: @escaping @Sendable () -> String = { "" },
-        logger: Logger = Logger(label: "test"), _ body: (Int, HTTPAPI) async throws -> Void
+        logger: Logger = Logger(label: "test"), metrics: TestMetrics? = nil, _ body: (Int, HTTPAPI) async throws -> Void
     ) async throws {
         let api = HTTPAPI(node: node ?? LedgerOnlyNode(genesis: genesis), maxBodyBytes: 1 << 20, maxBatchTransactions: 10,
-                          limits: limits, metricsText: metricsText)
+                          limits: limits, statistics: HTTPStatistics(metricsFactory: metrics), metricsText: metricsText)
         let (ports, portSink) = AsyncStream<Int>.makeStream()
         let app = api.application(host: "127.0.0.1", port: 0, logger: logger) { channel in
             portSink.yield(channel.localAddress?.port ?? 0)
@@ -199,7 +201,8 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
     func testPerAddressCapRefusesTheNextConnection() async throws {
         var limits = HTTPLimits()
         limits.maxConnectionsPerAddress = 2
-        try await withServer(limits) { port, api in
+        let metrics = TestMetrics()
+        try await withServer(limits, metrics: metrics) { port, api in
             let first = try RawClient(port: port)
             let second = try RawClient(port: port)
             for client in [first, second] {
@@ -213,6 +216,7 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
             XCTAssertTrue(refused.text.contains("\"code\":\"too_many_connections\""), refused.text)
             XCTAssertTrue(refused.closed)
             XCTAssertEqual(api.statistics[.refusedPerAddress], 1)
+            XCTAssertEqual(try metrics.expectCounter("tally_http_limited_total", [("reason", "too_many_connections")]).totalValue, 1)
             // A slot freed is a slot taken again.
             first.close()
             try await Task.sleep(for: .milliseconds(200))
@@ -252,7 +256,6 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
             let answer = other.read(for: 5) { $0.contains("mempool_size") }
             other.close()
             guard answer.text.hasPrefix("HTTP/1.1 200") else { return XCTFail("another address must still be served: \(answer.text)") }
-            // (With every global slot taken, new connections wait in the backlog unanswered.)
             try await Task.sleep(for: .milliseconds(200))
             // A flood of refusals is logged at a bounded rate, not one line each.
             let floods = 8
@@ -271,17 +274,85 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
         }
     }
 
-    /// Per-address limits key IPv6 clients by /64 (else one host's 2^64 addresses would
-    /// each get a full cap) and IPv4-mapped IPv6 as the IPv4 address.
-    func testAddressKeyGroupsIPv6By64() throws {
-        func key(_ ip: String) throws -> String { addressKey(try SocketAddress(ipAddress: ip, port: 1)) }
-        XCTAssertEqual(try key("2001:db8:1:2::1"), try key("2001:db8:1:2:ffff:eeee:dddd:cccc"))
-        XCTAssertEqual(try key("2001:db8:1:2::1"), "2001:db8:1:2::/64")
-        XCTAssertNotEqual(try key("2001:db8:1:2::1"), try key("2001:db8:1:3::1"))
-        XCTAssertEqual(try key("::ffff:192.0.2.7"), "192.0.2.7")
-        XCTAssertEqual(try key("192.0.2.7"), "192.0.2.7")
-        XCTAssertNotEqual(try key("192.0.2.7"), try key("192.0.2.8"))
-        XCTAssertEqual(addressKey(nil), "unknown")
+    /// Regression (issue 14): with every `max_connections` slot taken, a new connection
+    /// waited in the listen backlog unanswered (the client saw a hang, then its own
+    /// timeout). Now it gets 503 `server_busy` with `Retry-After` at once and is closed;
+    /// each refusal is counted (`tally_http_limited_total{reason="server_busy"}`) and
+    /// logged at a bounded rate, and a freed slot serves again.
+    func testConnectionOverTheTotalCapIsAnswered503AndClosed() async throws {
+        var limits = HTTPLimits()
+        limits.maxConnections = 2
+        let capture = CapturedLogLines()
+        let metrics = TestMetrics()
+        try await withServer(limits, logger: capture.logger, metrics: metrics) { port, api in
+            // Two addresses hold the two slots (the per-address cap is not what refuses).
+            let held = try (0..<limits.maxConnections).map { try RawClient(port: port, from: "127.0.0.\(2 + $0)") }
+            defer { held.forEach { $0.close() } }
+            for client in held {
+                client.send(statusRequest())
+                XCTAssertTrue(client.read(for: 5) { $0.contains("mempool_size") }.text.hasPrefix("HTTP/1.1 200"))
+            }
+            let floods = 8
+            for index in 0..<floods {
+                let over = try RawClient(port: port, from: "127.0.1.\(1 + index)")
+                let start = Date()
+                let refused = over.read(for: 5)
+                over.close()
+                XCTAssertTrue(refused.text.hasPrefix("HTTP/1.1 503"), "answered, not left in the backlog: \(refused.text)")
+                XCTAssertTrue(refused.text.contains("\"code\":\"server_busy\""), refused.text)
+                XCTAssertTrue(refused.text.contains("Retry-After: \(HTTPLimits.refusalRetryAfterSeconds)\r\n"), refused.text)
+                XCTAssertTrue(refused.closed, "closed at once")
+                XCTAssertLessThan(Date().timeIntervalSince(start), 2)
+            }
+            XCTAssertEqual(api.statistics[.refusedServerBusy], floods)
+            XCTAssertEqual(api.statistics[.refusedPerAddress], 0)
+            let counter = try metrics.expectCounter("tally_http_limited_total", [("reason", "server_busy")])
+            XCTAssertEqual(counter.totalValue, Int64(floods))
+            let lines = capture.lines.filter { $0.contains("every connection slot is taken") }
+            XCTAssertGreaterThanOrEqual(lines.count, 1)
+            XCTAssertLessThanOrEqual(lines.count, HTTPLimits.refusalLogLinesPerInterval)
+            // A freed slot is served again.
+            held[0].close()
+            try await Task.sleep(for: .milliseconds(200))
+            let again = try RawClient(port: port, from: "127.0.2.1")
+            again.send(statusRequest())
+            XCTAssertTrue(again.read(for: 5) { $0.contains("mempool_size") }.text.hasPrefix("HTTP/1.1 200"))
+            again.close()
+        }
+    }
+
+    /// Issue 14 (fairness under the total cap): with every slot held by one address's
+    /// idle connections, a newcomer from another address is served: the heavy address's
+    /// oldest connection is closed (counted as `connection_displaced`). One more from the
+    /// heavy address itself displaces nobody (it would not hold fewer): 503.
+    func testAFullTableMakesRoomForAnAddressHoldingFewer() async throws {
+        var limits = HTTPLimits()
+        limits.maxConnections = 3
+        let metrics = TestMetrics()
+        try await withServer(limits, metrics: metrics) { port, api in
+            var heavy: [RawClient] = []
+            defer { heavy.forEach { $0.close() } }
+            for _ in 0..<limits.maxConnections {
+                let client = try RawClient(port: port)
+                client.send(statusRequest())
+                XCTAssertTrue(client.read(for: 5) { $0.contains("mempool_size") }.text.hasPrefix("HTTP/1.1 200"))
+                heavy.append(client)
+            }
+            let newcomer = try RawClient(port: port, from: "127.0.0.2")
+            defer { newcomer.close() }
+            newcomer.send(statusRequest())
+            let answer = newcomer.read(for: 5) { $0.contains("mempool_size") }
+            XCTAssertTrue(answer.text.hasPrefix("HTTP/1.1 200"), "an address holding none is served: \(answer.text)")
+            XCTAssertTrue(heavy[0].read(for: 5).closed, "the heavy address's oldest connection made room")
+            XCTAssertEqual(api.statistics[.displaced], 1)
+            XCTAssertEqual(try metrics.expectCounter("tally_http_limited_total", [("reason", "connection_displaced")]).totalValue, 1)
+            let more = try RawClient(port: port)
+            let refused = more.read(for: 5)
+            more.close()
+            XCTAssertTrue(refused.text.contains("\"code\":\"server_busy\""), refused.text)
+            heavy[1].send(statusRequest())
+            XCTAssertTrue(heavy[1].read(for: 5) { $0.contains("mempool_size") }.text.hasPrefix("HTTP/1.1 200"), "the others stay")
+        }
     }
 
     func testSlowHeaderSenderIsCut() async throws {
@@ -390,8 +461,9 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
         limits.submitBurst = 2
         limits.queryRequestsPerSecond = 1
         limits.queryBurst = 1
+        let metrics = TestMetrics()
         let api = HTTPAPI(node: LedgerOnlyNode(genesis: genesis), maxBodyBytes: 1 << 20, maxBatchTransactions: 10, limits: limits,
-                          metricsText: { "" })
+                          statistics: HTTPStatistics(metricsFactory: metrics), metricsText: { "" })
         try await Application(router: api.router()).test(.router) { client in
             var statuses: [HTTPResponse.Status] = []
             for _ in 0..<3 {
@@ -412,6 +484,7 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
             try await client.execute(uri: "/txs/\(SHA256.hash([1]).hex)", method: .get) { XCTAssertEqual($0.status, .tooManyRequests) }
         }
         XCTAssertEqual(api.statistics[.rateLimited], 2)
+        XCTAssertEqual(try metrics.expectCounter("tally_http_limited_total", [("reason", "rate_limited")]).totalValue, 2)
     }
 
     func testConfigCarriesTheLimits() throws {
@@ -494,9 +567,15 @@ final class DescriptorLimitTests: XCTestCase, @unchecked Sendable {
         while let client = try? RawClient(port: port) { clients.append(client) }
         let deadline = Date().addingTimeInterval(5)
         while api.statistics[.acceptError] == 0 && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        // While the shortage lasts, the listener tries about once a second (it spun:
+        // every failed accept was retried at once).
+        let errorsBefore = api.statistics[.acceptError]
+        try await Task.sleep(for: .milliseconds(1_500))
+        let errorsDuring = api.statistics[.acceptError] - errorsBefore
         clients.forEach { $0.close() }
         XCTAssertTrue(DescriptorLimit.setSoft(original))
         XCTAssertGreaterThan(api.statistics[.acceptError], 0, "accept failures must be counted")
+        XCTAssertLessThanOrEqual(errorsDuring, 4, "about one accept attempt a second, not a retry loop")
         // The server goes on (NIO's accept back-off retries a second later).
         try await Task.sleep(for: .milliseconds(1_500))
         let client = try RawClient(port: port)

@@ -1,4 +1,6 @@
 import Dispatch
+import Metrics
+import MetricsTestKit
 import Synchronization
 import XCTest
 
@@ -40,5 +42,27 @@ final class SyncReadSlotsTests: XCTestCase {
         XCTAssertEqual(again.wait(timeout: .now() + 10), .success)
         // The refused reads never ran, not even later.
         XCTAssertEqual(ran.withLock { $0 }, Node.maxConcurrentSyncReads)
+    }
+
+    /// The node's refusal is counted: `tally_messages_dropped_total{reason="sync_reads_busy"}`
+    /// moves once per refused read, and not for a read that started.
+    func testARefusedSyncReadIsCountedAsSyncReadsBusy() throws {
+        let slots = ConcurrencySlots(1)
+        let unblock = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        let testMetrics = TestMetrics()
+        let refused = withMetricsFactory(testMetrics) { () -> Int in
+            let metrics = NodeMetrics()
+            XCTAssertTrue(Node.startSyncRead(in: slots, metrics: metrics) {
+                unblock.wait()
+                finished.signal()
+            })
+            return (0..<3).filter { _ in !Node.startSyncRead(in: slots, metrics: metrics) {} }.count
+        }
+        unblock.signal()
+        XCTAssertEqual(finished.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(refused, 3)
+        let busy = try testMetrics.expectCounter("tally_messages_dropped_total", [("reason", "sync_reads_busy")])
+        XCTAssertEqual(busy.totalValue, 3)
     }
 }

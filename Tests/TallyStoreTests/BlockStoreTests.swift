@@ -51,6 +51,36 @@ final class BlockStoreTests: XCTestCase {
         XCTAssertEqual(reopened.location(at: 12)?.segment, segments.count)
     }
 
+    /// Regression (issue 14): out of file descriptors when a block needed a new
+    /// segment, the store latched the failure, so every retry of the node's durable
+    /// write failed too and the node stopped. Nothing was written: the retry appends
+    /// the block, the store goes on, and a reopen reads every block.
+    func testFailedSegmentOpenIsRetriedAndTheStoreGoesOn() throws {
+        let fileSystem = FaultyFileSystem(base: SimulatedFileSystem())
+        let options = BlockStore.Options(maxSegmentBytes: 2000)
+        let blocks = Blocks.chain(12)
+        let store = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem, options: options)
+        try store.append(blocks[0])
+        fileSystem.failNext(1) { operation in
+            guard case .open(let path, .create) = operation else { return false }
+            return path.hasPrefix("/n/blocks/segment-")
+        }
+        var failed = 0
+        for block in blocks.dropFirst() {
+            do { try store.append(block) } catch {
+                failed += 1
+                XCTAssertEqual(store.tipHeight, block.block.height - 1, "a failed append stores nothing")
+                try store.append(block)  // the node's retry
+            }
+        }
+        XCTAssertEqual(failed, 1, "the roll to the second segment failed once")
+        XCTAssertEqual(store.tipHeight, 12)
+        XCTAssertEqual(try readAll(store), blocks)
+        let reopened = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem, options: options)
+        XCTAssertEqual(try readAll(reopened), blocks)
+        XCTAssertGreaterThan(reopened.location(at: 12)?.segment ?? 0, 1)
+    }
+
     func testIndexIsRebuiltWhenMissingOrWrong() throws {
         let fileSystem = SimulatedFileSystem()
         let store = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem)

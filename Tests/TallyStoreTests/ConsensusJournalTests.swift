@@ -360,6 +360,38 @@ final class ConsensusJournalTests: XCTestCase {
             + "(bound \(bound) + \(preallocationBytes))")
     }
 
+    /// Regression (issue 14): a compaction that failed after opening its temporary file
+    /// (the rename, say) kept that descriptor open, and each retry of the node's durable
+    /// write leaked another, under the very descriptor shortage that made it fail. Now
+    /// the temporary is closed and the retry compacts.
+    func testFailedCompactionClosesItsTemporaryAndTheRetryCompacts() throws {
+        let simulated = SimulatedFileSystem()
+        let fileSystem = FaultyFileSystem(base: simulated)
+        let (store, _) = try F.open(fileSystem, compactionBytes: 1)
+        try F.write(store, F.state(1, [1, 2]))  // the first record: written by compaction
+        var version: UInt8 = 2
+        while !store.shouldCompact {
+            XCTAssertLessThan(version, 20)
+            try F.write(store, F.state(version, [version]))
+            version += 1
+        }
+        let openBefore = fileSystem.openFiles
+        fileSystem.failNext(1) { operation in
+            if case .rename = operation { return true }
+            return false
+        }
+        let state = F.state(version, [version, version + 1])
+        XCTAssertThrowsError(try F.write(store, state))
+        XCTAssertEqual(fileSystem.openFiles, openBefore, "the failed compaction's temporary file is closed")
+        try F.write(store, state)  // the node's retry
+        XCTAssertEqual(fileSystem.openFiles, openBefore, "the new journal replaced the old one")
+        let only = try XCTUnwrap(ConsensusStateStore.decodeRecord(try XCTUnwrap(simulated.contents(F.journalPath)), at: 0))
+        XCTAssertEqual(only.sequence, UInt64(version), "the retry compacted")
+        let (reopened, read) = try F.open(fileSystem, compactionBytes: 1)
+        XCTAssertEqual(read, state)
+        _ = reopened
+    }
+
     func testRepeatedCompactionStaysBounded() throws {
         try runManyWrites(compactionBytes: 1, reopenEvery: 1000)
         try runManyWrites(compactionBytes: 1500, reopenEvery: 1000)
