@@ -177,12 +177,12 @@ struct ChaosRun {
                     print("\(elapsed(started)) kill -9 node\(resolved.node!), tore \(what)")
                 case .restoredData:
                     let node = resolved.node!
-                    let height = try await copyDataAfterCheckpoint(node, until: episodeEnd)
-                    print("\(elapsed(started)) copied node\(node)'s data directory at height \(height) (it runs on)")
+                    let copy = try await copyDataAfterCheckpoint(node, until: episodeEnd)
+                    print("\(elapsed(started)) copied node\(node)'s data directory at height \(copy.height) (it runs on)")
                     // The restore comes at the episode's end or just before the next checkpoint.
                     let restore = Task { [self] in
-                        await waitBeforeCheckpoint(after: height, until: episodeEnd)
-                        do { try await restoreWhilePeersPause(node, started: started) } catch {
+                        await waitBeforeCheckpoint(after: copy.height, until: episodeEnd)
+                        do { try await restoreWhilePeersPause(node, probeNonce: copy.probeNonce, started: started) } catch {
                             print("\(elapsed(started)) restoring node\(node) failed: \(error)")
                         }
                     }

@@ -351,22 +351,26 @@ extension ChaosRun {
 
     // MARK: restored-data
 
-    /// Devnet account 0 sends the restored node one transfer, so that it proposes.
+    /// Devnet account 0 sends the restored node one transfer (to the faucet, an account
+    /// the supply checks cover), so that it proposes.
     var restoreProbeKey: SigningKey { DevnetKeys.accountKey(0) }
 
     /// Waits (until the episode's end at most) for the chain to be just past a checkpoint,
     /// then copies the frozen node's data directory; returns the height copied. A
     /// restored primary's second PRE-PREPARE can show as evidence only while its peers
     /// still hold that height's slot, i.e. below their next stable checkpoint.
-    func copyDataAfterCheckpoint(_ node: Int, until episodeEnd: Date) async throws -> UInt64 {
+    /// Also returns the probe account's nonce in the copy (a restored node in its
+    /// start-up quarantine does not serve accounts).
+    func copyDataAfterCheckpoint(_ node: Int, until episodeEnd: Date) async throws -> (height: UInt64, probeNonce: UInt64?) {
         let interval = cluster.genesis.consensus.checkpointIntervalBlocks
         var height = await cluster.height(node) ?? 0
         while height % interval > 1 && Date() < episodeEnd {
             try? await Task.sleep(for: .milliseconds(100))
             height = await cluster.height(node) ?? height
         }
+        let nonce = await cluster.account(node, Address(publicKey: restoreProbeKey.publicKey))?.nonce
         try copyData(node)
-        return height
+        return (height, nonce)
     }
 
     /// The run-on phase ends a few heights after the copy: at the episode's end or just
@@ -387,7 +391,7 @@ extension ChaosRun {
     /// primary of its restored view: without the start-up safety it proposes again for a
     /// height it already proposed), wait, and let the others run again. Their evidence
     /// then shows any second signature (the end-of-run evidence check).
-    func restoreWhilePeersPause(_ node: Int, started: Date) async throws {
+    func restoreWhilePeersPause(_ node: Int, probeNonce: UInt64?, started: Date) async throws {
         cluster.kill(node)
         let paused = cluster.healthyNodes.filter { $0 != node && cluster.isRunning($0) }
         for other in paused { cluster.signal(other, SIGSTOP) }
@@ -397,14 +401,31 @@ extension ChaosRun {
         let deadline = Date().addingTimeInterval(60)
         while await cluster.status(node) == nil && Date() < deadline { try? await Task.sleep(for: .milliseconds(200)) }
         let address = Address(publicKey: restoreProbeKey.publicKey)
-        let nonce = await cluster.account(node, address)?.nonce ?? 0
-        let probe = Transaction.signed(
-            by: restoreProbeKey, chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash,
-            to: Address(publicKey: DevnetKeys.accountKey(FullBlocksLoad.firstAccount).publicKey), amount: 1,
-            fee: cluster.genesis.consensus.minFee, nonce: nonce)
-        let admitted = await cluster.submit(node, [probe])
+        let account = await cluster.account(node, address)
+        // Nonces around the copy's: one of them is next in its restored state (the
+        // others wait or are refused; any may commit later, as any transfer may).
+        let nonce = account?.nonce ?? probeNonce ?? 0
+        let probes = (nonce - min(nonce, Self.probeNonceSpread)...nonce + Self.probeNonceSpread).map {
+            Transaction.signed(
+                by: restoreProbeKey, chainID: cluster.genesis.chainID, genesisHash: cluster.genesis.hash,
+                to: Address(publicKey: cluster.faucet.publicKey), amount: 1, fee: cluster.genesis.consensus.minFee, nonce: $0)
+        }
+        let answers = await submit(probes, to: node)
         try? await Task.sleep(for: .seconds(2))
         print("\(elapsed(started)) kill -9 node\(node), others paused, its older data directory put back, restart, "
-            + "\(admitted == 1 ? "one transfer sent to it" : "its transfer refused"), others resumed")
+            + "transfers sent to it (nonces from \(nonce - min(nonce, Self.probeNonceSpread)): \(answers.joined(separator: ", "))), others resumed")
+    }
+
+    static let probeNonceSpread: UInt64 = 2
+
+    /// Posts a batch; "ok" or the error code of each transaction.
+    private func submit(_ transactions: [Transaction], to node: Int) async -> [String] {
+        let body = try! JSONSerialization.data(withJSONObject: ["txs": transactions.map { Hex.encode($0.canonicalBytes) }])
+        guard let (status, data) = try? await cluster.request(node, "txs", method: "POST", body: body) else { return ["no answer"] }
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        guard let results = object?["results"] as? [[String: Any]] else {
+            return [((object?["error"] as? [String: Any])?["code"] as? String) ?? "HTTP \(status)"]
+        }
+        return results.map { (($0["error"] as? [String: Any])?["code"] as? String) ?? "ok" }
     }
 }
