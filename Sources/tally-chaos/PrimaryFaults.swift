@@ -145,6 +145,8 @@ final class FullBlocksLoad: @unchecked Sendable {
     /// Blocks must be full this soon after the load starts, or the episode says so.
     static let fillTimeoutSeconds = 120.0
     static let pollMilliseconds = 250
+    /// Committed blocks read (canonical bytes) per poll while waiting for a full one.
+    static let blocksReadPerPoll: UInt64 = 4
 
     let cluster: Testbed
     let accounts: Int

@@ -49,6 +49,8 @@ struct TallyChaos: AsyncParsableCommand {
     var fullBlocksTransactions = 180_000
     @Option(help: "full-blocks: seconds after the kill -9 within which transactions must commit in a later view (default 10 view-change timeouts).")
     var viewChangeBound: Double?
+    @Option(help: "Genesis maximum transactions a block (default the genesis default, 4000): smaller fills blocks sooner on a slow build.")
+    var maxBlockTransactions: UInt32?
     @Option(help: "Most validators faulty at a time (default f = (n-1)/3). More than f must stay safe and may stall.")
     var maxFaulty: Int?
     @Option(help: "Seconds the network has, after the faults end, to commit everything and reach one height.")
@@ -105,6 +107,11 @@ struct TallyChaos: AsyncParsableCommand {
         guard (2...100_000).contains(fullBlocksAccounts), (1...1_000_000).contains(fullBlocksTransactions),
               FullBlocksLoad.perAccount(transactions: fullBlocksTransactions, accounts: fullBlocksAccounts) <= 100_000 else {
             throw ValidationError("--full-blocks-accounts 2…100000, --full-blocks-transactions 1…1000000, at most 100000 per account")
+        }
+        if let maxBlockTransactions {
+            guard (1...ConsensusParameters.default.maxBlockTransactions).contains(maxBlockTransactions) else {
+                throw ValidationError("--max-block-transactions: 1…\(ConsensusParameters.default.maxBlockTransactions)")
+            }
         }
         if let viewChangeBound { guard viewChangeBound > 0 else { throw ValidationError("--view-change-bound must be positive") } }
         if let basePort { guard basePort - 2 * validators >= 1024 else { throw ValidationError("--base-port: at least 1024 + 2 × validators (twins listen below it)") } }
@@ -213,14 +220,16 @@ struct TallyChaos: AsyncParsableCommand {
         // Devnet account 0 sends the restored-data probe; 1… the full-blocks load.
         let cluster = try Testbed(
             directory: directory, validators: validators, basePort: basePort ?? Testbed.randomBasePort(validators: validators), binaries: binaries,
-            chainID: "tally-chaos", fundedDevnetAccounts: FullBlocksLoad.firstAccount + (fullBlocks ? fullBlocksAccounts : 0), lab: lab)
+            chainID: "tally-chaos", fundedDevnetAccounts: FullBlocksLoad.firstAccount + (fullBlocks ? fullBlocksAccounts : 0),
+            maxBlockTransactions: maxBlockTransactions, lab: lab)
         if fullBlocks { try widenNonceWindow(cluster) }
         let maxFaulty = maxFaulty ?? cluster.faultTolerance
         let schedule = FaultSchedule(
             seed: seed, validators: validators, maxFaulty: maxFaulty, durationSeconds: durationSeconds, kinds: kinds)
         let classList = FaultClass.allCases.filter(classes.contains).map(\.rawValue).joined(separator: ",")
         let kindList = self.kinds == nil ? "" : " --kinds " + kinds.map(\.rawValue).joined(separator: ",")
-        print("tally-chaos: seed \(seed) (replay: --seed \(seed) --validators \(validators) --duration \(duration) --max-faulty \(maxFaulty) --faults \(classList)\(kindList))")
+        let blockSize = maxBlockTransactions.map { " --max-block-transactions \($0)" } ?? ""
+        print("tally-chaos: seed \(seed) (replay: --seed \(seed) --validators \(validators) --duration \(duration) --max-faulty \(maxFaulty) --faults \(classList)\(kindList)\(blockSize))")
         let placement = lab.map { "network namespaces \(NetworkLab.namespacePrefix)\(getpid())-v*, 10.77.\($0.subnet).2…" } ?? "127.0.0.1"
         print("tally-chaos: \(validators) validators (f = \(cluster.faultTolerance)) in \(directory.path) on \(placement), API ports \(cluster.basePort)…")
         print("tally-chaos: schedule of \(schedule.episodes.count) episodes:")
