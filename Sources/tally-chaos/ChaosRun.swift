@@ -108,6 +108,7 @@ struct ChaosRun {
             name: "every Byzantine episode ran tally-byzantine (its start logged)", passed: byzantineFailures.isEmpty,
             detail: byzantineFailures.isEmpty ? "\(byzantineEpisodes) episodes" : "not running: " + byzantineFailures.joined(separator: "; ")))
         results.append(await drain(load, since: faultsEnded))
+        if fullBlocks != nil { results.append(await fullBlocksDrained(since: faultsEnded)) }
         results += episodeChecks(load)
         let (convergence, height) = await converge(since: faultsEnded)
         results.append(convergence)

@@ -243,6 +243,32 @@ extension ChaosRun {
         return (transactions, blocks)
     }
 
+    /// Liveness of the full-blocks load: every mempool empty (each posted transfer is
+    /// valid, so each commits) within the recovery time. The live-balance checks that
+    /// follow need the chain to have stopped moving.
+    func fullBlocksDrained(since: Date) async -> CheckResult {
+        let deadline = since.addingTimeInterval(recoverySeconds)
+        var sizes: [String] = []
+        while Date() < deadline {
+            sizes = []
+            var empty = true
+            for node in 0..<cluster.validators {
+                let size = (try? await cluster.json(node, "status"))?["mempool_size"] as? Int
+                sizes.append("node\(node) \(size.map(String.init) ?? "?")")
+                if size != 0 { empty = false }
+            }
+            if empty {
+                return CheckResult(
+                    name: "full-blocks load committed: every mempool empty within \(Int(recoverySeconds)) s of the faults ending", passed: true,
+                    detail: String(format: "after %.1f s", Date().timeIntervalSince(since)))
+            }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        return CheckResult(
+            name: "full-blocks load committed: every mempool empty within \(Int(recoverySeconds)) s of the faults ending", passed: false,
+            detail: "mempool sizes: " + sizes.joined(separator: ", "))
+    }
+
     /// Transactions in the committed block at `height` (its canonical bytes), or nil.
     private func transactionCount(_ node: Int, height: UInt64) async -> Int? {
         guard let (status, data) = try? await cluster.request(node, "blocks/\(height)", accept: "application/octet-stream"), status == 200,
