@@ -121,6 +121,7 @@ final class FaultScheduleTests: XCTestCase {
 
     func testProcessSchedulesDrawTheSlowPrimaryAndTheTwinAloneAndLongEnough() {
         var seen: [FaultKind: Int] = [:]
+        var twinned = Set<Int>()
         for seed in UInt64(0)..<30 {
             let episodes = schedule(seed: seed, validators: 7, maxFaulty: 2).episodes
             XCTAssertEqual(episodes.map(\.description), schedule(seed: seed, validators: 7, maxFaulty: 2).episodes.map(\.description), "seeded")
@@ -135,11 +136,13 @@ final class FaultScheduleTests: XCTestCase {
                     XCTAssertEqual(first.description, "slow-primary(primary)")
                 } else {
                     XCTAssertTrue((0..<7).contains(first.node!))
+                    twinned.insert(first.node!)
                     XCTAssertEqual(first.description, "twin(node\(first.node!))")
                 }
             }
         }
         XCTAssertEqual(Set(seen.keys), Set(processKinds), "every process kind is drawn")
+        XCTAssertEqual(twinned, Set(0..<7), "any validator may get a twin")
         XCTAssertEqual(processKinds, [.kill, .freeze, .tear, .restoredData, .slowPrimary, .twin])
         // About a quarter of the episodes are whole ones (slow-primary or twin).
         let whole = Double((seen[.slowPrimary] ?? 0) + (seen[.twin] ?? 0))
