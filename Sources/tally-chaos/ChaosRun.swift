@@ -317,6 +317,11 @@ struct ChaosRun {
     /// primary is now.
     private func resolve(_ fault: FaultEpisode.Fault, started: Date) async -> FaultEpisode.Fault? {
         if fault.node != nil { return fault }
+        // The slow primary and the primary killed under full blocks must be the primary
+        // most validators follow (a slow-primary episode on a backup would pass unjudged).
+        if fault.kind == .slowPrimary || fault.kind == .killPrimaryFullBlocks, let majority = await majorityPrimary() {
+            return FaultEpisode.Fault(node: majority.primary, kind: fault.kind, tornBytes: 0, peer: majority.primary, link: fault.link)
+        }
         for node in cluster.healthyNodes {
             if let primary = await cluster.primary(node) {
                 return FaultEpisode.Fault(node: primary, kind: fault.kind, tornBytes: fault.tornBytes, peer: fault.peer, link: fault.link)

@@ -34,13 +34,29 @@ extension ChaosRun {
         return nil
     }
 
+    /// The primary most healthy validators name (ties: the lower index), with the
+    /// highest view among those naming it: one validator alone in a later view (its own
+    /// timer ran out while it was busy) decides nothing.
+    func majorityPrimary(excluding: Int? = nil) async -> (primary: Int, view: UInt64)? {
+        var votes: [Int: (count: Int, view: UInt64)] = [:]
+        for node in cluster.healthyNodes where node != excluding {
+            guard let status = try? await cluster.json(node, "status"),
+                  let primary = status["primary"] as? Int ?? (status["primary"] as? String).flatMap(Int.init),
+                  let view = (status["view"] as? String).flatMap(UInt64.init)
+            else { continue }
+            votes[primary] = ((votes[primary]?.count ?? 0) + 1, max(votes[primary]?.view ?? 0, view))
+        }
+        let ranked = votes.sorted { $0.value.count != $1.value.count ? $0.value.count > $1.value.count : $0.key < $1.key }
+        return ranked.first.map { ($0.key, $0.value.view) }
+    }
+
     // MARK: slow-primary
 
     /// Pauses `node` (the primary) 1.9 s of every 2.1 s until the episode ends, and
     /// watches for a healthy validator to name another primary.
     func startSlowPrimary(_ node: Int, started: Date, end: EpisodeEnd) async {
         let bounds = slowPrimaryBounds
-        let viewAtStart = await healthyStatus(excluding: node)?.view ?? 0
+        let viewAtStart = await majorityPrimary(excluding: node)?.view ?? 0
         let start = Date()
         let stop = StopFlag()
         let cluster = self.cluster
@@ -54,11 +70,9 @@ extension ChaosRun {
             }
             cluster.signal(node, SIGCONT)
         }
-        let watcher = Task { () -> Double? in
+        let watcher = Task { [self] () -> Double? in
             while !stop.isSet {
-                for other in cluster.healthyNodes where other != node {
-                    if let primary = await cluster.primary(other), primary != node { return Date().timeIntervalSince(start) }
-                }
+                if let now = await majorityPrimary(excluding: node), now.primary != node { return Date().timeIntervalSince(start) }
                 try? await Task.sleep(for: .milliseconds(250))
             }
             return nil
@@ -330,33 +344,38 @@ extension ChaosRun {
             }
             seenHeight = height
         }
-        if let now = await cluster.primary(observer), now != primary, cluster.healthyNodes.contains(now) {
+        let majority = await majorityPrimary(excluding: primary)
+        if let now = majority?.primary, now != primary, cluster.healthyNodes.contains(now) {
             cluster.setFaulty(primary, false)
             cluster.setFaulty(now, true)
             print("\(elapsed(started)) kill-primary-full-blocks: the primary is node\(now) now (not node\(primary))")
             primary = now
         }
         let atKill = await cluster.status(observer)
-        let viewAtKill = atKill?.view ?? 0
+        let viewAtKill = majority?.view ?? atKill?.view ?? 0
         cluster.kill(primary)
         let killedAt = Date()
         print(String(format: "%@ kill -9 node%d (the primary, view %llu, height %llu) after %.1f s of load, blocks %@",
                      elapsed(started), primary, viewAtKill, atKill?.height ?? 0, killedAt.timeIntervalSince(fillStart),
                      full ? "full" : String(format: "NOT full (at most %.0f of %.0f transactions a block)", fullest, maxTransactions)))
 
-        // Resumed: a healthy validator in a later view commits transactions after it got there.
+        // Resumed: most healthy validators are in a later view, and one of them commits
+        // transactions after it got there.
         var baseline: [Int: Double] = [:]
         var resumedAfter: Double?
         var newView: UInt64 = 0
         watching: while Date().timeIntervalSince(killedAt) < viewChangeBoundSeconds {
-            for node in cluster.healthyNodes {
-                guard let status = await cluster.status(node), status.view > viewAtKill,
-                      let counters = await committedCounters(node)
-                else { continue }
+            var later: [(node: Int, view: UInt64)] = []
+            let healthy = cluster.healthyNodes
+            for node in healthy {
+                if let status = await cluster.status(node), status.view > viewAtKill { later.append((node, status.view)) }
+            }
+            for (node, view) in later where 2 * later.count > healthy.count {
+                guard let counters = await committedCounters(node) else { continue }
                 if let first = baseline[node] {
                     if counters.transactions > first {
                         resumedAfter = Date().timeIntervalSince(killedAt)
-                        newView = status.view
+                        newView = view
                         break watching
                     }
                 } else {
