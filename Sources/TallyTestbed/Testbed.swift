@@ -46,7 +46,8 @@ public final class Testbed: @unchecked Sendable {
     /// Generates the network in `directory` (which must not hold one yet). Node `i`
     /// serves its API on port `basePort + i` and its peers on `basePort + 100 + i`, at
     /// 127.0.0.1 or at its lab address. `maxBlocksInFlight` overrides the genesis PBFT
-    /// window; `fundedDevnetAccounts` funds `DevnetKeys.accountKey(0..<N)`.
+    /// window and `maxBlockTransactions` its block size; `fundedDevnetAccounts` funds
+    /// `DevnetKeys.accountKey(0..<N)`.
     /// A random `basePort` whose ports (API `basePort + i`, peers `basePort + 100 + i`)
     /// all lie below the kernel's ephemeral range, where an outgoing connection of any
     /// process may already hold a port and the validator would fail to bind it.
@@ -60,7 +61,7 @@ public final class Testbed: @unchecked Sendable {
 
     public init(
         directory: URL, validators: Int, basePort: Int, binaries: URL, chainID: String = "tally-testbed",
-        fundedDevnetAccounts: Int = 0, maxBlocksInFlight: UInt64? = nil, lab: NetworkLab? = nil,
+        fundedDevnetAccounts: Int = 0, maxBlocksInFlight: UInt64? = nil, maxBlockTransactions: UInt32? = nil, lab: NetworkLab? = nil,
         requestTimeoutSeconds: Double = Testbed.defaultRequestTimeoutSeconds
     ) throws {
         precondition(lab == nil || lab!.validators == validators)
@@ -80,6 +81,7 @@ public final class Testbed: @unchecked Sendable {
         var genesis = output.genesis
         // Nothing has started yet, so rewriting genesis and configs everywhere is safe.
         if let maxBlocksInFlight { genesis.consensus.maxBlocksInFlight = maxBlocksInFlight }
+        if let maxBlockTransactions { genesis.consensus.maxBlockTransactions = maxBlockTransactions }
         if let lab {
             genesis.validators = ValidatorSet(genesis.validators.validators.enumerated().map { index, validator in
                 Validator(name: validator.name, publicKey: validator.publicKey, networkAddress: "\(lab.address(validator: index)):\(basePort + 100 + index)")

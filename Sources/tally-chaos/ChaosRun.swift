@@ -23,6 +23,40 @@ final class RunStatistics: @unchecked Sendable {
     var byzantineNodes: Set<Int> { lock.withLock { byzantine } }
     var faults: [FaultKind: Int] { lock.withLock { faultsByKind } }
     var highestView: UInt64 { lock.withLock { maxView } }
+    private var twinned: Set<Int> = []
+    /// A validator whose key a twin held: evidence against it is the twin's doing.
+    func recordTwinned(_ node: Int) { _ = lock.withLock { twinned.insert(node) } }
+    var twinnedNodes: Set<Int> { lock.withLock { twinned } }
+    private var findings: [FaultKind: [(passed: Bool, detail: String)]] = [:]
+    /// One episode's own check (slow-primary, twin, kill-primary-full-blocks, restored-data).
+    func recordFinding(_ kind: FaultKind, passed: Bool, _ detail: String) {
+        lock.withLock { findings[kind, default: []].append((passed, detail)) }
+    }
+    var episodeFindings: [FaultKind: [(passed: Bool, detail: String)]] { lock.withLock { findings } }
+    private var slow: [SlowPrimaryEpisode] = []
+    func recordSlowPrimary(_ episode: SlowPrimaryEpisode) { lock.withLock { slow.append(episode) } }
+    var slowPrimaryEpisodes: [SlowPrimaryEpisode] { lock.withLock { slow } }
+}
+
+/// What a slow-primary episode saw; its latency check waits for the end of the run.
+struct SlowPrimaryEpisode {
+    let node: Int
+    let start: Date
+    let end: Date
+    let viewAtStart: UInt64
+    /// Seconds from the start until a healthy validator named another primary.
+    let replacedAfterSeconds: Double?
+}
+
+/// Work an episode's faults leave for its end (stop a load, a pause loop, a twin).
+final class EpisodeEnd: @unchecked Sendable {
+    private let lock = NSLock()
+    private var actions: [@Sendable () async -> Void] = []
+    func add(_ action: @escaping @Sendable () async -> Void) { lock.withLock { actions.append(action) } }
+    func run() async {
+        for action in lock.withLock({ actions }) { await action() }
+        lock.withLock { actions = [] }
+    }
 }
 
 /// One run: start, load + faults, heal, recover, stop, check.
@@ -36,7 +70,20 @@ struct ChaosRun {
     let seed: UInt64
     let durationSeconds: Double
     let recoverySeconds: Double
+    /// The kill-primary-full-blocks load (nil when that class is off).
+    var fullBlocks: FullBlocksLoad?
+    /// How soon after the primary's kill -9 under full blocks commits must resume.
+    var viewChangeBoundSeconds = ChaosRun.defaultViewChangeBoundSeconds(.default)
+    var slowPrimaryBounds = SlowPrimaryBounds.default
     let statistics = RunStatistics()
+
+    /// The view-change bound: the first three view-change timeouts (T + 2T + 4T: the
+    /// change to the next primary may have to be repeated twice on a busy machine) plus
+    /// 3T for the new primary to fetch the re-proposed blocks by hash and commit a full
+    /// block. Default genesis (T = 2 s): 20 s.
+    static func defaultViewChangeBoundSeconds(_ parameters: ConsensusParameters) -> Double {
+        10 * Double(parameters.viewChangeTimeoutTicks * parameters.tickMs) / 1000
+    }
 
     func execute() async throws -> Bool {
         defer { cluster.killAll() }
@@ -61,6 +108,8 @@ struct ChaosRun {
             name: "every Byzantine episode ran tally-byzantine (its start logged)", passed: byzantineFailures.isEmpty,
             detail: byzantineFailures.isEmpty ? "\(byzantineEpisodes) episodes" : "not running: " + byzantineFailures.joined(separator: "; ")))
         results.append(await drain(load, since: faultsEnded))
+        if fullBlocks != nil { results.append(await fullBlocksDrained(since: faultsEnded)) }
+        results += episodeChecks(load)
         let (convergence, height) = await converge(since: faultsEnded)
         results.append(convergence)
         for node in 0..<cluster.validators { if let status = await cluster.status(node) { statistics.observe(view: status.view) } }
@@ -93,12 +142,14 @@ struct ChaosRun {
 
     private func waitForAllUp() async throws { try await cluster.waitUntilUp(seconds: 120) }
 
-    private func elapsed(_ started: Date) -> String { String(format: "t=%.1fs", Date().timeIntervalSince(started)) }
+    func elapsed(_ started: Date) -> String { String(format: "t=%.1fs", Date().timeIntervalSince(started)) }
 
     private func injectFaults(started: Date) async throws {
         for episode in schedule.episodes {
             try await sleep(until: started.addingTimeInterval(episode.startSeconds))
             var faults: [FaultEpisode.Fault] = []
+            let end = EpisodeEnd()
+            let episodeEnd = started.addingTimeInterval(episode.startSeconds + episode.durationSeconds)
             for fault in episode.faults {
                 guard var resolved = await resolve(fault, started: started) else { continue }
                 if fault.kind.actsAsPrimary { resolved = await retargetToPrimary(resolved, episode: episode) }
@@ -106,6 +157,15 @@ struct ChaosRun {
                 cluster.setFaulty(resolved.node!, true)
                 if fault.kind != .split || faults.count == 1 { statistics.record(fault.kind) }
                 switch fault.kind {
+                case .slowPrimary:
+                    await startSlowPrimary(resolved.node!, started: started, end: end)
+                case .twin:
+                    try await startTwin(resolved.node!, started: started, until: episodeEnd, end: end)
+                case .killPrimaryFullBlocks:
+                    // The primary may have changed while the load filled the blocks.
+                    let killed = await killPrimaryUnderFullBlocks(resolved.node!, started: started, end: end)
+                    faults[faults.count - 1] = FaultEpisode.Fault(
+                        node: killed, kind: fault.kind, tornBytes: 0, peer: killed, link: fault.link)
                 case .kill:
                     cluster.kill(resolved.node!)
                     print("\(elapsed(started)) kill -9 node\(resolved.node!)")
@@ -117,8 +177,17 @@ struct ChaosRun {
                     let what = try cluster.tearNewestSegment(resolved.node!, bytes: fault.tornBytes)
                     print("\(elapsed(started)) kill -9 node\(resolved.node!), tore \(what)")
                 case .restoredData:
-                    try copyData(resolved.node!)
-                    print("\(elapsed(started)) copied node\(resolved.node!)'s data directory (it runs on)")
+                    let node = resolved.node!
+                    let copy = try await copyDataAfterCheckpoint(node, until: episodeEnd)
+                    print("\(elapsed(started)) copied node\(node)'s data directory at height \(copy.height) (it runs on)")
+                    // The restore comes at the episode's end or just before the next checkpoint.
+                    let restore = Task { [self] in
+                        await waitBeforeCheckpoint(after: copy.height, until: episodeEnd)
+                        do { try await restoreWhilePeersPause(node, probeNonce: copy.probeNonce, started: started) } catch {
+                            print("\(elapsed(started)) restoring node\(node) failed: \(error)")
+                        }
+                    }
+                    end.add { await restore.value }
                 case _ where fault.kind.faultClass == .byzantine:
                     statistics.setByzantineStartsBefore(resolved.node!, Self.byzantineStarts(in: cluster.log(resolved.node!), fault.kind))
                     statistics.recordByzantine(resolved.node!)
@@ -134,21 +203,17 @@ struct ChaosRun {
                 Self.apply(network, to: lab)
                 print("\(elapsed(started)) network: " + (episode.faults.first?.kind == .split ? episode.description : network.map(\.description).joined(separator: " ")))
             }
-            try await sleep(until: started.addingTimeInterval(episode.startSeconds + episode.durationSeconds))
+            try await sleep(until: episodeEnd)
+            await end.run()
             if !network.isEmpty, let lab = cluster.lab {
                 lab.healAll()
                 print("\(elapsed(started)) network healed")
             }
             for fault in faults {
                 switch fault.kind {
-                case .kill, .tear:
+                case .kill, .tear, .killPrimaryFullBlocks:
                     try cluster.start(fault.node!)
                     print("\(elapsed(started)) restart node\(fault.node!)")
-                case .restoredData:
-                    cluster.kill(fault.node!)
-                    try restoreData(fault.node!)
-                    try cluster.start(fault.node!)
-                    print("\(elapsed(started)) kill -9 node\(fault.node!), its older data directory put back, restart")
                 case .freeze:
                     cluster.signal(fault.node!, SIGCONT)
                     print("\(elapsed(started)) SIGCONT node\(fault.node!)")
@@ -193,7 +258,7 @@ struct ChaosRun {
     private func dataCopy(_ node: Int) -> String { cluster.dataDirectory(node) + ".restore" }
 
     /// Copies a frozen node's data directory (consistent: nothing is written meanwhile).
-    private func copyData(_ node: Int) throws {
+    func copyData(_ node: Int) throws {
         let files = FileManager.default
         if files.fileExists(atPath: dataCopy(node)) { try files.removeItem(atPath: dataCopy(node)) }
         cluster.signal(node, SIGSTOP)
@@ -202,17 +267,17 @@ struct ChaosRun {
     }
 
     /// Puts the copy back over the (stopped) node's data directory; HOME/signing-mark stays.
-    private func restoreData(_ node: Int) throws {
+    func restoreData(_ node: Int) throws {
         let files = FileManager.default
         try files.removeItem(atPath: cluster.dataDirectory(node))
         try files.moveItem(atPath: dataCopy(node), toPath: cluster.dataDirectory(node))
     }
 
     /// Equivocation evidence the running validators hold against validators that never
-    /// ran a Byzantine misbehaviour: an honest validator (restored from older data, say)
-    /// signed two conflicting statements.
+    /// ran a Byzantine misbehaviour nor had a twin: an honest validator (restored from
+    /// older data, say) signed two conflicting statements.
     private func evidenceAgainstHonest() async -> CheckResult {
-        let byzantine = statistics.byzantineNodes
+        let byzantine = statistics.byzantineNodes.union(statistics.twinnedNodes)
         var against: [String] = []
         var total = 0
         for node in 0..<cluster.validators {
@@ -227,7 +292,7 @@ struct ChaosRun {
         }
         return CheckResult(
             name: "no equivocation evidence against a validator that was never Byzantine", passed: against.isEmpty,
-            detail: against.isEmpty ? "\(total) pieces of evidence, all against Byzantine validators" : against.joined(separator: "; "))
+            detail: against.isEmpty ? "\(total) pieces of evidence, all against Byzantine or twinned validators" : against.joined(separator: "; "))
     }
 
     /// How many times a node's log says tally-byzantine started with this misbehaviour.
@@ -252,12 +317,17 @@ struct ChaosRun {
     /// primary is now.
     private func resolve(_ fault: FaultEpisode.Fault, started: Date) async -> FaultEpisode.Fault? {
         if fault.node != nil { return fault }
+        // The slow primary and the primary killed under full blocks must be the primary
+        // most validators follow (a slow-primary episode on a backup would pass unjudged).
+        if fault.kind == .slowPrimary || fault.kind == .killPrimaryFullBlocks, let majority = await majorityPrimary() {
+            return FaultEpisode.Fault(node: majority.primary, kind: fault.kind, tornBytes: 0, peer: majority.primary, link: fault.link)
+        }
         for node in cluster.healthyNodes {
             if let primary = await cluster.primary(node) {
                 return FaultEpisode.Fault(node: primary, kind: fault.kind, tornBytes: fault.tornBytes, peer: fault.peer, link: fault.link)
             }
         }
-        print("\(elapsed(started)) isolate-primary skipped: no healthy node said who the primary is")
+        print("\(elapsed(started)) \(fault.kind.rawValue) skipped: no healthy node said who the primary is")
         return nil
     }
 
@@ -293,14 +363,14 @@ struct ChaosRun {
             case .oneWayLoss:
                 add(node, fault.peer, fault.link)
             case .kill, .freeze, .tear, .restoredData, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView,
-                 .censor:
+                 .censor, .slowPrimary, .twin, .killPrimaryFullBlocks:
                 break
             }
         }
         return policies
     }
 
-    private func sleep(until date: Date) async throws {
+    func sleep(until date: Date) async throws {
         let seconds = date.timeIntervalSinceNow
         if seconds > 0 { try await Task.sleep(for: .milliseconds(Int(seconds * 1000))) }
     }
@@ -408,7 +478,7 @@ struct ChaosRun {
             FaultKind.allCases.filter { $0.faultClass == faultClass }.map { "\($0.rawValue) \(faults[$0] ?? 0)" }.joined(separator: ", ")
         }
         print("faults injected (\(schedule.episodes.count) episodes): process: \(counts(.process)); network: \(counts(.network)); "
-            + "byzantine: \(counts(.byzantine))")
+            + "byzantine: \(counts(.byzantine)); full-blocks: \(counts(.fullBlocks))")
         print("transactions: \(load.signed) signed, \(load.acknowledged.count) acknowledged as committed, \(load.submissions) submissions")
         print("view changes: highest view reached \(statistics.highestView)")
         for result in results { print("\(result.passed ? "PASS" : "FAIL")  \(result.name): \(result.detail)") }

@@ -28,6 +28,10 @@ final class LoadGenerator: @unchecked Sendable {
     private(set) var acknowledged: [Hash: UInt64] = [:]
     private(set) var submissions = 0
     private(set) var signed = 0
+    /// When each nonce's transaction was first sent, and when a node first said it was
+    /// committed (latency of the slow-primary check; resolution about one round).
+    private(set) var firstSubmitted: [UInt64: Date] = [:]
+    private(set) var acknowledgedAt: [UInt64: Date] = [:]
 
     init(cluster: Testbed, seed: UInt64) {
         self.cluster = cluster
@@ -65,6 +69,7 @@ final class LoadGenerator: @unchecked Sendable {
             let transaction = outstanding[nonce]!
             guard let height = await cluster.committedHeight(node, transaction.hash) else { break }
             acknowledged[transaction.hash] = height
+            acknowledgedAt[nonce] = Date()
             outstanding[nonce] = nil
         }
         var fresh: [Transaction] = []
@@ -80,6 +85,8 @@ final class LoadGenerator: @unchecked Sendable {
         let stale = Date().timeIntervalSince(lastSubmit) > Self.resubmitAfterSeconds
         let toSend = stale ? outstanding.keys.sorted().filter { $0 >= faucet.nonce }.map { outstanding[$0]! } : fresh
         guard !toSend.isEmpty else { return }
+        let now = Date()
+        for transaction in fresh { firstSubmitted[transaction.nonce] = now }
         _ = await cluster.submit(node, toSend)
         submissions += 1
         lastSubmit = Date()

@@ -3,6 +3,9 @@ import TallyTestbed
 
 enum FaultClass: String, CaseIterable {
     case process, network, byzantine
+    /// The primary killed while a load keeps blocks full (issue 13 item 2): a heavy
+    /// load of its own, so a class of its own (not in `tools/test`'s debug run).
+    case fullBlocks = "full-blocks"
 }
 
 /// One way to make validators faulty for a while.
@@ -18,6 +21,19 @@ enum FaultKind: String, CaseIterable, Sendable {
     /// on signing; at the end kill -9, the copy put back, restart (issue 13 item 8: it
     /// must sign nothing that conflicts with what it signed after the copy).
     case restoredData = "restored-data"
+    /// Whoever is primary when the episode starts is paused 1.9 s of every 2.1 s
+    /// (SIGSTOP/SIGCONT) for the episode (issue 13 item 9): the backups must replace
+    /// it, and commit latency stays bounded (`SlowPrimaryBounds`).
+    case slowPrimary = "slow-primary"
+    /// A second process with a copy of the node's home (same key) on other ports for
+    /// the episode (issue 13 item 10): the honest validators keep their peers and count
+    /// `validator key in use twice`.
+    case twin
+    // full-blocks faults
+    /// A load that fills blocks (pre-signed transfers from funded devnet accounts to the
+    /// backups), then kill -9 of the primary while blocks are full; commits must resume
+    /// in a later view within the view-change bound, with no message too large to send.
+    case killPrimaryFullBlocks = "kill-primary-full-blocks"
     // network faults (validators in a `NetworkLab`); links to the harness stay clear
     /// The node cannot reach any other validator, nor they it.
     case isolate
@@ -54,18 +70,42 @@ enum FaultKind: String, CaseIterable, Sendable {
 
     var faultClass: FaultClass {
         switch self {
-        case .kill, .freeze, .tear, .restoredData: return .process
+        case .kill, .freeze, .tear, .restoredData, .slowPrimary, .twin: return .process
+        case .killPrimaryFullBlocks: return .fullBlocks
         case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView, .censor: return .byzantine
         default: return .network
         }
     }
 
     /// Byzantine kinds that act only (equivocate, censor) or mostly (forged-view-change) as the
-    /// primary: at the episode's start they move to the current primary (`ChaosRun`).
-    var actsAsPrimary: Bool { self == .equivocate || self == .forgedViewChange || self == .censor }
+    /// primary, and restored-data (only a restored primary can sign a conflicting statement:
+    /// a restored backup signs again for the blocks it signed before): at the episode's
+    /// start they move to the current primary (`ChaosRun`).
+    var actsAsPrimary: Bool { self == .equivocate || self == .forgedViewChange || self == .censor || self == .restoredData }
 
-    /// Kinds that make up a whole episode on their own (not one node's fault).
-    var isWholeEpisode: Bool { self == .split || self == .isolatePrimary }
+    /// Kinds that make up an episode on their own: not one node's fault (split,
+    /// isolate-primary), or a fault whose check needs the network otherwise healthy
+    /// (slow-primary, twin, kill-primary-full-blocks).
+    var isWholeEpisode: Bool {
+        switch self {
+        case .split, .isolatePrimary, .slowPrimary, .twin, .killPrimaryFullBlocks: return true
+        default: return false
+        }
+    }
+
+    /// Whole-episode kinds whose node is whoever is primary when the episode starts.
+    var targetsPrimary: Bool { self == .isolatePrimary || self == .slowPrimary || self == .killPrimaryFullBlocks }
+
+    /// The shortest episode in which the kind's check can be judged; the schedule
+    /// lengthens such an episode to this, and draws the kind only where it fits.
+    var minimumEpisodeSeconds: Double {
+        switch self {
+        case .slowPrimary: return SlowPrimaryBounds.default.episodeSeconds
+        case .twin: return TwinEpisode.minimumSeconds
+        case .killPrimaryFullBlocks: return FullBlocksLoad.minimumEpisodeSeconds
+        default: return 0
+        }
+    }
 
     static func of(_ classes: Set<FaultClass>) -> [FaultKind] { allCases.filter { classes.contains($0.faultClass) } }
 }
@@ -133,13 +173,22 @@ struct FaultSchedule {
         var episodes: [FaultEpisode] = []
         var time = Self.warmupSeconds
         while time < durationSeconds {
-            let duration = min(Double.random(in: Self.faultSeconds, using: &random), durationSeconds - time)
+            var duration = min(Double.random(in: Self.faultSeconds, using: &random), durationSeconds - time)
             if duration < 1 { break }
             let faults: [FaultEpisode.Fault]
+            var whole: FaultKind?
             if !wholeKinds.isEmpty && (nodeKinds.isEmpty || random.unitInterval() < Self.wholeEpisodeShare) {
-                faults = Self.wholeEpisode(wholeKinds.randomElement(using: &random)!, validators: validators, random: &random)
+                // Only kinds whose shortest judgeable episode fits in the time left; when
+                // none does, a node episode instead (or the schedule ends).
+                whole = wholeKinds.filter { $0.minimumEpisodeSeconds <= durationSeconds - time }.randomElement(using: &random)
+                if whole == nil && nodeKinds.isEmpty { break }
+            }
+            if let kind = whole {
+                faults = Self.wholeEpisode(kind, validators: validators, random: &random)
+                duration = max(duration, kind.minimumEpisodeSeconds)
             } else {
-                // Process-only schedules draw exactly what they always did, so old seeds replay.
+                // Schedules of classes without whole-episode kinds (byzantine, network alone)
+                // draw exactly what they always did, so their old seeds replay.
                 let count = Int.random(in: 1...maxFaulty, using: &random)
                 var nodes = Array(0..<validators)
                 nodes.shuffle(using: &random)
@@ -165,6 +214,11 @@ struct FaultSchedule {
             }
         case .isolatePrimary:
             return [FaultEpisode.Fault(node: nil, kind: .isolatePrimary, tornBytes: 0, peer: 0, link: .partitioned)]
+        case .slowPrimary, .killPrimaryFullBlocks:
+            return [FaultEpisode.Fault(node: nil, kind: kind, tornBytes: 0, peer: 0, link: .clear)]
+        case .twin:
+            let node = Int.random(in: 0..<validators, using: &random)
+            return [FaultEpisode.Fault(node: node, kind: .twin, tornBytes: 0, peer: node, link: .clear)]
         default:
             preconditionFailure("\(kind) is a one-node fault")
         }
@@ -175,6 +229,7 @@ struct FaultSchedule {
         var link = LinkPolicy.clear
         switch kind {
         case .kill, .freeze, .tear, .restoredData: break
+        case .slowPrimary, .twin, .killPrimaryFullBlocks: preconditionFailure("\(kind) is a whole episode")
         case .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent, .forgedNewView, .censor: break
         case .isolate: link = .partitioned
         case .oneWayLoss:

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TallyCrypto
 import TallyLedger
+import TallyNode
 import TallyTestbed
 import TallyTypes
 
@@ -14,7 +15,12 @@ struct TallyChaos: AsyncParsableCommand {
         abstract: "Run validators as real processes under seeded faults, then check safety and liveness.",
         discussion: """
             Exit 0 only when every check passes. The seed is printed; --seed replays the same fault schedule. \
-            Process faults: kill -9 and restart, SIGSTOP/SIGCONT, restart with the newest block segment torn. \
+            Process faults: kill -9 and restart, SIGSTOP/SIGCONT, restart with the newest block segment torn, \
+            restored-data (the primary's data directory copied, later put back while its peers pause: nobody may then hold \
+            evidence against it), slow-primary (the primary stopped 1.9 s of every 2.1 s: it must be replaced and latency \
+            stay bounded), twin (a second tally-node on a copy of one validator's home: the others keep their peers and count \
+            key_in_use_twice). Full-blocks faults (--faults full-blocks): transfers from --full-blocks-accounts funded accounts \
+            fill blocks, then kill -9 of the primary; transactions must commit in a later view within --view-change-bound. \
             Network faults (root only: each validator in its own network namespace behind a userspace packet switch): \
             isolate a node or the primary, split the validators in two, one-way loss, delay + jitter, loss, duplication. \
             Without root, --faults network exits 2. Byzantine faults: a validator restarted as tally-byzantine \
@@ -34,7 +40,17 @@ struct TallyChaos: AsyncParsableCommand {
     @Option(help: "Number of validators (4 or 7).") var validators = 4
     @Option(help: "How long faults are injected: seconds, or with a unit (90s, 10m, 1h).") var duration = "120"
     @Option(help: "Seed of the fault schedule (default: random, printed).") var seed: UInt64?
-    @Option(help: "Fault classes, comma-separated: process, network (root only), byzantine.") var faults = "process"
+    @Option(help: "Fault classes, comma-separated: process, network (root only), byzantine, full-blocks.") var faults = "process"
+    @Option(help: "Only these fault kinds of the classes (comma-separated, e.g. slow-primary,twin); default all of them.")
+    var kinds: String?
+    @Option(help: "full-blocks: funded devnet accounts sending the load (each up to its share of the transfers in the mempool's nonce window).")
+    var fullBlocksAccounts = 400
+    @Option(help: "full-blocks: transfers posted to the backups in each kill-primary-full-blocks episode.")
+    var fullBlocksTransactions = 180_000
+    @Option(help: "full-blocks: seconds after the kill -9 within which transactions must commit in a later view (default 10 view-change timeouts).")
+    var viewChangeBound: Double?
+    @Option(help: "Genesis maximum transactions a block (default the genesis default, 4000): smaller fills blocks sooner on a slow build.")
+    var maxBlockTransactions: UInt32?
     @Option(help: "Most validators faulty at a time (default f = (n-1)/3). More than f must stay safe and may stall.")
     var maxFaulty: Int?
     @Option(help: "Seconds the network has, after the faults end, to commit everything and reach one height.")
@@ -84,7 +100,21 @@ struct TallyChaos: AsyncParsableCommand {
             return
         }
         let classes = faults.split(separator: ",").map { FaultClass(rawValue: String($0)) }
-        guard classes.allSatisfy({ $0 != nil }) else { throw ValidationError("--faults: process, network, byzantine; or hostile alone") }
+        guard classes.allSatisfy({ $0 != nil }) else { throw ValidationError("--faults: process, network, byzantine, full-blocks; or hostile alone") }
+        guard (try? faultKinds()) != nil else {
+            throw ValidationError("--kinds: kinds of the --faults classes: \(FaultKind.of(faultClasses).map(\.rawValue).joined(separator: ", "))")
+        }
+        guard (2...100_000).contains(fullBlocksAccounts), (1...1_000_000).contains(fullBlocksTransactions),
+              FullBlocksLoad.perAccount(transactions: fullBlocksTransactions, accounts: fullBlocksAccounts) <= 100_000 else {
+            throw ValidationError("--full-blocks-accounts 2…100000, --full-blocks-transactions 1…1000000, at most 100000 per account")
+        }
+        if let maxBlockTransactions {
+            guard (1...ConsensusParameters.default.maxBlockTransactions).contains(maxBlockTransactions) else {
+                throw ValidationError("--max-block-transactions: 1…\(ConsensusParameters.default.maxBlockTransactions)")
+            }
+        }
+        if let viewChangeBound { guard viewChangeBound > 0 else { throw ValidationError("--view-change-bound must be positive") } }
+        if let basePort { guard basePort - 2 * validators >= 1024 else { throw ValidationError("--base-port: at least 1024 + 2 × validators (twins listen below it)") } }
         if let maxFaulty {
             guard (1...validators).contains(maxFaulty) else { throw ValidationError("--max-faulty: 1...\(validators)") }
             // PBFT promises nothing with more than f Byzantine validators, so such a run could fail without a bug.
@@ -105,6 +135,18 @@ struct TallyChaos: AsyncParsableCommand {
     }
 
     var faultClasses: Set<FaultClass> { Set(faults.split(separator: ",").compactMap { FaultClass(rawValue: String($0)) }) }
+
+    /// The kinds the schedule draws from: every kind of the classes, or `--kinds` of them.
+    func faultKinds() throws -> [FaultKind] {
+        let all = FaultKind.of(faultClasses)
+        guard let kinds else { return all }
+        let chosen = try kinds.split(separator: ",").map { name in
+            guard let kind = FaultKind(rawValue: String(name)), all.contains(kind) else { throw ValidationError("--kinds") }
+            return kind
+        }
+        guard !chosen.isEmpty else { throw ValidationError("--kinds") }
+        return all.filter(chosen.contains)
+    }
 
     func hostileAttacks() throws -> Set<Attack> {
         guard let attacks else { return Set(Attack.allCases) }
@@ -173,25 +215,53 @@ struct TallyChaos: AsyncParsableCommand {
         let directory = URL(fileURLWithPath: output ?? (NSTemporaryDirectory() + "tally-chaos-\(seed)"))
         if output == nil { try? FileManager.default.removeItem(at: directory) }
         let binaries = Bundle.main.executableURL!.resolvingSymlinksInPath().deletingLastPathComponent()
+        let kinds = try faultKinds()
+        let fullBlocks = kinds.contains(.killPrimaryFullBlocks)
+        // Devnet account 0 sends the restored-data probe; 1… the full-blocks load.
         let cluster = try Testbed(
             directory: directory, validators: validators, basePort: basePort ?? Testbed.randomBasePort(validators: validators), binaries: binaries,
-            chainID: "tally-chaos", lab: lab)
+            chainID: "tally-chaos", fundedDevnetAccounts: FullBlocksLoad.firstAccount + (fullBlocks ? fullBlocksAccounts : 0),
+            maxBlockTransactions: maxBlockTransactions, lab: lab)
+        if fullBlocks { try widenNonceWindow(cluster) }
         let maxFaulty = maxFaulty ?? cluster.faultTolerance
         let schedule = FaultSchedule(
-            seed: seed, validators: validators, maxFaulty: maxFaulty, durationSeconds: durationSeconds, kinds: FaultKind.of(classes))
+            seed: seed, validators: validators, maxFaulty: maxFaulty, durationSeconds: durationSeconds, kinds: kinds)
         let classList = FaultClass.allCases.filter(classes.contains).map(\.rawValue).joined(separator: ",")
-        print("tally-chaos: seed \(seed) (replay: --seed \(seed) --validators \(validators) --duration \(duration) --max-faulty \(maxFaulty) --faults \(classList))")
+        let kindList = self.kinds == nil ? "" : " --kinds " + kinds.map(\.rawValue).joined(separator: ",")
+        let blockSize = maxBlockTransactions.map { " --max-block-transactions \($0)" } ?? ""
+        print("tally-chaos: seed \(seed) (replay: --seed \(seed) --validators \(validators) --duration \(duration) --max-faulty \(maxFaulty) --faults \(classList)\(kindList)\(blockSize))")
         let placement = lab.map { "network namespaces \(NetworkLab.namespacePrefix)\(getpid())-v*, 10.77.\($0.subnet).2…" } ?? "127.0.0.1"
         print("tally-chaos: \(validators) validators (f = \(cluster.faultTolerance)) in \(directory.path) on \(placement), API ports \(cluster.basePort)…")
         print("tally-chaos: schedule of \(schedule.episodes.count) episodes:")
         for episode in schedule.episodes { print("  " + episode.description) }
         installStopHandler(cluster)
 
-        let run = ChaosRun(cluster: cluster, schedule: schedule, seed: seed, durationSeconds: durationSeconds, recoverySeconds: recoverySeconds)
+        var run = ChaosRun(cluster: cluster, schedule: schedule, seed: seed, durationSeconds: durationSeconds, recoverySeconds: recoverySeconds)
+        run.slowPrimaryBounds = SlowPrimaryBounds(parameters: cluster.genesis.consensus)
+        run.viewChangeBoundSeconds = viewChangeBound ?? ChaosRun.defaultViewChangeBoundSeconds(cluster.genesis.consensus)
+        if fullBlocks {
+            run.fullBlocks = FullBlocksLoad(cluster: cluster, accounts: fullBlocksAccounts, transactionsPerEpisode: fullBlocksTransactions)
+            print("tally-chaos: full blocks: \(fullBlocksTransactions) transfers from \(fullBlocksAccounts) accounts an episode "
+                + "(blocks of \(cluster.genesis.consensus.maxBlockTransactions)); view-change bound \(Int(run.viewChangeBoundSeconds)) s")
+        }
         let passed = try await run.execute()
         if passed && !keep && output == nil { try? FileManager.default.removeItem(at: directory) }
         if !passed { print("tally-chaos: kept \(directory.path) (logs node*.log)") }
         if !passed { throw ExitCode(1) }
+    }
+
+    /// The full-blocks load sends each account's share of an episode's transfers at once
+    /// (posted out of nonce order across backups), so every node's mempool takes that
+    /// many nonces ahead per sender, as `tally-bench` does for its saturation load.
+    private func widenNonceWindow(_ cluster: Testbed) throws {
+        let perAccount = FullBlocksLoad.perAccount(transactions: fullBlocksTransactions, accounts: fullBlocksAccounts)
+        for index in 0..<validators {
+            let home = NodeHome(path: cluster.home(index))
+            var config = try home.loadConfig()
+            config.mempool.maxNonceGap = max(config.mempool.maxNonceGap, UInt64(perAccount))
+            config.mempool.maxPerSender = max(config.mempool.maxPerSender, perAccount + 1)
+            try home.writeConfig(config)
+        }
     }
 
     /// Ctrl-C or SIGTERM: kill every validator we started, then exit.

@@ -1,4 +1,5 @@
 import TallyTestbed
+import TallyTypes
 import XCTest
 
 @testable import tally_chaos
@@ -7,7 +8,7 @@ final class FaultScheduleTests: XCTestCase {
     let processKinds = FaultKind.of([.process])
     let allKinds = FaultKind.of([.process, .network])
     let byzantineKinds = FaultKind.of([.byzantine])
-    let everyKind = FaultKind.of([.process, .network, .byzantine])
+    let everyKind = FaultKind.of([.process, .network, .byzantine, .fullBlocks])
 
     func schedule(seed: UInt64, validators: Int = 4, maxFaulty: Int = 1, seconds: Double = 600, kinds: [FaultKind]? = nil) -> FaultSchedule {
         FaultSchedule(seed: seed, validators: validators, maxFaulty: maxFaulty, durationSeconds: seconds, kinds: kinds ?? processKinds)
@@ -35,9 +36,11 @@ final class FaultScheduleTests: XCTestCase {
                         // The one deliberate excess: half the validators cut off from the rest.
                         XCTAssertEqual(episode.faults.count, 3)
                         XCTAssertTrue(episode.faults.allSatisfy { $0.kind == .split })
-                    } else if episode.faults[0].kind == .isolatePrimary {
+                    } else if episode.faults[0].kind.isWholeEpisode {
+                        // Alone in its episode; the primary's kinds name no node until it starts.
                         XCTAssertEqual(episode.faults.count, 1)
-                        XCTAssertNil(episode.faults[0].node)
+                        XCTAssertEqual(episode.faults[0].node == nil, episode.faults[0].kind.targetsPrimary)
+                        XCTAssertGreaterThanOrEqual(episode.durationSeconds, episode.faults[0].kind.minimumEpisodeSeconds)
                     } else {
                         XCTAssertTrue((1...2).contains(episode.faults.count))
                         XCTAssertEqual(nodes.count, episode.faults.count)
@@ -67,7 +70,7 @@ final class FaultScheduleTests: XCTestCase {
                     case .duplicate: XCTAssertTrue(FaultSchedule.duplicateProbability.contains(fault.link.duplicateProbability))
                     case .isolate, .isolatePrimary, .split: XCTAssertTrue(fault.link.blocked)
                     case .kill, .freeze, .tear, .restoredData, .equivocate, .conflictingVotes, .forgedViewChange, .garbageFrames, .silent,
-                         .forgedNewView, .censor:
+                         .forgedNewView, .censor, .slowPrimary, .twin, .killPrimaryFullBlocks:
                         XCTAssertEqual(fault.link, .clear)
                     }
                 }
@@ -114,6 +117,131 @@ final class FaultScheduleTests: XCTestCase {
         XCTAssertEqual(ChaosRun.byzantineStarts(in: log, .equivocate), 1)
         XCTAssertEqual(ChaosRun.byzantineStarts(in: log, .forgedViewChange), 0)
         XCTAssertEqual(ChaosRun.byzantineStarts(in: "", .silent), 0)
+    }
+
+    func testProcessSchedulesDrawTheSlowPrimaryAndTheTwinAloneAndLongEnough() {
+        var seen: [FaultKind: Int] = [:]
+        var twinned = Set<Int>()
+        for seed in UInt64(0)..<30 {
+            let episodes = schedule(seed: seed, validators: 7, maxFaulty: 2).episodes
+            XCTAssertEqual(episodes.map(\.description), schedule(seed: seed, validators: 7, maxFaulty: 2).episodes.map(\.description), "seeded")
+            for episode in episodes {
+                for fault in episode.faults { seen[fault.kind, default: 0] += 1 }
+                guard let first = episode.faults.first, first.kind == .slowPrimary || first.kind == .twin else { continue }
+                XCTAssertEqual(episode.faults.count, 1, "nothing else is faulty while the check watches the network")
+                XCTAssertGreaterThanOrEqual(episode.durationSeconds, first.kind.minimumEpisodeSeconds)
+                XCTAssertLessThanOrEqual(episode.startSeconds + episode.durationSeconds, 600)
+                if first.kind == .slowPrimary {
+                    XCTAssertNil(first.node, "the primary, decided when the episode starts")
+                    XCTAssertEqual(first.description, "slow-primary(primary)")
+                } else {
+                    XCTAssertTrue((0..<7).contains(first.node!))
+                    twinned.insert(first.node!)
+                    XCTAssertEqual(first.description, "twin(node\(first.node!))")
+                }
+            }
+        }
+        XCTAssertEqual(Set(seen.keys), Set(processKinds), "every process kind is drawn")
+        XCTAssertEqual(twinned, Set(0..<7), "any validator may get a twin")
+        XCTAssertEqual(processKinds, [.kill, .freeze, .tear, .restoredData, .slowPrimary, .twin])
+        // About a quarter of the episodes are whole ones (slow-primary or twin).
+        let whole = Double((seen[.slowPrimary] ?? 0) + (seen[.twin] ?? 0))
+        let episodes = Double((0..<30).map { schedule(seed: UInt64($0), validators: 7, maxFaulty: 2).episodes.count }.reduce(0, +))
+        XCTAssertEqual(whole / episodes, FaultSchedule.wholeEpisodeShare, accuracy: 0.08)
+    }
+
+    func testFullBlocksScheduleIsOnlyPrimaryKillsThatFit() {
+        let kinds = FaultKind.of([.fullBlocks])
+        XCTAssertEqual(kinds, [.killPrimaryFullBlocks])
+        XCTAssertTrue(FaultKind.killPrimaryFullBlocks.targetsPrimary && FaultKind.killPrimaryFullBlocks.isWholeEpisode)
+        for seed in UInt64(0)..<20 {
+            let episodes = schedule(seed: seed, seconds: 300, kinds: kinds).episodes
+            XCTAssertEqual(episodes.map(\.description), schedule(seed: seed, seconds: 300, kinds: kinds).episodes.map(\.description))
+            XCTAssertFalse(episodes.isEmpty)
+            for episode in episodes {
+                XCTAssertEqual(episode.faults.map(\.kind), [.killPrimaryFullBlocks])
+                XCTAssertNil(episode.faults[0].node)
+                XCTAssertGreaterThanOrEqual(episode.durationSeconds, FullBlocksLoad.minimumEpisodeSeconds)
+                XCTAssertLessThanOrEqual(episode.startSeconds + episode.durationSeconds, 300)
+            }
+        }
+        // Too short for one judgeable episode: nothing is scheduled rather than a kill that cannot be judged.
+        XCTAssertTrue(schedule(seed: 1, seconds: FaultSchedule.warmupSeconds + FullBlocksLoad.minimumEpisodeSeconds - 1, kinds: kinds).episodes.isEmpty)
+    }
+
+    func testOneChosenKindMakesEveryEpisode() {
+        // `--kinds slow-primary`: the one-episode runs of the new kinds.
+        for kind in [FaultKind.slowPrimary, .twin, .restoredData, .killPrimaryFullBlocks] {
+            let episodes = schedule(seed: 7, seconds: 120, kinds: [kind]).episodes
+            XCTAssertFalse(episodes.isEmpty, "\(kind)")
+            XCTAssertTrue(episodes.allSatisfy { $0.faults.allSatisfy { $0.kind == kind } }, "\(kind)")
+        }
+    }
+
+    func testRestoredDataMovesToThePrimary() {
+        // Only a restored primary re-proposes (a restored backup signs its old blocks again).
+        XCTAssertTrue(FaultKind.restoredData.actsAsPrimary)
+        XCTAssertFalse(FaultKind.restoredData.isWholeEpisode)
+        XCTAssertFalse(FaultKind.kill.actsAsPrimary || FaultKind.freeze.actsAsPrimary || FaultKind.tear.actsAsPrimary)
+    }
+
+    func testSlowPrimaryBoundsFollowTheGenesis() {
+        let bounds = SlowPrimaryBounds.default
+        XCTAssertEqual(bounds.cycleSeconds, 2.1, accuracy: 1e-9)
+        XCTAssertEqual(bounds.viewChangeTimeoutSeconds, 2.0, accuracy: 1e-9)
+        // (5 samples + 2) cycles + 2 view-change timeouts.
+        XCTAssertEqual(bounds.replacementSeconds, 7 * 2.1 + 4, accuracy: 1e-9)
+        XCTAssertEqual(bounds.latencySeconds, 7 * 2.1 + 8, accuracy: 1e-9)
+        XCTAssertEqual(bounds.afterReplacementMedianSeconds, 2.1, accuracy: 1e-9)
+        XCTAssertGreaterThan(bounds.episodeSeconds, bounds.replacementSeconds + bounds.viewChangeTimeoutSeconds)
+        XCTAssertEqual(FaultKind.slowPrimary.minimumEpisodeSeconds, bounds.episodeSeconds)
+        var slower = ConsensusParameters.default
+        slower.viewChangeTimeoutTicks *= 2
+        XCTAssertEqual(SlowPrimaryBounds(parameters: slower).replacementSeconds, 7 * 2.1 + 8, accuracy: 1e-9)
+        XCTAssertEqual(ChaosRun.defaultViewChangeBoundSeconds(.default), 20, accuracy: 1e-9)
+    }
+
+    func testTwinPortsNeverMeetAValidatorsPorts() {
+        for validators in [4, 7, 10] {
+            let base = 20_000
+            let validatorPorts = Set((0..<validators).flatMap { [base + $0, base + 100 + $0] })
+            var twinPorts: [Int] = []
+            for node in 0..<validators {
+                let ports = TwinEpisode.ports(basePort: base, validators: validators, node: node)
+                twinPorts += [ports.api, ports.p2p]
+            }
+            XCTAssertEqual(Set(twinPorts).count, twinPorts.count)
+            XCTAssertTrue(validatorPorts.isDisjoint(with: twinPorts))
+            XCTAssertTrue(twinPorts.allSatisfy { $0 < base })
+        }
+    }
+
+    func testFullBlocksTransfersAreOneTransactionPerNonceBetweenFundedAccounts() {
+        XCTAssertEqual(FullBlocksLoad.perAccount(transactions: 180_000, accounts: 400), 450)
+        XCTAssertEqual(FullBlocksLoad.perAccount(transactions: 10, accounts: 4), 3)
+    }
+
+    func testPrometheusTextIsReadByNameAndLabels() {
+        let text = """
+            # TYPE tally_network_messages_dropped_total counter
+            tally_network_messages_dropped_total{reason="message_too_large"} 42
+            tally_network_messages_dropped_total{reason="outbound_queue_full"} 335
+            tally_transactions_committed_total 180000
+            tally_network_connections_closed_total{reason="key_in_use_twice"} 7.0
+            tally_network_connections_closed_total{reason="peer_closed"} 3
+            tally_transactions_committed_total_other 1
+            """
+        XCTAssertEqual(PrometheusText.value(text, "tally_network_messages_dropped_total", labels: ["reason": "message_too_large"]), 42)
+        XCTAssertEqual(PrometheusText.value(text, "tally_network_messages_dropped_total"), 377)
+        XCTAssertEqual(PrometheusText.value(text, "tally_transactions_committed_total"), 180_000)
+        XCTAssertEqual(PrometheusText.value(text, "tally_network_connections_closed_total", labels: ["reason": "key_in_use_twice"]), 7)
+        XCTAssertNil(PrometheusText.value(text, "tally_network_connections_closed_total", labels: ["reason": "oversize_frame"]))
+        XCTAssertNil(PrometheusText.value(text, "tally_view"))
+        // A counter lower than before: the node restarted and counts from 0 again.
+        XCTAssertEqual(counterRise(from: 5, to: 9), 4)
+        XCTAssertEqual(counterRise(from: 5, to: 2), 2)
+        XCTAssertEqual(counterRise(from: nil, to: 3), 3)
+        XCTAssertEqual(counterRise(from: 3, to: nil), 0)
     }
 
     func fault(_ kind: FaultKind, _ node: Int, peer: Int = 0, link: LinkPolicy = .clear) -> FaultEpisode.Fault {
