@@ -431,14 +431,16 @@ final class AccountTransactions: Sendable {
     // MARK: Reading
 
     /// Newest first, at most `limit` (1…`maxPageTransactions`) older than `before`.
-    func page(_ address: Address, before: TransactionPosition?, limit: Int) -> AccountTransactionsPage {
+    /// Throws `AccountHistoryUnavailable` (after logging the damage) when the page
+    /// cannot be read whole: a shorter page would read as the end of the history.
+    func page(_ address: Address, before: TransactionPosition?, limit: Int) throws -> AccountTransactionsPage {
         precondition(limit >= 1 && limit <= Self.maxPageTransactions)
         do {
             let (records, more, _) = try records(address, before: before, limit: limit)
             return try entries(address, records, more: more)
         } catch {
             reportDamage("\(error)")
-            return AccountTransactionsPage(entries: [], next: nil, indexedFromHeight: 1)
+            throw AccountHistoryUnavailable()
         }
     }
 
@@ -487,6 +489,12 @@ final class AccountTransactions: Sendable {
         try? fileSystem.remove(headsPath)
         try? fileSystem.syncDirectory(directory)
     }
+}
+
+/// An account's history could not be read whole (the index is damaged; the next start
+/// rebuilds it): the API answers 503 `history_unavailable`.
+public struct AccountHistoryUnavailable: Error, Sendable {
+    public init() {}
 }
 
 struct AccountIndexDamage: Error, CustomStringConvertible {

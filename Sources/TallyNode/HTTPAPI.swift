@@ -271,7 +271,13 @@ public struct HTTPAPI: Sendable {
                 "over \(limits.maxConcurrentHistoryReads) account histories are being read; retry shortly")
         }
         defer { historyReads.release() }
-        let page = await node.accountTransactions(address, before: before, limit: limit)
+        let page: AccountTransactionsPage
+        do { page = try await node.accountTransactions(address, before: before, limit: limit) } catch {
+            statistics.count(.historyUnavailable)
+            return try Self.error(
+                .serviceUnavailable, "history_unavailable",
+                "this node's account index is damaged (it is rebuilt at its next start); ask another node")
+        }
         var object: [String: Any] = [
             "address": address.bech32m, "indexed_from_height": String(page.indexedFromHeight),
             "transactions": page.entries.map { entry -> [String: Any] in

@@ -67,6 +67,8 @@ public final class HTTPStatistics: @unchecked Sendable {
         case rateLimited = "rate_limited"
         case subscriberRefused = "too_many_subscribers"
         case historyReadRefused = "too_many_reads"
+        /// An account-history page that hit damage in the node's index (503, not a short page).
+        case historyUnavailable = "history_unavailable"
         case acceptError = "accept_error"
     }
 

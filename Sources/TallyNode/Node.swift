@@ -774,8 +774,8 @@ public actor Node: NodeService {
     /// Off the actor: the index and the block reader.
     public nonisolated func accountTransactions(
         _ address: Address, before: TransactionPosition?, limit: Int
-    ) async -> AccountTransactionsPage {
-        accountTransactions.page(address, before: before, limit: limit)
+    ) async throws -> AccountTransactionsPage {
+        try accountTransactions.page(address, before: before, limit: limit)
     }
 
     /// Read and decoded off the actor.

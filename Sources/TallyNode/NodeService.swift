@@ -83,8 +83,10 @@ public protocol NodeService: Sendable {
     func pendingNonce(_ address: Address) async -> UInt64
     func block(at height: UInt64) async -> CertifiedBlock?
     /// `address`'s committed transactions older than `before` (all when nil), newest
-    /// first, at most `limit` (1…`HTTPAPI.maxAccountTransactionsPage`).
-    func accountTransactions(_ address: Address, before: TransactionPosition?, limit: Int) async -> AccountTransactionsPage
+    /// first, at most `limit` (1…`HTTPAPI.maxAccountTransactionsPage`). Throws
+    /// `AccountHistoryUnavailable` when the page cannot be read whole (a damaged index):
+    /// a shorter page would pass for the end of the history.
+    func accountTransactions(_ address: Address, before: TransactionPosition?, limit: Int) async throws -> AccountTransactionsPage
     func latestHeight() async -> UInt64
     /// A bounded stream of events from now on, one element per committed block (its
     /// `block` event, then its `tx` events), for a client at `address` (the total cap

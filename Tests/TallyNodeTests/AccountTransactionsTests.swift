@@ -46,16 +46,25 @@ final class AccountTransactionsTests: XCTestCase {
     }
 
     /// Every page of `address` joined, `size` at a time (at most 10,000 pages).
-    static func history(_ index: AccountTransactions, _ address: Address, size: Int = 7) -> [TransactionPosition] {
+    static func history(_ index: AccountTransactions, _ address: Address, size: Int = 7) throws -> [TransactionPosition] {
+        let (all, unavailable) = historyUntilUnavailable(index, address, size: size)
+        if unavailable { throw AccountHistoryUnavailable() }
+        return all
+    }
+
+    /// The pages joined until the end or a page the node cannot serve whole.
+    static func historyUntilUnavailable(
+        _ index: AccountTransactions, _ address: Address, size: Int = 7
+    ) -> (positions: [TransactionPosition], unavailable: Bool) {
         var all: [TransactionPosition] = []
         var cursor: TransactionPosition?
         for _ in 0..<10_000 {
-            let page = index.page(address, before: cursor, limit: size)
+            guard let page = try? index.page(address, before: cursor, limit: size) else { return (all, true) }
             all += page.entries.map(\.position)
             guard let next = page.next else { break }
             cursor = next
         }
-        return all
+        return (all, false)
     }
 
     /// Alice's positions in blocks 1…`height` of `block(height:count:)`, newest first.
@@ -70,7 +79,7 @@ final class AccountTransactionsTests: XCTestCase {
         try Self.commit((1...5).map { Self.block(height: UInt64($0), count: 3) }, store: store, index: index)
         let alice = Address(publicKey: Self.alice)
         // alice is in every transaction: 15 positions.
-        let all = index.page(alice, before: nil, limit: 100)
+        let all = try index.page(alice, before: nil, limit: 100)
         XCTAssertEqual(all.entries.map(\.position), Self.alicePositions(through: 5, count: 3), "newest first")
         XCTAssertNil(all.next)
         XCTAssertEqual(all.indexedFromHeight, 1)
@@ -78,7 +87,7 @@ final class AccountTransactionsTests: XCTestCase {
         var cursor: TransactionPosition?
         var paged: [TransactionPosition] = []
         repeat {
-            let page = index.page(alice, before: cursor, limit: 4)
+            let page = try index.page(alice, before: cursor, limit: 4)
             paged += page.entries.map(\.position)
             cursor = page.next
             pages += 1
@@ -86,16 +95,16 @@ final class AccountTransactionsTests: XCTestCase {
         XCTAssertEqual(paged, Self.alicePositions(through: 5, count: 3))
         XCTAssertEqual(pages, 4)
         // carol only receives alice's (even-index) transfers.
-        XCTAssertEqual(index.page(Self.carol, before: nil, limit: 100).entries.map(\.position.index).filter { $0 % 2 == 1 }, [])
-        XCTAssertEqual(index.page(Self.carol, before: nil, limit: 100).entries.count, 10)
+        XCTAssertEqual(try index.page(Self.carol, before: nil, limit: 100).entries.map(\.position.index).filter { $0 % 2 == 1 }, [])
+        XCTAssertEqual(try index.page(Self.carol, before: nil, limit: 100).entries.count, 10)
         // A cursor between positions, one past the end, and one before the first.
         XCTAssertEqual(
-            index.page(alice, before: TransactionPosition(height: 3, index: 0), limit: 2).entries.map(\.position),
+            try index.page(alice, before: TransactionPosition(height: 3, index: 0), limit: 2).entries.map(\.position),
             [TransactionPosition(height: 2, index: 2), TransactionPosition(height: 2, index: 1)])
-        XCTAssertEqual(index.page(alice, before: TransactionPosition(height: 99, index: 0), limit: 1).entries.first?.position,
+        XCTAssertEqual(try index.page(alice, before: TransactionPosition(height: 99, index: 0), limit: 1).entries.first?.position,
                        TransactionPosition(height: 5, index: 2))
-        XCTAssertEqual(index.page(alice, before: TransactionPosition(height: 1, index: 0), limit: 5).entries, [])
-        XCTAssertEqual(index.page(Address(bytes: [UInt8](repeating: 9, count: 20))!, before: nil, limit: 5).entries, [])
+        XCTAssertEqual(try index.page(alice, before: TransactionPosition(height: 1, index: 0), limit: 5).entries, [])
+        XCTAssertEqual(try index.page(Address(bytes: [UInt8](repeating: 9, count: 20))!, before: nil, limit: 5).entries, [])
     }
 
     /// A self-transfer is listed once.
@@ -107,7 +116,7 @@ final class AccountTransactionsTests: XCTestCase {
                                               transactionCount: 1), transactions: [own])
         try Self.commit([CertifiedBlock(block: block, certificate: CommitCertificate(view: 0, height: 1, blockHash: block.hash, signatures: []))],
                         store: store, index: index)
-        XCTAssertEqual(index.page(Address(publicKey: Self.alice), before: nil, limit: 10).entries.count, 1)
+        XCTAssertEqual(try index.page(Address(publicKey: Self.alice), before: nil, limit: 10).entries.count, 1)
     }
 
     /// The jump rule as a function of the depth is Myers' recursive rule (a record jumps
@@ -141,17 +150,17 @@ final class AccountTransactionsTests: XCTestCase {
             // log2(4,000) ≈ 12: a walk without jumps would take up to 4,000 reads.
             XCTAssertLessThanOrEqual(reads, 4 * 12 + 5, "\(cursor): \(reads) reads for depth 4,000")
         }
-        XCTAssertEqual(Self.history(index, alice, size: 100), all)
+        XCTAssertEqual(try Self.history(index, alice, size: 100), all)
     }
 
     func testPageReadsTheTransactionsFromTheStore() throws {
         let (store, history, _) = try Self.open(SimulatedFileSystem())
         let blocks = (1...3).map { Self.block(height: UInt64($0), count: 2) }
         try Self.commit(blocks, store: store, index: history)
-        let first = history.page(Self.carol, before: nil, limit: 2)
+        let first = try history.page(Self.carol, before: nil, limit: 2)
         XCTAssertEqual(first.entries.map(\.transaction), [blocks[2].block.transactions[0], blocks[1].block.transactions[0]])
         XCTAssertEqual(first.next, TransactionPosition(height: 2, index: 0))
-        let second = history.page(Self.carol, before: first.next, limit: 2)
+        let second = try history.page(Self.carol, before: first.next, limit: 2)
         XCTAssertEqual(second.entries.map(\.transaction), [blocks[0].block.transactions[0]])
         XCTAssertNil(second.next)
         XCTAssertEqual(second.indexedFromHeight, 1)
@@ -181,11 +190,11 @@ final class AccountTransactionsTests: XCTestCase {
         // Current at the stop: nothing replayed, no block read.
         XCTAssertEqual(report, .init())
         XCTAssertEqual(index.indexedHeight, height)
-        XCTAssertEqual(Self.history(index, alice, size: 100), Self.alicePositions(through: height, count: 2))
-        XCTAssertEqual(index.page(alice, before: TransactionPosition(height: 2, index: 0), limit: 100).entries.count, 2, "block 1's")
+        XCTAssertEqual(try Self.history(index, alice, size: 100), Self.alicePositions(through: height, count: 2))
+        XCTAssertEqual(try index.page(alice, before: TransactionPosition(height: 2, index: 0), limit: 100).entries.count, 2, "block 1's")
         // And it goes on from there.
         try Self.commit([Self.block(height: height + 1, count: 2)], store: store, index: index)
-        XCTAssertEqual(Self.history(index, alice, size: 100), Self.alicePositions(through: height + 1, count: 2))
+        XCTAssertEqual(try Self.history(index, alice, size: 100), Self.alicePositions(through: height + 1, count: 2))
         store.close()
     }
 
@@ -202,7 +211,7 @@ final class AccountTransactionsTests: XCTestCase {
             }
             fileSystem.restart(outcome)
             let (_, index, report) = try Self.open(fileSystem)
-            XCTAssertEqual(Self.history(index, Address(publicKey: Self.alice)), Self.alicePositions(through: 20, count: 4), "\(outcome)")
+            XCTAssertEqual(try Self.history(index, Address(publicKey: Self.alice)), Self.alicePositions(through: 20, count: 4), "\(outcome)")
             XCTAssertEqual(index.indexedHeight, 20)
             XCTAssertLessThanOrEqual(report.indexedBlocks, 10, "\(outcome): only blocks after the checkpoint")
             XCTAssertFalse(report.checkpointUnusable)
@@ -236,9 +245,10 @@ final class AccountTransactionsTests: XCTestCase {
         do {
             let (_, index, report) = try Self.open(fileSystem)
             XCTAssertEqual(report, .init(), "trusted until read: the start does not read old records")
-            let listed = Self.history(index, alice)
+            let (listed, unavailable) = Self.historyUntilUnavailable(index, alice)
             // Pages of 7: the four before the one that reaches the record (5:3, then 5:2).
             XCTAssertEqual(listed, Array(whole.prefix(28)), "served up to the page that reaches the damage")
+            XCTAssertTrue(unavailable, "the page that reaches the damage is refused, not served short as the end")
             XCTAssertFalse(fileSystem.fileExists(heads), "the checkpoint is dropped so the next start checks every record")
             index.close()
             XCTAssertFalse(fileSystem.fileExists(heads), "and not written again by this run")
@@ -248,7 +258,7 @@ final class AccountTransactionsTests: XCTestCase {
             XCTAssertTrue(report.checkpointUnusable)
             XCTAssertEqual(report.replayedRecords, 4 * 8 + 4 - 4, "kept up to the damaged record, less block 5's")
             XCTAssertEqual(report.indexedBlocks, 8, "blocks 5…12 again")
-            XCTAssertEqual(Self.history(index, alice), whole)
+            XCTAssertEqual(try Self.history(index, alice), whole)
             index.close()
         }
         // 2. A truncated heads checkpoint and 3. a positions file cut mid-record.
@@ -261,7 +271,7 @@ final class AccountTransactionsTests: XCTestCase {
             let (_, index, report) = try Self.open(fileSystem)
             XCTAssertTrue(report.checkpointUnusable)
             XCTAssertGreaterThan(report.droppedRecords, 0)
-            XCTAssertEqual(Self.history(index, alice), whole)
+            XCTAssertEqual(try Self.history(index, alice), whole)
             XCTAssertEqual(index.indexedHeight, 12)
         }
     }
@@ -287,7 +297,7 @@ final class AccountTransactionsTests: XCTestCase {
         }
         let (_, index, report) = try Self.open(fileSystem)
         XCTAssertTrue(report.checkpointUnusable)
-        XCTAssertEqual(Self.history(index, Address(publicKey: Self.alice)), Self.alicePositions(through: 3, count: 2))
+        XCTAssertEqual(try Self.history(index, Address(publicKey: Self.alice)), Self.alicePositions(through: 3, count: 2))
     }
 
     func testCursorParsing() {

@@ -52,7 +52,12 @@ actor LedgerOnlyNode: NodeService {
     func append(_ blocks: [CertifiedBlock]) { committed += blocks }
 
     /// By scanning every block (the node's index must agree with this).
-    func accountTransactions(_ address: Address, before: TransactionPosition?, limit: Int) -> AccountTransactionsPage {
+    /// Set: every history page fails as over a damaged index.
+    var historyDamaged = false
+    func damageHistory() { historyDamaged = true }
+
+    func accountTransactions(_ address: Address, before: TransactionPosition?, limit: Int) throws -> AccountTransactionsPage {
+        if historyDamaged { throw AccountHistoryUnavailable() }
         let all = committed.flatMap { certified in
             certified.block.transactions.enumerated().compactMap { offset, transaction in
                 transaction.senderAddress == address || transaction.recipient == address
@@ -232,6 +237,22 @@ final class HTTPAPITests: XCTestCase, @unchecked Sendable {
             }
             try await client.execute(uri: "/metrics", method: .get) { response in
                 XCTAssertEqual(String(buffer: response.body), "tally_height 0\n")
+            }
+        }
+    }
+
+    /// A page the node cannot read whole is a 503, never a short (or empty) page that
+    /// would read as the end of the account's history.
+    func testAccountHistoryOverADamagedIndexIsUnavailableNotShort() async throws {
+        let node = LedgerOnlyNode(genesis: genesis)
+        await node.append((1...3).map { AccountTransactionsTests.block(height: UInt64($0), count: 3) })
+        await node.damageHistory()
+        let carol = AccountTransactionsTests.carol.bech32m
+        try await app(node: node).test(.router) { client in
+            try await client.execute(uri: "/accounts/\(carol)/txs", method: .get) { response in
+                XCTAssertEqual(response.status, .serviceUnavailable)
+                let error = self.json(response.body)["error"] as? [String: Any]
+                XCTAssertEqual(error?["code"] as? String, "history_unavailable")
             }
         }
     }
