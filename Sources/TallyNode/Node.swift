@@ -159,7 +159,9 @@ public actor Node: NodeService {
         let dataDirectory = home.file(config.storage.dataDir)
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
 
+        let openStart = ContinuousClock.now
         store = try BlockStore.open(dataDirectory: dataDirectory, logger: logger)
+        let openDuration = ContinuousClock.now - openStart
         blockReader = store.reader
         snapshots = try SnapshotStore(dataDirectory: dataDirectory, logger: logger)
         consensusState = try DataLayout.consensusStateStore(dataDirectory)
@@ -168,6 +170,9 @@ public actor Node: NodeService {
         let replayDuration = ContinuousClock.now - replayStart
         logger.info("chain recovered", metadata: [
             "height": "\(store.tipHeight)", "snapshot": "\(recovery.snapshotHeight)", "replayed": "\(recovery.replayedBlocks)",
+            // Where a start's time goes (issue 16: restart flat in the ledger's size).
+            "store_open_ms": "\(CommittedTransactions.milliseconds(openDuration))",
+            "recovery_ms": "\(CommittedTransactions.milliseconds(replayDuration))",
         ])
         lastSnapshotHeight = recovery.snapshotHeight
         if recovery.replayedBlocks >= Self.startupSnapshotReplayedBlocks
@@ -227,16 +232,20 @@ public actor Node: NodeService {
                 acceptOnlyValidatorAddresses: config.p2p.acceptOnlyValidatorAddresses, limits: limits),
             group: executorLoop, logger: logger)
 
-        var recentTransactions = TransactionIndex()
         let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
         // Both indexes are rebuilt from the same last blocks, so start-up does not grow
-        // with the chain (older transactions stay in their blocks, unindexed).
+        // with the chain (older transactions stay in their blocks, unindexed). The hash
+        // index is rebuilt on a thread of its own (lookups wait for it), not here.
+        committedTransactions = CommittedTransactions(
+            reader: store.reader, rebuildingFrom: first, through: store.tipHeight, logger: logger)
+        let accountIndexStart = ContinuousClock.now
         var accountIndex = AccountTransactionIndex(fromHeight: first)
         try store.forEachBlock(from: first) {
-            recentTransactions.add($0.block)
             accountIndex.add($0.block)
         }
-        committedTransactions = CommittedTransactions(reader: store.reader, index: recentTransactions)
+        logger.info("account index rebuilt", metadata: [
+            "from": "\(first)", "ms": "\(CommittedTransactions.milliseconds(ContinuousClock.now - accountIndexStart))",
+        ])
         accountTransactions = AccountTransactions(reader: store.reader, index: accountIndex)
         metrics.height.record(Int64(store.tipHeight))
         metrics.view.record(Int64(driver.replica.view))
@@ -754,8 +763,9 @@ public actor Node: NodeService {
     public nonisolated func transactionStatus(_ hash: Hash) async -> TransactionStatus {
         if let committed = committedTransactions.status(of: hash) { return committed }
         if await isPending(hash) { return .pending }
-        // Committed between the two questions: the index has it now.
-        return committedTransactions.status(of: hash) ?? .unknown
+        // Committed between the two questions: the index has it now (or, in the
+        // first moments after a start, once the rebuild of the index is done).
+        return await committedTransactions.status(of: hash, waitingForRebuild: true) ?? .unknown
     }
 
     private func isPending(_ hash: Hash) -> Bool { application.mempool.contains(hash) }
