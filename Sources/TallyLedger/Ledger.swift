@@ -15,6 +15,24 @@ public struct Account: Hashable, Sendable {
     public static let empty = Account(balance: 0, nonce: 0)
 }
 
+/// A ledger's state in the flat form a snapshot stores (`Ledger.image`,
+/// `Ledger(genesis:height:image:)`): `accounts` and their 20-byte addresses
+/// (`addressBytes`, back to back) in creation order, `addressOrder` the leaf indices
+/// sorted by address, and `treeLevels` the state tree's levels (`StateTree.levelBytes`).
+public struct LedgerImage: Sendable {
+    public let addressBytes: [UInt8]
+    public let accounts: [Account]
+    public let addressOrder: [UInt32]
+    public let treeLevels: [[UInt8]]
+
+    public init(addressBytes: [UInt8], accounts: [Account], addressOrder: [UInt32], treeLevels: [[UInt8]]) {
+        self.addressBytes = addressBytes
+        self.accounts = accounts
+        self.addressOrder = addressOrder
+        self.treeLevels = treeLevels
+    }
+}
+
 /// A transaction whose signature has been checked. The ledger takes only these, so
 /// "the caller verified the signature" is a type, not a hope.
 public struct VerifiedTransaction: Hashable, Sendable {
@@ -115,8 +133,16 @@ public struct Ledger: Sendable {
     /// Height of the last block applied (0 = genesis).
     public private(set) var height: UInt64 = 0
 
+    /// Accounts in creation order (leaf order), and their addresses: 20 bytes each,
+    /// back to back in the same order.
     private var accounts: [Account] = []
-    private var addresses: [Address] = []
+    private var addressBytes: [UInt8] = []
+    /// Leaf indices of the accounts below `sortedAccounts.count`, in address order
+    /// (binary-searched): a ledger restored from a snapshot image takes it as stored,
+    /// so a restart builds no per-account dictionary.
+    private var sortedAccounts: [UInt32] = []
+    /// Leaf index of every account not in `sortedAccounts` (all of them for a ledger
+    /// built from genesis; those created since the restore for a restored one).
     private var indexByAddress: [Address: Int] = [:]
     private var tree = StateTree()
 
@@ -128,9 +154,9 @@ public struct Ledger: Sendable {
         minFee = genesis.consensus.minFee
         var leaves: [Int: Hash] = [:]
         for account in genesis.accounts {
-            leaves[addresses.count] = StateTree.leafHash(address: account.address, balance: account.balance, nonce: 0)
-            indexByAddress[account.address] = addresses.count
-            addresses.append(account.address)
+            leaves[accounts.count] = StateTree.leafHash(address: account.address, balance: account.balance, nonce: 0)
+            indexByAddress[account.address] = accounts.count
+            addressBytes.append(contentsOf: account.address.bytes)
             accounts.append(Account(balance: account.balance, nonce: 0))
         }
         tree.update(leaves: leaves)
@@ -140,9 +166,16 @@ public struct Ledger: Sendable {
     public enum RestoreError: Error, Equatable, CustomStringConvertible {
         case duplicateAddress(index: Int)
         case supplyMismatch(expected: UInt64, found: UInt64?)
+        /// An image whose parts disagree in size, or whose address order is not a
+        /// strictly increasing order of its accounts.
+        case malformedImage(String)
+        /// An image whose stored state tree fails a sampled check against its accounts.
+        case treeMismatch(String)
 
         public var description: String {
             switch self {
+            case .malformedImage(let reason): return "malformed ledger image: \(reason)"
+            case .treeMismatch(let reason): return "stored state tree does not match the accounts: \(reason)"
             case .duplicateAddress(let index): return "account \(index) repeats an earlier address"
             case .supplyMismatch(let expected, let found):
                 return "balances sum to \(found.map(String.init) ?? "more than 2^64"), the genesis supply is \(expected)"
@@ -176,9 +209,137 @@ public struct Ledger: Sendable {
             leaves[index] = StateTree.leafHash(address: entry.address, balance: entry.account.balance, nonce: entry.account.nonce)
         }
         guard supply == totalSupply else { throw .supplyMismatch(expected: totalSupply, found: supply) }
-        addresses = restored.map(\.address)
+        addressBytes.reserveCapacity(restored.count * Address.byteCount)
+        for entry in restored { addressBytes.append(contentsOf: entry.address.bytes) }
         accounts = restored.map(\.account)
         tree.update(leaves: leaves)
+    }
+
+    /// Leaves of a restored image whose stored tree path is rehashed and compared:
+    /// evenly spread, plus the last (whose path pads with empty subtrees).
+    public static let restoreSampledLeaves = 1_024
+
+    /// Rebuilds the ledger at `height` from an image (`image`, as a snapshot stores
+    /// it) without per-account work beyond reading it: the accounts and the tree's
+    /// levels are taken as stored. Checked here: the parts' sizes, that the address
+    /// order is strictly increasing (so no address repeats), the genesis supply, and
+    /// `restoreSampledLeaves` leaves (leaf hash and every node on their path). The
+    /// caller compares the root with the snapshot's and the block header's; the
+    /// snapshot's checksum covers the rest against damage.
+    public init(genesis: Genesis, height: UInt64, image: LedgerImage) throws(RestoreError) {
+        chainID = genesis.chainID
+        genesisHash = genesis.hash
+        validators = genesis.validators
+        totalSupply = genesis.totalSupply
+        minFee = genesis.consensus.minFee
+        self.height = height
+        let count = image.accounts.count
+        guard image.addressBytes.count == count * Address.byteCount, image.addressOrder.count == count else {
+            throw .malformedImage("\(count) accounts, \(image.addressBytes.count) address bytes, \(image.addressOrder.count) order entries")
+        }
+        do { tree = try StateTree(count: count, levels: image.treeLevels) } catch { throw .malformedImage(error.description) }
+        var supply: UInt64 = 0
+        for account in image.accounts {
+            let (sum, overflow) = supply.addingReportingOverflow(account.balance)
+            guard !overflow else { throw .supplyMismatch(expected: totalSupply, found: nil) }
+            supply = sum
+        }
+        guard supply == totalSupply else { throw .supplyMismatch(expected: totalSupply, found: supply) }
+        try Ledger.checkStrictlyIncreasing(image.addressOrder, addressBytes: image.addressBytes)
+        accounts = image.accounts
+        addressBytes = image.addressBytes
+        sortedAccounts = image.addressOrder
+        var samples = Array(stride(from: 0, to: count, by: max(1, count / Ledger.restoreSampledLeaves)))
+        if count > 0 { samples.append(count - 1) }
+        for index in samples {
+            let expected = StateTree.leafHash(address: address(at: index), balance: accounts[index].balance, nonce: accounts[index].nonce)
+            guard tree.leaf(index) == expected else { throw .treeMismatch("leaf \(index) is not the hash of account \(index)") }
+            do { try tree.checkPath(leaf: index) } catch { throw .treeMismatch(error.description) }
+        }
+    }
+
+    /// Every leaf index below `order.count` once, in strictly increasing address order.
+    private static func checkStrictlyIncreasing(_ order: [UInt32], addressBytes: [UInt8]) throws(RestoreError) {
+        let failure: String? = order.withUnsafeBufferPointer { order in
+            addressBytes.withUnsafeBytes { bytes in
+                for position in order.indices {
+                    guard Int(order[position]) < order.count else { return "order entry \(position) is out of range" }
+                    if position > 0 {
+                        let previous = bytes.baseAddress! + Int(order[position - 1]) * Address.byteCount
+                        let current = bytes.baseAddress! + Int(order[position]) * Address.byteCount
+                        guard compareAddresses(previous, current) < 0 else {
+                            return "order entries \(position - 1) and \(position) are not in strictly increasing address order"
+                        }
+                    }
+                }
+                return nil
+            }
+        }
+        if let failure { throw .malformedImage(failure) }
+    }
+
+    /// Compares two 20-byte addresses as `Address.<` does (bytes, lexicographically).
+    static func compareAddresses(_ left: UnsafeRawPointer, _ right: UnsafeRawPointer) -> Int {
+        let a0 = UInt64(bigEndian: left.loadUnaligned(as: UInt64.self)), b0 = UInt64(bigEndian: right.loadUnaligned(as: UInt64.self))
+        if a0 != b0 { return a0 < b0 ? -1 : 1 }
+        let a1 = UInt64(bigEndian: left.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        let b1 = UInt64(bigEndian: right.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        if a1 != b1 { return a1 < b1 ? -1 : 1 }
+        let a2 = UInt32(bigEndian: left.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
+        let b2 = UInt32(bigEndian: right.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
+        return a2 == b2 ? 0 : (a2 < b2 ? -1 : 1)
+    }
+
+    /// The ledger's parts as a snapshot stores them: accounts and addresses in
+    /// creation order, the leaf indices in address order, and the state tree's levels.
+    /// O(accounts) plus a sort of the accounts created since the last restore.
+    public var image: LedgerImage {
+        let unsorted = indexByAddress.values.map { UInt32($0) }
+        let order: [UInt32] = addressBytes.withUnsafeBytes { bytes in
+            func less(_ a: UInt32, _ b: UInt32) -> Bool {
+                Ledger.compareAddresses(bytes.baseAddress! + Int(a) * Address.byteCount, bytes.baseAddress! + Int(b) * Address.byteCount) < 0
+            }
+            let added = unsorted.sorted(by: less)
+            var merged: [UInt32] = []
+            merged.reserveCapacity(accounts.count)
+            var base = 0, next = 0
+            while base < sortedAccounts.count || next < added.count {
+                if next == added.count || (base < sortedAccounts.count && less(sortedAccounts[base], added[next])) {
+                    merged.append(sortedAccounts[base])
+                    base += 1
+                } else {
+                    merged.append(added[next])
+                    next += 1
+                }
+            }
+            return merged
+        }
+        return LedgerImage(addressBytes: addressBytes, accounts: accounts, addressOrder: order, treeLevels: tree.levelBytes)
+    }
+
+    private func address(at index: Int) -> Address {
+        Address(bytes: Array(addressBytes[index * Address.byteCount..<(index + 1) * Address.byteCount]))!
+    }
+
+    /// Leaf index of `address`, nil when it has no account.
+    private func index(of address: Address) -> Int? {
+        if let index = indexByAddress[address] { return index }
+        guard !sortedAccounts.isEmpty, address.bytes.count == Address.byteCount else { return nil }
+        return address.bytes.withUnsafeBytes { key in
+            addressBytes.withUnsafeBytes { bytes in
+                sortedAccounts.withUnsafeBufferPointer { order in
+                    var low = 0, high = order.count
+                    while low < high {
+                        let middle = (low + high) / 2
+                        let candidate = Int(order[middle])
+                        let comparison = Ledger.compareAddresses(bytes.baseAddress! + candidate * Address.byteCount, key.baseAddress!)
+                        if comparison == 0 { return candidate }
+                        if comparison < 0 { low = middle + 1 } else { high = middle }
+                    }
+                    return nil
+                }
+            }
+        }
     }
 
     public var stateRoot: Hash { tree.root }
@@ -187,12 +348,12 @@ public struct Ledger: Sendable {
     public var accountCount: Int { accounts.count }
 
     public func account(_ address: Address) -> Account? {
-        indexByAddress[address].map { accounts[$0] }
+        index(of: address).map { accounts[$0] }
     }
 
-    /// Every account in creation order (for snapshots and audits).
+    /// Every account in creation order (for audits and tests).
     public var allAccounts: [(address: Address, account: Account)] {
-        zip(addresses, accounts).map { ($0, $1) }
+        accounts.indices.map { (address(at: $0), accounts[$0]) }
     }
 
     /// The sender's side of applying `transaction`: its state afterwards, or why the
@@ -271,7 +432,7 @@ public struct Ledger: Sendable {
             for parent in parents.reversed() {
                 if let changed = parent.changes[address] { account = changed; break }
             }
-            var leafIndex = indexByAddress[address]
+            var leafIndex = index(of: address)
             if let index = leafIndex {
                 if account == nil { account = accounts[index] }
             } else {
@@ -341,12 +502,12 @@ public struct Ledger: Sendable {
     public mutating func commit(_ execution: BlockExecution) {
         precondition(execution.baseHeight == height, "execution was computed on another height")
         for address in execution.created {
-            precondition(execution.createdIndex[address] == addresses.count, "accounts are created in leaf order")
-            indexByAddress[address] = addresses.count
-            addresses.append(address)
+            precondition(execution.createdIndex[address] == accounts.count, "accounts are created in leaf order")
+            indexByAddress[address] = accounts.count
+            addressBytes.append(contentsOf: address.bytes)
             accounts.append(.empty)
         }
-        for (address, value) in execution.changes { accounts[indexByAddress[address]!] = value }
+        for (address, value) in execution.changes { accounts[index(of: address)!] = value }
         tree.install(execution.overlay)
         height += 1
     }

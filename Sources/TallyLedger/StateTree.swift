@@ -21,8 +21,12 @@ public struct StateTreeOverlay: Sendable {
 /// accounts)), and `root(applying:)` computes the root after a set of changes
 /// without touching the stored tree (for proposals that may never commit).
 public struct StateTree: Sendable {
-    /// levels[0] are the leaves; levels[k] holds ⌈count / 2^k⌉ nodes.
-    private var levels: [[Hash]] = [[]]
+    /// levels[k] holds ⌈count / 2^k⌉ nodes of 32 bytes back to back (levels[0]: the
+    /// leaves): flat bytes, so a tree of a million accounts is a few arrays, not
+    /// millions of small ones, and a snapshot stores and loads it as it is.
+    private var levels: [[UInt8]] = [[]]
+    /// Leaves (levels[0].count / 32).
+    public private(set) var count = 0
     /// Inner-node hashes computed by `update` so far: benchmarks report this per
     /// changed leaf to show the O(changes · log accounts) cost.
     public private(set) var nodeHashesComputed = 0
@@ -33,17 +37,69 @@ public struct StateTree: Sendable {
         return nodes
     }()
     static let rootTag = Array("tally/state-root/v1".utf8)
+    static let nodeBytes = Hash.byteCount
 
     public init() {}
 
-    public var count: Int { levels[0].count }
-
     /// Number of levels above the leaves.
-    static func depth(for count: Int) -> Int {
+    public static func depth(for count: Int) -> Int {
         var depth = 0
         while (1 << depth) < count { depth += 1 }
         return depth
     }
+
+    /// Nodes at `level` of a tree of `count` leaves.
+    public static func nodeCount(level: Int, leaves count: Int) -> Int { (count + (1 << level) - 1) >> level }
+
+    /// Nodes of every level (0…depth) of a tree of `count` leaves.
+    public static func totalNodeCount(leaves count: Int) -> Int {
+        (0...depth(for: count)).reduce(0) { $0 + nodeCount(level: $1, leaves: count) }
+    }
+
+    /// Every level's nodes as stored (level 0: the leaves), for a snapshot.
+    public var levelBytes: [[UInt8]] { levels }
+
+    /// Why stored levels cannot be a tree (`init(count:levels:)`).
+    public enum ImageError: Error, Equatable, CustomStringConvertible {
+        case shape(String)
+        case node(level: Int, index: Int)
+
+        public var description: String {
+            switch self {
+            case .shape(let reason): return "tree levels: \(reason)"
+            case .node(let level, let index): return "tree node \(index) of level \(level) is not the hash of its children"
+            }
+        }
+    }
+
+    /// A tree from stored levels (`levelBytes` of a tree of `count` leaves), taken as
+    /// they are: only their shape is checked here (the caller checks a sample of
+    /// nodes with `checkPath(leaf:)`, and the root against the chain).
+    public init(count: Int, levels: [[UInt8]]) throws(ImageError) {
+        let depth = StateTree.depth(for: count)
+        guard levels.count == depth + 1 else { throw .shape("\(levels.count) levels for \(count) leaves (expected \(depth + 1))") }
+        for (level, bytes) in levels.enumerated() where bytes.count != StateTree.nodeCount(level: level, leaves: count) * StateTree.nodeBytes {
+            throw .shape("level \(level) holds \(bytes.count) bytes")
+        }
+        self.levels = levels
+        self.count = count
+    }
+
+    /// Checks that every node on leaf `index`'s path to the top is the hash of its
+    /// two children (how a restore samples stored levels without rehashing them all).
+    public func checkPath(leaf index: Int) throws(ImageError) {
+        precondition(index >= 0 && index < count)
+        var child = index
+        for level in 1..<levels.count {
+            let parent = child >> 1
+            let expected = Merkle.nodeHash(node(level: level - 1, index: parent * 2), node(level: level - 1, index: parent * 2 + 1))
+            guard expected == node(level: level, index: parent) else { throw .node(level: level, index: parent) }
+            child = parent
+        }
+    }
+
+    /// Leaf `index` as stored.
+    public func leaf(_ index: Int) -> Hash { node(level: 0, index: index) }
 
     public static func leafHash(address: Address, balance: UInt64, nonce: UInt64) -> Hash {
         // Built on the stack: the replay hashes a leaf for every changed account.
@@ -68,29 +124,44 @@ public struct StateTree: Sendable {
     }
 
     private func node(level: Int, index: Int) -> Hash {
-        if level < levels.count, index < levels[level].count { return levels[level][index] }
-        return StateTree.emptyNodes[level]
+        guard level < levels.count, (index + 1) * StateTree.nodeBytes <= levels[level].count else { return StateTree.emptyNodes[level] }
+        let start = index * StateTree.nodeBytes
+        return Hash(bytes: Array(levels[level][start..<start + StateTree.nodeBytes]))!
+    }
+
+    private mutating func setNode(level: Int, index: Int, _ hash: Hash) {
+        let start = index * StateTree.nodeBytes
+        precondition(start + StateTree.nodeBytes <= levels[level].count)
+        levels[level].withUnsafeMutableBytes { target in
+            hash.bytes.withUnsafeBytes { target.baseAddress!.advanced(by: start).copyMemory(from: $0.baseAddress!, byteCount: StateTree.nodeBytes) }
+        }
+    }
+
+    /// Grows `level` with zero nodes to the size a tree of `leaves` leaves has.
+    private mutating func grow(level: Int, leaves: Int) {
+        while levels.count <= level { levels.append([]) }
+        let needed = StateTree.nodeCount(level: level, leaves: leaves) * StateTree.nodeBytes
+        if levels[level].count < needed { levels[level].append(contentsOf: repeatElement(0, count: needed - levels[level].count)) }
     }
 
     /// Sets leaf `index` (`index == count` appends) and rehashes its path.
     public mutating func update(leaves changes: [Int: Hash]) {
         for (index, _) in changes.sorted(by: { $0.key < $1.key }) where index >= count {
             precondition(index == count, "leaves are appended in order")
-            levels[0].append(.zero)
+            count += 1
         }
-        for (index, leaf) in changes { levels[0][index] = leaf }
+        grow(level: 0, leaves: count)
+        for (index, leaf) in changes { setNode(level: 0, index: index, leaf) }
         let depth = StateTree.depth(for: count)
-        while levels.count <= depth { levels.append([]) }
         var dirty = Set(changes.keys)
         for level in 1...max(depth, 1) where level <= depth {
-            let needed = (count + (1 << level) - 1) >> level
-            while levels[level].count < needed { levels[level].append(.zero) }
+            grow(level: level, leaves: count)
             var parents = Set<Int>()
             for child in dirty { parents.insert(child >> 1) }
             nodeHashesComputed += parents.count
             for parent in parents {
-                levels[level][parent] = Merkle.nodeHash(
-                    node(level: level - 1, index: parent * 2), node(level: level - 1, index: parent * 2 + 1))
+                setNode(level: level, index: parent, Merkle.nodeHash(
+                    node(level: level - 1, index: parent * 2), node(level: level - 1, index: parent * 2 + 1)))
             }
             dirty = parents
         }
@@ -146,12 +217,10 @@ public struct StateTree: Sendable {
     /// Writes an overlay computed on this tree as it is now.
     public mutating func install(_ overlay: StateTreeOverlay) {
         precondition(overlay.count >= count, "an overlay never removes leaves")
-        while levels[0].count < overlay.count { levels[0].append(.zero) }
-        while levels.count < overlay.levels.count { levels.append([]) }
+        count = overlay.count
         for (level, nodes) in overlay.levels.enumerated() {
-            let needed = (overlay.count + (1 << level) - 1) >> level
-            while levels[level].count < needed { levels[level].append(.zero) }
-            for (index, hash) in nodes { levels[level][index] = hash }
+            grow(level: level, leaves: overlay.count)
+            for (index, hash) in nodes { setNode(level: level, index: index, hash) }
             if level > 0 { nodeHashesComputed += nodes.count }
         }
         precondition(root == overlay.root, "overlay installed on a tree other than the one it was computed on")

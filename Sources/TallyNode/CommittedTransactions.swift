@@ -1,3 +1,5 @@
+import Foundation
+import Logging
 import Synchronization
 import TallyCrypto
 import TallyStore
@@ -7,30 +9,110 @@ import TallyTypes
 /// index says where a transaction is, the block comes through the store's
 /// `BlockReader`, and the Merkle tree of a block is built once and kept for the
 /// next lookups in it (a 4,000-transaction block costs one tree, not one per proof).
+///
+/// At start the index of the last blocks is rebuilt on a thread of its own
+/// (`init(reader:rebuildingFrom:through:logger:)`: decoding and hashing every
+/// transaction of up to `Node.startupIndexBlocks` blocks took seconds, and the node
+/// need not wait for it to serve); blocks committed meanwhile go to a live index
+/// merged after it, and `status(waitingForRebuild:)` waits for the rebuild before it
+/// answers that it does not know a hash.
 final class CommittedTransactions: Sendable {
     /// Trees kept: the blocks most recently asked about (a client polling its
     /// transfers asks about the last few blocks).
     static let maxCachedTrees = 16
 
+    private struct State: Sendable {
+        var index: TransactionIndex
+        /// Blocks added while the start-up rebuild runs; nil once it is merged.
+        var live: TransactionIndex?
+        /// Lookups waiting for the rebuild (bounded by the API's request slots).
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
     private let reader: BlockReader
-    private let index: Mutex<TransactionIndex>
+    private let state: Mutex<State>
     private let trees: Mutex<TreeCache>
 
     init(reader: BlockReader, index: TransactionIndex) {
         self.reader = reader
-        self.index = Mutex(index)
+        state = Mutex(State(index: index, live: nil))
         trees = Mutex(TreeCache(capacity: Self.maxCachedTrees))
     }
 
+    /// An index of the blocks `first…last` built on a thread of its own from `reader`.
+    init(reader: BlockReader, rebuildingFrom first: UInt64, through last: UInt64, logger: Logger) {
+        self.reader = reader
+        let rebuilding = first <= last
+        state = Mutex(State(index: TransactionIndex(), live: rebuilding ? TransactionIndex() : nil))
+        trees = Mutex(TreeCache(capacity: Self.maxCachedTrees))
+        guard rebuilding else { return }
+        let thread = Thread { [self] in rebuild(from: first, through: last, logger: logger) }
+        thread.name = "tally-tx-index"
+        thread.start()
+    }
+
+    private func rebuild(from first: UInt64, through last: UInt64, logger: Logger) {
+        let start = ContinuousClock.now
+        var built = TransactionIndex()
+        var height = first
+        do {
+            while height <= last, let certified = try reader.block(at: height) {
+                built.add(certified.block)
+                height += 1
+            }
+        } catch {
+            // The store checked every record at open; what is not indexed answers "unknown".
+            logger.error("rebuilding the transaction index stopped", metadata: ["height": "\(height)", "error": "\(error)"])
+        }
+        let waiters = state.withLock { state in
+            built.merge(state.live ?? TransactionIndex())
+            state.index = built
+            state.live = nil
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+        logger.info("transaction index rebuilt", metadata: [
+            "from": "\(first)", "through": "\(height - 1)", "ms": "\(Self.milliseconds(ContinuousClock.now - start))",
+        ])
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Whether the start-up rebuild is still running.
+    var isRebuilding: Bool { state.withLock { $0.live != nil } }
+
     /// Called by the node after `block` is durable (so the reader can serve it).
     func add(_ block: Block) {
-        index.withLock { $0.add(block) }
+        state.withLock { state in
+            if state.live != nil { state.live!.add(block) } else { state.index.add(block) }
+        }
+    }
+
+    /// `status(of:)`, but a hash not found while the start-up rebuild runs is looked
+    /// up again after it (so a restart never answers "unknown" for an indexed block).
+    func status(of hash: Hash, waitingForRebuild: Bool) async -> TransactionStatus? {
+        if let found = status(of: hash) { return found }
+        guard waitingForRebuild else { return nil }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = state.withLock { state in
+                if state.live == nil { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+        return status(of: hash)
     }
 
     /// Where `hash` was committed with its inclusion proof, or nil when the index
-    /// does not know it (not committed, or forgotten beyond the index's bound).
+    /// does not know it (not committed, forgotten beyond the index's bound, or in a
+    /// block the start-up rebuild has not reached yet).
     func status(of hash: Hash) -> TransactionStatus? {
-        guard let location = index.withLock({ $0.location(of: hash) }), let tree = tree(at: location.height) else {
+        let found = state.withLock { state in state.live?.location(of: hash) ?? state.index.location(of: hash) }
+        guard let location = found, let tree = tree(at: location.height) else {
             return nil
         }
         let position = Int(location.index)
@@ -104,11 +186,24 @@ struct TransactionIndex: Sendable {
 
     mutating func add(_ block: Block) {
         for (index, transaction) in block.transactions.enumerated() {
-            let key = Self.key(transaction.hash)
-            if locations.updateValue(Location(height: block.height, index: UInt32(index)), forKey: key) == nil {
-                order.append(key)
-            }
+            insert(Self.key(transaction.hash), Location(height: block.height, index: UInt32(index)))
         }
+        evictBeyondBound()
+    }
+
+    /// Adds `newer`'s entries after these, as if its blocks were added after ours.
+    mutating func merge(_ newer: TransactionIndex) {
+        for key in newer.order[newer.evicted...] {
+            if let location = newer.locations[key] { insert(key, location) }
+        }
+        evictBeyondBound()
+    }
+
+    private mutating func insert(_ key: UInt64, _ location: Location) {
+        if locations.updateValue(location, forKey: key) == nil { order.append(key) }
+    }
+
+    private mutating func evictBeyondBound() {
         // Forget the oldest entries beyond the bound (amortised: compact in batches).
         if locations.count > Self.maxEntries {
             let excess = locations.count - Self.maxEntries

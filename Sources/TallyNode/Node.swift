@@ -153,7 +153,9 @@ public actor Node: NodeService {
         let dataDirectory = home.file(config.storage.dataDir)
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
 
+        let openStart = ContinuousClock.now
         store = try BlockStore.open(dataDirectory: dataDirectory, logger: logger)
+        let openDuration = ContinuousClock.now - openStart
         blockReader = store.reader
         snapshots = try SnapshotStore(dataDirectory: dataDirectory, logger: logger)
         consensusState = try DataLayout.consensusStateStore(dataDirectory)
@@ -162,6 +164,9 @@ public actor Node: NodeService {
         let replayDuration = ContinuousClock.now - replayStart
         logger.info("chain recovered", metadata: [
             "height": "\(store.tipHeight)", "snapshot": "\(recovery.snapshotHeight)", "replayed": "\(recovery.replayedBlocks)",
+            // Where a start's time goes (issue 16: restart flat in the ledger's size).
+            "store_open_ms": "\(CommittedTransactions.milliseconds(openDuration))",
+            "recovery_ms": "\(CommittedTransactions.milliseconds(replayDuration))",
         ])
         lastSnapshotHeight = recovery.snapshotHeight
         if recovery.replayedBlocks >= Self.startupSnapshotReplayedBlocks
@@ -221,14 +226,18 @@ public actor Node: NodeService {
                 acceptOnlyValidatorAddresses: config.p2p.acceptOnlyValidatorAddresses, limits: limits),
             group: executorLoop, logger: logger)
 
-        var recentTransactions = TransactionIndex()
         let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
-        // Rebuilt from the last blocks only, so start-up does not grow with the chain
-        // (older transactions stay in their blocks, unindexed).
-        try store.forEachBlock(from: first) { recentTransactions.add($0.block) }
-        committedTransactions = CommittedTransactions(reader: store.reader, index: recentTransactions)
+        // The hash index is rebuilt from the last blocks only, so start-up does not grow
+        // with the chain (older transactions stay in their blocks, unindexed), and on a
+        // thread of its own (lookups wait for it), not here.
+        committedTransactions = CommittedTransactions(
+            reader: store.reader, rebuildingFrom: first, through: store.tipHeight, logger: logger)
         // Persisted: it reads only the blocks committed after its last checkpoint.
+        let accountIndexStart = ContinuousClock.now
         accountTransactions = try AccountTransactions.open(dataDirectory: dataDirectory, store: store, logger: logger).index
+        logger.info("account index opened", metadata: [
+            "ms": "\(CommittedTransactions.milliseconds(ContinuousClock.now - accountIndexStart))",
+        ])
         metrics.height.record(Int64(store.tipHeight))
         metrics.view.record(Int64(driver.replica.view))
         io.node = self
@@ -759,8 +768,9 @@ public actor Node: NodeService {
     public nonisolated func transactionStatus(_ hash: Hash) async -> TransactionStatus {
         if let committed = committedTransactions.status(of: hash) { return committed }
         if await isPending(hash) { return .pending }
-        // Committed between the two questions: the index has it now.
-        return committedTransactions.status(of: hash) ?? .unknown
+        // Committed between the two questions: the index has it now (or, in the
+        // first moments after a start, once the rebuild of the index is done).
+        return await committedTransactions.status(of: hash, waitingForRebuild: true) ?? .unknown
     }
 
     private func isPending(_ hash: Hash) -> Bool { application.mempool.contains(hash) }
