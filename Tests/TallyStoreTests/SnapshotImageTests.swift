@@ -2,6 +2,7 @@ import Foundation
 import TallyCrypto
 import TallyLedger
 import TallyTypes
+import TallyStoreTesting
 import XCTest
 
 @testable import TallyStore
