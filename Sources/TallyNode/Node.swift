@@ -509,13 +509,15 @@ public actor Node: NodeService {
     fileprivate func persist(_ state: DurableState) throws {
         let blocks = state.referencedBlocks
         let start = ContinuousClock.now
-        try durableWrite.run("persist consensus state") {
-            try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
-        }
-        metrics.consensusPersist.record(duration: ContinuousClock.now - start)
         // Nothing signed past the mark on disk is sent before the mark is durable: the
-        // driver sends only after this returns.
-        try durableWrite.run("write the signing mark") { try signingMarkFile.raise(to: state.signingMark) }
+        // driver sends only after this returns. The mark file is written while the
+        // journal record is (`raise(to:alongside:)`).
+        try signingMarkFile.raise(to: state.signingMark, durableWrite: durableWrite) { () throws(DurableWrite.GaveUp) in
+            try durableWrite.run("persist consensus state") {
+                try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
+            }
+            metrics.consensusPersist.record(duration: ContinuousClock.now - start)
+        }
     }
 
     fileprivate func send(_ message: ConsensusMessage, to peer: ValidatorIndex) {

@@ -9,8 +9,8 @@ import TallyTypes
 /// the node's home beside the key and outside the data directory, so that restoring
 /// an older copy of the data directory does not roll it back. The node writes it
 /// durably (a `DurableStateFile`: write, fsync, rename, fsync the directory) whenever
-/// the replica's mark moved, after the journal and before anything of that step is
-/// sent. At start-up a mark above the journal's means the journal forgot signatures:
+/// the replica's mark moved, while the journal record is written and before anything
+/// of that step is sent. At start-up a mark above the journal's means the journal forgot signatures:
 /// the replica then signs nothing at or below it. Operators must never restore or
 /// delete this file (README, "Backups").
 final class SigningMarkFile {
@@ -42,6 +42,38 @@ final class SigningMarkFile {
         try file.write(mark.canonicalBytes)
         self.mark = mark
     }
+
+    /// Runs `journalWrite` on this thread while `raise(to: mark)` (through
+    /// `durableWrite`) runs on `writer`'s, and returns once both are done: two fsync
+    /// waits at once instead of one after the other. Safe in either order: nothing is
+    /// sent before this returns, and a mark durable without its journal record only
+    /// makes a restart sign nothing at or below it. Rethrows the journal's failure
+    /// first, then the mark's.
+    func raise(
+        to mark: SigningMark, durableWrite: DurableWrite, alongside journalWrite: () throws(DurableWrite.GaveUp) -> Void
+    ) throws(DurableWrite.GaveUp) {
+        guard mark > (self.mark ?? .zero) else { return try journalWrite() }
+        let markWritten = DispatchSemaphore(value: 0)
+        // Touched by nothing else until the semaphore is signalled; the retry hooks
+        // (usleep, the logger) are thread-safe.
+        nonisolated(unsafe) let file = self
+        nonisolated(unsafe) let durableWrite = durableWrite
+        nonisolated(unsafe) var markResult: Result<Void, DurableWrite.GaveUp>?
+        Self.writer.async {
+            markResult = Result { () throws(DurableWrite.GaveUp) in
+                try durableWrite.run("write the signing mark") { try file.raise(to: mark) }
+            }
+            markWritten.signal()
+        }
+        let journalResult = Result { () throws(DurableWrite.GaveUp) in try journalWrite() }
+        markWritten.wait()
+        try journalResult.get()
+        try markResult!.get()
+    }
+
+    /// The mark's writes, beside the journal's on the node's actor thread (one
+    /// thread for every node of the process: each waits for its own write).
+    private static let writer = DispatchQueue(label: "tally.signing-mark")
 }
 
 /// The node's side of equivocation evidence: counts per validator
@@ -60,7 +92,7 @@ struct EquivocationReporter {
     /// directory) and that the replica waits for its peers before it signs.
     static func logStartupSafety(journalMark: SigningMark, fileMark: SigningMark?, replica: Replica, logger: Logger) {
         if let fileMark, fileMark > journalMark {
-            logger.error("consensus journal is behind the signing mark: the data directory was restored from an older copy; signing nothing at or below the mark", metadata: [
+            logger.error("consensus journal is behind the signing mark: the data directory was restored from an older copy (or the node stopped between the two writes); signing nothing at or below the mark", metadata: [
                 "mark_view": "\(fileMark.view)", "mark_height": "\(fileMark.height)",
                 "journal_view": "\(journalMark.view)", "journal_height": "\(journalMark.height)",
             ])

@@ -24,6 +24,8 @@ struct EndToEnd: AsyncParsableCommand {
     @Option(name: .long, help: "Batches in flight at once in the saturation phase.") var concurrency = 8
     @Option(name: .long, help: "Offered load of the latency phase, transactions per second.") var latencyRate = 1_000
     @Option(name: .long, help: "Seconds of the latency phase.") var latencySeconds = 10
+    @Option(name: .long, parsing: .upToNextOption, help: "Validators the latency phase submits to, in turn (default: all; e.g. --latency-nodes 1 to send everything to a backup).")
+    var latencyNodes: [Int] = []
     @Option(name: .long, help: "Override the genesis max_blocks_in_flight (PBFT window).") var maxBlocksInFlight: UInt64?
     @Flag(name: .long, help: "Run only the latency phase and the closed-loop phases (no saturation, no restart).") var latencyOnly = false
     @Option(name: .long, parsing: .upToNextOption, help: "Closed-loop phases, one per client count (e.g. --clients 1 100): each client signs a transfer, submits it, waits for its commit, repeats.")
@@ -43,6 +45,9 @@ struct EndToEnd: AsyncParsableCommand {
         else { throw ValidationError("counts must be positive; --batch at most 10000; --latency-rate at least 100") }
         guard clients.allSatisfy({ (1...Self.maxClosedLoopClients).contains($0) }), closedLoopSeconds > 0 else {
             throw ValidationError("--clients: each between 1 and \(Self.maxClosedLoopClients); --closed-loop-seconds positive")
+        }
+        guard latencyNodes.allSatisfy({ (0..<validators).contains($0) }) else {
+            throw ValidationError("--latency-nodes: each between 0 and \(validators - 1)")
         }
         guard noncesPerAccount <= Self.maxNoncesPerAccount else {
             throw ValidationError("too many transactions per account (\(noncesPerAccount)); raise --accounts")
@@ -103,7 +108,8 @@ struct EndToEnd: AsyncParsableCommand {
             benchLog("latency phase: \(latencyCount) transfers at \(latencyRate) tx/s")
             var scraped = await StageBreakdown.scrape(network, client: client)
             let (latency, latencySeries) = Series.split(try await Workload.offerFixedRate(
-                Array(signed[0..<latencyCount]), rate: latencyRate, network: network, client: client, events: events))
+                Array(signed[0..<latencyCount]), rate: latencyRate, nodes: latencyNodes.isEmpty ? Array(0..<validators) : latencyNodes,
+                network: network, client: client, events: events))
             var stages: [String: Any] = [:]
             let (latencyStages, afterLatency) = await StageBreakdown.since(scraped, phase: "fixed load", network: network, client: client)
             stages["latency"] = latencyStages
@@ -214,10 +220,10 @@ enum Workload {
     }
 
     /// Sends `transactions` in small batches at `rate` per second (one batch every
-    /// 10 ms, nodes in turn), then waits for every one to commit. Latency = commit
+    /// 10 ms, to `nodes` in turn), then waits for every one to commit. Latency = commit
     /// event on node 0 minus the moment its batch was sent.
     static func offerFixedRate(
-        _ transactions: [Signed], rate: Int, network: Testbed, client: HTTPClient, events: CommitLog
+        _ transactions: [Signed], rate: Int, nodes: [Int], network: Testbed, client: HTTPClient, events: CommitLog
     ) async throws -> [String: Any] {
         let perBatch = max(1, rate / 100)
         let batches = stride(from: 0, to: transactions.count, by: perBatch).map { Array(transactions[$0..<min($0 + perBatch, transactions.count)]) }
@@ -230,7 +236,7 @@ enum Workload {
                 if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
                 group.addTask {
                     let sentAt = monotonicSeconds()
-                    let rejected = try await network.submit(client, index % network.validators, batch)
+                    let rejected = try await network.submit(client, nodes[index % nodes.count], batch)
                     submitted.record(batch, at: sentAt, rejected: rejected)
                 }
             }
@@ -245,7 +251,7 @@ enum Workload {
                    Double(transactions.count) / offeredSeconds, quantile(latencies, 0.5), quantile(latencies, 0.99),
                    latencies.last ?? 0, submitted.rejectedCount))
         return [
-            "latency_offered_tx_per_s": Double(transactions.count) / offeredSeconds,
+            "latency_offered_tx_per_s": Double(transactions.count) / offeredSeconds, "latency_nodes": nodes,
             "latency_p50_ms": quantile(latencies, 0.5), "latency_p90_ms": quantile(latencies, 0.9),
             "latency_p99_ms": quantile(latencies, 0.99),
             "latency_max_ms": latencies.last ?? 0, "latency_rejected": submitted.rejectedCount,

@@ -41,6 +41,48 @@ final class SigningSafetyTests: XCTestCase {
         XCTAssertEqual(try SigningMarkFile(path: path).mark, newer, "a lower mark or a restored data directory moved it back")
     }
 
+    /// The mark is written while the journal record is (issue 16: one fsync wait
+    /// fewer per persist), and is durable when the call returns: the journal write
+    /// below sees the new mark on disk before it finishes (written one after the other,
+    /// it never would: the wait times out), and a mark that does not rise writes
+    /// nothing and runs the journal write alone.
+    func testMarkIsWrittenWhileTheJournalIsAndDurableWhenBothReturn() throws {
+        let home = try temporaryHome()
+        let path = home.file(SigningMarkFile.fileName)
+        let file = try SigningMarkFile(path: path)
+        let durableWrite = DurableWrite(sleepMs: { _ in }, onRetry: { _, _ in })
+        let mark = SigningMark(view: 3, height: 40, phase: SignerGuard.Phase.prepare.rawValue)
+        var journalSawMark = false
+        try file.raise(to: mark, durableWrite: durableWrite) { () throws(DurableWrite.GaveUp) in
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline, !journalSawMark {
+                journalSawMark = (try? SigningMarkFile(path: path).mark) == mark
+                if !journalSawMark { usleep(1_000) }
+            }
+        }
+        XCTAssertTrue(journalSawMark, "the mark was not written while the journal write ran")
+        XCTAssertEqual(try SigningMarkFile(path: path).mark, mark)
+        XCTAssertEqual(file.mark, mark)
+
+        var journalWrites = 0
+        try file.raise(to: SigningMark(view: 3, height: 39, phase: 0), durableWrite: durableWrite) { () throws(DurableWrite.GaveUp) in
+            journalWrites += 1
+        }
+        XCTAssertEqual(journalWrites, 1)
+        XCTAssertEqual(try SigningMarkFile(path: path).mark, mark, "a lower mark was written")
+    }
+
+    /// A journal failure is reported even though the mark was written beside it.
+    func testJournalFailureAlongsideTheMarkIsReported() throws {
+        let file = try SigningMarkFile(path: try temporaryHome().file(SigningMarkFile.fileName))
+        let durableWrite = DurableWrite(sleepMs: { _ in }, onRetry: { _, _ in })
+        XCTAssertThrowsError(
+            try file.raise(to: SigningMark(view: 1, height: 1, phase: 1), durableWrite: durableWrite) { () throws(DurableWrite.GaveUp) in
+                throw DurableWrite.GaveUp(description: "journal")
+            }
+        ) { XCTAssertEqual(($0 as? DurableWrite.GaveUp)?.description, "journal") }
+    }
+
     /// A damaged mark is never taken as "no mark": the node refuses to start.
     func testDamagedSigningMarkRefusesToStart() throws {
         let home = try temporaryHome()
