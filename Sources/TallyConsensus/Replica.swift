@@ -180,10 +180,10 @@ public struct Replica {
     /// does on every restart).
     public init(
         configuration: ReplicaConfiguration, durableState: DurableState?, committedHeight: UInt64,
-        blockHash: (UInt64) -> Hash, tipCertificate: CommitCertificate? = nil, application: any ConsensusApplication,
+        blockHash: (UInt64) throws -> Hash, tipCertificate: CommitCertificate? = nil, application: any ConsensusApplication,
         verifier: any ConsensusVerifier, signer: any ConsensusSigner, signingMark fileMark: SigningMark? = nil,
         quarantined: Bool = false
-    ) {
+    ) rethrows {
         precondition(tipCertificate.map { $0.height == committedHeight } ?? true, "tip certificate of another height")
         self.configuration = configuration
         self.application = application
@@ -204,7 +204,7 @@ public struct Replica {
         executedHeight = committedHeight
         let recent = configuration.logWindow + configuration.parameters.maxBlocksInFlight
         let lowest = max(min(stableCheckpoint.height, committedHeight), committedHeight > recent ? committedHeight - recent : 0)
-        for height in lowest...committedHeight { committedHashes[height] = blockHash(height) }
+        for height in lowest...committedHeight { committedHashes[height] = try blockHash(height) }
         if committedHeight >= stableCheckpoint.height, let own = committedHashes[stableCheckpoint.height] {
             precondition(own == stableCheckpoint.blockHash, "block store and stable checkpoint disagree")
         }

@@ -192,9 +192,15 @@ public actor Node: NodeService {
             genesisHash: genesis.hash, genesisStateRoot: Ledger(genesis: genesis).stateRoot)
         let blocks = store
         let genesisHash = genesis.hash
-        let replica = Replica(
+        // A stored block that cannot be read (damage, or out of descriptors) stops the
+        // start with an error naming it, never a trap.
+        let replica = try Replica(
             configuration: replicaConfiguration, durableState: durable, committedHeight: store.tipHeight,
-            blockHash: { height in height == 0 ? genesisHash : (try! blocks.block(at: height))!.block.hash },
+            blockHash: { height in
+                if height == 0 { return genesisHash }
+                guard let block = try blocks.block(at: height) else { throw StoreError.failed("block \(height) is missing below the tip") }
+                return block.block.hash
+            },
             tipCertificate: store.tipHeight == 0 ? nil : try store.block(at: store.tipHeight)?.certificate,
             application: application, verifier: Ed25519Verifier(validators: genesis.validators),
             signer: Ed25519Signer(key: key), signingMark: signingMarkFile.mark,
