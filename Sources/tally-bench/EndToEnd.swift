@@ -267,7 +267,7 @@ enum Workload {
     ) async throws -> [String: Any] {
         let batches = stride(from: 0, to: transactions.count, by: batch).map { Array(transactions[$0..<min($0 + batch, transactions.count)]) }
         let submitted = SubmitLog()
-        let next = Counter()
+        let next = IndexCounter()
         let start = monotonicSeconds()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<concurrency {
@@ -341,19 +341,6 @@ enum Series {
             if key.hasPrefix(prefix) { series[String(key.dropFirst(prefix.count))] = value } else { rest[key] = value }
         }
         return (rest, series)
-    }
-}
-
-/// Thread-safe next-index counter.
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    func take(below limit: Int) -> Int? {
-        lock.withLock {
-            guard value < limit else { return nil }
-            defer { value += 1 }
-            return value
-        }
     }
 }
 

@@ -195,7 +195,7 @@ final class FullBlocksLoad: @unchecked Sendable {
         let nonces = read
         let total = transactionsPerEpisode
         let batches = stride(from: 0, to: total, by: Self.batchTransactions).map { $0..<min($0 + Self.batchTransactions, total) }
-        let next = BatchCounter()
+        let next = IndexCounter()
         let accounts = self.accounts
         await withTaskGroup(of: Void.self) { group in
             for lane in 0..<Self.batchesInFlight {
@@ -255,18 +255,5 @@ final class FullBlocksLoad: @unchecked Sendable {
             }
         }
         return again
-    }
-}
-
-/// Hands out batch indices to the posting lanes.
-final class BatchCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    func take(below limit: Int) -> Int? {
-        lock.withLock {
-            guard value < limit else { return nil }
-            defer { value += 1 }
-            return value
-        }
     }
 }

@@ -11,8 +11,28 @@ import TallyLedger
 import TallyTypes
 import XCTest
 
+/// The parts of a node these tests do not exercise: an empty chain that takes nothing.
+/// Each test node below implements only what its test is about.
+protocol EmptyChainNode: NodeService {}
+
+extension EmptyChainNode {
+    var emptyStatus: NodeStatus {
+        NodeStatus(chainID: genesis.chainID, height: 0, latestBlockHash: genesis.hash, view: 0, primary: 0, validatorIndex: nil,
+                   validatorName: nil, catchingUp: false, peersConnected: 0, mempoolSize: 0)
+    }
+    func status() async -> NodeStatus { emptyStatus }
+    func submit(_ transactions: [Transaction]) async -> [Result<Hash, SubmissionError>] {
+        transactions.map { _ in .failure(.malformed("no")) }
+    }
+    func transactionStatus(_ hash: Hash) async -> TransactionStatus { .unknown }
+    func account(_ address: Address) async -> Account { .empty }
+    func block(at height: UInt64) async -> CertifiedBlock? { nil }
+    func latestHeight() async -> UInt64 { 0 }
+    func subscribe(from address: String) async -> AsyncStream<[NodeEvent]>? { nil }
+}
+
 /// A node whose first `parked` account-history reads wait until `release()`.
-final class ParkedHistoryNode: NodeService, @unchecked Sendable {
+final class ParkedHistoryNode: EmptyChainNode, @unchecked Sendable {
     let genesis: Genesis
     let genesisJSON: Data
     private let parked: Int
@@ -29,16 +49,6 @@ final class ParkedHistoryNode: NodeService, @unchecked Sendable {
     var entered: Int { state.withLock { enteredCount } }
     func release() { state.withLock { released = true } }
 
-    func status() -> NodeStatus {
-        NodeStatus(chainID: genesis.chainID, height: 0, latestBlockHash: genesis.hash, view: 0, primary: 0, validatorIndex: nil,
-                   validatorName: nil, catchingUp: false, peersConnected: 0, mempoolSize: 0)
-    }
-    func submit(_ transactions: [Transaction]) -> [Result<Hash, SubmissionError>] { transactions.map { _ in .failure(.malformed("no")) } }
-    func transactionStatus(_ hash: Hash) -> TransactionStatus { .unknown }
-    func account(_ address: Address) -> Account { .empty }
-    func block(at height: UInt64) -> CertifiedBlock? { nil }
-    func latestHeight() -> UInt64 { 0 }
-    func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? { nil }
     func accountTransactions(_ address: Address, before: TransactionPosition?, limit: Int) async -> AccountTransactionsPage {
         let parks = state.withLock { () -> Bool in
             enteredCount += 1
@@ -50,22 +60,13 @@ final class ParkedHistoryNode: NodeService, @unchecked Sendable {
 }
 
 /// A node whose event stream never ends: one empty block's events every 100 ms.
-actor EndlessEventsNode: NodeService {
+actor EndlessEventsNode: EmptyChainNode {
     nonisolated let genesis: Genesis
     nonisolated let genesisJSON: Data
     init(genesis: Genesis) {
         self.genesis = genesis
         genesisJSON = genesis.jsonData()
     }
-    func status() -> NodeStatus {
-        NodeStatus(chainID: genesis.chainID, height: 0, latestBlockHash: genesis.hash, view: 0, primary: 0, validatorIndex: nil,
-                   validatorName: nil, catchingUp: false, peersConnected: 0, mempoolSize: 0)
-    }
-    func submit(_ transactions: [Transaction]) -> [Result<Hash, SubmissionError>] { transactions.map { _ in .failure(.malformed("no")) } }
-    func transactionStatus(_ hash: Hash) -> TransactionStatus { .unknown }
-    func account(_ address: Address) -> Account { .empty }
-    func block(at height: UInt64) -> CertifiedBlock? { nil }
-    func latestHeight() -> UInt64 { 0 }
     func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? {
         let hash = genesis.hash
         return AsyncStream { continuation in
@@ -81,7 +82,7 @@ actor EndlessEventsNode: NodeService {
 }
 
 /// A node that takes `statusSeconds` to answer `/status` (a busy node).
-actor SlowStatusNode: NodeService {
+actor SlowStatusNode: EmptyChainNode {
     nonisolated let genesis: Genesis
     nonisolated let genesisJSON: Data
     let statusSeconds: Double
@@ -92,15 +93,8 @@ actor SlowStatusNode: NodeService {
     }
     func status() async -> NodeStatus {
         try? await Task.sleep(for: .milliseconds(Int(statusSeconds * 1000)))
-        return NodeStatus(chainID: genesis.chainID, height: 0, latestBlockHash: genesis.hash, view: 0, primary: 0, validatorIndex: nil,
-                          validatorName: nil, catchingUp: false, peersConnected: 0, mempoolSize: 0)
+        return emptyStatus
     }
-    func submit(_ transactions: [Transaction]) -> [Result<Hash, SubmissionError>] { transactions.map { _ in .failure(.malformed("no")) } }
-    func transactionStatus(_ hash: Hash) -> TransactionStatus { .unknown }
-    func account(_ address: Address) -> Account { .empty }
-    func block(at height: UInt64) -> CertifiedBlock? { nil }
-    func latestHeight() -> UInt64 { 0 }
-    func subscribe(from address: String) -> AsyncStream<[NodeEvent]>? { nil }
 }
 
 /// A blocking TCP client on 127.0.0.1 for connection-level tests.
