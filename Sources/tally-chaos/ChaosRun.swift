@@ -439,6 +439,23 @@ struct ChaosRun {
         }
     }
 
+    /// A node that is still catching up right after the faults answers `/accounts` with
+    /// 503 `catching_up` (by design: it would serve a stale balance), and a request can
+    /// meet a connection the faults left dead: a client asks again. One that gives no
+    /// balance for this long fails the check.
+    static let accountAnswerSeconds = 15.0
+
+    /// `address`'s balance and nonce on `node`, asked again every 0.5 s for at most
+    /// `accountAnswerSeconds`.
+    private func currentAccount(_ node: Int, _ address: Address) async -> (balance: UInt64, nonce: UInt64)? {
+        let deadline = Date().addingTimeInterval(Self.accountAnswerSeconds)
+        while true {
+            if let account = await cluster.account(node, address) { return account }
+            if Date() >= deadline { return nil }
+            try? await Task.sleep(nanoseconds: 500_000_000)
+        }
+    }
+
     /// Sum of the balances each node serves for every account the run can have touched.
     private func liveSupply(_ load: LoadGenerator, height: UInt64) async -> LiveBalances {
         var addresses = Set(load.recipients)
@@ -451,7 +468,10 @@ struct ChaosRun {
             var sum: UInt64 = 0
             var live: [Address: UInt64] = [:]
             for address in addresses {
-                guard let account = await cluster.account(node, address) else { problems.append("node\(node): no answer"); break }
+                guard let account = await currentAccount(node, address) else {
+                    problems.append("node\(node): no answer within \(Int(Self.accountAnswerSeconds)) s (\(await cluster.statusLine(node)))")
+                    break
+                }
                 live[address] = account.balance
                 sum += account.balance
             }
