@@ -137,6 +137,10 @@ extension Replica {
     /// transaction within a message delay of its arrival, or after the next commit
     /// when its pipeline is full, so its delay stays within a commit time plus a
     /// message delay; a primary that holds its proposals adds its pause to each.
+    /// The transaction's trip to the primary is gossip, which no commit time measures
+    /// (it is batched and waits behind the node's fsyncs: on a CPU-starved machine it
+    /// took several times a commit), so the bound allows it a share of the view-change
+    /// timeout on top.
     var primaryIsSlow: Bool {
         let delays = transactionTimer.proposalDelays
         let commitTimes = transactionTimer.commitTimes
@@ -145,7 +149,14 @@ extension Replica {
         }
         let delay = Replica.median(delays)
         let commitTime = max(Replica.median(commitTimes), 1)
-        return delay > ConsensusLimits.slowPrimaryFactor * commitTime
+        return delay > slowPrimaryBoundTicks(commitTime: commitTime)
+    }
+
+    /// The longest median proposal delay an honest primary is allowed: twice the
+    /// view's commit time plus the gossip allowance. Also what a slow primary can add
+    /// to each transaction before it is replaced.
+    func slowPrimaryBoundTicks(commitTime: UInt64) -> UInt64 {
+        ConsensusLimits.slowPrimaryFactor * commitTime + timeoutTicks / ConsensusLimits.gossipAllowanceDivisor
     }
 
     static func median(_ samples: [UInt64]) -> UInt64 { samples.sorted()[samples.count / 2] }
@@ -161,4 +172,7 @@ extension ConsensusLimits {
     /// A primary is slow when its median proposal delay exceeds this many times the
     /// view's median commit time.
     public static let slowPrimaryFactor: UInt64 = 2
+    /// The slow-primary bound adds the view-change timeout divided by this (250 ms at
+    /// the default 2 s) for the transaction's gossip to the primary.
+    public static let gossipAllowanceDivisor: UInt64 = 8
 }
