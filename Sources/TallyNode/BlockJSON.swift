@@ -1,3 +1,4 @@
+import TallyCrypto
 import TallyTypes
 
 /// The JSON body of `GET /blocks/{height}` and `/blocks/latest`, written directly.
@@ -29,6 +30,19 @@ enum BlockJSON {
             appendTransaction(transaction, to: &out)
         }
         out += "],\"transactions_root\":\"\(header.transactionsRoot.hex)\",\"view\":\"\(header.view)\"}"
+        return Array(out.utf8)
+    }
+
+    /// `GET /txs/{hash}` for a committed transaction: `HTTPAPI.committedJSON`'s object
+    /// (the hammer asked for these as often as for blocks, at a fifth of the node's CPU).
+    static func committed(hash: Hash, height: UInt64, index: Int, blockHash: Hash, proof: InclusionProof) -> [UInt8] {
+        var out = "{\"block_hash\":\"\(blockHash.hex)\",\"hash\":\"\(hash.hex)\",\"height\":\"\(height)\",\"index\":\(index)"
+        out += ",\"proof\":{\"index\":\"\(proof.index)\",\"leaf_count\":\"\(proof.leafCount)\",\"path\":["
+        for (position, step) in proof.path.enumerated() {
+            if position > 0 { out += "," }
+            out += "\"\(step.hex)\""
+        }
+        out += "]},\"status\":\"committed\"}"
         return Array(out.utf8)
     }
 

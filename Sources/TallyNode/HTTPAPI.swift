@@ -211,11 +211,16 @@ public struct HTTPAPI: Sendable {
         case .pending: return try Self.json(["hash": hash.hex, "status": "pending"])
         case .unknown: return try Self.json(["hash": hash.hex, "status": "unknown"], status: .notFound)
         case .committed(let height, let index, let blockHash, let proof):
-            return try Self.json([
-                "hash": hash.hex, "status": "committed", "height": String(height), "index": index, "block_hash": blockHash.hex,
-                "proof": ["index": String(proof.index), "leaf_count": String(proof.leafCount), "path": proof.path.map(\.hex)],
-            ])
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(
+                bytes: BlockJSON.committed(hash: hash, height: height, index: index, blockHash: blockHash, proof: proof))))
         }
+    }
+
+    /// The committed answer of `GET /txs/{hash}` as a JSON object (written by
+    /// `BlockJSON.committed`, which must give the same bytes).
+    static func committedJSON(hash: Hash, height: UInt64, index: Int, blockHash: Hash, proof: InclusionProof) -> [String: Any] {
+        ["hash": hash.hex, "status": "committed", "height": String(height), "index": index, "block_hash": blockHash.hex,
+         "proof": ["index": String(proof.index), "leaf_count": String(proof.leafCount), "path": proof.path.map(\.hex)]]
     }
 
     func account(_ text: String) async throws -> Response {

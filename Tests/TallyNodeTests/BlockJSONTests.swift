@@ -48,4 +48,15 @@ final class BlockJSONTests: XCTestCase {
             XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(written)) as? [String: Any])
         }
     }
+
+    func testTheCommittedTransactionAnswerIsTheSerialisersBytes() throws {
+        let hashes = (0..<37).map { SHA256.hash([UInt8($0)]) }
+        for (index, leafCount) in [(0, 1), (0, 2), (36, 37), (17, 37)] {
+            let proof = Merkle.proof(Array(hashes.prefix(leafCount)), index: index)!
+            let written = BlockJSON.committed(hash: hashes[index], height: UInt64.max, index: index, blockHash: hashes[1], proof: proof)
+            let object = HTTPAPI.committedJSON(hash: hashes[index], height: UInt64.max, index: index, blockHash: hashes[1], proof: proof)
+            let generic = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            XCTAssertEqual(String(decoding: written, as: UTF8.self), String(decoding: generic, as: UTF8.self), "leaf \(index) of \(leafCount)")
+        }
+    }
 }
