@@ -61,7 +61,7 @@ public actor Node: NodeService {
     /// Each account's committed transactions (`/accounts/{address}/txs`), also off the actor.
     private nonisolated let accountTransactions: AccountTransactions
     private nonisolated let blockReader: BlockReader
-    private let syncReads = ConcurrencySlots(Node.maxConcurrentSyncReads)
+    private let syncServer: SyncServer
     private var subscribers = EventSubscribers()
     private var eventStreamsEnded = false
     private var gossipBuffer: [Transaction] = []
@@ -103,8 +103,6 @@ public actor Node: NodeService {
     static let maxTrackedSubmissions = 100_000
     /// Ticks between sweeps of evicted submissions out of a full `submittedAt`.
     static let submissionSweepIntervalTicks: UInt64 = 20
-    /// Largest sync response, under the peer frame limit.
-    static let maxSyncResponseBytes = 8 << 20
     /// Inbox size at which the reader waits for the actor to drain it (back-pressure
     /// onto the network's per-peer inbound bounds).
     static let maxInboxMessages = 4_096
@@ -244,6 +242,7 @@ public actor Node: NodeService {
         logger.info("account index opened", metadata: [
             "ms": "\(CommittedTransactions.milliseconds(ContinuousClock.now - accountIndexStart))",
         ])
+        syncServer = SyncServer(reader: blockReader, network: network, metrics: metrics)
         metrics.height.record(Int64(store.tipHeight))
         metrics.view.record(Int64(driver.replica.view))
         io.node = self
@@ -581,51 +580,12 @@ public actor Node: NodeService {
         return execution.stateRoot
     }
 
-    /// Answers a sync request off the actor: the reads (up to `maxSyncResponseBytes`)
-    /// go through the block reader on a blocking-I/O thread, and the stored records are sent
-    /// as they are, not decoded and encoded again. At most `maxConcurrentSyncReads`
-    /// answers are in progress; beyond that a request is dropped and counted (the
-    /// replica already answers each peer at most a few times per interval, and the
-    /// peer asks again).
+    /// A peer's sync request; through a `PeerOutbound` as decoded blocks.
     fileprivate func sendBlocks(_ heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
-        if let outbound {
-            let blocks = Self.storedRecords(heights, reader: blockReader).compactMap { try? $0.decode() }
-            guard !blocks.isEmpty else { return }
-            return outbound.send(.syncResponse(blocks), to: [peer], link: outboundLink())
-        }
-        let reader = blockReader, network = network
-        Self.startSyncRead(in: syncReads, metrics: metrics) {
-            let records = Self.storedRecords(heights, reader: reader)
-            guard !records.isEmpty else { return }
-            _ = network.send(to: Int(peer), PeerMessage.syncResponse(storedBlocks: records.map(\.payload)))
-        }
-    }
-
-    static let maxConcurrentSyncReads = 4
-
-    /// Runs `read` in a free slot of `slots`; when every slot is taken, drops it and
-    /// counts `sync_reads_busy` (`tally_messages_dropped_total`). True when started.
-    @discardableResult
-    nonisolated static func startSyncRead(
-        in slots: ConcurrencySlots, metrics: NodeMetrics, _ read: @escaping @Sendable () -> Void
-    ) -> Bool {
-        let started = slots.startDetached(read)
-        if !started { metrics.messageDropped("sync_reads_busy") }
-        return started
-    }
-
-    /// The stored records of `heights` that exist, in order, stopping at the first
-    /// unreadable one and before the response would pass `maxSyncResponseBytes`.
-    nonisolated static func storedRecords(_ heights: ClosedRange<UInt64>, reader: BlockReader) -> [StoredRecord] {
-        var records: [StoredRecord] = []
-        var bytes = 0
-        for height in heights {
-            guard let record = try? reader.record(at: height) else { break }
-            if !records.isEmpty && bytes + record.payload.count > maxSyncResponseBytes { break }
-            records.append(record)
-            bytes += record.payload.count
-        }
-        return records
+        guard let outbound else { return syncServer.serve(heights, to: peer) }
+        let blocks = syncServer.blocks(heights)
+        guard !blocks.isEmpty else { return }
+        outbound.send(.syncResponse(blocks), to: [peer], link: outboundLink())
     }
 
     /// Whether a snapshot is due after executing `height`: at checkpoint heights, every
@@ -855,48 +815,5 @@ private final class NodeReplicaIO: DurableStateSink, CertifiedBlockSink, Replica
 
     func sendBlocks(heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
         isolatedNode.assumeIsolated { $0.sendBlocks(heights, to: peer) }
-    }
-}
-
-/// Peer messages between the network reader and the node's actor.
-final class Inbox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var messages: [InboundMessage] = []
-
-    /// Adds a message; returns how many are waiting now.
-    func push(_ message: InboundMessage) -> Int {
-        lock.withLock {
-            messages.append(message)
-            return messages.count
-        }
-    }
-
-    /// Adds a message unless `max` are waiting; returns whether it was added.
-    func push(_ message: InboundMessage, max: Int) -> Bool {
-        lock.withLock {
-            guard messages.count < max else { return false }
-            messages.append(message)
-            return true
-        }
-    }
-
-    func takeAll() -> [InboundMessage] {
-        lock.withLock {
-            defer { messages = [] }
-            return messages
-        }
-    }
-}
-
-/// Runs a task's jobs on an event loop: the node's inbound reader shares the actor's
-/// thread, so handing a message to the actor is not a thread switch.
-final class EventLoopTaskExecutor: TaskExecutor {
-    let loop: any EventLoop
-
-    init(_ loop: any EventLoop) { self.loop = loop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
