@@ -43,7 +43,6 @@ public actor Node: NodeService {
     private let io: NodeReplicaIO
     /// HOME/signing-mark, outside the data directory (SigningSafety.swift).
     private let signingMarkFile: SigningMarkFile
-    private var equivocationReporter = EquivocationReporter()
     private let network: PeerNetwork
     /// The builder's wrapper of the outbound traffic (`PeerOutbound`); nil: straight to the network.
     private let outbound: (any PeerOutbound)?
@@ -64,18 +63,11 @@ public actor Node: NodeService {
     private let syncServer: SyncServer
     private var subscribers = EventSubscribers()
     private var eventStreamsEnded = false
-    private var gossipBuffer: [Transaction] = []
-    private var submittedAt: [Hash: ContinuousClock.Instant] = [:]
-    private var lastSubmissionSweepTick: UInt64 = 0
-    private var lastSnapshotHeight: UInt64
-    /// Transactions executed since the last snapshot (or since start).
-    private var transactionsSinceSnapshot = 0
-    private var lastView: UInt64
-    /// The replica's drop counts already exported to metrics.
-    private var exportedDrops: [TallyConsensus.DropReason: Int] = [:]
-    private var exportedSuspicions: [BackupSuspicion: Int] = [:]
-    /// The mempool's eviction counts already exported to metrics.
-    private var exportedEvictions: [EvictionReason: Int] = [:]
+    private var gossip = TransactionGossip()
+    private var submissions = SubmissionTracker()
+    /// The commit of a certified block into the store, the indexes, the ledger and snapshots.
+    private let committer: BlockCommitter
+    private var replicaMetrics: ReplicaMetricsExport
     /// Signature batches of submissions verified at once (each uses every core).
     nonisolated let signatureGate = SignatureGate(permits: Node.maxConcurrentSignatureBatches)
     /// Transaction signatures: the application's checker, used by the gate too.
@@ -88,8 +80,6 @@ public actor Node: NodeService {
     /// Transaction gossip not handled yet: a lane of its own, so consensus messages
     /// never wait behind signature checks of bulk gossip.
     nonisolated let gossipInbox = Inbox()
-    /// Mempool heads (a sender's next transaction) seen at the last re-gossip round.
-    private var lastRoundHeads: Set<Hash> = []
     private var ticks: UInt64 = 0
 
     /// Malformed peer messages logged one by one; after that, every 1,000th.
@@ -99,32 +89,9 @@ public actor Node: NodeService {
     static let startupIndexBlocks: UInt64 = 2_000
     /// Submission batches whose signatures are verified at once; the others wait.
     static let maxConcurrentSignatureBatches = 2
-    /// Submissions whose commit latency is tracked at once.
-    static let maxTrackedSubmissions = 100_000
-    /// Ticks between sweeps of evicted submissions out of a full `submittedAt`.
-    static let submissionSweepIntervalTicks: UInt64 = 20
     /// Inbox size at which the reader waits for the actor to drain it (back-pressure
     /// onto the network's per-peer inbound bounds).
     static let maxInboxMessages = 4_096
-    /// Gossip messages waiting for their signature checks; beyond this, new ones are
-    /// dropped (counted) and re-gossip heals the gap.
-    static let maxGossipInboxMessages = 256
-    /// Every this many ticks, mempool heads that were already heads a round ago are
-    /// gossiped again: gossip is best effort, and a lost transaction behind which a
-    /// sender's later ones wait would otherwise stall them for good.
-    static let regossipIntervalTicks: UInt64 = 30
-    /// Most transactions re-gossiped per round.
-    static let maxRegossipTransactions = 2_048
-    /// A start-up that replays at least this many blocks snapshots the tip after it.
-    static let startupSnapshotReplayedBlocks: UInt64 = 64
-    /// … or replays for at least this long (a few full blocks).
-    static let startupSnapshotReplayDuration = Duration.milliseconds(500)
-    /// A snapshot at most every this many heights (rounded to checkpoints).
-    static let snapshotIntervalBlocks: UInt64 = 1_024
-    /// … or once this many transactions were executed since the last one: a restart
-    /// replays (and re-verifies) what came after it, and 1,024 full blocks would be
-    /// four million transactions.
-    static let snapshotIntervalTransactions = 65_536
 
     /// Opens the home's data (recovering it), builds the replica from its durable
     /// state, and starts the peer network. `outbound`: what the node's outbound
@@ -137,7 +104,7 @@ public actor Node: NodeService {
         guard let index = genesis.validators.index(of: key.publicKey) else {
             throw NodeConfig.Error.invalid("this key (\(key.publicKey.hex)) is not a validator in genesis")
         }
-        try Self.checkFrameBound(genesis: genesis, maxMessageBytes: config.p2p.maxMessageBytes)
+        try NodeStartup.checkFrameBound(genesis: genesis, maxMessageBytes: config.p2p.maxMessageBytes)
         executorLoop = Self.executorGroup.next()
         self.genesis = genesis
         self.genesisJSON = genesisJSON
@@ -151,61 +118,24 @@ public actor Node: NodeService {
         let dataDirectory = home.file(config.storage.dataDir)
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
 
-        let openStart = ContinuousClock.now
-        store = try BlockStore.open(dataDirectory: dataDirectory, logger: logger)
-        let openDuration = ContinuousClock.now - openStart
+        let restored = try NodeStartup.restore(dataDirectory: dataDirectory, genesis: genesis, logger: logger)
+        store = restored.store
         blockReader = store.reader
-        snapshots = try SnapshotStore(dataDirectory: dataDirectory, logger: logger)
-        consensusState = try DataLayout.consensusStateStore(dataDirectory)
-        let replayStart = ContinuousClock.now
-        let recovery = try ChainRecovery.resume(store: store, snapshots: snapshots, genesis: genesis, logger: logger)
-        let replayDuration = ContinuousClock.now - replayStart
-        logger.info("chain recovered", metadata: [
-            "height": "\(store.tipHeight)", "snapshot": "\(recovery.snapshotHeight)", "replayed": "\(recovery.replayedBlocks)",
-            // Where a start's time goes (issue 16: restart flat in the ledger's size).
-            "store_open_ms": "\(CommittedTransactions.milliseconds(openDuration))",
-            "recovery_ms": "\(CommittedTransactions.milliseconds(replayDuration))",
-        ])
-        lastSnapshotHeight = recovery.snapshotHeight
-        if recovery.replayedBlocks >= Self.startupSnapshotReplayedBlocks
-            || (recovery.replayedBlocks > 0 && replayDuration >= Self.startupSnapshotReplayDuration)
-        {
-            // The next start loads this instead of replaying the same blocks again.
-            do {
-                try snapshots.write(Snapshot(ledger: recovery.verifier.ledger, blockHash: recovery.verifier.lastBlockHash))
-                lastSnapshotHeight = store.tipHeight
-            } catch {
-                logger.error("snapshot after start-up replay failed", metadata: ["error": "\(error)"])
-            }
-        }
-        let durable = try Self.readDurableState(consensusState)
+        snapshots = restored.snapshots
+        consensusState = restored.consensusState
+        let recovery = restored.recovery, durable = restored.durable
         signingMarkFile = try SigningMarkFile(path: home.file(SigningMarkFile.fileName))
 
         application = LedgerApplication(
             genesis: genesis, ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
             tipTimestampMs: recovery.verifier.lastTimestampMs, mempool: Mempool(genesis: genesis, limits: config.mempool.limits),
             signatures: transactionSignatures, nowMs: { UInt64(Date().timeIntervalSince1970 * 1000) })
-        let replicaConfiguration = ReplicaConfiguration(
-            chainID: genesis.chainID, validators: genesis.validators, selfIndex: selfIndex, parameters: genesis.consensus,
-            genesisHash: genesis.hash, genesisStateRoot: Ledger(genesis: genesis).stateRoot)
-        let blocks = store
-        let genesisHash = genesis.hash
-        // A stored block that cannot be read (damage, or out of descriptors) stops the
-        // start with an error naming it, never a trap.
-        let replica = try Replica(
-            configuration: replicaConfiguration, durableState: durable, committedHeight: store.tipHeight,
-            blockHash: { height in
-                if height == 0 { return genesisHash }
-                guard let block = try blocks.block(at: height) else { throw StoreError.failed("block \(height) is missing below the tip") }
-                return block.block.hash
-            },
-            tipCertificate: store.tipHeight == 0 ? nil : try store.block(at: store.tipHeight)?.certificate,
-            application: application, verifier: Ed25519Verifier(validators: genesis.validators),
-            signer: Ed25519Signer(key: key), signingMark: signingMarkFile.mark,
-            quarantined: durable != nil || store.tipHeight > 0 || signingMarkFile.mark != nil)
+        let replica = try NodeStartup.replica(
+            genesis: genesis, selfIndex: selfIndex, durable: durable, store: store, application: application, key: key,
+            signingMark: signingMarkFile.mark)
         EquivocationReporter.logStartupSafety(
             journalMark: durable?.signingMark ?? .zero, fileMark: signingMarkFile.mark, replica: replica, logger: logger)
-        lastView = replica.view
+        replicaMetrics = ReplicaMetricsExport(validators: genesis.validators, view: replica.view, metrics: metrics, logger: logger)
         io = NodeReplicaIO()
         #if DEBUG
         let invariantChecks = ReplicaDriver.InvariantChecks.everyStep
@@ -217,18 +147,9 @@ public actor Node: NodeService {
         driver = ReplicaDriver(
             replica: replica, journal: io, blocks: io, transport: io, invariantChecks: invariantChecks, timeline: timeline)
 
-        let listen = try HostPort(config.p2p.listen, field: "p2p.listen")
-        var limits = NetworkLimits.default
-        limits.maxMessageBytes = config.p2p.maxMessageBytes
-        limits.maxOutboundQueueMessages = config.p2p.outboundQueueFrames
-        limits.reconnectMaxDelayMs = Int64(config.p2p.maxDialBackoffMs)
-        limits.maxPendingHandshakesPerAddress = config.p2p.maxPendingHandshakesPerAddress
-        limits.handshakeFirstMessageTimeoutMs = Int64(config.p2p.handshakeFirstMessageTimeoutMs)
         network = try await PeerNetwork.start(
-            configuration: NetworkConfiguration(
-                genesis: genesis, identity: key, listenHost: listen.host, listenPort: listen.port,
-                acceptOnlyValidatorAddresses: config.p2p.acceptOnlyValidatorAddresses, limits: limits),
-            group: executorLoop, logger: logger)
+            configuration: NodeStartup.networkConfiguration(config.p2p, genesis: genesis, key: key), group: executorLoop,
+            logger: logger)
 
         let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
         // The hash index is rebuilt from the last blocks only, so start-up does not grow
@@ -242,43 +163,16 @@ public actor Node: NodeService {
         logger.info("account index opened", metadata: [
             "ms": "\(CommittedTransactions.milliseconds(ContinuousClock.now - accountIndexStart))",
         ])
+        committer = BlockCommitter(
+            store: store, snapshots: snapshots, application: application, committedTransactions: committedTransactions,
+            accountTransactions: accountTransactions, durableWrite: durableWrite, timeline: timeline, metrics: metrics,
+            logger: logger,
+            schedule: SnapshotSchedule(
+                checkpointIntervalBlocks: genesis.consensus.checkpointIntervalBlocks, lastSnapshotHeight: restored.lastSnapshotHeight))
         syncServer = SyncServer(reader: blockReader, network: network, metrics: metrics)
         metrics.height.record(Int64(store.tipHeight))
         metrics.view.record(Int64(driver.replica.view))
         io.node = self
-    }
-
-    /// The replica's last persisted state with its prepared blocks (either stored
-    /// form); removes block files it does not refer to. Damage is an error: a replica
-    /// that forgot what it signed could sign twice.
-    /// Refuses a configuration whose consensus messages could outgrow the transport's
-    /// bound: an oversize message is dropped on the way, and the protocol would stall on it.
-    static func checkFrameBound(genesis: Genesis, maxMessageBytes: Int) throws {
-        let largest = ConsensusLimits.largestMessageBytes(parameters: genesis.consensus, validatorCount: genesis.validators.count)
-        guard largest <= maxMessageBytes else {
-            throw NodeConfig.Error.invalid(
-                "p2p.max_message_bytes = \(maxMessageBytes) is below the largest consensus message this genesis allows "
-                    + "(\(largest) bytes: consensus.max_block_transactions = \(genesis.consensus.maxBlockTransactions) of up to "
-                    + "\(Limits.maxTransactionBytes) bytes, consensus.checkpoint_interval_blocks = "
-                    + "\(genesis.consensus.checkpointIntervalBlocks), \(genesis.validators.count) validators)")
-        }
-    }
-
-    private static func readDurableState(_ store: ConsensusStateStore) throws -> DurableState? {
-        guard let bytes = try store.readState() else {
-            try store.retainOnly([])
-            return nil
-        }
-        var failure: (any Error)?
-        let state = try DurableState(storedBytes: bytes) { hash in
-            do { return try store.readBlock(hash).map { try Block(canonicalBytes: $0) } } catch {
-                failure = error
-                return nil
-            }
-        }
-        if let failure { throw failure }
-        try store.retainOnly(Set(state.referencedBlocks.keys))
-        return state
     }
 
     // MARK: Running
@@ -313,7 +207,7 @@ public actor Node: NodeService {
                 group.addTask(executorPreference: EventLoopTaskExecutor(loop)) {
                     for await message in network.inbound {
                         if PeerMessage.isGossip(message.bytes) {
-                            if gossipInbox.push(message, max: Self.maxGossipInboxMessages) {
+                            if gossipInbox.push(message, max: TransactionGossip.maxGossipInboxMessages) {
                                 gossipWake.yield()
                             } else {
                                 await self.countDroppedGossip()
@@ -362,7 +256,7 @@ public actor Node: NodeService {
         ticks += 1
         // The mempool's clock is the consensus clock: ticks × tick_ms.
         application.mempool.expire(nowMs: ticks &* genesis.consensus.tickMs)
-        if ticks.isMultiple(of: Self.regossipIntervalTicks) { regossipStuckHeads() }
+        if ticks.isMultiple(of: TransactionGossip.regossipIntervalTicks) { regossipStuckHeads() }
         flushGossip()
         handle(.tick)
         if let outbound { outbound.tick(link: outboundLink()) }
@@ -409,16 +303,7 @@ public actor Node: NodeService {
     /// transactions this node does not have, their signatures checked on all cores,
     /// then admitted.
     private nonisolated func receiveGossip(_ messages: [InboundMessage]) async {
-        var transactions: [Transaction] = []
-        var malformed: [(peer: Int, error: any Error)] = []
-        var notFromValidators = 0
-        for message in messages {
-            guard let from = message.validatorIndex else {
-                notFromValidators += 1
-                continue
-            }
-            do { transactions += try PeerMessage.gossip(bytes: message.bytes) } catch { malformed.append((from, error)) }
-        }
+        let (transactions, malformed, notFromValidators) = TransactionGossip.decode(messages)
         // Gossip is verified like any submission (once, through the same bounded gate),
         // and not gossiped again.
         let admissible = await GossipScreen.verifyScreened(
@@ -460,12 +345,12 @@ public actor Node: NodeService {
 
     /// Gossips again the mempool heads that were heads a round ago too (bounded).
     private func regossipStuckHeads() {
-        let heads = application.mempool.heads(maxCount: Self.maxRegossipTransactions) { self.application.ledger.account($0)?.nonce ?? 0 }
-        let stuck = heads.filter { lastRoundHeads.contains($0.hash) }
-        lastRoundHeads = Set(heads.map(\.hash))
+        let heads = application.mempool.heads(maxCount: TransactionGossip.maxRegossipTransactions) {
+            self.application.ledger.account($0)?.nonce ?? 0
+        }
+        let stuck = gossip.regossipStuck(heads)
         guard !stuck.isEmpty else { return }
         metrics.transactionsRegossiped.increment(by: Int64(stuck.count))
-        gossipBuffer.append(contentsOf: stuck)
         flushGossip()
     }
 
@@ -479,34 +364,7 @@ public actor Node: NodeService {
         do { try driver.handle(events) } catch let error as DurableWrite.GaveUp { stopOnDurableWriteFailure(error) } catch {
             preconditionFailure("the node's replica I/O throws only DurableWrite.GaveUp: \(error)")
         }
-        if driver.replica.view != lastView {
-            metrics.viewChanges.increment(by: Int64(driver.replica.view > lastView ? driver.replica.view - lastView : 0))
-            logger.notice("view changed", metadata: ["view": "\(driver.replica.view)", "primary": "\(genesis.validators.primary(view: driver.replica.view))"])
-            lastView = driver.replica.view
-            metrics.view.record(Int64(driver.replica.view))
-        }
-        metrics.mempoolTransactions.record(Int64(application.mempool.count))
-        exportEvictions()
-        for (reason, count) in driver.replica.dropped where count > exportedDrops[reason, default: 0] {
-            metrics.messageDropped(reason.rawValue, count: count - exportedDrops[reason, default: 0])
-            exportedDrops[reason] = count
-        }
-        exportSuspicions()
-        equivocationReporter.export(driver.replica, validators: genesis.validators, logger: logger)
-    }
-
-    /// View changes this backup started because the primary kept committing but held
-    /// transactions back (censorship) or proposed late (slow primary): an operator's
-    /// sign of a faulty primary that the no-commit timer alone would not show.
-    private func exportSuspicions() {
-        for (reason, count) in driver.replica.suspicions where count > exportedSuspicions[reason, default: 0] {
-            metrics.primarySuspected(reason.rawValue, count: count - exportedSuspicions[reason, default: 0])
-            exportedSuspicions[reason] = count
-            logger.warning("backup suspects the primary", metadata: [
-                "reason": "\(reason.rawValue)", "view": "\(driver.replica.view)",
-                "primary": "\(genesis.validators.primary(view: driver.replica.view))",
-            ])
-        }
+        replicaMetrics.export(driver.replica, mempool: application.mempool)
     }
 
     /// The driver's durable write. A vote that is not durable must never be sent: if
@@ -546,38 +404,7 @@ public actor Node: NodeService {
 
     /// The driver's block commit: returns the state root after `certified`.
     fileprivate func commit(_ certified: CertifiedBlock) throws -> Hash {
-        let block = certified.block
-        // Durable before anything is acknowledged: the block is fsync'd here, before
-        // the ledger moves, the API reports it or an event goes out.
-        let start = ContinuousClock.now
-        try durableWrite.run("store block \(block.height)") { try store.append(certified) }
-        metrics.blockAppend.record(duration: ContinuousClock.now - start)
-        // Indexed before the mempool lets go of its transactions, so a lookup between
-        // the two finds each one pending or committed, never unknown.
-        committedTransactions.add(block)
-        accountTransactions.add(block)
-        let execution = application.commit(block)
-        timeline.mark(.executed, height: block.height)
-        metrics.height.record(Int64(block.height))
-        metrics.blocksCommitted.increment()
-        metrics.transactionsCommitted.increment(by: Int64(block.transactions.count))
-        let now = ContinuousClock.now
-        var admissions: [ContinuousClock.Instant] = []
-        for transaction in block.transactions {
-            if let submitted = submittedAt.removeValue(forKey: transaction.hash) {
-                metrics.commitLatency.record(duration: now - submitted)
-                if admissions.count < CommitTimeline.maxAdmissionSamplesPerBlock { admissions.append(submitted) }
-            }
-        }
-        timeline.observeAdmissions(admissions, height: block.height)
-        if !subscribers.isEmpty {
-            let header = NodeEvent.block(height: block.height, hash: block.hash, transactionCount: block.transactions.count)
-            publish([header] + block.transactions.enumerated().map { index, transaction in
-                .transaction(hash: transaction.hash, height: block.height, index: index)
-            })
-        }
-        maybeSnapshot(at: block.height, blockHash: block.hash, transactionCount: block.transactions.count)
-        return execution.stateRoot
+        try committer.commit(certified, submissions: &submissions, subscribers: &subscribers)
     }
 
     /// A peer's sync request; through a `PeerOutbound` as decoded blocks.
@@ -588,48 +415,17 @@ public actor Node: NodeService {
         outbound.send(.syncResponse(blocks), to: [peer], link: outboundLink())
     }
 
-    /// Whether a snapshot is due after executing `height`: at checkpoint heights, every
-    /// `snapshotIntervalBlocks` or `snapshotIntervalTransactions`, whichever comes
-    /// first, so a restart replays a bounded number of blocks and transactions.
-    static func isSnapshotDue(
-        height: UInt64, lastSnapshotHeight: UInt64, transactionsSinceSnapshot: Int, checkpointIntervalBlocks: UInt64
-    ) -> Bool {
-        let interval = max(checkpointIntervalBlocks, snapshotIntervalBlocks)
-        return height % checkpointIntervalBlocks == 0
-            && (height >= lastSnapshotHeight + interval || transactionsSinceSnapshot >= snapshotIntervalTransactions)
-    }
-
-    /// Snapshots the ledger when `isSnapshotDue`.
-    private func maybeSnapshot(at height: UInt64, blockHash: Hash, transactionCount: Int) {
-        transactionsSinceSnapshot += transactionCount
-        guard Self.isSnapshotDue(
-            height: height, lastSnapshotHeight: lastSnapshotHeight, transactionsSinceSnapshot: transactionsSinceSnapshot,
-            checkpointIntervalBlocks: genesis.consensus.checkpointIntervalBlocks)
-        else { return }
-        do {
-            try snapshots.write(Snapshot(ledger: application.ledger, blockHash: blockHash))
-            lastSnapshotHeight = height
-            transactionsSinceSnapshot = 0
-        } catch {
-            logger.error("snapshot failed; restart will replay more blocks", metadata: ["height": "\(height)", "error": "\(error)"])
-        }
-    }
-
     private func flushGossip() {
-        guard !gossipBuffer.isEmpty else { return }
+        let batches = gossip.takeBatches()
+        guard !batches.isEmpty else { return }
         let link = outbound.map { _ in outboundLink() }
-        var start = 0
-        while start < gossipBuffer.count {
-            let end = min(start + PeerMessage.maxGossipTransactions, gossipBuffer.count)
-            let batch = Array(gossipBuffer[start..<end])
+        for batch in batches {
             if let outbound, let link {
                 outbound.gossip(batch, link: link)
             } else {
                 network.broadcast(PeerMessage.transactions(batch).bytes)
             }
-            start = end
         }
-        gossipBuffer.removeAll(keepingCapacity: true)
     }
 
     /// What the `PeerOutbound` sees; built only when there is one.
@@ -641,11 +437,6 @@ public actor Node: NodeService {
             inViewChange: driver.replica.inViewChange, stableCheckpoint: driver.replica.stableCheckpoint,
             tipHeight: tipHeight, tipHash: application.tipHash, tipTimestampMs: tipTimestampMs ?? genesis.genesisTimeMs,
             tipStateRoot: application.ledger.stateRoot, network: network)
-    }
-
-    private func publish(_ events: [NodeEvent]) {
-        let dropped = subscribers.publish(events)
-        if dropped > 0 { Counter(label: "tally_event_subscribers_dropped_total", dimensions: [("reason", "slow")]).increment(by: dropped) }
     }
 
     // MARK: NodeService
@@ -686,22 +477,22 @@ public actor Node: NodeService {
             case .success(let verified): checked = verified
             }
             if let outbound, !outbound.admits(transaction) {
-                gossipBuffer.append(transaction)
+                gossip.append(transaction)
                 return .success(checked.transaction.hash)
             }
             // Checked again: the state may have moved while signatures were verified.
             switch application.admit(checked) {
             case .success(let hash):
                 admitted += 1
-                gossipBuffer.append(transaction)
-                trackSubmission(hash, at: now)
+                gossip.append(transaction)
+                submissions.track(hash, at: now, tick: ticks) { application.mempool.contains($0) || application.isInFlight($0) }
                 return .success(hash)
             case .failure(let reason):
                 metrics.transactionRejected(reason.code)
                 return .failure(.rejected(reason))
             }
         }
-        exportEvictions()
+        replicaMetrics.exportEvictions(application.mempool)
         if admitted > 0 {
             metrics.transactionsAdmitted.increment(by: Int64(admitted))
             // Gossip at once, not on the next tick: a transaction sent to a backup
@@ -710,25 +501,6 @@ public actor Node: NodeService {
             handle(.transactionsAvailable)
         }
         return results
-    }
-
-    /// Remembers when a transaction was submitted, for the commit latency; at the
-    /// bound, forgets those the mempool no longer holds (evicted ones never commit),
-    /// at most once per `submissionSweepIntervalTicks`.
-    private func trackSubmission(_ hash: Hash, at instant: ContinuousClock.Instant) {
-        if submittedAt.count >= Self.maxTrackedSubmissions, ticks >= lastSubmissionSweepTick + Self.submissionSweepIntervalTicks {
-            lastSubmissionSweepTick = ticks
-            submittedAt = submittedAt.filter { application.mempool.contains($0.key) || application.isInFlight($0.key) }
-        }
-        if submittedAt.count < Self.maxTrackedSubmissions { submittedAt[hash] = instant }
-    }
-
-    /// Adds the mempool's evictions since the last call to the metrics.
-    private func exportEvictions() {
-        for (reason, count) in application.mempool.evictions where count > exportedEvictions[reason, default: 0] {
-            metrics.transactionsEvicted(reason.rawValue, count: count - exportedEvictions[reason, default: 0])
-            exportedEvictions[reason] = count
-        }
     }
 
     /// Off the actor for committed transactions (the block read and the proof are the
