@@ -61,6 +61,7 @@ public actor Node: NodeService {
     private nonisolated let accountTransactions: AccountTransactions
     private nonisolated let blockReader: BlockReader
     private let syncServer: SyncServer
+    private let admission: TransactionAdmission
     private var subscribers = EventSubscribers()
     private var eventStreamsEnded = false
     private var gossip = TransactionGossip()
@@ -84,9 +85,6 @@ public actor Node: NodeService {
 
     /// Malformed peer messages logged one by one; after that, every 1,000th.
     static let malformedMessagesLoggedInFull = 20
-    /// Blocks read back at start-up for `/txs/{hash}`; older ones are not in its index
-    /// (`/accounts/{address}/txs` has a persisted index of its own).
-    static let startupIndexBlocks: UInt64 = 2_000
     /// Submission batches whose signatures are verified at once; the others wait.
     static let maxConcurrentSignatureBatches = 2
     /// Inbox size at which the reader waits for the actor to drain it (back-pressure
@@ -151,18 +149,8 @@ public actor Node: NodeService {
             configuration: NodeStartup.networkConfiguration(config.p2p, genesis: genesis, key: key), group: executorLoop,
             logger: logger)
 
-        let first = store.tipHeight > Self.startupIndexBlocks ? store.tipHeight - Self.startupIndexBlocks + 1 : 1
-        // The hash index is rebuilt from the last blocks only, so start-up does not grow
-        // with the chain (older transactions stay in their blocks, unindexed), and on a
-        // thread of its own (lookups wait for it), not here.
-        committedTransactions = CommittedTransactions(
-            reader: store.reader, rebuildingFrom: first, through: store.tipHeight, logger: logger)
-        // Persisted: it reads only the blocks committed after its last checkpoint.
-        let accountIndexStart = ContinuousClock.now
-        accountTransactions = try AccountTransactions.open(dataDirectory: dataDirectory, store: store, logger: logger).index
-        logger.info("account index opened", metadata: [
-            "ms": "\(CommittedTransactions.milliseconds(ContinuousClock.now - accountIndexStart))",
-        ])
+        (committedTransactions, accountTransactions) = try NodeStartup.openIndexes(
+            dataDirectory: dataDirectory, store: store, logger: logger)
         committer = BlockCommitter(
             store: store, snapshots: snapshots, application: application, committedTransactions: committedTransactions,
             accountTransactions: accountTransactions, durableWrite: durableWrite, timeline: timeline, metrics: metrics,
@@ -170,6 +158,7 @@ public actor Node: NodeService {
             schedule: SnapshotSchedule(
                 checkpointIntervalBlocks: genesis.consensus.checkpointIntervalBlocks, lastSnapshotHeight: restored.lastSnapshotHeight))
         syncServer = SyncServer(reader: blockReader, network: network, metrics: metrics)
+        admission = TransactionAdmission(application: application, outbound: outbound, metrics: metrics)
         metrics.height.record(Int64(store.tipHeight))
         metrics.view.record(Int64(driver.replica.view))
         io.node = self
@@ -321,25 +310,12 @@ public actor Node: NodeService {
     ) -> GossipScreen {
         for (peer, error) in malformed { dropMalformed(from: peer, error) }
         if notFromValidators > 0 { metrics.messageDropped("not_a_validator", count: notFromValidators) }
-        let screen = GossipScreen(
-            transactions, mempool: application.mempool,
-            account: { application.ledger.account($0) ?? .empty }, isInFlight: { application.isInFlight($0) })
-        for (code, count) in screen.rejected { metrics.messageDropped("gossip_\(code)", count: count) }
-        return screen
+        return admission.screenGossip(transactions)
     }
 
     private func admitGossip(_ transactions: [Transaction], _ verified: [VerifiedTransaction?]) {
         guard !stopped else { return }
-        var admitted = 0
-        for (transaction, checked) in zip(transactions, verified) {
-            guard let checked else {
-                metrics.messageDropped("gossip_bad_signature")
-                continue
-            }
-            if let outbound, !outbound.admits(transaction) { continue }
-            let account = application.ledger.account(transaction.senderAddress) ?? .empty
-            if case .success = application.mempool.admit(checked, account: account) { admitted += 1 }
-        }
+        let admitted = admission.admitGossip(transactions, verified)
         if admitted > 0 { handle(.transactionsAvailable) }
     }
 
@@ -369,7 +345,7 @@ public actor Node: NodeService {
 
     /// The driver's durable write. A vote that is not durable must never be sent: if
     /// this write fails (after retries) the node cannot go on safely.
-    fileprivate func persist(_ state: DurableState) throws {
+    func persist(_ state: DurableState) throws {
         let blocks = state.referencedBlocks
         let start = ContinuousClock.now
         // Nothing signed past the mark on disk is sent before the mark is durable: the
@@ -383,12 +359,12 @@ public actor Node: NodeService {
         }
     }
 
-    fileprivate func send(_ message: ConsensusMessage, to peer: ValidatorIndex) {
+    func send(_ message: ConsensusMessage, to peer: ValidatorIndex) {
         if let outbound { return outbound.send(message, to: [peer], link: outboundLink()) }
         network.send(to: Int(peer), PeerMessage.consensus(message).bytes)
     }
 
-    fileprivate func broadcast(_ message: ConsensusMessage) {
+    func broadcast(_ message: ConsensusMessage) {
         if let outbound {
             let link = outboundLink()
             return outbound.send(message, to: link.others, link: link)
@@ -403,12 +379,12 @@ public actor Node: NodeService {
     }
 
     /// The driver's block commit: returns the state root after `certified`.
-    fileprivate func commit(_ certified: CertifiedBlock) throws -> Hash {
+    func commit(_ certified: CertifiedBlock) throws -> Hash {
         try committer.commit(certified, submissions: &submissions, subscribers: &subscribers)
     }
 
     /// A peer's sync request; through a `PeerOutbound` as decoded blocks.
-    fileprivate func sendBlocks(_ heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
+    func sendBlocks(_ heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
         guard let outbound else { return syncServer.serve(heights, to: peer) }
         let blocks = syncServer.blocks(heights)
         guard !blocks.isEmpty else { return }
@@ -467,30 +443,8 @@ public actor Node: NodeService {
     ) -> [Result<Hash, SubmissionError>] {
         guard !stopped else { return transactions.map { _ in .failure(.malformed("node is shutting down")) } }
         let now = ContinuousClock.now
-        var admitted = 0
-        let results: [Result<Hash, SubmissionError>] = zip(transactions, screened).map { transaction, screen in
-            let checked: VerifiedTransaction
-            switch screen {
-            case .failure(let reason):
-                metrics.transactionRejected(reason.code)
-                return .failure(.rejected(reason))
-            case .success(let verified): checked = verified
-            }
-            if let outbound, !outbound.admits(transaction) {
-                gossip.append(transaction)
-                return .success(checked.transaction.hash)
-            }
-            // Checked again: the state may have moved while signatures were verified.
-            switch application.admit(checked) {
-            case .success(let hash):
-                admitted += 1
-                gossip.append(transaction)
-                submissions.track(hash, at: now, tick: ticks) { application.mempool.contains($0) || application.isInFlight($0) }
-                return .success(hash)
-            case .failure(let reason):
-                metrics.transactionRejected(reason.code)
-                return .failure(.rejected(reason))
-            }
+        let (results, admitted) = admission.admitSubmissions(transactions, screened, gossip: { gossip.append($0) }) { hash in
+            submissions.track(hash, at: now, tick: ticks) { application.mempool.contains($0) || application.isInFlight($0) }
         }
         replicaMetrics.exportEvictions(application.mempool)
         if admitted > 0 {
@@ -561,31 +515,4 @@ public actor Node: NodeService {
     }
 
     private func unsubscribe(_ id: UInt64) { subscribers.remove(id) }
-}
-
-/// The node's I/O for its replica driver: the consensus journal, the block store
-/// and ledger, the peer network. The driver runs on the node's actor, so each call
-/// is on its executor already.
-private final class NodeReplicaIO: DurableStateSink, CertifiedBlockSink, ReplicaTransport {
-    /// Set once the node is built (it owns this object and its driver).
-    weak var node: Node?
-
-    private var isolatedNode: Node {
-        guard let node else { preconditionFailure("the node's driver outlived its node") }
-        return node
-    }
-
-    func write(_ state: DurableState) throws { try isolatedNode.assumeIsolated { try $0.persist(state) } }
-
-    func commit(_ block: CertifiedBlock) throws -> Hash {
-        try isolatedNode.assumeIsolated { try $0.commit(block) }
-    }
-
-    func send(_ message: ConsensusMessage, to peer: ValidatorIndex) { isolatedNode.assumeIsolated { $0.send(message, to: peer) } }
-
-    func broadcast(_ message: ConsensusMessage) { isolatedNode.assumeIsolated { $0.broadcast(message) } }
-
-    func sendBlocks(heights: ClosedRange<UInt64>, to peer: ValidatorIndex) {
-        isolatedNode.assumeIsolated { $0.sendBlocks(heights, to: peer) }
-    }
 }

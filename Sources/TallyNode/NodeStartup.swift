@@ -18,6 +18,10 @@ enum NodeStartup {
     /// … or replays for at least this long (a few full blocks).
     static let startupSnapshotReplayDuration = Duration.milliseconds(500)
 
+    /// Blocks read back at start-up for `/txs/{hash}`; older ones are not in its index
+    /// (`/accounts/{address}/txs` has a persisted index of its own).
+    static let startupIndexBlocks: UInt64 = 2_000
+
     /// The data directory's stores, opened and recovered.
     struct Restored {
         let store: BlockStore
@@ -63,6 +67,25 @@ enum NodeStartup {
         return Restored(
             store: store, snapshots: snapshots, consensusState: consensusState, recovery: recovery,
             lastSnapshotHeight: lastSnapshotHeight, durable: durable)
+    }
+
+    /// The committed-transaction indexes the HTTP API reads off the actor.
+    static func openIndexes(
+        dataDirectory: String, store: BlockStore, logger: Logger
+    ) throws -> (CommittedTransactions, AccountTransactions) {
+        let first = store.tipHeight > startupIndexBlocks ? store.tipHeight - startupIndexBlocks + 1 : 1
+        // The hash index is rebuilt from the last blocks only, so start-up does not grow
+        // with the chain (older transactions stay in their blocks, unindexed), and on a
+        // thread of its own (lookups wait for it), not here.
+        let committedTransactions = CommittedTransactions(
+            reader: store.reader, rebuildingFrom: first, through: store.tipHeight, logger: logger)
+        // Persisted: it reads only the blocks committed after its last checkpoint.
+        let accountIndexStart = ContinuousClock.now
+        let accountTransactions = try AccountTransactions.open(dataDirectory: dataDirectory, store: store, logger: logger).index
+        logger.info("account index opened", metadata: [
+            "ms": "\(CommittedTransactions.milliseconds(ContinuousClock.now - accountIndexStart))",
+        ])
+        return (committedTransactions, accountTransactions)
     }
 
     /// The replica, resumed from its journal and the stored chain.
