@@ -20,6 +20,10 @@ import TallyVerify
 /// ticks, admits transactions to the mempool and gossips them, and answers the HTTP
 /// API. Every state change happens on this actor, one event at a time, so a block
 /// is never half-applied when the node is asked to stop.
+///
+/// This is the wiring: each concern is a part of its own (`NodeStartup`, `ConsensusJournal`,
+/// `BlockCommitter`, `TransactionAdmission`, `TransactionGossip`, `SubmissionTracker`,
+/// `SyncServer`, `ReplicaMetricsExport`), owned by the actor, which routes events between them.
 public actor Node: NodeService {
     nonisolated public let genesis: Genesis
     nonisolated public let genesisJSON: Data
@@ -33,7 +37,8 @@ public actor Node: NodeService {
     let durableWrite: DurableWrite
 
     private let store: BlockStore
-    private let consensusState: ConsensusStateStore
+    /// The consensus journal and the signing mark, written before every send.
+    private let journal: ConsensusJournal
     private let snapshots: SnapshotStore
     private let application: LedgerApplication
     /// Owns the replica; its I/O is `io`, which calls back into this actor.
@@ -41,8 +46,6 @@ public actor Node: NodeService {
     /// The commit path's milestones (the driver's and ours) → `tally_stage_seconds`.
     nonisolated let timeline: CommitTimeline
     private let io: NodeReplicaIO
-    /// HOME/signing-mark, outside the data directory (SigningSafety.swift).
-    private let signingMarkFile: SigningMarkFile
     private let network: PeerNetwork
     /// The builder's wrapper of the outbound traffic (`PeerOutbound`); nil: straight to the network.
     private let outbound: (any PeerOutbound)?
@@ -120,9 +123,10 @@ public actor Node: NodeService {
         store = restored.store
         blockReader = store.reader
         snapshots = restored.snapshots
-        consensusState = restored.consensusState
         let recovery = restored.recovery, durable = restored.durable
-        signingMarkFile = try SigningMarkFile(path: home.file(SigningMarkFile.fileName))
+        let signingMarkFile = try SigningMarkFile(path: home.file(SigningMarkFile.fileName))
+        journal = ConsensusJournal(
+            consensusState: restored.consensusState, signingMarkFile: signingMarkFile, durableWrite: durableWrite, metrics: metrics)
 
         application = LedgerApplication(
             genesis: genesis, ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
@@ -343,21 +347,8 @@ public actor Node: NodeService {
         replicaMetrics.export(driver.replica, mempool: application.mempool)
     }
 
-    /// The driver's durable write. A vote that is not durable must never be sent: if
-    /// this write fails (after retries) the node cannot go on safely.
-    func persist(_ state: DurableState) throws {
-        let blocks = state.referencedBlocks
-        let start = ContinuousClock.now
-        // Nothing signed past the mark on disk is sent before the mark is durable: the
-        // driver sends only after this returns. The mark file is written while the
-        // journal record is (`raise(to:alongside:)`).
-        try signingMarkFile.raise(to: state.signingMark, durableWrite: durableWrite) { () throws(DurableWrite.GaveUp) in
-            try durableWrite.run("persist consensus state") {
-                try consensusState.write(state: state.compactBytes, referenced: Set(blocks.keys)) { blocks[$0]!.canonicalBytes }
-            }
-            metrics.consensusPersist.record(duration: ContinuousClock.now - start)
-        }
-    }
+    /// The driver's durable write (`ConsensusJournal`).
+    func persist(_ state: DurableState) throws { try journal.persist(state) }
 
     func send(_ message: ConsensusMessage, to peer: ValidatorIndex) {
         if let outbound { return outbound.send(message, to: [peer], link: outboundLink()) }
