@@ -12,7 +12,7 @@ import TallyTypes
 ///
 /// At start the index of the last blocks is rebuilt on a thread of its own
 /// (`init(reader:rebuildingFrom:through:logger:)`: decoding and hashing every
-/// transaction of up to `Node.startupIndexBlocks` blocks took seconds, and the node
+/// transaction of up to `NodeStartup.startupIndexBlocks` blocks took seconds, and the node
 /// need not wait for it to serve); blocks committed meanwhile go to a live index
 /// merged after it, and `status(waitingForRebuild:)` waits for the rebuild before it
 /// answers that it does not know a hash.

@@ -169,14 +169,14 @@ final class AccountTransactionsTests: XCTestCase {
     // MARK: Restarts
 
     /// The node's start on real files: commit more blocks than the node re-reads at
-    /// start-up (`Node.startupIndexBlocks`), stop, start again, and list from block 1.
+    /// start-up (`NodeStartup.startupIndexBlocks`), stop, start again, and list from block 1.
     /// Before the persisted index, a start re-indexed only those last blocks, so the
     /// older history was gone; now the start reads no block at all.
     func testHistorySurvivesARestartWithoutReadingTheChain() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("account-index-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let alice = Address(publicKey: Self.alice)
-        let height = Node.startupIndexBlocks + 50
+        let height = NodeStartup.startupIndexBlocks + 50
         do {
             let store = try BlockStore.open(dataDirectory: directory)
             let (index, report) = try AccountTransactions.open(dataDirectory: directory, store: store)

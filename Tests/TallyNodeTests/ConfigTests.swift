@@ -97,8 +97,8 @@ final class FrameBoundTests: XCTestCase {
         // A full block of the largest transactions dominates; the window's certificates do not.
         XCTAssertGreaterThan(largest, Int(genesis.consensus.maxBlockTransactions) * Limits.maxTransactionBytes)
         XCTAssertLessThan(largest, Int(genesis.consensus.maxBlockTransactions) * Limits.maxTransactionBytes + 200_000)
-        XCTAssertNoThrow(try Node.checkFrameBound(genesis: genesis, maxMessageBytes: NodeConfig().p2p.maxMessageBytes))
-        XCTAssertThrowsError(try Node.checkFrameBound(genesis: genesis, maxMessageBytes: largest - 1)) { error in
+        XCTAssertNoThrow(try NodeStartup.checkFrameBound(genesis: genesis, maxMessageBytes: NodeConfig().p2p.maxMessageBytes))
+        XCTAssertThrowsError(try NodeStartup.checkFrameBound(genesis: genesis, maxMessageBytes: largest - 1)) { error in
             XCTAssertTrue("\(error)".contains("p2p.max_message_bytes"), "\(error)")
         }
         // A genesis the format allows whose VIEW-CHANGEs could not be sent (a window of
@@ -108,7 +108,7 @@ final class FrameBoundTests: XCTestCase {
         let validators = (0..<64).map { Validator(name: "v\($0)", publicKey: DevnetKeys.validatorKey($0).publicKey, networkAddress: "127.0.0.1:\(9000 + $0)") }
         let wide = try Genesis(chainID: genesis.chainID, genesisTimeMs: genesis.genesisTimeMs, validators: validators, accounts: [], consensus: widest)
         XCTAssertGreaterThan(ConsensusLimits.largestMessageBytes(parameters: widest, validatorCount: 64), NodeConfig().p2p.maxMessageBytes)
-        XCTAssertThrowsError(try Node.checkFrameBound(genesis: wide, maxMessageBytes: NodeConfig().p2p.maxMessageBytes))
+        XCTAssertThrowsError(try NodeStartup.checkFrameBound(genesis: wide, maxMessageBytes: NodeConfig().p2p.maxMessageBytes))
     }
 
     func testCheckpointIntervalIsBoundedByWhatDurableStateCanHold() {

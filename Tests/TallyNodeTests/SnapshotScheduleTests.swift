@@ -8,7 +8,7 @@ import XCTest
 /// bench's restart took 6.9 s replaying 26 full blocks.)
 final class SnapshotScheduleTests: XCTestCase {
     func due(_ height: UInt64, last: UInt64 = 0, transactions: Int = 0, checkpoint: UInt64 = 16) -> Bool {
-        Node.isSnapshotDue(
+        SnapshotSchedule.isSnapshotDue(
             height: height, lastSnapshotHeight: last, transactionsSinceSnapshot: transactions, checkpointIntervalBlocks: checkpoint)
     }
 
@@ -21,7 +21,7 @@ final class SnapshotScheduleTests: XCTestCase {
     }
 
     func testManyTransactionsBringItForward() {
-        let enough = Node.snapshotIntervalTransactions
+        let enough = SnapshotSchedule.snapshotIntervalTransactions
         XCTAssertTrue(due(32, transactions: enough), "full blocks: due at the first checkpoint past 65,536 transactions")
         XCTAssertFalse(due(32, transactions: enough - 1))
         XCTAssertFalse(due(33, transactions: enough), "only at checkpoint heights")
@@ -31,6 +31,22 @@ final class SnapshotScheduleTests: XCTestCase {
     func testACheckpointIntervalAboveTheBlockIntervalIsRespected() {
         XCTAssertFalse(due(1_024, checkpoint: 2_000))
         XCTAssertTrue(due(2_000, checkpoint: 2_000))
-        XCTAssertTrue(due(2_000, transactions: Node.snapshotIntervalTransactions, checkpoint: 2_000))
+        XCTAssertTrue(due(2_000, transactions: SnapshotSchedule.snapshotIntervalTransactions, checkpoint: 2_000))
+    }
+
+    /// The transaction count runs across blocks until a snapshot is written; a failed
+    /// snapshot (not written) keeps it, so the next checkpoint tries again.
+    func testTransactionsCountUntilASnapshotIsWritten() {
+        var schedule = SnapshotSchedule(checkpointIntervalBlocks: 16, lastSnapshotHeight: 0)
+        let half = SnapshotSchedule.snapshotIntervalTransactions / 2
+        XCTAssertFalse(schedule.executed(height: 15, transactionCount: half))
+        XCTAssertFalse(schedule.executed(height: 16, transactionCount: half - 1), "one short of the interval")
+        XCTAssertTrue(schedule.executed(height: 32, transactionCount: 1), "the count spans blocks")
+        XCTAssertTrue(schedule.executed(height: 48, transactionCount: 0), "not written at 32: still due")
+        schedule.snapshotWritten(at: 48)
+        XCTAssertEqual(schedule.transactionsSinceSnapshot, 0)
+        XCTAssertEqual(schedule.lastSnapshotHeight, 48)
+        XCTAssertFalse(schedule.executed(height: 64, transactionCount: half), "counted from the snapshot on")
+        XCTAssertTrue(schedule.executed(height: 48 + SnapshotSchedule.snapshotIntervalBlocks, transactionCount: 0))
     }
 }

@@ -7,18 +7,18 @@ import XCTest
 @testable import TallyNode
 
 /// Issue 14: a node answers peers' block-sync requests off the consensus actor, at
-/// most `Node.maxConcurrentSyncReads` at once (`ConcurrencySlots.startDetached`); a
+/// most `SyncServer.maxConcurrentSyncReads` at once (`ConcurrencySlots.startDetached`); a
 /// request beyond that is refused (counted as `sync_reads_busy` by the node), never
 /// queued, so a peer asking faster than the disk reads cannot grow a backlog.
 final class SyncReadSlotsTests: XCTestCase {
     /// Synchronous on purpose: the blocked reads hold threads of the cooperative pool,
     /// which the test itself must not need.
     func testAReadBeyondTheCapIsRefusedAndNeverRuns() {
-        let slots = ConcurrencySlots(Node.maxConcurrentSyncReads)
+        let slots = ConcurrencySlots(SyncServer.maxConcurrentSyncReads)
         let unblock = DispatchSemaphore(value: 0)
         let finished = DispatchGroup()
         let ran = Mutex(0)
-        for _ in 0..<Node.maxConcurrentSyncReads {
+        for _ in 0..<SyncServer.maxConcurrentSyncReads {
             finished.enter()
             XCTAssertTrue(slots.startDetached {
                 unblock.wait()
@@ -27,8 +27,8 @@ final class SyncReadSlotsTests: XCTestCase {
             })
         }
         let refused = (0..<100).filter { _ in !slots.startDetached { ran.withLock { $0 += 1_000 } } }.count
-        XCTAssertEqual(refused, 100, "every read beyond the \(Node.maxConcurrentSyncReads) in progress is refused")
-        for _ in 0..<Node.maxConcurrentSyncReads { unblock.signal() }
+        XCTAssertEqual(refused, 100, "every read beyond the \(SyncServer.maxConcurrentSyncReads) in progress is refused")
+        for _ in 0..<SyncServer.maxConcurrentSyncReads { unblock.signal() }
         XCTAssertEqual(finished.wait(timeout: .now() + 10), .success)
         // A slot freed (just after its read ends) is a slot taken again.
         let again = DispatchSemaphore(value: 0)
@@ -41,7 +41,7 @@ final class SyncReadSlotsTests: XCTestCase {
         XCTAssertTrue(restarted)
         XCTAssertEqual(again.wait(timeout: .now() + 10), .success)
         // The refused reads never ran, not even later.
-        XCTAssertEqual(ran.withLock { $0 }, Node.maxConcurrentSyncReads)
+        XCTAssertEqual(ran.withLock { $0 }, SyncServer.maxConcurrentSyncReads)
     }
 
     /// The node's refusal is counted: `tally_messages_dropped_total{reason="sync_reads_busy"}`
@@ -53,11 +53,11 @@ final class SyncReadSlotsTests: XCTestCase {
         let testMetrics = TestMetrics()
         let refused = withMetricsFactory(testMetrics) { () -> Int in
             let metrics = NodeMetrics()
-            XCTAssertTrue(Node.startSyncRead(in: slots, metrics: metrics) {
+            XCTAssertTrue(SyncServer.startSyncRead(in: slots, metrics: metrics) {
                 unblock.wait()
                 finished.signal()
             })
-            return (0..<3).filter { _ in !Node.startSyncRead(in: slots, metrics: metrics) {} }.count
+            return (0..<3).filter { _ in !SyncServer.startSyncRead(in: slots, metrics: metrics) {} }.count
         }
         unblock.signal()
         XCTAssertEqual(finished.wait(timeout: .now() + 10), .success)
