@@ -28,6 +28,9 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         public var queryRequestsPerSecond = HTTPLimits().queryRequestsPerSecond
         public var queryBurst = HTTPLimits().queryBurst
         public var maxConcurrentHistoryReads = HTTPLimits().maxConcurrentHistoryReads
+        /// How much lower the OS priority (nice value) of the API's threads is than the
+        /// consensus actor's and the peer network's (`APIThreads`); 0: the same.
+        public var threadNiceIncrement = APIThreads.defaultNiceIncrement
         enum CodingKeys: String, CodingKey, CaseIterable {
             case listen
             case maxBodyBytes = "max_body_bytes"
@@ -45,6 +48,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
             case queryRequestsPerSecond = "query_requests_per_second"
             case queryBurst = "query_burst"
             case maxConcurrentHistoryReads = "max_concurrent_history_reads"
+            case threadNiceIncrement = "thread_nice_increment"
         }
 
         public var httpLimits: HTTPLimits {
@@ -200,6 +204,7 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         try bounded(api.queryRequestsPerSecond, 1...1_000_000, "api.query_requests_per_second")
         try bounded(api.queryBurst, 1...1_000_000, "api.query_burst")
         try bounded(api.maxConcurrentHistoryReads, 1...1_024, "api.max_concurrent_history_reads")
+        try bounded(api.threadNiceIncrement, 0...APIThreads.maxNiceIncrement, "api.thread_nice_increment")
         try bounded(p2p.maxMessageBytes, 64 << 10...NetworkLimits.default.maxMessageBytes, "p2p.max_message_bytes")
         try bounded(p2p.outboundQueueFrames, 16...1_000_000, "p2p.outbound_queue_frames")
         try bounded(p2p.maxDialBackoffMs, 10...600_000, "p2p.max_dial_backoff_ms")
@@ -272,6 +277,10 @@ public struct NodeConfig: Codable, Equatable, Sendable {
         # GET /accounts/{address}/txs pages being read at once (each reads up to 100
         # blocks), whoever asks; one more gets 503 too_many_reads at once, never queued.
         max_concurrent_history_reads = \(api.maxConcurrentHistoryReads)
+        # The API runs on threads of its own whose OS priority (nice value) is this much
+        # lower than consensus's and the peer network's, so when the cores are short,
+        # what clients' connections cost comes out of the API's share (0: the same).
+        thread_nice_increment = \(api.threadNiceIncrement)
 
         [p2p]
         # Where this validator accepts its peers; genesis lists the same address.
@@ -349,6 +358,7 @@ extension NodeConfig.API {
         try c.decode(.queryRequestsPerSecond, into: &queryRequestsPerSecond)
         try c.decode(.queryBurst, into: &queryBurst)
         try c.decode(.maxConcurrentHistoryReads, into: &maxConcurrentHistoryReads)
+        try c.decode(.threadNiceIncrement, into: &threadNiceIncrement)
     }
 }
 

@@ -99,8 +99,11 @@ public struct HTTPAPI: Sendable {
     /// more is answered 503 and closed by `HTTPConnectionGuard`; Hummingbird stops accepting only past
     /// `maxRefusingConnections` more, being refused), the idle timeout (Hummingbird's),
     /// and per connection the per-address cap and the header, body and write deadlines.
+    /// `eventLoopGroup`: the API's own loops (`APIThreads.group` in the node); nil: NIO's
+    /// shared singleton.
     public func application(
-        host: String, port: Int, logger: Logger, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+        host: String, port: Int, logger: Logger, eventLoopGroup: (any EventLoopGroup)? = nil,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> Application<RouterResponder<APIRequestContext>> {
         // Shared by every connection (the handler list below is built per connection).
         let connections = SlotsPerAddress(limit: limits.maxConnectionsPerAddress)
@@ -139,6 +142,7 @@ public struct HTTPAPI: Sendable {
                 }.get()
                 await onServerRunning(channel)
             },
+            eventLoopGroupProvider: eventLoopGroup.map { .shared($0) } ?? .singleton,
             logger: logger)
     }
 

@@ -68,17 +68,25 @@ public struct StartOptions: ParsableArguments {
             node: node, maxBodyBytes: config.api.maxBodyBytes, maxBatchTransactions: config.api.maxBatchTransactions,
             limits: config.api.httpLimits, metricsText: Telemetry.prometheusText)
         let listen = try HostPort(config.api.listen, field: "api.listen")
-        let app = api.application(host: listen.host, port: listen.port, logger: logger)
+        // The API's own threads, below consensus and the peer network in OS priority.
+        let apiThreads = try await APIThreads.start(niceIncrement: config.api.threadNiceIncrement)
+        logger.info("API threads", metadata: ["nice": "\(apiThreads.threadNiceValues)"])
+        let app = api.application(host: listen.host, port: listen.port, logger: logger, eventLoopGroup: apiThreads.group)
         let group = ServiceGroup(
             configuration: .init(
                 // Shut down last to first: event streams end, then the HTTP server
                 // drains, then the node stops.
-                services: [.init(service: NodeRunner(node: node)), .init(service: app), .init(service: EventStreamCloser(node: node))],
+                services: [
+                    .init(service: NodeRunner(node: node)), .init(service: OnAPIThreads(app, threads: apiThreads)),
+                    .init(service: EventStreamCloser(node: node)),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do { try await group.run() } catch {
             logger.error("stopped with an error", metadata: ["error": "\(error)"])
+            try? await apiThreads.shutdown()
             throw ExitCode(NodeExit.failure)
         }
+        try? await apiThreads.shutdown()
         logger.info("stopped cleanly")
     }
 

@@ -31,6 +31,9 @@ struct HostileOptions: Sendable {
     var honestSenders = 4
     /// Every node's `mempool.max_transactions`, so the spam can go past the bound.
     var mempoolBound = 2_000
+    /// Every node's `api.thread_nice_increment`; nil: the node's default (to measure the
+    /// API's threads at the consensus threads' priority, 0).
+    var apiThreadNiceIncrement: Int?
     var spamTransactions = 6_000
     var zeroValueTransactions = 200
     var stuckRounds = 3

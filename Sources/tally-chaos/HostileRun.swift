@@ -34,13 +34,14 @@ struct HostileRun {
     }
     static let fundedBalance: UInt64 = 1_000_000_000_000
 
-    /// Rewrites the homes before the first start: the mempool bound everywhere, and
-    /// the flooded node behind a descriptor limit.
+    /// Rewrites the homes before the first start: the mempool bound (and the API threads'
+    /// priority, when given) everywhere, and the flooded node behind a descriptor limit.
     func prepare() throws {
         for index in 0..<cluster.validators {
             let home = NodeHome(path: cluster.home(index))
             var config = try home.loadConfig()
             config.mempool.maxTransactions = options.mempoolBound
+            if let increment = options.apiThreadNiceIncrement { config.api.threadNiceIncrement = increment }
             try home.writeConfig(config)
         }
         guard options.attacks.contains(.connections) else { return }

@@ -66,6 +66,8 @@ struct TallyChaos: AsyncParsableCommand {
     @Option(help: "hostile: honest transfers offered per second.") var honestRate = HostileOptions().honestRatePerSecond
     @Option(help: "hostile: funded honest senders.") var honestSenders = HostileOptions().honestSenders
     @Option(help: "hostile: every node's mempool.max_transactions.") var mempoolBound = HostileOptions().mempoolBound
+    @Option(help: "hostile: every node's api.thread_nice_increment (default: the node's, 10; 0 puts the API's threads at consensus's priority).")
+    var apiThreadNiceIncrement: Int?
     @Option(help: "hostile: unfunded spam transfers (past the mempool bound).") var spamTransactions = HostileOptions().spamTransactions
     @Option(help: "hostile: zero-amount / zero-fee transfers.") var zeroValueTransactions = HostileOptions().zeroValueTransactions
     @Option(help: "hostile: stuck-transaction rounds (one funded key each).") var stuckRounds = HostileOptions().stuckRounds
@@ -92,6 +94,9 @@ struct TallyChaos: AsyncParsableCommand {
             guard idleConnections <= 20_000, spamTransactions <= 1_000_000, eventAddresses <= 1_000, hammerThreads <= 64, stuckRounds <= 100,
                 hammerBlockTransactions <= 10_000 else {
                 throw ValidationError("hostile: at most 20000 idle connections, 1000000 spam transfers, 1000 event addresses, 64 hammer threads, 100 stuck rounds, 10000 hammer block transactions")
+            }
+            if let apiThreadNiceIncrement, !(0...19).contains(apiThreadNiceIncrement) {
+                throw ValidationError("hostile: --api-thread-nice-increment is 0…19")
             }
             guard hammerBlockTransactions <= mempoolBound / 2 else {
                 throw ValidationError("hostile: --hammer-block-transactions at most half of --mempool-bound (valid transfers may fill a mempool)")
@@ -161,6 +166,7 @@ struct TallyChaos: AsyncParsableCommand {
         options.honestRatePerSecond = honestRate
         options.honestSenders = honestSenders
         options.mempoolBound = mempoolBound
+        options.apiThreadNiceIncrement = apiThreadNiceIncrement
         options.spamTransactions = spamTransactions
         options.zeroValueTransactions = zeroValueTransactions
         options.stuckRounds = stuckRounds

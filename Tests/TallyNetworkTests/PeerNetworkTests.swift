@@ -331,13 +331,15 @@ final class PeerNetworkTests: XCTestCase {
         limits.handshakeFirstMessageTimeoutMs = limits.handshakeTimeoutMs
         let keys = (0..<2).map(validatorKey)
         let node = try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: limits, extra: [])
-        let first = try await RawPeer.connect(port: node.listenPort)
-        let second = try await RawPeer.connect(port: node.listenPort)
-        try await first.run { firstSession in
-            try await second.run { secondSession in
-                let firstHello = await firstSession.readFrame()
+        // The node takes a slot when it sets a connection up, on that connection's event loop:
+        // two connections opened back to back may be set up in either order. Each hello
+        // (sent once the slot is taken) is read before the next connection is opened, so
+        // "oldest" is the first one here.
+        try await RawPeer.connect(port: node.listenPort).run { firstSession in
+            let firstHello = await firstSession.readFrame()
+            XCTAssertNotNil(firstHello)
+            try await RawPeer.connect(port: node.listenPort).run { secondSession in
                 let secondHello = await secondSession.readFrame()
-                XCTAssertNotNil(firstHello)
                 XCTAssertNotNil(secondHello)
                 try await RawPeer.connect(port: node.listenPort).run { third in
                     let thirdHello = await third.readFrame()

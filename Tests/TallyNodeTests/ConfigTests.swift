@@ -68,6 +68,11 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try load("[api]\nlisten = \"nowhere\"\n")) { error in
             XCTAssertTrue("\(error)".contains("api.listen"), "\(error)")
         }
+        XCTAssertThrowsError(try load("[api]\nthread_nice_increment = 20\n")) { error in
+            XCTAssertTrue("\(error)".contains("api.thread_nice_increment"), "\(error)")
+        }
+        XCTAssertThrowsError(try load("[api]\nthread_nice_increment = -1\n"))
+        XCTAssertEqual(try load("[api]\nthread_nice_increment = 0\n").api.threadNiceIncrement, 0)
         XCTAssertThrowsError(try load("[log]\nformat = \"xml\"\n"))
         XCTAssertThrowsError(try load("[api]\nmax_body_bytes = \"big\"\n"))
     }
