@@ -639,7 +639,7 @@ public struct Replica {
         guard let votes = checkpointVotes[height] else { return }
         var groups: [[Hash]: [Checkpoint]] = [:]
         for vote in votes.values { groups[[vote.blockHash, vote.stateRoot], default: []].append(vote) }
-        guard let group = groups.values.first(where: { $0.count >= configuration.quorum }) else { return }
+        guard let group = groups.values.first(where: { $0.count >= quorum }) else { return }
         let sorted = group.sorted { $0.validator < $1.validator }
         let proof = CheckpointProof(
             height: height, blockHash: sorted[0].blockHash, stateRoot: sorted[0].stateRoot,
@@ -764,7 +764,7 @@ public struct Replica {
         if proof.height == 0 {
             return proof.blockHash == configuration.genesisHash && proof.stateRoot == configuration.genesisStateRoot
         }
-        guard proof.height % configuration.checkpointInterval == 0, proof.signatures.count >= configuration.quorum else {
+        guard proof.height % configuration.checkpointInterval == 0, proof.signatures.count >= quorum else {
             return false
         }
         let bytes = Checkpoint.signingBytes(
@@ -786,7 +786,7 @@ public struct Replica {
         guard header.view <= prePrepare.view, header.proposer == configuration.primary(of: header.view),
               verify(prePrepare.signature, by: primary, prePrepare.signingBytes(chainID: configuration.chainID))
         else { return false }
-        guard certificate.prepares.count >= configuration.quorum - 1 else { return false }
+        guard certificate.prepares.count >= quorum - 1 else { return false }
         let target = VoteTarget(phase: .prepare, view: prePrepare.view, height: prePrepare.height, blockHash: prePrepare.blockHash)
         let bytes = target.signingBytes(chainID: configuration.chainID)
         var previous: ValidatorIndex?
@@ -1056,9 +1056,12 @@ public struct Replica {
     }
 
     func isValid(_ certificate: CommitCertificate, height: UInt64, blockHash: Hash) -> Bool {
+        // The replica's own `quorum` decides the count (it differs from 2f+1 only under the
+        // test-only `quorumOverride`); `.belowQuorum` is thrown after every other check.
         do { try certificate.checkStructure(height: height, blockHash: blockHash, validators: configuration.validators) } catch {
-            return false
+            guard case .belowQuorum = error else { return false }
         }
+        guard certificate.signatures.count >= quorum else { return false }
         let bytes = certificate.voteTarget.signingBytes(chainID: configuration.chainID)
         return certificate.signatures.allSatisfy { verify($0.signature, by: $0.validatorIndex, bytes) }
     }
@@ -1081,7 +1084,7 @@ public struct Replica {
                 ticksInViewChange = 0
                 // Give up on this view only when a quorum wanted it (or a later one)
                 // and its primary still sent no NEW-VIEW; a lone replica keeps asking.
-                if viewChanges.values.filter({ $0.newView >= view }).count >= configuration.quorum {
+                if viewChanges.values.filter({ $0.newView >= view }).count >= quorum {
                     viewChangeAttempts += 1
                     startViewChange(to: view + 1)
                 }
@@ -1187,14 +1190,14 @@ public struct Replica {
         for height in slots.keys.sorted(by: >) where height > committedHeight {
             var byHash: [Hash: [ValidatorIndex]] = [:]
             for vote in slots[height]!.commits.values { byHash[vote.target.blockHash, default: []].append(vote.validator) }
-            if let signers = byHash.values.first(where: { $0.count >= configuration.quorum }) {
+            if let signers = byHash.values.first(where: { $0.count >= quorum }) {
                 return requestSync(to: height, peers: signers)
             }
         }
         for height in staleViewCommits.keys.sorted(by: >) {
             var byTarget: [VoteTarget: [ValidatorIndex]] = [:]
             for vote in staleViewCommits[height]!.values { byTarget[vote.target, default: []].append(vote.validator) }
-            if let signers = byTarget.values.first(where: { $0.count >= configuration.quorum }) {
+            if let signers = byTarget.values.first(where: { $0.count >= quorum }) {
                 return requestSync(to: height, peers: signers)
             }
         }
