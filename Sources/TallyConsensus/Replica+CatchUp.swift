@@ -50,7 +50,7 @@ extension Replica {
                   block.header.previousHash == parent
             else { return drop(.invalidSyncBlock) }
             let hash = block.hash
-            guard isValid(certified.certificate, height: block.height, blockHash: hash) else { return drop(.invalidSyncBlock) }
+            guard checks.isValid(certified.certificate, height: block.height, blockHash: hash) else { return drop(.invalidSyncBlock) }
             checkOwnSignature(in: certified.certificate)
             if slots[block.height]?.proposal?.blockHash != hash,
                case .failure = application.validate(
@@ -72,17 +72,6 @@ extension Replica {
         checkQuarantine()
     }
 
-    func isValid(_ certificate: CommitCertificate, height: UInt64, blockHash: Hash) -> Bool {
-        // The replica's own `quorum` decides the count (it differs from 2f+1 only under the
-        // test-only `quorumOverride`); `.belowQuorum` is thrown after every other check.
-        do { try certificate.checkStructure(height: height, blockHash: blockHash, validators: configuration.validators) } catch {
-            guard case .belowQuorum = error else { return false }
-        }
-        guard certificate.signatures.count >= quorum else { return false }
-        let bytes = certificate.voteTarget.signingBytes(chainID: configuration.chainID)
-        return certificate.signatures.allSatisfy { verify($0.signature, by: $0.validatorIndex, bytes) }
-    }
-
     // MARK: Falling behind
 
     /// A peer's committed tip: when it is above ours, its certificate (once checked)
@@ -91,7 +80,7 @@ extension Replica {
     mutating func onCommittedTip(_ certificate: CommitCertificate, from: ValidatorIndex) {
         guard certificate.height > committedHeight, certificate.height > (sync?.target ?? 0) else { return }
         guard tipClaimsCheckedThisInterval.insert(from).inserted else { return drop(.rateLimited) }
-        guard isValid(certificate, height: certificate.height, blockHash: certificate.blockHash) else {
+        guard checks.isValid(certificate, height: certificate.height, blockHash: certificate.blockHash) else {
             return drop(.invalidCommittedTip)
         }
         checkOwnSignature(in: certificate)

@@ -1,7 +1,7 @@
 import TallyCrypto
 import TallyTypes
 
-// Checkpoints: signing them, making them stable, checking their proofs.
+// Checkpoints: signing them and making them stable (their proofs are checked in CertificateChecks.swift).
 extension Replica {
     // MARK: Checkpoints
 
@@ -89,21 +89,4 @@ extension Replica {
         tryPropose()
     }
 
-    func isValid(_ proof: CheckpointProof) -> Bool {
-        if proof.height == 0 {
-            return proof.blockHash == configuration.genesisHash && proof.stateRoot == configuration.genesisStateRoot
-        }
-        guard proof.height % configuration.checkpointInterval == 0, proof.signatures.count >= quorum else {
-            return false
-        }
-        let bytes = Checkpoint.signingBytes(
-            chainID: configuration.chainID, height: proof.height, blockHash: proof.blockHash, stateRoot: proof.stateRoot)
-        var previous: ValidatorIndex?
-        for entry in proof.signatures {
-            if let previous, entry.validator <= previous { return false }
-            previous = entry.validator
-            guard verify(entry.signature, by: entry.validator, bytes) else { return false }
-        }
-        return true
-    }
 }

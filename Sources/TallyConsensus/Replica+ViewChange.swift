@@ -58,7 +58,7 @@ extension Replica {
         if let existing = viewChanges[sender], existing.newView >= viewChange.newView {
             return drop(existing == viewChange ? .duplicate : .staleView)
         }
-        guard isValid(viewChange) else { return drop(.invalidViewChange) }
+        guard checks.isValid(viewChange) else { return drop(.invalidViewChange) }
         viewChanges[sender] = viewChange
         if viewChange.checkpoint.height > stableCheckpoint.height { adoptStable(viewChange.checkpoint) }
         joinHigherViewIfSupported()
@@ -72,45 +72,6 @@ extension Replica {
         let needed = defences.joinViewChangeNeedsFPlusOne ? configuration.maxFaulty + 1 : 1
         guard higher.count >= needed else { return }
         startViewChange(to: higher[needed - 1])
-    }
-
-    func isValid(_ viewChange: ViewChange) -> Bool {
-        guard Int(viewChange.validator) < configuration.validatorCount,
-              verify(viewChange.signature, by: viewChange.validator, viewChange.signingBytes(chainID: configuration.chainID)),
-              isValid(viewChange.checkpoint)
-        else { return false }
-        var previousHeight = viewChange.checkpoint.height
-        for certificate in viewChange.prepared {
-            guard certificate.height > previousHeight,
-                  certificate.height <= viewChange.checkpoint.height + configuration.logWindow,
-                  certificate.view < viewChange.newView,
-                  isValid(certificate)
-            else { return false }
-            previousHeight = certificate.height
-        }
-        return true
-    }
-
-    func isValid(_ certificate: PreparedCertificate) -> Bool {
-        guard defences.checkViewChangeCertificates else { return true }
-        let prePrepare = certificate.proposal
-        let primary = configuration.primary(of: prePrepare.view)
-        let header = prePrepare.header
-        guard header.view <= prePrepare.view, header.proposer == configuration.primary(of: header.view),
-              verify(prePrepare.signature, by: primary, prePrepare.signingBytes(chainID: configuration.chainID))
-        else { return false }
-        guard certificate.prepares.count >= quorum - 1 else { return false }
-        let target = VoteTarget(phase: .prepare, view: prePrepare.view, height: prePrepare.height, blockHash: prePrepare.blockHash)
-        let bytes = target.signingBytes(chainID: configuration.chainID)
-        var previous: ValidatorIndex?
-        for vote in certificate.prepares {
-            if let previous, vote.validator <= previous { return false }
-            previous = vote.validator
-            guard vote.target == target, vote.validator != primary, verify(vote.signature, by: vote.validator, bytes) else {
-                return false
-            }
-        }
-        return true
     }
 
     /// The chain a NEW-VIEW must re-propose, computed from its VIEW-CHANGEs: the
@@ -172,7 +133,7 @@ extension Replica {
         if newView.view < view || (newView.view == view && !inViewChange) {
             return drop(newView.view == view ? .duplicate : .staleView)
         }
-        guard let checkpoint = check(newView) else {
+        guard let checkpoint = checks.check(newView) else {
             drop(.invalidNewView)
             // A replica leaves a view only on its own timer, on f+1 VIEW-CHANGEs or on
             // a NEW-VIEW that checks out. An invalid NEW-VIEW proves its signer faulty,
@@ -186,26 +147,6 @@ extension Replica {
             return
         }
         enterView(newView, checkpoint: checkpoint)
-    }
-
-    /// The checkpoint the NEW-VIEW starts from, or nil when it is forged or inconsistent.
-    func check(_ newView: NewView) -> CheckpointProof? {
-        let set = newView.viewChanges
-        guard set.count >= quorum, Set(set.map(\.validator)).count == set.count,
-              set.allSatisfy({ $0.newView == newView.view && isValid($0) })
-        else { return nil }
-        let primary = configuration.primary(of: newView.view)
-        for prePrepare in newView.proposals {
-            guard prePrepare.view == newView.view,
-                  verify(prePrepare.signature, by: primary, prePrepare.signingBytes(chainID: configuration.chainID))
-            else { return nil }
-        }
-        let plan = Replica.newViewPlan(set)
-        guard defences.recomputeNewView else { return plan.checkpoint }
-        guard plan.blocks.count == newView.proposals.count,
-              zip(plan.blocks, newView.proposals).allSatisfy({ $0.hash == $1.blockHash })
-        else { return nil }
-        return plan.checkpoint
     }
 
     mutating func enterView(_ newView: NewView, checkpoint: CheckpointProof) {

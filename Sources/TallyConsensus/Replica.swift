@@ -65,14 +65,19 @@ import TallyTypes
 /// This file holds the state, start-up, dispatch, signing, ticks and invariants; the
 /// rest is split by concern: `Replica+NormalCase.swift`, `Replica+Checkpoints.swift`,
 /// `Replica+ViewChange.swift`, `Replica+CatchUp.swift`, `Replica+TransactionTimer.swift`,
-/// `Replica+Status.swift` and `SigningSafety.swift`.
+/// `Replica+Status.swift` and `SigningSafety.swift`; the certificate checks (which read
+/// and change no replica state) are `CertificateChecks.swift`.
 public struct Replica {
     public let configuration: ReplicaConfiguration
     let application: any ConsensusApplication
     let verifier: any ConsensusVerifier
     let signer: any ConsensusSigner
     /// `StandardDefences` in every shipped product (see `ReplicaDefences`).
-    package var defences: any ReplicaDefences = StandardDefences()
+    package var defences: any ReplicaDefences = StandardDefences() {
+        didSet { checks = CertificateChecks(configuration: configuration, defences: defences, verifier: verifier) }
+    }
+    /// The certificate checks, with the configuration, these defences and the verifier.
+    var checks: CertificateChecks
 
     public internal(set) var view: UInt64
     public internal(set) var inViewChange: Bool
@@ -195,6 +200,7 @@ public struct Replica {
         self.application = application
         self.verifier = verifier
         self.signer = signer
+        checks = CertificateChecks(configuration: configuration, defences: defences, verifier: verifier)
         let genesis = CheckpointProof.genesis(hash: configuration.genesisHash, stateRoot: configuration.genesisStateRoot)
         view = durableState?.view ?? 0
         inViewChange = durableState?.inViewChange ?? false
@@ -224,7 +230,7 @@ public struct Replica {
 
     public var selfIndex: ValidatorIndex { configuration.selfIndex }
     public var isPrimary: Bool { configuration.primary(of: view) == selfIndex }
-    public var quorum: Int { defences.quorumOverride ?? configuration.quorum }
+    public var quorum: Int { checks.quorum }
 
     /// What `persist` writes.
     public var durableState: DurableState {
@@ -275,8 +281,7 @@ public struct Replica {
     mutating func send(_ message: ConsensusMessage, to peer: ValidatorIndex) { sendActions.append(.send(message, to: peer)) }
 
     func verify(_ signature: Signature, by validator: ValidatorIndex, _ bytes: [UInt8]) -> Bool {
-        guard Int(validator) < configuration.validatorCount else { return false }
-        return !defences.verifySignatures || verifier.isValid(signature, by: validator, for: bytes)
+        checks.verify(signature, by: validator, bytes)
     }
 
     mutating func handle(_ message: ConsensusMessage, from: ValidatorIndex) {
