@@ -49,8 +49,9 @@ let package = Package(
 
         // MARK: consensus (pure) and its simulator
         .target(name: "TallyConsensus", dependencies: ["TallyTypes", "TallyCrypto"]),
-        // Carries out a replica's actions in order (persist, commit, send) over injected I/O.
-        .target(name: "TallyDriver", dependencies: ["TallyConsensus", "TallyTypes", "TallyCrypto"]),
+        // Carries out a replica's actions in order (persist, commit, send) over injected I/O,
+        // and reads a replica's durable state back from its consensus journal at start.
+        .target(name: "TallyDriver", dependencies: ["TallyConsensus", "TallyStore", "TallyTypes", "TallyCrypto"]),
         .target(
             name: "TallySimulation",
             dependencies: [

@@ -3,6 +3,7 @@ import Logging
 import TallyApplication
 import TallyConsensus
 import TallyCrypto
+import TallyDriver
 import TallyLedger
 import TallyNetwork
 import TallyStore
@@ -63,7 +64,7 @@ enum NodeStartup {
                 logger.error("snapshot after start-up replay failed", metadata: ["error": "\(error)"])
             }
         }
-        let durable = try readDurableState(consensusState)
+        let durable = try consensusState.readDurableState()
         return Restored(
             store: store, snapshots: snapshots, consensusState: consensusState, recovery: recovery,
             lastSnapshotHeight: lastSnapshotHeight, durable: durable)
@@ -137,25 +138,5 @@ enum NodeStartup {
                     + "\(Limits.maxTransactionBytes) bytes, consensus.checkpoint_interval_blocks = "
                     + "\(genesis.consensus.checkpointIntervalBlocks), \(genesis.validators.count) validators)")
         }
-    }
-
-    /// The replica's last persisted state with its prepared blocks (either stored
-    /// form); removes block files it does not refer to. Damage is an error: a replica
-    /// that forgot what it signed could sign twice.
-    static func readDurableState(_ store: ConsensusStateStore) throws -> DurableState? {
-        guard let bytes = try store.readState() else {
-            try store.retainOnly([])
-            return nil
-        }
-        var failure: (any Error)?
-        let state = try DurableState(storedBytes: bytes) { hash in
-            do { return try store.readBlock(hash).map { try Block(canonicalBytes: $0) } } catch {
-                failure = error
-                return nil
-            }
-        }
-        if let failure { throw failure }
-        try store.retainOnly(Set(state.referencedBlocks.keys))
-        return state
     }
 }

@@ -669,20 +669,7 @@ public final class Simulation {
             "/data", fileSystem: node.fileSystem, compactionBytes: Self.journalCompactionBytes,
             preallocationBytes: Self.journalPreallocationBytes)
         node.journal = journal
-        guard let bytes = try journal.readState() else {
-            try journal.retainOnly([])
-            return nil
-        }
-        var failure: (any Error)?
-        let state = try DurableState(storedBytes: bytes) { hash in
-            do { return try journal.readBlock(hash).map { try Block(canonicalBytes: $0) } } catch {
-                failure = error
-                return nil
-            }
-        }
-        if let failure { throw failure }
-        try journal.retainOnly(Set(state.referencedBlocks.keys))
-        return state
+        return try journal.readDurableState()
     }
 
     /// One real journal write (the node's call), durable when it returns.
