@@ -104,12 +104,10 @@ struct CertificateChecks {
     }
 
     func isValid(_ certificate: CommitCertificate, height: UInt64, blockHash: Hash) -> Bool {
-        // The replica's own `quorum` decides the count (it differs from 2f+1 only under the
-        // test-only `quorumOverride`); `.belowQuorum` is thrown after every other check.
-        do { try certificate.checkStructure(height: height, blockHash: blockHash, validators: configuration.validators) } catch {
-            guard case .belowQuorum = error else { return false }
-        }
-        guard certificate.signatures.count >= quorum else { return false }
+        do {
+            try certificate.checkStructure(
+                height: height, blockHash: blockHash, validators: configuration.validators, quorum: quorum)
+        } catch { return false }
         let bytes = certificate.voteTarget.signingBytes(chainID: configuration.chainID)
         return certificate.signatures.allSatisfy { verify($0.signature, by: $0.validatorIndex, bytes) }
     }

@@ -60,9 +60,12 @@ public struct CommitCertificate: Hashable, Sendable, CanonicalCodable {
 
     /// Structural checks (no signature work): height, hash, order, known validators,
     /// quorum. Cheap; run before `signatureChecks`.
-    public func checkStructure(height expectedHeight: UInt64, blockHash expectedHash: Hash, validators: ValidatorSet)
-        throws(Failure)
-    {
+    /// `quorum`: the signers required; nil: the validator set's (2f+1). Only the replica's
+    /// test-only quorum override passes another.
+    public func checkStructure(
+        height expectedHeight: UInt64, blockHash expectedHash: Hash, validators: ValidatorSet, quorum: Int? = nil
+    ) throws(Failure) {
+        let quorum = quorum ?? validators.quorum
         guard height == expectedHeight else { throw .wrongHeight(expected: expectedHeight, found: height) }
         guard blockHash == expectedHash else { throw .wrongBlockHash(expected: expectedHash, found: blockHash) }
         for (position, entry) in signatures.enumerated() {
@@ -71,9 +74,7 @@ public struct CommitCertificate: Hashable, Sendable, CanonicalCodable {
             }
             guard Int(entry.validatorIndex) < validators.count else { throw .unknownValidator(index: entry.validatorIndex) }
         }
-        guard signatures.count >= validators.quorum else {
-            throw .belowQuorum(signers: signatures.count, quorum: validators.quorum)
-        }
+        guard signatures.count >= quorum else { throw .belowQuorum(signers: signatures.count, quorum: quorum) }
     }
 
     /// Full check: structure, then every signature with libsodium.
