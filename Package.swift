@@ -129,6 +129,8 @@ let package = Package(
         .target(name: "TallyApplicationTesting", dependencies: ["TallyApplication"]),
         // An in-memory file system that crashes at a chosen operation (store tests, simulator).
         .target(name: "TallyStoreTesting", dependencies: ["TallyStore"]),
+        // A logger that records its lines (store, network and node tests check what is logged).
+        .target(name: "TallyLogTesting", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // Blocks and whole chains signed with known keys (verify and application tests,
         // `tally-bench generate-chain`).
         .target(name: "TallyVerifyTesting", dependencies: ["TallyVerify", "TallyStore", "TallyLedger", "TallyTypes", "TallyCrypto"]),
@@ -241,7 +243,7 @@ let package = Package(
         .testTarget(
             name: "TallyStoreTests",
             dependencies: [
-                "TallyStore", "TallyStoreTesting", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyStore", "TallyStoreTesting", "TallyLogTesting", "TallyLedger", "TallyTypes", "TallyCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -251,7 +253,7 @@ let package = Package(
         .testTarget(
             name: "TallyNetworkTests",
             dependencies: [
-                "TallyNetwork", "TallyTypes", "TallyCrypto",
+                "TallyNetwork", "TallyLogTesting", "TallyTypes", "TallyCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -264,7 +266,7 @@ let package = Package(
         .testTarget(
             name: "TallyNodeTests",
             dependencies: [
-                "TallyNode", "TallyApplication", "TallyConsensus", "TallyVerify", "TallyStore", "TallyStoreTesting", "TallyLedger",
+                "TallyNode", "TallyApplication", "TallyConsensus", "TallyVerify", "TallyStore", "TallyStoreTesting", "TallyLogTesting", "TallyLedger",
                 "TallyTypes", "TallyCrypto", .product(name: "HummingbirdTesting", package: "hummingbird"),
                 // TestMetrics: tests assert that refusals move their counters.
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

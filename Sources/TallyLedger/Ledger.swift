@@ -147,11 +147,7 @@ public struct Ledger: Sendable {
     private var tree = StateTree()
 
     public init(genesis: Genesis) {
-        chainID = genesis.chainID
-        genesisHash = genesis.hash
-        validators = genesis.validators
-        totalSupply = genesis.totalSupply
-        minFee = genesis.consensus.minFee
+        self.init(emptyLedgerOf: genesis, height: 0)
         var leaves: [Int: Hash] = [:]
         for account in genesis.accounts {
             leaves[accounts.count] = StateTree.leafHash(address: account.address, balance: account.balance, nonce: 0)
@@ -183,19 +179,36 @@ public struct Ledger: Sendable {
         }
     }
 
-    /// Rebuilds the ledger at `height` from a snapshot: every account in creation
-    /// order (as `allAccounts` lists them). The state root is recomputed, so the
-    /// caller compares it with the snapshot's and the block header's.
-    public init(genesis: Genesis, height: UInt64, accounts restored: [(address: Address, account: Account)])
-        throws(RestoreError)
-    {
+    /// The ledger of `genesis`'s chain at `height` with no accounts yet: what the
+    /// public initialisers start from and fill.
+    private init(emptyLedgerOf genesis: Genesis, height: UInt64) {
         chainID = genesis.chainID
         genesisHash = genesis.hash
         validators = genesis.validators
         totalSupply = genesis.totalSupply
         minFee = genesis.consensus.minFee
         self.height = height
+    }
+
+    /// A restored ledger's balances must sum to the genesis supply exactly (no
+    /// overflow on the way), or the snapshot is not this chain's.
+    private static func checkSupply(of balances: some Sequence<UInt64>, equals totalSupply: UInt64) throws(RestoreError) {
         var supply: UInt64 = 0
+        for balance in balances {
+            let (sum, overflow) = supply.addingReportingOverflow(balance)
+            guard !overflow else { throw .supplyMismatch(expected: totalSupply, found: nil) }
+            supply = sum
+        }
+        guard supply == totalSupply else { throw .supplyMismatch(expected: totalSupply, found: supply) }
+    }
+
+    /// Rebuilds the ledger at `height` from a snapshot: every account in creation
+    /// order (as `allAccounts` lists them). The state root is recomputed, so the
+    /// caller compares it with the snapshot's and the block header's.
+    public init(genesis: Genesis, height: UInt64, accounts restored: [(address: Address, account: Account)])
+        throws(RestoreError)
+    {
+        self.init(emptyLedgerOf: genesis, height: height)
         var leaves: [Int: Hash] = [:]
         leaves.reserveCapacity(restored.count)
         indexByAddress.reserveCapacity(restored.count)
@@ -203,12 +216,9 @@ public struct Ledger: Sendable {
             guard indexByAddress.updateValue(index, forKey: entry.address) == nil else {
                 throw .duplicateAddress(index: index)
             }
-            let (sum, overflow) = supply.addingReportingOverflow(entry.account.balance)
-            guard !overflow else { throw .supplyMismatch(expected: totalSupply, found: nil) }
-            supply = sum
             leaves[index] = StateTree.leafHash(address: entry.address, balance: entry.account.balance, nonce: entry.account.nonce)
         }
-        guard supply == totalSupply else { throw .supplyMismatch(expected: totalSupply, found: supply) }
+        try Ledger.checkSupply(of: restored.lazy.map(\.account.balance), equals: totalSupply)
         addressBytes.reserveCapacity(restored.count * Address.byteCount)
         for entry in restored { addressBytes.append(contentsOf: entry.address.bytes) }
         accounts = restored.map(\.account)
@@ -227,24 +237,13 @@ public struct Ledger: Sendable {
     /// caller compares the root with the snapshot's and the block header's; the
     /// snapshot's checksum covers the rest against damage.
     public init(genesis: Genesis, height: UInt64, image: LedgerImage) throws(RestoreError) {
-        chainID = genesis.chainID
-        genesisHash = genesis.hash
-        validators = genesis.validators
-        totalSupply = genesis.totalSupply
-        minFee = genesis.consensus.minFee
-        self.height = height
+        self.init(emptyLedgerOf: genesis, height: height)
         let count = image.accounts.count
         guard image.addressBytes.count == count * Address.byteCount, image.addressOrder.count == count else {
             throw .malformedImage("\(count) accounts, \(image.addressBytes.count) address bytes, \(image.addressOrder.count) order entries")
         }
         do { tree = try StateTree(count: count, levels: image.treeLevels) } catch { throw .malformedImage(error.description) }
-        var supply: UInt64 = 0
-        for account in image.accounts {
-            let (sum, overflow) = supply.addingReportingOverflow(account.balance)
-            guard !overflow else { throw .supplyMismatch(expected: totalSupply, found: nil) }
-            supply = sum
-        }
-        guard supply == totalSupply else { throw .supplyMismatch(expected: totalSupply, found: supply) }
+        try Ledger.checkSupply(of: image.accounts.lazy.map(\.balance), equals: totalSupply)
         try Ledger.checkStrictlyIncreasing(image.addressOrder, addressBytes: image.addressBytes)
         accounts = image.accounts
         addressBytes = image.addressBytes

@@ -216,12 +216,12 @@ public struct HTTPAPI: Sendable {
         case .unknown: return try Self.json(["hash": hash.hex, "status": "unknown"], status: .notFound)
         case .committed(let height, let index, let blockHash, let proof):
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(
-                bytes: BlockJSON.committed(hash: hash, height: height, index: index, blockHash: blockHash, proof: proof))))
+                string: BlockJSON.committedText(hash: hash, height: height, index: index, blockHash: blockHash, proof: proof))))
         }
     }
 
     /// The committed answer of `GET /txs/{hash}` as a JSON object (written by
-    /// `BlockJSON.committed`, which must give the same bytes).
+    /// `BlockJSON.committedText`, which must give the same bytes).
     static func committedJSON(hash: Hash, height: UInt64, index: Int, blockHash: Hash, proof: InclusionProof) -> [String: Any] {
         ["hash": hash.hex, "status": "committed", "height": String(height), "index": index, "block_hash": blockHash.hex,
          "proof": ["index": String(proof.index), "leaf_count": String(proof.leafCount), "path": proof.path.map(\.hex)]]
@@ -311,7 +311,7 @@ public struct HTTPAPI: Sendable {
                             body: .init(byteBuffer: ByteBuffer(bytes: certified.canonicalBytes)))
         }
         return Response(status: .ok, headers: [.contentType: "application/json"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: BlockJSON.bytes(certified))))
+                        body: .init(byteBuffer: ByteBuffer(string: BlockJSON.text(certified))))
     }
 
     func validators() throws -> Response {
@@ -385,7 +385,7 @@ public struct HTTPAPI: Sendable {
     }
 
     /// The block as a JSON object: what the API's block routes answer (written by
-    /// `BlockJSON.bytes`, which must give the same bytes) and the explorer's test vector.
+    /// `BlockJSON.text`, which must give the same bytes) and the explorer's test vector.
     static func blockJSON(_ certified: CertifiedBlock) -> [String: Any] {
         let header = certified.block.header
         return [

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import TallyCrypto
+import TallyLogTesting
 import XCTest
 
 @testable import TallyNetwork
@@ -16,7 +17,8 @@ final class DuplicateKeyTests: XCTestCase {
         var limits = testLimits()
         limits.logLinesPerInterval = 3
         let keys = (0..<2).map(validatorKey)
-        let (logger, lines) = CapturingLogHandler.logger(level: .info)
+        let capture = LogCapture()
+        let logger = capture.logger(level: .info)
         let node = try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: limits, extra: [], logger: logger)
         let toNode = [0: PeerAddress(host: "127.0.0.1", port: node.listenPort)]
         let first = try await Cluster.start(index: 1, keys: keys, port: 0, addresses: toNode, limits: limits, extra: [])
@@ -38,7 +40,7 @@ final class DuplicateKeyTests: XCTestCase {
         XCTAssertGreaterThan(refused, 0, "the other process keeps trying")
         XCTAssertLessThan(refused, 30, "and backs off (\(refused) attempts in 1.5 s)")
 
-        let twinLines = lines.withLockedValue { $0 }.filter { $0.message.hasPrefix("validator key in use twice") }
+        let twinLines = capture.lines.filter { $0.message.hasPrefix("validator key in use twice") }
         XCTAssertGreaterThan(after.closed(.keyInUseTwice), limits.logLinesPerInterval)
         XCTAssertEqual(twinLines.count, limits.logLinesPerInterval, "bounded")
         XCTAssertEqual(twinLines.first?.level, .error)

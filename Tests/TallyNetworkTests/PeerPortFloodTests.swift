@@ -6,6 +6,7 @@ import NIOCore
 import NIOEmbedded
 import NIOPosix
 import TallyCrypto
+import TallyLogTesting
 import XCTest
 
 @testable import TallyNetwork
@@ -157,7 +158,8 @@ final class PeerPortFloodTests: XCTestCase {
         limits.logLinesPerInterval = 3
         limits.logIntervalMs = 4_000
         let keys = (0..<2).map(validatorKey)
-        let (logger, lines) = CapturingLogHandler.logger(level: .info)
+        let capture = LogCapture()
+        let logger = capture.logger(level: .info)
         let node = try await Cluster.start(
             index: 0, keys: keys, port: 0, addresses: [:], limits: limits, extra: [], logger: logger)
         let flood = 40
@@ -170,7 +172,7 @@ final class PeerPortFloodTests: XCTestCase {
         }
         await eventually("every bad handshake counted") { node.statistics.closed(.malformedHandshake) == flood }
         XCTAssertLessThan(ContinuousClock.now - started, .milliseconds(limits.logIntervalMs - 100), "the flood fits in one log interval")
-        let closing = lines.withLockedValue { $0 }.filter { $0.message.hasPrefix("closing peer connection") }
+        let closing = capture.lines.filter { $0.message.hasPrefix("closing peer connection") }
         XCTAssertEqual(closing.count, limits.logLinesPerInterval, "\(closing.map(\.message))")
         XCTAssertTrue(closing.allSatisfy { $0.level == .warning && $0.metadata["reason"] == "malformed_handshake" })
 
@@ -180,10 +182,10 @@ final class PeerPortFloodTests: XCTestCase {
             await session.expectClosed()
         }
         await eventually("the next interval's line") {
-            lines.withLockedValue { $0 }.filter { $0.message.hasPrefix("closing peer connection") }.count
+            capture.lines.filter { $0.message.hasPrefix("closing peer connection") }.count
                 == limits.logLinesPerInterval + 1
         }
-        let summary = lines.withLockedValue { $0 }.last { $0.message.hasPrefix("closing peer connection") }
+        let summary = capture.lines.last { $0.message.hasPrefix("closing peer connection") }
         XCTAssertEqual(summary?.metadata["suppressed"], "\(flood - limits.logLinesPerInterval)")
         XCTAssertTrue(summary?.message.contains("suppressed \(flood - limits.logLinesPerInterval) similar") ?? false)
         await node.shutdown()
@@ -196,7 +198,8 @@ final class PeerPortFloodTests: XCTestCase {
         var limits = testLimits()
         limits.logLinesPerInterval = 2
         let keys = (0..<2).map(validatorKey)
-        let (logger, lines) = CapturingLogHandler.logger(level: .info)
+        let capture = LogCapture()
+        let logger = capture.logger(level: .info)
         // Validator 1 is known at 127.0.0.1 (the port does not matter for the IP match).
         let node = try await Cluster.start(
             index: 0, keys: keys, port: 0, addresses: [1: PeerAddress(host: "127.0.0.1", port: 1)], limits: limits,
@@ -207,7 +210,7 @@ final class PeerPortFloodTests: XCTestCase {
             }
         }
         await eventually("refusals counted") { node.statistics.closed(.addressNotAllowed) == 5 }
-        let refusals = lines.withLockedValue { $0 }.filter { $0.message.hasPrefix("refusing peer connection") }
+        let refusals = capture.lines.filter { $0.message.hasPrefix("refusing peer connection") }
         XCTAssertEqual(refusals.count, 2, "bounded: \(refusals.map(\.message))")
         XCTAssertEqual(refusals.first?.metadata["reason"], "address_not_allowed")
 
@@ -230,24 +233,25 @@ final class PeerPortFloodTests: XCTestCase {
 
     func testRateLimitedLoggerKeepsABudgetPerReasonAndReportsWhatItSuppressed() {
         let clock = NIOLockedValueBox(NIODeadline.uptimeNanoseconds(1_000_000_000))
-        let (logger, lines) = CapturingLogHandler.logger(level: .info)
+        let capture = LogCapture()
+        let logger = capture.logger(level: .info)
         let log = RateLimitedLogger(logger: logger, maxLinesPerInterval: 3, intervalMs: 1_000) {
             clock.withLockedValue { $0 }
         }
         for index in 0..<10 { log.log(.warning, "bad \(index)", reason: "a") }
         log.log(.warning, "other", reason: "b")
-        XCTAssertEqual(lines.withLockedValue { $0 }.map(\.message), ["bad 0", "bad 1", "bad 2", "other"])
+        XCTAssertEqual(capture.lines.map(\.message), ["bad 0", "bad 1", "bad 2", "other"])
         clock.withLockedValue { $0 = $0 + .milliseconds(999) }
         log.log(.warning, "still suppressed", reason: "a")
-        XCTAssertEqual(lines.withLockedValue { $0 }.count, 4)
+        XCTAssertEqual(capture.lines.count, 4)
         clock.withLockedValue { $0 = $0 + .milliseconds(1) }
         log.log(.warning, "next", reason: "a")
-        let last = lines.withLockedValue { $0 }.last
+        let last = capture.lines.last
         XCTAssertEqual(last?.message, "next (suppressed 8 similar)")
         XCTAssertEqual(last?.metadata["suppressed"], "8")
         XCTAssertEqual(last?.metadata["reason"], "a")
         log.log(.warning, "quiet", reason: "a")
-        XCTAssertEqual(lines.withLockedValue { $0 }.last?.message, "quiet", "the count is reported once")
+        XCTAssertEqual(capture.lines.last?.message, "quiet", "the count is reported once")
     }
 
     /// The per-address cap and the allow-list key on the IP: a dual-stack listener's

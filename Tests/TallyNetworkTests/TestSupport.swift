@@ -221,38 +221,3 @@ struct IdleConnection {
 
     func close() async { try? await channel.close() }
 }
-
-/// One line a `CapturingLogHandler` saw.
-struct LoggedLine: Sendable {
-    let level: Logger.Level
-    let message: String
-    let metadata: Logger.Metadata
-}
-
-/// Records every line logged through it, so tests can count what a flood writes.
-struct CapturingLogHandler: LogHandler {
-    let lines: NIOLockedValueBox<[LoggedLine]>
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .info
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-        function: String, line: UInt
-    ) {
-        let merged = self.metadata.merging(metadata ?? [:]) { $1 }
-        lines.withLockedValue { $0.append(LoggedLine(level: level, message: "\(message)", metadata: merged)) }
-    }
-
-    /// A logger at `level` and the lines it records.
-    static func logger(level: Logger.Level = .info) -> (Logger, NIOLockedValueBox<[LoggedLine]>) {
-        let lines = NIOLockedValueBox<[LoggedLine]>([])
-        var logger = Logger(label: "tally.network.captured") { _ in CapturingLogHandler(lines: lines) }
-        logger.logLevel = level
-        return (logger, lines)
-    }
-}

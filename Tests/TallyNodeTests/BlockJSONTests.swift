@@ -5,7 +5,7 @@ import XCTest
 
 @testable import TallyNode
 
-/// `BlockJSON.bytes` writes the block routes' JSON by hand; it must stay byte for byte
+/// `BlockJSON.text` writes the block routes' JSON by hand; it must stay byte for byte
 /// what the generic serialiser makes of `HTTPAPI.blockJSON` (keys sorted), which the
 /// OpenAPI document, the explorer and every client read.
 final class BlockJSONTests: XCTestCase {
@@ -42,7 +42,7 @@ final class BlockJSONTests: XCTestCase {
             certified(transactions: 300, amount: 42_000_001, fee: 1_000, signers: [0, 1, 2, 3], height: 1_234_567, view: 12),
         ]
         for block in blocks {
-            let written = BlockJSON.bytes(block)
+            let written = Array(BlockJSON.text(block).utf8)
             XCTAssertEqual(String(decoding: written, as: UTF8.self), String(decoding: try generic(block), as: UTF8.self),
                            "block of \(block.block.transactions.count) transactions")
             XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(written)) as? [String: Any])
@@ -53,7 +53,7 @@ final class BlockJSONTests: XCTestCase {
         let hashes = (0..<37).map { SHA256.hash([UInt8($0)]) }
         for (index, leafCount) in [(0, 1), (0, 2), (36, 37), (17, 37)] {
             let proof = Merkle.proof(Array(hashes.prefix(leafCount)), index: index)!
-            let written = BlockJSON.committed(hash: hashes[index], height: UInt64.max, index: index, blockHash: hashes[1], proof: proof)
+            let written = Array(BlockJSON.committedText(hash: hashes[index], height: UInt64.max, index: index, blockHash: hashes[1], proof: proof).utf8)
             let object = HTTPAPI.committedJSON(hash: hashes[index], height: UInt64.max, index: index, blockHash: hashes[1], proof: proof)
             let generic = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             XCTAssertEqual(String(decoding: written, as: UTF8.self), String(decoding: generic, as: UTF8.self), "leaf \(index) of \(leafCount)")

@@ -7,6 +7,7 @@ import MetricsTestKit
 import NIOCore
 import TallyCrypto
 import TallyLedger
+import TallyLogTesting
 @testable import TallyNode
 import TallyTypes
 import XCTest
@@ -230,8 +231,8 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
         var limits = HTTPLimits()
         limits.maxConnections = 3
         limits.maxConnectionsPerAddress = 2
-        let capture = CapturedLogLines()
-        try await withServer(limits, logger: capture.logger) { port, api in
+        let capture = LogCapture()
+        try await withServer(limits, logger: capture.logger()) { port, api in
             // 127.0.0.1 tries to hold every global slot with idle connections: those
             // over its cap are refused and closed at once (not held).
             var idle: [RawClient] = []
@@ -261,7 +262,7 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
             }
             let expectedRefusals = limits.maxConnections - limits.maxConnectionsPerAddress + floods
             XCTAssertEqual(api.statistics[.refusedPerAddress], expectedRefusals)
-            let refusalLines = capture.lines.filter { $0.contains("per-address cap") }
+            let refusalLines = capture.messages.filter { $0.contains("per-address cap") }
             XCTAssertGreaterThanOrEqual(refusalLines.count, 1)
             XCTAssertLessThanOrEqual(refusalLines.count, HTTPLimits.refusalLogLinesPerInterval)
             XCTAssertLessThan(refusalLines.count, expectedRefusals)
@@ -276,9 +277,9 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
     func testConnectionOverTheTotalCapIsAnswered503AndClosed() async throws {
         var limits = HTTPLimits()
         limits.maxConnections = 2
-        let capture = CapturedLogLines()
+        let capture = LogCapture()
         let metrics = TestMetrics()
-        try await withServer(limits, logger: capture.logger, metrics: metrics) { port, api in
+        try await withServer(limits, logger: capture.logger(), metrics: metrics) { port, api in
             // Two addresses hold the two slots (the per-address cap is not what refuses).
             let held = try (0..<limits.maxConnections).map { try RawClient(port: port, from: "127.0.0.\(2 + $0)") }
             defer { held.forEach { $0.close() } }
@@ -302,7 +303,7 @@ final class HTTPLimitsTests: XCTestCase, @unchecked Sendable {
             XCTAssertEqual(api.statistics[.refusedPerAddress], 0)
             let counter = try metrics.expectCounter("tally_http_limited_total", [("reason", "server_busy")])
             XCTAssertEqual(counter.totalValue, Int64(floods))
-            let lines = capture.lines.filter { $0.contains("every connection slot is taken") }
+            let lines = capture.messages.filter { $0.contains("every connection slot is taken") }
             XCTAssertGreaterThanOrEqual(lines.count, 1)
             XCTAssertLessThanOrEqual(lines.count, HTTPLimits.refusalLogLinesPerInterval)
             // A freed slot is served again.
@@ -576,29 +577,5 @@ final class DescriptorLimitTests: XCTestCase, @unchecked Sendable {
         defer { client.close() }
         client.send("GET /status HTTP/1.1\r\nHost: test\r\n\r\n")
         XCTAssertTrue(client.read(for: 5) { $0.contains("mempool_size") }.text.hasPrefix("HTTP/1.1 200"))
-    }
-}
-
-/// Log lines a test's server wrote (message text only).
-final class CapturedLogLines: @unchecked Sendable {
-    private let lock = NSLock()
-    private var collected: [String] = []
-
-    var lines: [String] { lock.withLock { collected } }
-    var logger: Logger { Logger(label: "test") { _ in Handler(capture: self) } }
-
-    struct Handler: LogHandler {
-        let capture: CapturedLogLines
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            capture.lock.withLock { capture.collected.append(event.message.description) }
-        }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import TallyCrypto
+import TallyLogTesting
 import TallyLedger
 import TallyTypes
 import XCTest
@@ -91,9 +92,9 @@ final class BlockStoreTests: XCTestCase {
 
         try fileSystem.remove("/n/blocks/index")
         let capture = LogCapture()
-        _ = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem, logger: capture.logger)
+        _ = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem, logger: capture.logger())
         XCTAssertEqual(fileSystem.contents("/n/blocks/index"), good)
-        XCTAssertTrue(capture.messages.contains { $0.message.contains("rebuilding the block index") })
+        XCTAssertTrue(capture.lines.contains { $0.message.contains("rebuilding the block index") })
 
         var wrong = good
         wrong[BlockIndex.headerBytes + 2 * BlockIndex.entryBytes + 9] ^= 0x40
@@ -120,10 +121,10 @@ final class BlockStoreTests: XCTestCase {
             fileSystem.setContents(segment, complete + fifth.prefix(cut))
 
             let capture = LogCapture()
-            let reopened = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem, logger: capture.logger)
+            let reopened = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem, logger: capture.logger())
             XCTAssertEqual(reopened.tipHeight, 4, "cut \(cut)")
             XCTAssertEqual(fileSystem.contents(segment), complete)
-            let warning = try XCTUnwrap(capture.messages.first { $0.level == .warning })
+            let warning = try XCTUnwrap(capture.lines.first { $0.level == .warning })
             XCTAssertTrue(warning.message.contains("torn"))
             XCTAssertEqual(warning.metadata["height"], "5")
             try reopened.append(Blocks.make(height: 5))

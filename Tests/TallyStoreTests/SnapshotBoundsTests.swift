@@ -1,6 +1,7 @@
 import Foundation
 import TallyCrypto
 import TallyLedger
+import TallyLogTesting
 import TallyTypes
 import XCTest
 
@@ -47,14 +48,14 @@ final class SnapshotBoundsTests: XCTestCase {
         try writeCrafted(crafted, height: 9, count: 1, size: 8 << 30)
         let counting = CountingFileSystem(base: PosixFileSystem(), maxReadBytes: Self.maxTestReadBytes)
         let capture = LogCapture()
-        let snapshots = try SnapshotStore(dataDirectory: directory, fileSystem: counting, logger: capture.logger)
+        let snapshots = try SnapshotStore(dataDirectory: directory, fileSystem: counting, logger: capture.logger())
 
         let (snapshot, restored) = try XCTUnwrap(snapshots.loadLatest(genesis: genesis))
         XCTAssertEqual(snapshot.height, 3, "the crafted snapshot is skipped, the valid one used")
         XCTAssertEqual(restored.stateRoot, ledger.stateRoot)
-        XCTAssertTrue(capture.messages.contains {
+        XCTAssertTrue(capture.lines.contains {
             $0.level == .warning && "\($0.metadata["damage"] ?? "")".contains("over the limit")
-        }, "\(capture.messages)")
+        }, "\(capture.lines)")
         XCTAssertLessThan(counting.bytesRead, Self.maxTestReadBytes, "nothing of the huge file is read")
     }
 
@@ -70,12 +71,12 @@ final class SnapshotBoundsTests: XCTestCase {
         try writeCrafted(crafted, height: 9, count: UInt64(count), size: size)
         let counting = CountingFileSystem(base: PosixFileSystem(), maxReadBytes: Self.maxTestReadBytes)
         let capture = LogCapture()
-        let snapshots = try SnapshotStore(dataDirectory: directory, fileSystem: counting, logger: capture.logger)
+        let snapshots = try SnapshotStore(dataDirectory: directory, fileSystem: counting, logger: capture.logger())
 
         XCTAssertEqual(try XCTUnwrap(snapshots.loadLatest(genesis: genesis)).snapshot.height, 3)
-        XCTAssertTrue(capture.messages.contains {
+        XCTAssertTrue(capture.lines.contains {
             $0.level == .warning && "\($0.metadata["damage"] ?? "")".contains("checksum mismatch")
-        }, "\(capture.messages)")
+        }, "\(capture.lines)")
         XCTAssertLessThanOrEqual(counting.largestReadBytes, Snapshot.accountsPerRead * Snapshot.accountBytes)
     }
 
@@ -86,7 +87,7 @@ final class SnapshotBoundsTests: XCTestCase {
         XCTAssertGreaterThan(ledger.accountCount, 3)
         let fileSystem = SimulatedFileSystem()
         let capture = LogCapture()
-        let small = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem, maxAccounts: 3, logger: capture.logger)
+        let small = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem, maxAccounts: 3, logger: capture.logger())
         XCTAssertThrowsError(try small.write(Snapshot(ledger: ledger, blockHash: SHA256.hash([3])))) { error in
             guard case .recordTooLarge = error as? StoreError else { return XCTFail("\(error)") }
         }
@@ -94,8 +95,8 @@ final class SnapshotBoundsTests: XCTestCase {
 
         try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem).write(Snapshot(ledger: ledger, blockHash: SHA256.hash([3])))
         XCTAssertNil(try small.loadLatest(genesis: genesis))
-        XCTAssertTrue(capture.messages.contains {
+        XCTAssertTrue(capture.lines.contains {
             $0.level == .warning && "\($0.metadata["damage"] ?? "")".contains("over the limit")
-        }, "\(capture.messages)")
+        }, "\(capture.lines)")
     }
 }

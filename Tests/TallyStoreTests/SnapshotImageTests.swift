@@ -1,5 +1,6 @@
 import Foundation
 import TallyCrypto
+import TallyLogTesting
 import TallyLedger
 import TallyTypes
 import TallyStoreTesting
@@ -119,7 +120,7 @@ final class SnapshotImageTests: XCTestCase {
         let (genesis, ledger) = Self.generatedLedger(extra: 50, blocks: 2)
         let fileSystem = SimulatedFileSystem()
         let capture = LogCapture()
-        let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem, logger: capture.logger)
+        let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem, logger: capture.logger())
         let old = Snapshot(height: ledger.height, stateRoot: ledger.stateRoot, blockHash: SHA256.hash([9]), accounts: ledger.allAccounts)
         fileSystem.setContents(snapshots.path(height: ledger.height), old.encode())
 
@@ -128,7 +129,7 @@ final class SnapshotImageTests: XCTestCase {
         assertSameLedger(restored, ledger)
         let rewritten = try XCTUnwrap(fileSystem.contents(snapshots.path(height: ledger.height)))
         XCTAssertEqual(RecordFormat.readLittleEndian(UInt32.self, rewritten, 4), Snapshot.version)
-        XCTAssertTrue(capture.messages.contains { $0.message.contains("rewrote a snapshot") }, "\(capture.messages)")
+        XCTAssertTrue(capture.lines.contains { $0.message.contains("rewrote a snapshot") }, "\(capture.lines)")
         let (second, again) = try XCTUnwrap(snapshots.loadLatest(genesis: genesis))
         XCTAssertEqual(second.formatVersion, Snapshot.version)
         XCTAssertEqual(second.blockHash, SHA256.hash([9]))
@@ -191,7 +192,7 @@ final class SnapshotImageTests: XCTestCase {
         for (what, reason, damage) in damages {
             let fileSystem = SimulatedFileSystem()
             let capture = LogCapture()
-            let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem, logger: capture.logger)
+            let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem, logger: capture.logger())
             let base = Ledger(genesis: genesis)
             try snapshots.write(Snapshot(ledger: base, blockHash: genesis.hash))
             try snapshots.write(Snapshot(ledger: ledger, blockHash: SHA256.hash([3])))
@@ -201,9 +202,9 @@ final class SnapshotImageTests: XCTestCase {
             let (snapshot, restored) = try XCTUnwrap(snapshots.loadLatest(genesis: genesis), what)
             XCTAssertEqual(snapshot.height, 0, "\(what): the damaged one is skipped")
             XCTAssertEqual(restored.stateRoot, base.stateRoot, what)
-            XCTAssertTrue(capture.messages.contains {
+            XCTAssertTrue(capture.lines.contains {
                 $0.level == .warning && "\($0.metadata["damage"] ?? "")".contains(reason)
-            }, "\(what): \(capture.messages)")
+            }, "\(what): \(capture.lines)")
         }
     }
 }

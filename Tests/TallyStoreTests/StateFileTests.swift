@@ -1,5 +1,6 @@
 import Foundation
 import TallyCrypto
+import TallyLogTesting
 import TallyLedger
 import TallyTypes
 import XCTest
@@ -91,7 +92,7 @@ final class SnapshotTests: XCTestCase {
         let (genesis, ledger) = SnapshotTests.ledgerWithHistory()
         let capture = LogCapture()
         let fileSystem = SimulatedFileSystem()
-        let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem, retained: 2, logger: capture.logger)
+        let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem, retained: 2, logger: capture.logger())
         let base = Ledger(genesis: genesis)
         try snapshots.write(Snapshot(ledger: base, blockHash: genesis.hash))
         try snapshots.write(Snapshot(ledger: ledger, blockHash: SHA256.hash([3])))
@@ -106,7 +107,7 @@ final class SnapshotTests: XCTestCase {
         let (snapshot, restored) = try XCTUnwrap(snapshots.loadLatest(genesis: genesis))
         XCTAssertEqual(snapshot.height, 3)
         XCTAssertEqual(restored.stateRoot, ledger.stateRoot)
-        XCTAssertTrue(capture.messages.contains { $0.level == .warning && $0.message.contains("damaged snapshot") })
+        XCTAssertTrue(capture.lines.contains { $0.level == .warning && $0.message.contains("damaged snapshot") })
     }
 
     func testRestoreRejectsInconsistentAccounts() throws {

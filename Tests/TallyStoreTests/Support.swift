@@ -28,43 +28,6 @@ enum Blocks {
     }
 }
 
-/// Collects log lines so tests can check what recovery reported.
-final class LogCapture: @unchecked Sendable {
-    private let lock = NSLock()
-    private var lines: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] = []
-
-    var logger: Logger {
-        Logger(label: "test") { _ in CaptureHandler(capture: self) }
-    }
-
-    func append(_ level: Logger.Level, _ message: String, _ metadata: Logger.Metadata) {
-        lock.lock()
-        lines.append((level, message, metadata))
-        lock.unlock()
-    }
-
-    var messages: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] {
-        lock.lock()
-        defer { lock.unlock() }
-        return lines
-    }
-
-    struct CaptureHandler: LogHandler {
-        let capture: LogCapture
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            capture.append(event.level, "\(event.message)", metadata.merging(event.metadata ?? [:]) { $1 })
-        }
-    }
-}
-
 func temporaryDirectory() -> String {
     let path = NSTemporaryDirectory() + "tally-store-tests-" + UUID().uuidString
     try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

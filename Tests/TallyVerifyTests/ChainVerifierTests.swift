@@ -148,19 +148,28 @@ final class ChainVerifierTests: XCTestCase {
     }
 }
 
+/// The fixture chain verified and appended to a block store on a simulated file
+/// system, with a snapshot written at each of `heights`.
+private func storedFixtureChain(snapshotsAt heights: Set<UInt64>) throws
+    -> (SimulatedFileSystem, BlockStore, SnapshotStore, ChainVerifier)
+{
+    let fileSystem = SimulatedFileSystem()
+    let store = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem)
+    let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem)
+    var verifier = ChainVerifier(genesis: Fixture.genesis)
+    for block in Fixture.blocks {
+        try verifier.verifyNext(block)
+        try store.append(block)
+        if heights.contains(verifier.height) {
+            try snapshots.write(Snapshot(ledger: verifier.ledger, blockHash: verifier.lastBlockHash))
+        }
+    }
+    return (fileSystem, store, snapshots, verifier)
+}
+
 final class ChainRecoveryTests: XCTestCase {
     func testRestartLoadsTheSnapshotAndReplaysOnlyTheBlocksAbove() throws {
-        let fileSystem = SimulatedFileSystem()
-        let store = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem)
-        let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem)
-        var verifier = ChainVerifier(genesis: Fixture.genesis)
-        for block in Fixture.blocks {
-            try verifier.verifyNext(block)
-            try store.append(block)
-            if verifier.height == 4 || verifier.height == 8 {
-                try snapshots.write(Snapshot(ledger: verifier.ledger, blockHash: verifier.lastBlockHash))
-            }
-        }
+        let (_, store, snapshots, verifier) = try storedFixtureChain(snapshotsAt: [4, 8])
         let outcome = try ChainRecovery.resume(store: store, snapshots: snapshots, genesis: Fixture.genesis)
         XCTAssertEqual(outcome.snapshotHeight, 8)
         XCTAssertEqual(outcome.replayedBlocks, 2)
@@ -187,15 +196,7 @@ final class ChainRecoveryTests: XCTestCase {
 final class DamagedSnapshotRecoveryTests: XCTestCase {
     func testDamagedVersion2SnapshotIsNotTrustedAndTheBlocksAreReplayed() throws {
         for rechecksum in [false, true] {
-            let fileSystem = SimulatedFileSystem()
-            let store = try BlockStore.open(dataDirectory: "/n", fileSystem: fileSystem)
-            let snapshots = try SnapshotStore(dataDirectory: "/n", fileSystem: fileSystem)
-            var verifier = ChainVerifier(genesis: Fixture.genesis)
-            for block in Fixture.blocks {
-                try verifier.verifyNext(block)
-                try store.append(block)
-                if verifier.height == 8 { try snapshots.write(Snapshot(ledger: verifier.ledger, blockHash: verifier.lastBlockHash)) }
-            }
+            let (fileSystem, store, snapshots, verifier) = try storedFixtureChain(snapshotsAt: [8])
             let path = snapshots.path(height: 8)
             var bytes = try XCTUnwrap(fileSystem.contents(path))
             XCTAssertEqual(RecordFormat.readLittleEndian(UInt32.self, bytes, 4), 2, "written in version 2")
