@@ -24,8 +24,8 @@ public final class LogCapture: @unchecked Sendable {
     public var messages: [String] { lines.map(\.message) }
 
     /// A logger that records the lines at `level` and above.
-    public func logger(level: Logger.Level = .trace, label: String = "tally.test.captured") -> Logger {
-        var logger = Logger(label: label) { _ in Handler(capture: self) }
+    public func logger(level: Logger.Level = .trace) -> Logger {
+        var logger = Logger(label: "tally.test.captured") { _ in Handler(capture: self) }
         logger.logLevel = level
         return logger
     }
