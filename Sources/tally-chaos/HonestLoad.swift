@@ -12,6 +12,8 @@ import TallyTypes
 /// commit event − first send.
 final class HonestLoad: @unchecked Sendable {
     static let tickMilliseconds = 100
+    /// Resubmission rounds while draining.
+    static let drainIntervalMilliseconds = 250
     /// Pending per sender, inside the mempool's default nonce window (16).
     static let maxPendingPerSender = 8
     static let resubmitAfterSeconds = 5.0
@@ -60,24 +62,32 @@ final class HonestLoad: @unchecked Sendable {
 
     /// Offers the load for `seconds` (labelled with the current `phase`).
     func run(seconds: Double) async {
-        let start = monotonicNow()
         let createdAtStart = lock.withLock { created }
-        while monotonicNow() - start < seconds {
-            let due = createdAtStart + Int((monotonicNow() - start) * ratePerSecond)
-            await tick(due: due)
-            try? await Task.sleep(for: .milliseconds(Self.tickMilliseconds))
-        }
+        _ = await tickRepeatedly(
+            seconds: seconds, intervalMilliseconds: Self.tickMilliseconds,
+            due: { elapsedSeconds in createdAtStart + Int(elapsedSeconds * self.ratePerSecond) }, finished: { false })
     }
 
     /// Resubmits until every transfer sent is committed or `seconds` pass; true when drained.
     func drain(seconds: Double) async -> Bool {
-        let deadline = monotonicNow() + seconds
-        while monotonicNow() < deadline {
-            await tick(due: nil)
-            if lock.withLock({ pending.isEmpty }) { return true }
-            try? await Task.sleep(for: .milliseconds(250))
+        await tickRepeatedly(
+            seconds: seconds, intervalMilliseconds: Self.drainIntervalMilliseconds, due: { _ in nil },
+            finished: { self.lock.withLock { self.pending.isEmpty } })
+    }
+
+    /// Ticks every `intervalMilliseconds` for `seconds`, each offering the transfers
+    /// `due` says are due by then (nil: none new, only resubmissions), until `finished`
+    /// holds; returns whether it does.
+    private func tickRepeatedly(
+        seconds: Double, intervalMilliseconds: Int, due: (_ elapsedSeconds: Double) -> Int?, finished: () -> Bool
+    ) async -> Bool {
+        let start = monotonicNow()
+        while monotonicNow() - start < seconds {
+            await tick(due: due(monotonicNow() - start))
+            if finished() { return true }
+            try? await Task.sleep(for: .milliseconds(intervalMilliseconds))
         }
-        return lock.withLock { pending.isEmpty }
+        return finished()
     }
 
     private func tick(due: Int?) async {
@@ -99,7 +109,8 @@ final class HonestLoad: @unchecked Sendable {
                 }
             }
             let now = monotonicNow()
-            for (hash, entry) in pending where !batch.contains(where: { $0.hash == hash })
+            let newHashes = Set(batch.map(\.hash))
+            for (hash, entry) in pending where !newHashes.contains(hash)
             && (!entry.admitted || now - entry.lastSent > Self.resubmitAfterSeconds) {
                 batch.append(entry.transaction)
             }

@@ -10,6 +10,17 @@ import XCTest
 /// not sign again what its newer self signed, and equivocation by peers is kept as
 /// evidence instead of being dropped silently.
 final class RestartSafetyTests: XCTestCase {
+    /// Commits one block everywhere and returns validator `index`'s data then (its
+    /// chain and journal): the older copy a test restores it from later.
+    func copyAfterTheFirstBlock(
+        _ scenario: Scenario, of index: ValidatorIndex
+    ) throws -> (chain: [CertifiedBlock], durable: DurableState) {
+        scenario.submit(1)
+        scenario.deliverAll()
+        XCTAssertEqual(scenario.heights, Array(repeating: 1, count: scenario.validatorCount))
+        return (scenario.executed[Int(index)], try XCTUnwrap(scenario.persisted[Int(index)]))
+    }
+
     /// Replaces validator `index` by one restored from an older copy of its data:
     /// `chain` as its block store, `durable` as its journal.
     func restore(
@@ -28,12 +39,8 @@ final class RestartSafetyTests: XCTestCase {
         scenario.apps[Int(index)] = app
         scenario.executed[Int(index)] = chain
         let journal = try durable.map { try DurableState(canonicalBytes: $0.canonicalBytes) }
-        scenario.replicas[Int(index)] = Replica(
-            configuration: scenario.configuration(index), durableState: journal, committedHeight: UInt64(chain.count),
-            blockHash: { [genesisHash = scenario.genesisHash] height in height == 0 ? genesisHash : chain[Int(height) - 1].block.hash },
-            tipCertificate: chain.last?.certificate, application: app,
-            verifier: Ed25519Verifier(validators: scenario.genesis.validators),
-            signer: Ed25519Signer(key: scenario.keys[Int(index)]), signingMark: signingMark, quarantined: quarantined)
+        scenario.replicas[Int(index)] = scenario.makeReplica(
+            index, durable: journal, signingMark: signingMark, quarantined: quarantined)
         scenario.persisted[Int(index)] = journal
     }
 
@@ -68,10 +75,7 @@ final class RestartSafetyTests: XCTestCase {
     /// restored), so it signs nothing more in view 0, and rejoins in the next view.
     func testRestoredPrimaryDoesNotProposeAgainAtAHeightItSignedBefore() throws {
         let scenario = Scenario()
-        scenario.submit(1)
-        scenario.deliverAll()
-        let olderJournal = try XCTUnwrap(scenario.persisted[0])
-        let olderChain = scenario.executed[0]
+        let (olderChain, olderJournal) = try copyAfterTheFirstBlock(scenario, of: 0)
         scenario.submit(1)
         // Validator 3's COMMIT is held back, so every certificate of block 2 carries validator 0's.
         scenario.deliverAll { from, _, message in !(from == 3 && message.kind == "commit") }
@@ -95,10 +99,7 @@ final class RestartSafetyTests: XCTestCase {
     /// COMMIT) before it caught up and its peers confirmed the view and height.
     func testRestoredBackupSignsNothingUntilItsPeersConfirmedWhereTheyAre() throws {
         let scenario = Scenario()
-        scenario.submit(1)
-        scenario.deliverAll()
-        let olderJournal = try XCTUnwrap(scenario.persisted[2])
-        let olderChain = scenario.executed[2]
+        let (olderChain, olderJournal) = try copyAfterTheFirstBlock(scenario, of: 2)
         scenario.submit(1)
         scenario.deliverAll()
         try restore(scenario, 2, chain: olderChain, durable: olderJournal, quarantined: true)
@@ -133,10 +134,7 @@ final class RestartSafetyTests: XCTestCase {
     /// the last signatures cannot sign at or below the mark, even without the quarantine.
     func testJournalBehindTheSigningMarkFileSignsNothingAtOrBelowIt() throws {
         let scenario = Scenario()
-        scenario.submit(1)
-        scenario.deliverAll()
-        let olderJournal = try XCTUnwrap(scenario.persisted[0])
-        let olderChain = scenario.executed[0]
+        let (olderChain, olderJournal) = try copyAfterTheFirstBlock(scenario, of: 0)
         scenario.submit(1)
         scenario.deliverAll()
         let mark = scenario.replicas[0].signingMark

@@ -69,14 +69,18 @@ final class Scenario {
             syncRetryTicks: 10)
     }
 
-    func makeReplica(_ index: ValidatorIndex, durable: DurableState?) -> Replica {
+    /// Validator `index`'s replica over its `executed` chain and its application, from
+    /// `durable` (and the signing-mark file's `signingMark`, quarantined if asked).
+    func makeReplica(
+        _ index: ValidatorIndex, durable: DurableState?, signingMark: SigningMark? = nil, quarantined: Bool = false
+    ) -> Replica {
         let chain = executed[Int(index)]
         return Replica(
             configuration: configuration(index), durableState: durable, committedHeight: UInt64(chain.count),
             blockHash: { [genesisHash] height in height == 0 ? genesisHash : chain[Int(height) - 1].block.hash },
             tipCertificate: chain.last?.certificate,
             application: apps[Int(index)], verifier: Ed25519Verifier(validators: genesis.validators),
-            signer: Ed25519Signer(key: keys[Int(index)]))
+            signer: Ed25519Signer(key: keys[Int(index)]), signingMark: signingMark, quarantined: quarantined)
     }
 
     func makeDriver(_ index: ValidatorIndex, durable: DurableState?) -> ReplicaDriver {

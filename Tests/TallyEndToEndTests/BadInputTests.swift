@@ -11,13 +11,7 @@ final class BadInputTests: XCTestCase, @unchecked Sendable {
     func testRejectionsAndTheNetworkKeepsCommitting() async throws {
         let network = try LocalNetwork()
         defer { network.stop() }
-        try network.startAll()
-        try await network.waitUntil("validators connected", seconds: 60) {
-            for node in 0..<4 {
-                guard let status = try? await network.json(node, "status"), (status["peers_connected"] as? Int ?? 0) >= 3 else { return false }
-            }
-            return true
-        }
+        try await network.startAllConnected()
         let chainID = network.genesis.chainID
         let genesisHash = network.genesis.hash
         let recipient = Address(publicKey: SigningKey(seed: SHA256.hash([9]).bytes)!.publicKey)

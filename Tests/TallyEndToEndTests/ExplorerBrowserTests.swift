@@ -25,11 +25,7 @@ final class ExplorerBrowserTests: XCTestCase, @unchecked Sendable {
         let chromium = try Self.runnableChromium()
         let network = try LocalNetwork()
         defer { network.stop() }
-        try network.startAll()
-        try await network.waitUntil("validators connected", seconds: 60) {
-            guard let status = try? await network.json(0, "status") else { return false }
-            return (status["peers_connected"] as? Int ?? 0) >= 3
-        }
+        try await network.startAllConnected()
         let recipient = Address(publicKey: SigningKey(seed: SHA256.hash(Array("explorer-recipient".utf8)).bytes)!.publicKey)
         // A batch, so the block likely holds several and the proof has a path to check.
         let transfers = (0..<6).map {

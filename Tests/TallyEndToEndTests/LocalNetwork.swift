@@ -96,6 +96,19 @@ extension Testbed {
         return try CertifiedBlock(canonicalBytes: Array(data))
     }
 
+    /// Starts every validator and waits until each one is connected to all the others.
+    func startAllConnected(seconds: Double = 60) async throws {
+        try startAll()
+        try await waitUntil("validators connected", seconds: seconds) {
+            for node in 0..<self.validators {
+                guard let status = try? await self.json(node, "status"),
+                      (status["peers_connected"] as? Int ?? 0) >= self.validators - 1
+                else { return false }
+            }
+            return true
+        }
+    }
+
     /// Polls until `condition` holds or `seconds` pass.
     func waitUntil(_ what: String, seconds: Double = 30, _ condition: () async -> Bool) async throws {
         let deadline = Date().addingTimeInterval(seconds)

@@ -22,11 +22,7 @@ final class OpenAPIConformanceTests: XCTestCase, @unchecked Sendable {
         }
         let network = try LocalNetwork()
         defer { network.stop() }
-        try network.startAll()
-        try await network.waitUntil("validators connected", seconds: 60) {
-            guard let status = try? await network.json(0, "status") else { return false }
-            return (status["peers_connected"] as? Int ?? 0) >= 3
-        }
+        try await network.startAllConnected()
         // One committed transfer, so blocks and transactions exist to be asked about.
         let transfer = Transaction.signed(
             by: network.faucet, chainID: network.genesis.chainID, genesisHash: network.genesis.hash,

@@ -40,13 +40,7 @@ final class WalletTests: XCTestCase, @unchecked Sendable {
         network = try LocalNetwork()
         defer { network.stop() }
         walletHome = network.directory.appendingPathComponent("wallet")
-        try network.startAll()
-        try await network.waitUntil("validators connected", seconds: 60) {
-            for node in 0..<4 {
-                guard let status = try? await self.network.json(node, "status"), (status["peers_connected"] as? Int ?? 0) >= 3 else { return false }
-            }
-            return true
-        }
+        try await network.startAllConnected()
         let faucetKey = network.directory.appendingPathComponent("faucet.key").path
         let faucetPassword = network.directory.appendingPathComponent("faucet.password").path
 
