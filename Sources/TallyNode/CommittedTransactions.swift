@@ -91,6 +91,17 @@ final class CommittedTransactions: Sendable {
         }
     }
 
+    /// `/txs/{hash}`: committed (from the index, off the node's actor: the block read
+    /// and the proof are the expensive part), else pending when `isPending` (the
+    /// mempool question, the only one for the actor), else unknown.
+    func status(of hash: Hash, isPending: () async -> Bool) async -> TransactionStatus {
+        if let committed = status(of: hash) { return committed }
+        if await isPending() { return .pending }
+        // Committed between the two questions: the index has it now (or, in the
+        // first moments after a start, once the rebuild of the index is done).
+        return await status(of: hash, waitingForRebuild: true) ?? .unknown
+    }
+
     /// `status(of:)`, but a hash not found while the start-up rebuild runs is looked
     /// up again after it (so a restart never answers "unknown" for an indexed block).
     func status(of hash: Hash, waitingForRebuild: Bool) async -> TransactionStatus? {

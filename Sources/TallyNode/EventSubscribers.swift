@@ -1,3 +1,5 @@
+import Metrics
+
 /// The node's `/events` subscribers. Each has a bounded buffer; one that falls so
 /// far behind that the buffer overflows is dropped (its stream ends, counted), so a
 /// slow client costs a bounded buffer and then nothing, and knows it missed events.
@@ -14,6 +16,8 @@ struct EventSubscribers {
 
     private var subscribers: [UInt64: Subscriber] = [:]
     private var nextID: UInt64 = 0
+    /// Set by `close` (shutdown): `subscribe` refuses new streams.
+    private(set) var isClosed = false
 
     var count: Int { subscribers.count }
     var isEmpty: Bool { subscribers.isEmpty }
@@ -74,5 +78,32 @@ struct EventSubscribers {
     mutating func finishAll() {
         for subscriber in subscribers.values { subscriber.continuation.finish() }
         subscribers = [:]
+    }
+
+    /// Ends every stream and refuses new ones: the HTTP server drains open responses
+    /// before it stops, and an event stream never ends by itself.
+    mutating func close() {
+        isClosed = true
+        finishAll()
+    }
+}
+
+extension EventSubscribers {
+    /// Blocks a subscriber may fall behind by before it is dropped (its stream ends):
+    /// a few seconds of full 4,000-transaction blocks, ≤ ~16 MiB.
+    static let maxBufferedEventBlocks = 64
+
+    /// A node's `/events` stream from `address`, buffering `maxBufferedEventBlocks`
+    /// blocks (`add`); nil when closed or full. A stream ended to make room is counted
+    /// (`tally_event_subscribers_dropped_total{reason="displaced"}`).
+    mutating func subscribe(
+        from address: String, maxSubscribers: Int, onEnd: @escaping @Sendable (UInt64) -> Void
+    ) -> AsyncStream<[NodeEvent]>? {
+        guard !isClosed else { return nil }
+        let added = add(from: address, maxSubscribers: maxSubscribers, bufferBlocks: Self.maxBufferedEventBlocks, onEnd: onEnd)
+        if case .addedByEvicting = added.admission {
+            Counter(label: "tally_event_subscribers_dropped_total", dimensions: [("reason", "displaced")]).increment()
+        }
+        return added.stream
     }
 }

@@ -13,13 +13,15 @@ struct TransactionAdmission {
     let outbound: (any PeerOutbound)?
     let metrics: NodeMetrics
 
-    /// Admits screened submissions: `gossip` is called for each to gossip, then
-    /// `admitted` for each the mempool took. Returns each one's answer and how many
+    /// Admits screened submissions: each to gossip goes into `gossip`; each the mempool
+    /// took is tracked in `submissions` (submitted now, at `tick`) and counted
+    /// (`tally_transactions_admitted_total`). Returns each one's answer and how many
     /// the mempool took.
     func admitSubmissions(
         _ transactions: [Transaction], _ screened: [Result<VerifiedTransaction, AdmissionError>],
-        gossip: (Transaction) -> Void, admitted: (Hash) -> Void
+        gossip: inout TransactionGossip, submissions: inout SubmissionTracker, tick: UInt64
     ) -> (results: [Result<Hash, SubmissionError>], admittedCount: Int) {
+        let now = ContinuousClock.now
         var admittedCount = 0
         let results: [Result<Hash, SubmissionError>] = zip(transactions, screened).map { transaction, screen in
             let checked: VerifiedTransaction
@@ -30,21 +32,22 @@ struct TransactionAdmission {
             case .success(let verified): checked = verified
             }
             if let outbound, !outbound.admits(transaction) {
-                gossip(transaction)
+                gossip.append(transaction)
                 return .success(checked.transaction.hash)
             }
             // Checked again: the state may have moved while signatures were verified.
             switch application.admit(checked) {
             case .success(let hash):
                 admittedCount += 1
-                gossip(transaction)
-                admitted(hash)
+                gossip.append(transaction)
+                submissions.track(hash, at: now, tick: tick) { application.mempool.contains($0) || application.isInFlight($0) }
                 return .success(hash)
             case .failure(let reason):
                 metrics.transactionRejected(reason.code)
                 return .failure(.rejected(reason))
             }
         }
+        if admittedCount > 0 { metrics.transactionsAdmitted.increment(by: Int64(admittedCount)) }
         return (results, admittedCount)
     }
 

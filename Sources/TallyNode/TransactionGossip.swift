@@ -45,11 +45,22 @@ struct TransactionGossip {
         return stuck
     }
 
+    /// A re-gossip round over `application`'s mempool heads (at most
+    /// `maxRegossipTransactions`): the stuck ones are buffered for the next flush and
+    /// counted in `tally_transactions_regossiped_total`.
+    mutating func regossipStuckHeads(of application: LedgerApplication, metrics: NodeMetrics) {
+        let heads = application.mempool.heads(maxCount: Self.maxRegossipTransactions) {
+            application.ledger.account($0)?.nonce ?? 0
+        }
+        let stuck = regossipStuck(heads)
+        if !stuck.isEmpty { metrics.transactionsRegossiped.increment(by: Int64(stuck.count)) }
+    }
+
     /// A round of gossip messages decoded: their transactions, the malformed ones and
     /// how many came from a peer that is not a validator (both dropped and counted).
-    static func decode(
-        _ messages: [InboundMessage]
-    ) -> (transactions: [Transaction], malformed: [(peer: Int, error: any Error)], notFromValidators: Int) {
+    typealias Round = (transactions: [Transaction], malformed: [(peer: Int, error: any Error)], notFromValidators: Int)
+
+    static func decode(_ messages: [InboundMessage]) -> Round {
         var transactions: [Transaction] = []
         var malformed: [(peer: Int, error: any Error)] = []
         var notFromValidators = 0

@@ -14,7 +14,7 @@ final class ByzantineTests: XCTestCase, @unchecked Sendable {
     /// Rounds of transfers, each through another honest validator.
     static let rounds = 3
     static let transfersPerRound = 4
-    /// `Node.malformedMessagesLoggedInFull`: malformed peer messages logged one by one.
+    /// `PeerMessageIntake.malformedMessagesLoggedInFull`: malformed peer messages logged one by one.
     static let malformedMessagesLoggedInFull = 20
     /// The honest validators' `p2p.max_message_bytes` in the garbage-frames test: above
     /// the largest consensus message of the test genesis, below the default bound.

@@ -112,3 +112,40 @@ final class CommittedTransactionsTests: XCTestCase {
         XCTAssertEqual(cache.heights, [1, 3], "re-inserting does not duplicate")
     }
 }
+
+/// `/txs/{hash}`'s order of questions: the index first (no mempool question for a
+/// committed transaction), then the mempool, then the index again.
+final class TransactionStatusTests: XCTestCase {
+    func testCommittedThenPendingThenUnknown() async throws {
+        let store = try BlockStore.open(dataDirectory: "/n", fileSystem: SimulatedFileSystem())
+        let committed = CommittedTransactions(reader: store.reader, index: TransactionIndex())
+        let block = CommittedTransactionsTests.block(height: 1, transactions: 2)
+        try store.append(block)
+        committed.add(block.block)
+        let hash = block.block.transactions[1].hash
+        let found = await committed.status(of: hash) { XCTFail("a committed transaction asks no mempool question"); return true }
+        guard case .committed(let height, let index, _, _) = found else { return XCTFail("not committed: \(found)") }
+        XCTAssertEqual([height, UInt64(index)], [1, 1])
+
+        let unknownHash = SHA256.hash([7])
+        let pending = await committed.status(of: unknownHash) { true }
+        XCTAssertEqual(pending, .pending)
+        let unknown = await committed.status(of: unknownHash) { false }
+        XCTAssertEqual(unknown, .unknown)
+    }
+
+    /// Committed between the index question and the mempool question: the second
+    /// index question finds it.
+    func testCommittedWhileTheMempoolWasAskedIsFound() async throws {
+        let store = try BlockStore.open(dataDirectory: "/n", fileSystem: SimulatedFileSystem())
+        let committed = CommittedTransactions(reader: store.reader, index: TransactionIndex())
+        let block = CommittedTransactionsTests.block(height: 1, transactions: 1)
+        let status = await committed.status(of: block.block.transactions[0].hash) {
+            try? store.append(block)
+            committed.add(block.block)
+            return false
+        }
+        guard case .committed(let height, _, _, _) = status else { return XCTFail("not committed: \(status)") }
+        XCTAssertEqual(height, 1)
+    }
+}

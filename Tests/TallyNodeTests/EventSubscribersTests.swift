@@ -58,4 +58,26 @@ final class EventSubscribersTests: XCTestCase {
         let first = await iterator.next()
         XCTAssertEqual(first, [event], "the honest stream is live")
     }
+
+    /// The node's `/events`: a stream ended to make room is counted as displaced, and
+    /// once closed (shutdown) every stream has ended and new ones are refused.
+    func testSubscribeCountsADisplacedStreamAndCloseEndsAndRefuses() async {
+        let displaced = "tally_event_subscribers_dropped_total{reason=\"displaced\"}"
+        var subscribers = EventSubscribers()
+        let before = StageMetricsTests.samples(Telemetry.prometheusText())
+        let heavy = (0..<2).map { _ in subscribers.subscribe(from: "x", maxSubscribers: 3) { _ in } }
+        let other = subscribers.subscribe(from: "y", maxSubscribers: 3) { _ in }
+        XCTAssertTrue(heavy.allSatisfy { $0 != nil } && other != nil)
+        let newcomer = subscribers.subscribe(from: "z", maxSubscribers: 3) { _ in }
+        XCTAssertNotNil(newcomer, "x's oldest stream made room")
+        let after = StageMetricsTests.samples(Telemetry.prometheusText())
+        XCTAssertEqual(after[displaced, default: 0] - before[displaced, default: 0], 1)
+        for await _ in heavy[0]! {}
+
+        subscribers.close()
+        XCTAssertTrue(subscribers.isClosed)
+        XCTAssertEqual(subscribers.count, 0)
+        for stream in [heavy[1], other, newcomer] { for await _ in stream! {} }
+        XCTAssertNil(subscribers.subscribe(from: "w", maxSubscribers: 3) { _ in }, "closed: refused though there is room")
+    }
 }
