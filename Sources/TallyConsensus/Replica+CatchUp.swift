@@ -59,7 +59,7 @@ extension Replica {
             {
                 return drop(.invalidSyncBlock)
             }
-            commit(certified, hash: hash)
+            advance(commit(certified, hash: hash))
         }
         guard let state = sync else { return }
         if committedHeight >= state.target {
@@ -68,7 +68,7 @@ extension Replica {
             sync!.attempt = 0
             sendSyncRequest()
         }
-        tryExecute()
+        advance(.execute)
         checkQuarantine()
     }
 

@@ -86,7 +86,7 @@ extension Replica {
         if committedHeight < height {
             requestSync(to: height, peers: proof.signatures.map(\.validator))
         }
-        tryPropose()
+        advance(.propose)
     }
 
 }

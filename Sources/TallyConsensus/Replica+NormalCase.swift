@@ -14,32 +14,67 @@ extension Replica {
 
     var highWaterMark: UInt64 { stableCheckpoint.height + configuration.logWindow }
 
-    mutating func tryPropose() {
-        guard !inViewChange, isPrimary else { return }
-        nextProposalHeight = max(nextProposalHeight, committedHeight + 1, stableCheckpoint.height + 1)
-        while nextProposalHeight <= highWaterMark,
-              nextProposalHeight <= committedHeight + configuration.parameters.maxBlocksInFlight {
-            let height = nextProposalHeight
-            if slots[height]?.proposal != nil {
-                nextProposalHeight += 1
-                continue
+    // MARK: Progress
+
+    /// One thing the normal case may now be able to do. A step that makes progress
+    /// returns what that progress may unblock, in the order it must be tried.
+    enum Progress: Equatable {
+        case accept(UInt64)
+        case checkPrepared(UInt64)
+        case commitVote(UInt64)
+        case execute
+        case propose
+    }
+
+    /// Runs `work` and everything it unblocks, depth first: what a step returns is
+    /// tried before the rest of the list, so actions come out in the order of the
+    /// protocol's chain (accept → prepared → COMMIT → execute → next height) without
+    /// the steps calling one another. Every step that returns work made progress of
+    /// one of five kinds (accepted, prepared, COMMIT-ed, committed or proposed) at a
+    /// height of the log window, which does not move during the loop, and returns at
+    /// most four entries for the one it took: the list holds fewer than 16 per height.
+    mutating func advance(_ work: Progress...) { advance(work) }
+
+    mutating func advance(_ work: [Progress]) {
+        var pending = Array(work.reversed())
+        let bound = 16 * Int(configuration.logWindow) + 16
+        while let next = pending.popLast() {
+            let unblocked: [Progress]
+            switch next {
+            case .accept(let height): unblocked = acceptCandidate(at: height)
+            case .checkPrepared(let height): unblocked = checkPrepared(height)
+            case .commitVote(let height): unblocked = sendCommitVote(at: height)
+            case .execute: unblocked = executeNext()
+            case .propose: unblocked = proposeNext()
             }
-            guard let parent = knownHash(at: height - 1) else { return }
-            let allowEmpty = configuration.emptyBlockIntervalTicks.map { ticksSinceProposal >= $0 } ?? false
-            guard allowEmpty || application.hasPendingTransactions else { return }
-            guard let block = application.propose(
-                height: height, view: view, proposer: selfIndex, parentHash: parent,
-                maxTransactions: Int(configuration.parameters.maxBlockTransactions), allowEmpty: allowEmpty)
-            else { return }
-            precondition(block.height == height && block.header.previousHash == parent, "application built a wrong block")
-            guard let proposal = signProposal(block.header) else { return }
-            slots[height, default: Slot()].proposal = proposal
-            slots[height]!.body = block
-            nextProposalHeight = height + 1
-            ticksSinceProposal = 0
-            broadcast(.prePrepare(PrePrepare(view: view, block: block, signature: proposal.signature, blockHash: proposal.blockHash)))
-            checkPrepared(height)
+            pending += unblocked.reversed()
+            precondition(pending.count <= bound, "normal-case work list outgrew the log window")
         }
+    }
+
+    /// Proposes the next block when this replica is the primary and may (in the log
+    /// window, within `maxBlocksInFlight`, transactions pending or an empty block due).
+    mutating func proposeNext() -> [Progress] {
+        guard !inViewChange, isPrimary else { return [] }
+        nextProposalHeight = max(nextProposalHeight, committedHeight + 1, stableCheckpoint.height + 1)
+        let proposalLimit = min(highWaterMark, committedHeight + configuration.parameters.maxBlocksInFlight)
+        while nextProposalHeight <= proposalLimit, slots[nextProposalHeight]?.proposal != nil { nextProposalHeight += 1 }
+        let height = nextProposalHeight
+        guard height <= proposalLimit, let parent = knownHash(at: height - 1) else { return [] }
+        let allowEmpty = configuration.emptyBlockIntervalTicks.map { ticksSinceProposal >= $0 } ?? false
+        guard allowEmpty || application.hasPendingTransactions else { return [] }
+        guard let block = application.propose(
+            height: height, view: view, proposer: selfIndex, parentHash: parent,
+            maxTransactions: Int(configuration.parameters.maxBlockTransactions), allowEmpty: allowEmpty)
+        else { return [] }
+        precondition(block.height == height && block.header.previousHash == parent, "application built a wrong block")
+        guard let proposal = signProposal(block.header) else { return [] }
+        slots[height, default: Slot()].proposal = proposal
+        slots[height]!.body = block
+        nextProposalHeight = height + 1
+        ticksSinceProposal = 0
+        broadcast(.prePrepare(PrePrepare(view: view, block: block, signature: proposal.signature, blockHash: proposal.blockHash)))
+        return [.checkPrepared(height), .propose]
     }
 
     mutating func onPrePrepare(_ prePrepare: PrePrepare) {
@@ -74,7 +109,7 @@ extension Replica {
         slot.candidate = prePrepare.proposal
         slot.candidateBody = prePrepare.block
         slots[height] = slot
-        tryAccept(height)
+        advance(.accept(height))
     }
 
     /// True when `messageView` is the current, active view; counts the drop otherwise.
@@ -92,52 +127,51 @@ extension Replica {
     }
 
     /// Validates and accepts the candidate PRE-PREPARE at `height` once its parent is
-    /// known, then votes; continues with the next height (it may wait on this one).
-    mutating func tryAccept(_ height: UInt64) {
-        var height = height
-        while let slot = slots[height], let candidate = slot.candidate, slot.proposal == nil {
-            var accepted = slot
-            accepted.candidate = nil
-            accepted.candidateBody = nil
-            if height <= committedHeight {
-                // Already executed here: the hash identifies the block and its chain.
-                guard let known = committedHashes[height] else { return }
-                guard known == candidate.blockHash else {
-                    slots[height] = accepted
-                    return drop(.wrongParent)
-                }
-                missingBlocks[candidate.blockHash] = nil
-            } else {
-                guard let parent = knownHash(at: height - 1) else { return }
-                guard candidate.header.previousHash == parent else {
-                    slots[height] = accepted
-                    return drop(.wrongParent)
-                }
-                // A NEW-VIEW names the block by hash; it is fetched (`missingBlocks`).
-                guard let body = slot.candidateBody else { return }
-                if case .failure = application.validate(
+    /// known, then votes; the next height may have waited on this one.
+    mutating func acceptCandidate(at height: UInt64) -> [Progress] {
+        guard let slot = slots[height], let candidate = slot.candidate, slot.proposal == nil else { return [] }
+        var accepted = slot
+        accepted.candidate = nil
+        accepted.candidateBody = nil
+        if height <= committedHeight {
+            // Already executed here: the hash identifies the block and its chain.
+            guard let known = committedHashes[height] else { return [] }
+            guard known == candidate.blockHash else {
+                slots[height] = accepted
+                drop(.wrongParent)
+                return []
+            }
+            missingBlocks[candidate.blockHash] = nil
+        } else {
+            guard let parent = knownHash(at: height - 1) else { return [] }
+            guard candidate.header.previousHash == parent else {
+                slots[height] = accepted
+                drop(.wrongParent)
+                return []
+            }
+            // A NEW-VIEW names the block by hash; it is fetched (`missingBlocks`).
+            guard let body = slot.candidateBody else { return [] }
+            if case .failure = application.validate(
                 body, parentHash: parent, maxTransactions: Int(configuration.parameters.maxBlockTransactions),
-                    origin: .prePrepare(view: candidate.view))
-                {
-                    slots[height] = accepted
-                    return drop(.invalidBlock)
-                }
-                accepted.body = body
-            }
-            accepted.proposal = candidate
-            accepted.acceptedAtTick = tickCount
-            slots[height] = accepted
-            if configuration.primary(of: view) != selfIndex,
-               let vote = signVote(.prepare, height: height, blockHash: candidate.blockHash)
+                origin: .prePrepare(view: candidate.view))
             {
-                slots[height]!.ownPrepare = vote
-                slots[height]!.prepares[selfIndex] = vote
-                broadcast(.prepare(vote))
+                slots[height] = accepted
+                drop(.invalidBlock)
+                return []
             }
-            checkPrepared(height)
-            tryExecute()
-            height += 1
+            accepted.body = body
         }
+        accepted.proposal = candidate
+        accepted.acceptedAtTick = tickCount
+        slots[height] = accepted
+        if configuration.primary(of: view) != selfIndex,
+           let vote = signVote(.prepare, height: height, blockHash: candidate.blockHash)
+        {
+            slots[height]!.ownPrepare = vote
+            slots[height]!.prepares[selfIndex] = vote
+            broadcast(.prepare(vote))
+        }
+        return [.checkPrepared(height), .execute, .accept(height + 1)]
     }
 
     mutating func onVote(_ vote: Vote, phase: VotePhase) {
@@ -169,7 +203,7 @@ extension Replica {
         }
         if phase == .prepare { slot.prepares[vote.validator] = vote } else { slot.commits[vote.validator] = vote }
         slots[height] = slot
-        if phase == .prepare { checkPrepared(height) } else { tryExecute() }
+        advance(phase == .prepare ? .checkPrepared(height) : .execute)
     }
 
     mutating func keepStaleViewCommit(_ vote: Vote) {
@@ -179,13 +213,15 @@ extension Replica {
         staleViewCommits[height, default: [:]][vote.validator] = vote
     }
 
-    mutating func checkPrepared(_ height: UInt64) {
-        guard let slot = slots[height], let prePrepare = slot.proposal, !slot.prepared else { return }
+    /// Marks `height` prepared once 2f PREPAREs from backups match its PRE-PREPARE,
+    /// and keeps the prepared certificate (persisted before the COMMIT it allows).
+    mutating func checkPrepared(_ height: UInt64) -> [Progress] {
+        guard let slot = slots[height], let prePrepare = slot.proposal, !slot.prepared else { return [] }
         let primary = configuration.primary(of: view)
         let matching = slot.prepares.values
             .filter { $0.target.blockHash == prePrepare.blockHash && $0.validator != primary }
             .sorted { $0.validator < $1.validator }
-        guard matching.count >= quorum - 1 else { return }
+        guard matching.count >= quorum - 1 else { return [] }
         slots[height]!.prepared = true
         if (preparedCertificates[height]?.view ?? 0) <= view {
             if let replaced = preparedCertificates[height] { preparedBlocks[replaced.blockHash] = nil }
@@ -193,45 +229,46 @@ extension Replica {
             if let body = slot.body { preparedBlocks[prePrepare.blockHash] = body }
             durableDirty = true
         }
-        tryCommitVote(height)
+        return [.commitVote(height)]
     }
 
     /// COMMIT for `height` once prepared and the parent is committed or COMMIT-ed in
     /// this view (what makes NEW-VIEW's chain rule safe).
-    mutating func tryCommitVote(_ height: UInt64) {
-        var height = height
-        while let slot = slots[height], slot.prepared, slot.ownCommit == nil, let prePrepare = slot.proposal {
-            guard height - 1 <= committedHeight || slots[height - 1]?.ownCommit != nil else { return }
-            guard let vote = signVote(.commit, height: height, blockHash: prePrepare.blockHash) else { return }
-            slots[height]!.ownCommit = vote
-            slots[height]!.commits[selfIndex] = vote
-            broadcast(.commit(vote))
-            tryExecute()
-            height += 1
-        }
+    mutating func sendCommitVote(at height: UInt64) -> [Progress] {
+        guard let slot = slots[height], slot.prepared, slot.ownCommit == nil, let prePrepare = slot.proposal,
+              height - 1 <= committedHeight || slots[height - 1]?.ownCommit != nil,
+              let vote = signVote(.commit, height: height, blockHash: prePrepare.blockHash)
+        else { return [] }
+        slots[height]!.ownCommit = vote
+        slots[height]!.commits[selfIndex] = vote
+        broadcast(.commit(vote))
+        return [.execute, .commitVote(height + 1)]
     }
 
-    mutating func tryExecute() {
-        while let slot = slots[committedHeight + 1], let prePrepare = slot.proposal {
-            // The gate is the parent, not only the height: a slot accepted on a block
-            // that lost its height (to a sync) must never execute on the one that won.
-            guard prePrepare.header.previousHash == committedHashes[committedHeight] else {
-                dropSlotsOffTheCommittedChain()
-                return drop(.wrongParent)
-            }
-            let signers = slot.commits.values
-                .filter { $0.target.blockHash == prePrepare.blockHash }
-                .sorted { $0.validator < $1.validator }
-            guard signers.count >= quorum else { return }
-            let certificate = CommitCertificate(
-                view: signers[0].target.view, height: prePrepare.height, blockHash: prePrepare.blockHash,
-                signatures: signers.map { CommitCertificate.Entry(validatorIndex: $0.validator, signature: $0.signature) })
-            guard let body = slot.body else { preconditionFailure("accepted above the committed height without its block") }
-            commit(CertifiedBlock(block: body, certificate: certificate), hash: prePrepare.blockHash)
+    /// Commits the next height once 2f+1 COMMITs for its accepted block are in.
+    mutating func executeNext() -> [Progress] {
+        guard let slot = slots[committedHeight + 1], let prePrepare = slot.proposal else { return [] }
+        // The gate is the parent, not only the height: a slot accepted on a block
+        // that lost its height (to a sync) must never execute on the one that won.
+        guard prePrepare.header.previousHash == committedHashes[committedHeight] else {
+            dropSlotsOffTheCommittedChain()
+            drop(.wrongParent)
+            return []
         }
+        let signers = slot.commits.values
+            .filter { $0.target.blockHash == prePrepare.blockHash }
+            .sorted { $0.validator < $1.validator }
+        guard signers.count >= quorum else { return [] }
+        let certificate = CommitCertificate(
+            view: signers[0].target.view, height: prePrepare.height, blockHash: prePrepare.blockHash,
+            signatures: signers.map { CommitCertificate.Entry(validatorIndex: $0.validator, signature: $0.signature) })
+        guard let body = slot.body else { preconditionFailure("accepted above the committed height without its block") }
+        return commit(CertifiedBlock(block: body, certificate: certificate), hash: prePrepare.blockHash) + [.execute]
     }
 
-    mutating func commit(_ certified: CertifiedBlock, hash: Hash) {
+    /// Hands `certified` out for execution; returns what the commit may unblock: the
+    /// next height's COMMIT and acceptance, and a proposal.
+    mutating func commit(_ certified: CertifiedBlock, hash: Hash) -> [Progress] {
         let height = certified.block.height
         precondition(height == committedHeight + 1, "blocks commit in height order")
         committedHeight = height
@@ -244,9 +281,7 @@ extension Replica {
         viewTimerTicks = 0
         ticksSinceCommit = 0
         if !inViewChange { viewChangeAttempts = 0 }
-        tryCommitVote(height + 1)
-        tryAccept(height + 1)
-        tryPropose()
+        return [.commitVote(height + 1), .accept(height + 1), .propose]
     }
 
     /// Clears the slots that no longer build on the committed chain (a sync committed

@@ -187,9 +187,9 @@ extension Replica {
         }
         requestMissingBlocks()
         nextProposalHeight = max(committedHeight, top) + 1
-        tryAccept(stableCheckpoint.height + 1)
-        if stableCheckpoint.height >= committedHeight { tryAccept(committedHeight + 1) }
-        tryPropose()
+        advance(.accept(stableCheckpoint.height + 1))
+        if stableCheckpoint.height >= committedHeight { advance(.accept(committedHeight + 1)) }
+        advance(.propose)
     }
 
     // MARK: Blocks of a NEW-VIEW
@@ -237,6 +237,6 @@ extension Replica {
         else { return drop(.malformedBlock) }
         missingBlocks[hash] = nil
         slots[height]!.candidateBody = block
-        tryAccept(height)
+        advance(.accept(height))
     }
 }

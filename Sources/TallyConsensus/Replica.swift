@@ -264,7 +264,7 @@ public struct Replica {
         switch event {
         case .message(let message, let from): handle(message, from: from)
         case .tick: onTick()
-        case .transactionsAvailable: tryPropose()
+        case .transactionsAvailable: advance(.propose)
         case .blockExecuted(let height, let stateRoot): onBlockExecuted(height: height, stateRoot: stateRoot)
         }
         var actions: [ConsensusAction] = []
@@ -372,7 +372,7 @@ public struct Replica {
                 viewChangeAttempts += 1
                 startViewChange(to: view + 1)
             } else {
-                tryPropose()
+                advance(.propose)
             }
         }
         let interval = configuration.retransmitIntervalTicks

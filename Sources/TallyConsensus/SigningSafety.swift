@@ -230,10 +230,9 @@ extension Replica {
             slots[height]!.ownPrepare = vote
             slots[height]!.prepares[selfIndex] = vote
             broadcast(.prepare(vote))
-            checkPrepared(height)
+            advance(.checkPrepared(height))
         }
-        tryCommitVote(committedHeight + 1)
-        tryPropose()
+        advance(.commitVote(committedHeight + 1), .propose)
     }
 
     /// In quarantine: a synced or announced commit certificate above the restored
