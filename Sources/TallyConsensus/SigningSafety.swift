@@ -121,6 +121,11 @@ struct StartupQuarantine {
     /// restarted with, and its view: its journal knows what it signed up to there.
     let startHeight: UInt64
     let startView: UInt64
+    /// The COMMITs the restored journal holds above `startHeight`, in `startView` or
+    /// later: this copy's own. The signer guard cannot answer that during the
+    /// quarantine, since it forgets the older views' keys when the view moves on
+    /// (a restarted replica joins the view change it finds the others in).
+    let journalCommits: [SignerGuard.Key: Hash]
     /// The latest status of each peer since the restart.
     var statuses: [ValidatorIndex: PeerStatus] = [:]
 }
@@ -146,7 +151,12 @@ extension Replica {
         if let fileMark, fileMark > journalMark { signingFloor = fileMark }
         // A lone validator has nobody to ask (and nobody to conflict with).
         if quarantined, configuration.validatorCount > 1 {
-            quarantine = StartupQuarantine(startHeight: max(committedHeight, stableCheckpoint.height), startView: view)
+            let startHeight = max(committedHeight, stableCheckpoint.height)
+            quarantine = StartupQuarantine(
+                startHeight: startHeight, startView: view,
+                journalCommits: signerGuard.signed.filter { key, _ in
+                    key.phase == .commit && key.view >= view && key.height > startHeight
+                })
             needsStatusAnnouncement = true
         }
     }
@@ -242,12 +252,13 @@ extension Replica {
     /// signed: the newer copy may have signed anything in it.
     mutating func checkOwnSignature(in certificate: CommitCertificate) {
         // Below the restored view or height the journal knew everything signed (a newer
-        // copy signs only in views at or above it); at or above, its guard holds each COMMIT.
+        // copy signs only in views at or above it); at or above, the restored journal
+        // held each COMMIT of this copy (`journalCommits`).
         guard let state = quarantine, certificate.height > state.startHeight, certificate.view >= state.startView,
               certificate.signatures.contains(where: { $0.validatorIndex == selfIndex })
         else { return }
         let key = SignerGuard.Key(view: certificate.view, height: certificate.height, phase: .commit)
-        guard signerGuard.signed[key] != certificate.blockHash else { return }
+        guard state.journalCommits[key] != certificate.blockHash else { return }
         let claimedView = state.statuses.values.map(\.view).max() ?? 0
         let floor = SigningMark(view: max(view, certificate.view, claimedView), height: .max, phase: .max)
         if floor > (signingFloor ?? .zero) { signingFloor = floor }

@@ -130,6 +130,51 @@ final class RestartSafetyTests: XCTestCase {
         XCTAssertTrue(votes(scenario, from: 1).keys.contains([1, 0, 2]), "no PREPARE after the restart")
     }
 
+    /// A restart with the current journal, one block behind (the others' COMMITs for
+    /// it never arrived), into a view change: the replica joins view 1 in the quarantine
+    /// (its signer guard forgets view 0 then), and only afterwards syncs block 1, whose
+    /// certificate carries its own view-0 COMMIT. That COMMIT is in the journal it
+    /// restarted with, so it is this copy's: the replica must not take it for a newer
+    /// copy's and stop signing in view 1. Before the fix it did, so its VIEW-CHANGE was
+    /// never sent, and with the primary down the view change lacked a quorum for good
+    /// (simulator seed 221, n = 7, `--startup-safety`).
+    func testRestartedReplicaThatJoinsAViewChangeBeforeSyncingKnowsItsOwnCommit() throws {
+        let scenario = Scenario()
+        scenario.submit(1)
+        // Validator 3's COMMIT is held back too, so every certificate of block 1 carries validator 1's.
+        scenario.deliverAll { from, to, message in message.kind != "commit" || (to != 1 && from != 3) }
+        XCTAssertEqual(scenario.heights, [1, 0, 1, 1])
+        XCTAssertEqual(votes(scenario, from: 1)[[2, 0, 1]], [scenario.executed[0][0].block.hash])
+        // The primary and validator 1 go down; the others time out on a new transaction.
+        scenario.down = [0, 1]
+        scenario.submit(1)
+        var viewChanges: [ValidatorIndex: ViewChange] = [:]
+        for _ in 0..<200 where viewChanges.count < 2 {
+            scenario.tick()
+            for index: ValidatorIndex in [2, 3] {
+                for case .viewChange(let viewChange) in scenario.sent[Int(index)] where viewChange.newView == 1 {
+                    viewChanges[index] = viewChange
+                }
+            }
+        }
+        XCTAssertEqual(viewChanges.count, 2, "validators 2 and 3 never asked for view 1")
+        // Validator 1 restarts with its current journal and hears of view 1 before anything else.
+        try restore(scenario, 1, chain: scenario.executed[1], durable: scenario.persisted[1], quarantined: true)
+        scenario.down = [0]
+        for index: ValidatorIndex in [2, 3] { scenario.step(1, .message(.viewChange(viewChanges[index]!), from: index)) }
+        XCTAssertEqual(scenario.replicas[1].view, 1)
+        XCTAssertTrue(scenario.replicas[1].isQuarantined)
+        scenario.deliverAll()
+        scenario.tick(2 * Int(scenario.configuration(1).retransmitIntervalTicks))
+        XCTAssertEqual(scenario.replicas[1].ownSignaturesFromNewerCopy, 0, "took its own COMMIT for a newer copy's")
+        XCTAssertFalse(scenario.replicas[1].isQuarantined)
+        XCTAssertTrue(scenario.sent[1].contains { if case .viewChange(let own) = $0 { own.newView == 1 } else { false } },
+                      "no VIEW-CHANGE for view 1 after the quarantine")
+        // Validator 1 is view 1's primary: the transaction commits without validator 0.
+        scenario.tick(4 * Int(scenario.configuration(1).retransmitIntervalTicks))
+        XCTAssertEqual(scenario.heights[1...], [2, 2, 2])
+    }
+
     /// The signing mark kept outside the data directory: a journal restored from before
     /// the last signatures cannot sign at or below the mark, even without the quarantine.
     func testJournalBehindTheSigningMarkFileSignsNothingAtOrBelowIt() throws {
