@@ -108,8 +108,9 @@ extension Sweep {
 
     /// The `--traffic` table: one line per validator count, then each count's split by kind.
     func trafficTable() -> String {
+        // Three significant figures or so: per-transaction figures of full blocks are well below one.
         func number(_ value: Double) -> String {
-            value >= 100 ? String(format: "%.0f", value) : String(format: "%.1f", value)
+            String(format: value >= 100 ? "%.0f" : value >= 1 ? "%.1f" : "%.3f", value)
         }
         func optional(_ value: Double?) -> String { value.map(number) ?? "-" }
         var lines = [
