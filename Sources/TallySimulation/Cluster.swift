@@ -152,6 +152,8 @@ public struct SimulationResult: Sendable {
     public let transport: [TransportEvent: Int]
     /// The largest VIEW-CHANGE and NEW-VIEW sent, and their size had they carried whole blocks.
     public let viewChangeSizes: ViewChangeSizes
+    /// Every message the validators sent, by kind, with its bytes (Transport.swift).
+    public let traffic: MessageTraffic
 
     /// SHA-256 over everything the run produced (chain, counters, outcome), keys in
     /// sorted order. Two runs of one seed must agree on it, also in different
@@ -167,6 +169,7 @@ public struct SimulationResult: Sendable {
         lines += transport.map { "transport \($0.key.rawValue) \($0.value)" }.sorted()
         let sizes = viewChangeSizes
         lines.append("view-change bytes \(sizes.viewChangeBytes) \(sizes.viewChangeWholeBlockBytes) \(sizes.newViewBytes) \(sizes.newViewWholeBlockBytes)")
+        lines += traffic.fingerprintLines
         return SHA256.hash(parts: lines.map { Array($0.utf8) + [10] } + committedBlockHashes.map(\.bytes))
     }
 }
@@ -278,6 +281,7 @@ public final class Simulation {
     var nextDeliveryID = 0
     var transport: [TransportEvent: Int] = [:]
     var viewChangeSizes = ViewChangeSizes()
+    var traffic = TrafficRecorder()
     var pendingTransactions: [Int: [(slot: Int, transaction: Transaction)]] = [:]
     /// Batches of the full-block load by arrival tick.
     var pendingBatches: [Int: [(slot: Int, transactions: [Transaction])]] = [:]
@@ -452,7 +456,7 @@ public final class Simulation {
             ticks: tick, blocksCommitted: maxHonestHeight, viewChanges: viewChanges, faults: faults, dropped: dropped, suspicions: suspicions,
             transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0,
             committedBlockHashes: honestNodes.max { $0.chain.count < $1.chain.count }?.chain.map(\.block.hash) ?? [],
-            evictions: evictions, transport: transport, viewChangeSizes: viewChangeSizes)
+            evictions: evictions, transport: transport, viewChangeSizes: viewChangeSizes, traffic: traffic.traffic)
     }
 
     /// The probe transfer (submitted to every replica at healing, when all are up)
@@ -641,6 +645,8 @@ public final class Simulation {
     /// after the step when it did none.
     func step(_ node: Node, _ event: ConsensusEvent) {
         guard failure == nil, node.up, let driver = node.driver else { return }
+        traffic.stepIsTick = isTick(event)
+        defer { traffic.stepIsTick = false }
         do { try driver.handle(event) } catch { return }
         if let crash = node.crashDuringNextStep { self.crash(node, crash) }
     }
@@ -755,12 +761,15 @@ public final class Simulation {
     /// Through the simulated transport (Transport.swift): measured once, as the node
     /// encodes it; over the frame bound it goes to nobody, as on a socket.
     func transmit(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) {
-        let bytes = Simulation.wireBytes(message)
+        let encoded = ConsensusWire.bytes(message)
+        let bytes = encoded.count
         if case .viewChange = message { recordViewChangeSize(message, bytes: bytes) }
         if case .newView = message { recordViewChangeSize(message, bytes: bytes) }
         if bytes > TransportBounds.node.maxMessageBytes {
             return countTransport(.messageTooLarge, targets.count)
         }
+        traffic.record(
+            message, encoded: encoded, fromSlot: node.slot, toSlots: targets.flatMap { slotsByValidator[Int($0)] }, tick: tick)
         for target in targets {
             for slot in slotsByValidator[Int(target)] { enqueue(message, bytes: bytes, fromSlot: node.slot, toSlot: slot) }
         }

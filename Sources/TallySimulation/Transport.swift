@@ -1,4 +1,5 @@
 import TallyConsensus
+import TallyCrypto
 import TallyDriver
 import TallyNetwork
 import TallyTypes
@@ -50,9 +51,6 @@ struct Link {
 extension Simulation {
     /// The largest message the simulated transport carries: the node's.
     public static var maxMessageBytes: Int { TransportBounds.node.maxMessageBytes }
-
-    /// The bytes a node's transport would carry for `message`.
-    static func wireBytes(_ message: ConsensusMessage) -> Int { ConsensusWire.bytes(message).count }
 
     func linkIndex(fromSlot: Int, toSlot: Int) -> Int { fromSlot * nodes.count + toSlot }
 
@@ -200,5 +198,119 @@ extension Simulation {
         viewChangeSizes.record(message, bytes: bytes) { proposal in
             ViewChangeSizes.bodyBytes(transactionCount: proposal.header.transactionCount, transaction: transaction)
         }
+    }
+}
+
+/// What one kind of consensus message cost its senders: every copy a sender put on a
+/// connection (one per target; before the simulated network loses or duplicates any)
+/// and its bytes as the node encodes it (`ConsensusWire`, what the frame bound
+/// measures; the frame's length prefix and the channel's AEAD tag come on top).
+/// `resent…` is the part that repeated, byte for byte, a message the same sender had
+/// already sent to the same peer (retransmits, repeated status and tip announcements).
+public struct KindTraffic: Sendable, Equatable {
+    public var messages = 0
+    public var bytes = 0
+    public var resentMessages = 0
+    public var resentBytes = 0
+
+    public init() {}
+
+    public mutating func merge(_ other: KindTraffic) {
+        messages += other.messages
+        bytes += other.bytes
+        resentMessages += other.resentMessages
+        resentBytes += other.resentBytes
+    }
+}
+
+/// Every message the validators of a run sent, by kind (`ConsensusMessage.kind`).
+/// The simulator has no transaction gossip (clients submit to every replica's
+/// mempool directly), so this is the consensus traffic alone.
+public struct MessageTraffic: Sendable, Equatable {
+    /// Every kind, in protocol order (normal case, checkpoints, view change, catch-up).
+    public static let kinds = [
+        "pre_prepare", "prepare", "commit", "checkpoint", "view_change", "new_view", "sync_request", "sync_response",
+        "committed_tip", "block_request", "block", "status",
+    ]
+    /// The normal-case kinds whose first sends are counted by height (`firstSentByHeight`).
+    package static let heightKinds = ["pre_prepare", "prepare", "commit", "checkpoint"]
+
+    public var byKind: [String: KindTraffic] = [:]
+    /// First sends (not `resent`) of each height-carrying normal-case kind, by height.
+    package var firstSentByHeight: [String: [UInt64: Int]] = [:]
+    /// Repeats of normal-case messages outside a tick step, by kind. Retransmission
+    /// runs only on ticks, so in a correct run this stays empty.
+    package var repeatedOutsideTickSteps: [String: Int] = [:]
+    /// The ticks at which a normal-case message was repeated (on a tick step).
+    package var repeatTicks: Set<Int> = []
+
+    public init() {}
+
+    public var messages: Int { byKind.values.reduce(0) { $0 + $1.messages } }
+    public var bytes: Int { byKind.values.reduce(0) { $0 + $1.bytes } }
+    public var resentMessages: Int { byKind.values.reduce(0) { $0 + $1.resentMessages } }
+    public var resentBytes: Int { byKind.values.reduce(0) { $0 + $1.resentBytes } }
+
+    /// Adds another run's traffic (a sweep's totals); the per-height detail is per run only.
+    public mutating func merge(_ other: MessageTraffic) {
+        for (kind, traffic) in other.byKind { byKind[kind, default: KindTraffic()].merge(traffic) }
+    }
+
+    /// Sorted lines for the run's fingerprint.
+    var fingerprintLines: [String] {
+        byKind.sorted { $0.key < $1.key }.map {
+            "sent \($0.key) \($0.value.messages) \($0.value.bytes) resent \($0.value.resentMessages) \($0.value.resentBytes)"
+        }
+    }
+}
+
+/// Counts what the validators send (`MessageTraffic`), and tells a first send from a
+/// repeat by the hash of its bytes, per sender and peer.
+struct TrafficRecorder {
+    struct SentKey: Hashable {
+        let content: Hash
+        let fromSlot: Int
+        let toSlot: Int
+    }
+
+    private(set) var traffic = MessageTraffic()
+    private var sent = Set<SentKey>()
+    /// Whether the step whose sends are going out is a tick (set by `Simulation.step`).
+    var stepIsTick = false
+
+    mutating func record(_ message: ConsensusMessage, encoded: [UInt8], fromSlot: Int, toSlots: [Int], tick: Int) {
+        let kind = message.kind
+        let content = SHA256.hash(encoded)
+        var resent = 0
+        for toSlot in toSlots where !sent.insert(SentKey(content: content, fromSlot: fromSlot, toSlot: toSlot)).inserted {
+            resent += 1
+        }
+        let first = toSlots.count - resent
+        traffic.byKind[kind, default: KindTraffic()].merge(KindTraffic(
+            messages: toSlots.count, bytes: toSlots.count * encoded.count, resentMessages: resent,
+            resentBytes: resent * encoded.count))
+        guard let height = Self.normalCaseHeight(message) else { return }
+        if first > 0 { traffic.firstSentByHeight[kind, default: [:]][height, default: 0] += first }
+        if resent > 0 {
+            if stepIsTick { traffic.repeatTicks.insert(tick) } else { traffic.repeatedOutsideTickSteps[kind, default: 0] += resent }
+        }
+    }
+
+    static func normalCaseHeight(_ message: ConsensusMessage) -> UInt64? {
+        switch message {
+        case .prePrepare(let prePrepare): prePrepare.height
+        case .prepare(let vote), .commit(let vote): vote.target.height
+        case .checkpoint(let checkpoint): checkpoint.height
+        default: nil
+        }
+    }
+}
+
+extension KindTraffic {
+    init(messages: Int, bytes: Int, resentMessages: Int, resentBytes: Int) {
+        self.messages = messages
+        self.bytes = bytes
+        self.resentMessages = resentMessages
+        self.resentBytes = resentBytes
     }
 }

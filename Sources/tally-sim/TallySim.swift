@@ -64,6 +64,12 @@ struct TallySim: ParsableCommand {
     @Option(help: "Print every replica's state every N ticks (use with a single seed).")
     var trace: Int?
 
+    @Flag(help: "After the runs, print per validator count the messages and bytes the validators sent per committed block (total and per validator) and per committed transaction, split by message kind (issue 16: PBFT's all-to-all cost).")
+    var traffic = false
+
+    @Flag(help: "Print the summary (and with --traffic the traffic table) as one JSON document instead of text.")
+    var json = false
+
     func validate() throws {
         guard parseSeeds() != nil else { throw ValidationError("--seeds must be FIRST-LAST or a number") }
         guard let counts = parseReplicas(), counts.allSatisfy({ $0 >= 4 && ($0 - 1) % 3 == 0 && $0 <= 64 }) else {
@@ -107,26 +113,37 @@ struct TallySim: ParsableCommand {
                           meanLatencyBound: meanLatencyBound, watchTicks: watchTicks, noEmptyBlocks: noEmptyBlocks,
                           quietAfter: quietAfter, fullBlocks: fullBlocks, startupSafety: startupSafety)
         let started = Date()
+        sweep.json = json
         Sweep.workers(jobs) { sweep.work() }
         sweep.finishProgress()
-        let summary = sweep.summary(elapsed: Date().timeIntervalSince(started))
-        print(summary)
+        let elapsed = Date().timeIntervalSince(started)
+        if json {
+            print(sweep.summaryJSON(elapsed: elapsed, traffic: traffic, replay: sweep.failure.map(replayCommand)))
+            if sweep.failure != nil { throw ExitCode(1) }
+            return
+        }
+        print(sweep.summary(elapsed: elapsed))
+        if traffic { print("\n" + sweep.trafficTable()) }
         if let failure = sweep.failure {
             print("")
             print("FAILED seed \(failure.seed) (n = \(failure.validatorCount), faults \(failure.mix.rawValue)): \(failure.failure!)")
             print("fault schedule:\n\(failure.plan)")
-            var replay = "tally-sim --seeds \(failure.seed) --replicas \(failure.validatorCount) --faults \(failure.mix.rawValue)"
-            if let byzantine { replay += " --byzantine \(byzantine)" }
-            if let disableDefence { replay += " --disable-defence \(disableDefence)" }
-            if let meanLatencyBound { replay += " --mean-latency-bound \(meanLatencyBound)" }
-            if watchTicks != SimulationOptions().transactionWatchTicks { replay += " --watch-ticks \(watchTicks)" }
-            if noEmptyBlocks { replay += " --no-empty-blocks" }
-            if let quietAfter { replay += " --quiet-after \(quietAfter)" }
-            if fullBlocks { replay += " --full-blocks" }
-            if startupSafety { replay += " --startup-safety" }
-            print("replay: \(replay)")
+            print("replay: \(replayCommand(failure))")
             throw ExitCode(1)
         }
+    }
+
+    func replayCommand(_ failure: SimulationResult) -> String {
+        var replay = "tally-sim --seeds \(failure.seed) --replicas \(failure.validatorCount) --faults \(failure.mix.rawValue)"
+        if let byzantine { replay += " --byzantine \(byzantine)" }
+        if let disableDefence { replay += " --disable-defence \(disableDefence)" }
+        if let meanLatencyBound { replay += " --mean-latency-bound \(meanLatencyBound)" }
+        if watchTicks != SimulationOptions().transactionWatchTicks { replay += " --watch-ticks \(watchTicks)" }
+        if noEmptyBlocks { replay += " --no-empty-blocks" }
+        if let quietAfter { replay += " --quiet-after \(quietAfter)" }
+        if fullBlocks { replay += " --full-blocks" }
+        if startupSafety { replay += " --startup-safety" }
+        return replay
     }
 }
 
@@ -160,9 +177,13 @@ final class Sweep: @unchecked Sendable {
     var viewChangeSizes = ViewChangeSizes()
     var byzantine: [String: Int] = [:]
     var runsByCount: [Int: Int] = [:]
+    /// Per validator count: what the runs committed and what their validators sent.
+    var byCount: [Int: CountTotals] = [:]
     var failure: SimulationResult?
     var lastProgress = Date.distantPast
     let interactive = isatty(1) == 1
+    /// Standard output holds one JSON document: per-run and progress lines go to standard error.
+    var json = false
 
     init(range: ClosedRange<UInt64>, counts: [Int], mix: FaultMix, verbose: Bool, trace: Int?, invariants: InvariantChecking,
          byzantine: ByzantineMode?, disableDefence: String?, meanLatencyBound: Int?, watchTicks: Int, noEmptyBlocks: Bool,
@@ -236,6 +257,7 @@ final class Sweep: @unchecked Sendable {
         defer { lock.unlock() }
         runs += 1
         runsByCount[result.validatorCount, default: 0] += 1
+        byCount[result.validatorCount, default: CountTotals()].add(result)
         blocks += result.blocksCommitted
         viewChanges += result.viewChanges
         transactions += result.transactionsCommitted
@@ -248,7 +270,7 @@ final class Sweep: @unchecked Sendable {
         for mode in result.plan.byzantine.values { byzantine[mode.rawValue, default: 0] += 1 }
         if result.failure != nil && failure == nil { failure = result }
         if verbose {
-            print("seed \(result.seed) n=\(result.validatorCount) height \(result.blocksCommitted) ticks \(result.ticks) fingerprint \(result.fingerprint.hex.prefix(16)) \(result.failure ?? "ok")")
+            printLine("seed \(result.seed) n=\(result.validatorCount) height \(result.blocksCommitted) ticks \(result.ticks) fingerprint \(result.fingerprint.hex.prefix(16)) \(result.failure ?? "ok")")
         }
         let now = Date()
         if now.timeIntervalSince(lastProgress) >= (interactive ? 0.25 : 30) || runs == total {
@@ -257,9 +279,17 @@ final class Sweep: @unchecked Sendable {
             if interactive {
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
             } else {
-                print(line)
-                fflush(nil)
+                printLine(line)
             }
+        }
+    }
+
+    func printLine(_ line: String) {
+        if json {
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        } else {
+            print(line)
+            fflush(nil)
         }
     }
 
