@@ -91,9 +91,9 @@ public struct SimulationOptions: Sendable {
     }
     /// Start-up safety as a node runs it: each replica keeps a signing mark outside its
     /// journal (raised after every journal write, surviving crashes) and a restarted
-    /// one starts in the quarantine (`Replica(signingMark:quarantined:)`). Off by
-    /// default: it changes every run with a crash, and the pinned seeds with it.
-    public var startupSafety = false
+    /// one starts in the quarantine (`Replica(signingMark:quarantined:)`). On by
+    /// default, as in every node; off only to compare with runs without it.
+    public var startupSafety = true
     /// Switched off only to show that binding the chain id in signatures is load-bearing.
     public var bindsChainID = true
     /// Prints each replica's view, state and height every `traceEveryTicks` ticks (debugging a seed).

@@ -46,8 +46,8 @@ struct TallySim: ParsableCommand {
     @Flag(help: "Full-size blocks: the node's block size and checkpoint interval (ConsensusParameters defaults) and a client load that fills every block; slow (use a few hundred seeds).")
     var fullBlocks = false
 
-    @Flag(help: "Start-up safety as a node runs it: a signing mark kept outside each journal, and the start-up quarantine after every restart.")
-    var startupSafety = false
+    @Flag(inversion: .prefixedNo, help: "Start-up safety as a node runs it (the default): a signing mark kept outside each journal, and the start-up quarantine after every restart.")
+    var startupSafety = true
 
     @Option(help: "Clients (honest and hostile) submit nothing from this tick on; the height target after healing is the probe transfer's block. With --no-empty-blocks the chain goes quiet: a validator that restarts behind must catch up without traffic.")
     var quietAfter: Int?
@@ -142,7 +142,7 @@ struct TallySim: ParsableCommand {
         if noEmptyBlocks { replay += " --no-empty-blocks" }
         if let quietAfter { replay += " --quiet-after \(quietAfter)" }
         if fullBlocks { replay += " --full-blocks" }
-        if startupSafety { replay += " --startup-safety" }
+        if !startupSafety { replay += " --no-startup-safety" }
         return replay
     }
 }

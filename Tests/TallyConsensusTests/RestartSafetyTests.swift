@@ -137,7 +137,7 @@ final class RestartSafetyTests: XCTestCase {
     /// restarted with, so it is this copy's: the replica must not take it for a newer
     /// copy's and stop signing in view 1. Before the fix it did, so its VIEW-CHANGE was
     /// never sent, and with the primary down the view change lacked a quorum for good
-    /// (simulator seed 221, n = 7, `--startup-safety`).
+    /// (simulator seed 221, n = 7, with start-up safety, the simulator's default).
     func testRestartedReplicaThatJoinsAViewChangeBeforeSyncingKnowsItsOwnCommit() throws {
         let scenario = Scenario()
         scenario.submit(1)
