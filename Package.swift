@@ -56,7 +56,8 @@ let package = Package(
             name: "TallySimulation",
             dependencies: [
                 "TallyApplication", "TallyApplicationTesting", "TallyConsensus", "TallyConsensusTesting", "TallyDriver", "TallyStore",
-                "TallyStoreTesting", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto", "TallyNetwork",
+                "TallyStoreTesting", "TallyLogTesting", "TallyVerify", "TallyLedger", "TallyTypes", "TallyCrypto",
+                "TallyNetwork", .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

@@ -57,10 +57,11 @@ extension Simulation {
                 // re-proposes an empty block there instead (valid on that state), and
                 // pushes its body: a backup that skips the recomputation commits it where
                 // others commit the prepared block.
-                if first.header.previousHash == (node.chain.last?.block.hash ?? genesisHash) {
+                let tip = storedTip(node)?.block
+                if first.header.previousHash == (tip?.hash ?? genesisHash) {
                     let header = BlockHeader(
                         height: first.height, view: first.header.view,
-                        timestampMs: (node.chain.last?.block.header.timestampMs ?? genesis.genesisTimeMs) + 3,
+                        timestampMs: (tip?.header.timestampMs ?? genesis.genesisTimeMs) + 3,
                         previousHash: first.header.previousHash, transactionsRoot: Block.transactionsRoot([]),
                         stateRoot: node.app.ledger.stateRoot, proposer: first.header.proposer, transactionCount: 0)
                     let bytes = PrePrepare.signingBytes(chainID: Simulation.chainID, view: newView.view, height: header.height, blockHash: header.hash)
@@ -156,12 +157,13 @@ extension Simulation {
     /// with a PRE-PREPARE, PREPAREs and COMMITs of every validator signed for
     /// another chain (captured there): only the chain id in the signing bytes stops it.
     func injectCrossChainQuorum(_ node: Node, replica: ReplicaSnapshot, to targets: [ValidatorIndex]) {
-        let tip = node.chain.last?.block.header
-        let height = UInt64(node.chain.count) + 1
+        let tipBlock = storedTip(node)?.block
+        let tip = tipBlock?.header
+        let height = node.height + 1
         let view = replica.view
         let header = BlockHeader(
             height: height, view: view, timestampMs: (tip?.timestampMs ?? genesis.genesisTimeMs) + 7,
-            previousHash: node.chain.last?.block.hash ?? genesisHash, transactionsRoot: Block.transactionsRoot([]),
+            previousHash: tipBlock?.hash ?? genesisHash, transactionsRoot: Block.transactionsRoot([]),
             stateRoot: node.app.ledger.stateRoot, proposer: ValidatorIndex(genesis.validators.primary(view: view)),
             transactionCount: 0)
         let block = Block(header: header, transactions: [])
@@ -189,9 +191,10 @@ extension Simulation {
     /// A VIEW-CHANGE with a forged prepared certificate right above the Byzantine
     /// replica's own tip (`Forgery.viewChangeWithForgedCertificate`).
     func forgedViewChange(_ viewChange: ViewChange, node: Node) -> ViewChange? {
+        let stored = storedTip(node)?.block
         let tip = Forgery.Tip(
-            height: UInt64(node.chain.count), hash: node.chain.last?.block.hash ?? genesisHash,
-            timestampMs: node.chain.last?.block.header.timestampMs ?? genesis.genesisTimeMs, stateRoot: node.app.ledger.stateRoot)
+            height: node.height, hash: stored?.hash ?? genesisHash,
+            timestampMs: stored?.header.timestampMs ?? genesis.genesisTimeMs, stateRoot: node.app.ledger.stateRoot)
         return Forgery.viewChangeWithForgedCertificate(
             viewChange, tip: tip, genesisTimeMs: genesis.genesisTimeMs, validators: genesis.validators,
             checkpointIntervalBlocks: genesis.consensus.checkpointIntervalBlocks, chainID: Simulation.chainID,

@@ -1,3 +1,4 @@
+import Logging
 import TallyApplication
 import TallyApplicationTesting
 import TallyConsensus
@@ -5,9 +6,11 @@ import TallyConsensusTesting
 import TallyCrypto
 import TallyDriver
 import TallyLedger
+import TallyLogTesting
 import TallyStore
 import TallyStoreTesting
 import TallyTypes
+import TallyVerify
 
 public enum InvariantChecking: String, Sendable {
     case everyStep = "every-step", everyTick = "every-tick"
@@ -197,10 +200,18 @@ public final class Simulation {
         var replica: Replica? { driver?.replica }
         /// `driver != nil`, kept apart so checking it never touches the driver.
         var up = false
+        /// The consensus application; at a restart rebuilt from the blocks in `store`.
         var app: LedgerApplication
-        var chain: [CertifiedBlock] = []
-        /// The node's disk, where its consensus journal lives: crashes tear its writes.
+        /// The node's disk, where its consensus journal and block store live: crashes tear their writes.
         let fileSystem = SimulatedFileSystem()
+        /// The real block store over `fileSystem`, where the node's committed chain is
+        /// (nil while the node is down; reopened, and so recovered, at every restart).
+        var store: BlockStore?
+        /// The store's tip after the last append that returned: a restart must find
+        /// exactly this on the disk (or `tornAppend` too, when its record made it whole).
+        var durableHeight: UInt64 = 0
+        /// The block whose append a crash tore.
+        var tornAppend: CertifiedBlock?
         /// The real consensus journal over `fileSystem` (reopened at every restart).
         var journal: ConsensusStateStore?
         /// The state of the last journal write that completed: a restart must read it
@@ -230,6 +241,9 @@ public final class Simulation {
         }
 
         var isHonest: Bool { mode == nil }
+
+        /// The committed height: the store's tip (while down, what the disk held at the crash).
+        var height: UInt64 { store?.tipHeight ?? durableHeight }
     }
 
     struct Delivery {
@@ -298,6 +312,10 @@ public final class Simulation {
     var faults: [String: Int] = [:]
     var target: UInt64?
     var transactionLog = TransactionLog()
+    /// Called as a node goes down, and as it comes back up before its first step
+    /// (tests look at what it kept and what it restarted from).
+    var crashObserver: ((Node) -> Void)?
+    var restartObserver: ((Node) -> Void)?
 
     public init(seed: UInt64, options: SimulationOptions) {
         self.seed = seed
@@ -364,20 +382,27 @@ public final class Simulation {
                 slotsByValidator[validator].append(node.slot)
                 nodes.append(node)
                 precondition(try! openJournal(node) == nil, "a new node's journal is empty")
+                precondition(try! openStore(node).tipHeight == 0, "a new node's block store is empty")
                 node.driver = makeDriver(for: node, durable: nil)
                 node.up = true
             }
         }
     }
 
-    func makeApplication() -> LedgerApplication {
+    /// A node's application on `ledger` (genesis by default) with an empty mempool.
+    func makeApplication(
+        ledger: Ledger? = nil, tipHash: Hash? = nil, tipTimestampMs: UInt64? = nil
+    ) -> LedgerApplication {
         Simulation.makeApplication(
-            genesis: genesis, ledger: genesisLedger, tipHash: genesisHash, tipTimestampMs: genesis.genesisTimeMs,
-            mempoolDefences: options.mempoolDefences,
+            genesis: genesis, ledger: ledger ?? genesisLedger, tipHash: tipHash ?? genesisHash,
+            tipTimestampMs: tipTimestampMs ?? genesis.genesisTimeMs, mempoolDefences: options.mempoolDefences,
             nowMs: { [unowned self] in self.genesis.genesisTimeMs + UInt64(self.tick) * SimulationOptions.parameters.tickMs })
     }
 
-    func makeReplica(for node: Node, durable: DurableState?) -> Replica {
+    /// The replica resumed from its journal and its store, as the node's start-up does
+    /// (`NodeStartup.replica`): committed height, block hashes and tip certificate
+    /// from the stored chain. Nil (and the run failed) when a stored block cannot be read.
+    func makeReplica(for node: Node, durable: DurableState?) -> Replica? {
         let configuration = ReplicaConfiguration(
             chainID: Simulation.chainID, validators: genesis.validators, selfIndex: node.validator,
             parameters: genesis.consensus, genesisHash: genesisHash, genesisStateRoot: genesisLedger.stateRoot,
@@ -385,24 +410,36 @@ public final class Simulation {
         let signer: any ConsensusSigner = node.mode == .wrongChain
             ? ChainSwappingSigner(inner: scheme.signer(for: node.validator))
             : scheme.signer(for: node.validator)
-        var replica = Replica(
-            configuration: configuration, durableState: durable, committedHeight: UInt64(node.chain.count),
-            blockHash: { [genesisHash] height in height == 0 ? genesisHash : node.chain[Int(height) - 1].block.hash },
-            tipCertificate: node.chain.last?.certificate, application: node.app,
-            verifier: scheme.verifier, signer: signer, signingMark: options.startupSafety ? node.signingMarkFile : nil,
-            // As the node: quarantined whenever it starts on anything it wrote before.
-            quarantined: options.startupSafety && (durable != nil || !node.chain.isEmpty || node.signingMarkFile != nil))
+        let store = node.store!
+        var replica: Replica
+        do {
+            replica = try Replica(
+                configuration: configuration, durableState: durable, committedHeight: store.tipHeight,
+                blockHash: { [genesisHash] height in
+                    if height == 0 { return genesisHash }
+                    guard let block = try store.block(at: height) else { throw StoreError.failed("block \(height) is missing below the tip") }
+                    return block.block.hash
+                },
+                tipCertificate: store.tipHeight == 0 ? nil : try store.block(at: store.tipHeight)?.certificate,
+                application: node.app, verifier: scheme.verifier, signer: signer,
+                signingMark: options.startupSafety ? node.signingMarkFile : nil,
+                // As the node: quarantined whenever it starts on anything it wrote before.
+                quarantined: options.startupSafety && (durable != nil || store.tipHeight > 0 || node.signingMarkFile != nil))
+        } catch {
+            fail("validator \(node.validator)'s stored chain cannot be read at start: \(error)")
+            return nil
+        }
         replica.defences = options.defences
         return replica
     }
 
     /// The production driver over the simulator's I/O (`NodeIO`): every step's
     /// invariants and the view's monotonicity are checked as it runs.
-    func makeDriver(for node: Node, durable: DurableState?) -> ReplicaDriver {
+    func makeDriver(for node: Node, durable: DurableState?) -> ReplicaDriver? {
+        guard let replica = makeReplica(for: node, durable: durable) else { return nil }
         let io = NodeIO(simulation: self, node: node)
         let checks: ReplicaDriver.InvariantChecks = checkReplicaInvariants == .everyStep ? .everyStep : .everyTick
-        let driver = ReplicaDriver(
-            replica: makeReplica(for: node, durable: durable), journal: io, blocks: io, transport: io, invariantChecks: checks)
+        let driver = ReplicaDriver(replica: replica, journal: io, blocks: io, transport: io, invariantChecks: checks)
         driver.stepObserver = { [unowned self, unowned node] replica, _, _ in
             // A step that crashes loses what it did not write: its view is not kept.
             guard node.crashDuringNextStep == nil else { return }
@@ -455,7 +492,7 @@ public final class Simulation {
             seed: seed, validatorCount: options.validatorCount, mix: options.mix, plan: plan, failure: failure,
             ticks: tick, blocksCommitted: maxHonestHeight, viewChanges: viewChanges, faults: faults, dropped: dropped, suspicions: suspicions,
             transactionsCommitted: nodes.first(where: \.isHonest)?.transactionHashes.count ?? 0,
-            committedBlockHashes: honestNodes.max { $0.chain.count < $1.chain.count }?.chain.map(\.block.hash) ?? [],
+            committedBlockHashes: honestNodes.max { $0.height < $1.height }.map(storedBlockHashes) ?? [],
             evictions: evictions, transport: transport, viewChangeSizes: viewChangeSizes, traffic: traffic.traffic)
     }
 
@@ -477,7 +514,7 @@ public final class Simulation {
     }
 
     var honestNodes: [Node] { nodes.filter(\.isHonest) }
-    var honestHeights: [UInt64] { honestNodes.map { UInt64($0.chain.count) } }
+    var honestHeights: [UInt64] { honestNodes.map(\.height) }
     var maxHonestHeight: UInt64 { honestHeights.max() ?? 0 }
     var minHonestHeight: UInt64 { honestHeights.min() ?? 0 }
 
@@ -548,8 +585,11 @@ public final class Simulation {
                 node.persistedView = torn.view
             }
             node.tornDurable = nil
-            node.driver = makeDriver(for: node, durable: durable)
+            guard restoreChain(node) else { return }
+            guard let driver = makeDriver(for: node, durable: durable) else { return }
+            node.driver = driver
             node.up = true
+            restartObserver?(node)
             sendHeldMessages(to: node.slot)
             count("restarts")
         }
@@ -635,8 +675,20 @@ public final class Simulation {
         func broadcast(_ message: ConsensusMessage) throws {
             try simulation.send(message, from: node, to: simulation.others[Int(node.validator)])
         }
+        /// Read back from the store, as the node's `SyncServer` does (through its reader).
         func sendBlocks(heights: ClosedRange<UInt64>, to peer: ValidatorIndex) throws {
-            try simulation.send(.syncResponse(heights.map { node.chain[Int($0) - 1] }), from: node, to: [peer])
+            let reader = node.store!.reader
+            var blocks: [CertifiedBlock] = []
+            for height in heights {
+                do {
+                    guard let block = try reader.block(at: height) else { throw StoreError.failed("no block at height \(height)") }
+                    blocks.append(block)
+                } catch {
+                    simulation.fail("validator \(node.validator) cannot read back its block \(height) for sync: \(error)")
+                    throw Stopped()
+                }
+            }
+            try simulation.send(.syncResponse(blocks), from: node, to: [peer])
         }
     }
 
@@ -651,17 +703,145 @@ public final class Simulation {
         if let crash = node.crashDuringNextStep { self.crash(node, crash) }
     }
 
-    /// The node stops; its disk keeps what `outcome` says (everything the journal
-    /// fsynced survives either way).
+    /// The node stops; its disk keeps what `outcome` says (everything the journal and
+    /// the block store fsynced survives either way). Its application (ledger and
+    /// mempool) dies with it: the restart rebuilds it from the store.
     func crash(_ node: Node, _ crash: Crash, outcome: SimulatedFileSystem.CrashOutcome = .loseUnsynced) {
         node.fileSystem.restart(outcome)
         node.journal = nil
+        node.store = nil
         node.crashDuringNextStep = nil
         node.driver = nil
         node.up = false
         resetConnections(of: node.slot)
-        node.app = Simulation.restarted(node.app, mempoolDefences: options.mempoolDefences)
         count(crash.tornWrite ? "crashes_torn_write" : "crashes")
+        crashObserver?(node)
+    }
+
+    /// Segments small enough that runs roll over to new segment files often (a
+    /// block of the simulator's load is a few hundred bytes to a few kilobytes).
+    static let blockSegmentBytes = 16 << 10
+
+    /// Opens the node's block store on its disk as the node does at start (recovering
+    /// from a crash: a torn record at the tail is truncated). What the store logs of
+    /// its recovery is counted in the run's faults.
+    func openStore(_ node: Node) throws -> BlockStore {
+        let log = LogCapture()
+        let store = try BlockStore.open(
+            dataDirectory: "/data", fileSystem: node.fileSystem, options: .init(maxSegmentBytes: Self.blockSegmentBytes),
+            logger: log.logger(level: .info))
+        for line in log.lines {
+            switch line.message {
+            case BlockStore.tornTailTruncatedMessage: count("block_store_torn_tails_truncated")
+            case BlockStore.indexRebuiltMessage: count("block_index_rebuilds")
+            default: if line.level >= .warning { count("block_store_warnings") }
+            }
+        }
+        node.store = store
+        return store
+    }
+
+    /// At a restart: reopens the store on the crashed disk, checks it holds exactly the
+    /// blocks whose append returned (the torn one whole or gone) and that what it holds
+    /// reads clean as `tally verify` reads it, and rebuilds the ledger by replaying the
+    /// stored chain over genesis with the node's recovery (`ChainRecovery`). False
+    /// (and the run failed) when any of that does not hold.
+    func restoreChain(_ node: Node) -> Bool {
+        let store: BlockStore
+        do { store = try openStore(node) } catch {
+            fail("validator \(node.validator)'s block store does not reopen: \(error)")
+            return false
+        }
+        if store.tipHeight != node.durableHeight {
+            guard let torn = node.tornAppend, store.tipHeight == torn.block.height,
+                  (try? store.block(at: torn.block.height)) == torn
+            else {
+                fail("validator \(node.validator)'s block store reopened at height \(store.tipHeight), its last completed append was \(node.durableHeight)")
+                return false
+            }
+            // Safe: the block was certified; the restarted node executes it from the disk.
+            count("torn_block_appends_read_back")
+            stored(torn, node: node)
+        } else if node.tornAppend != nil {
+            count("torn_block_appends_gone")
+        }
+        node.tornAppend = nil
+        do {
+            var reader = try ChainReader(dataDirectory: "/data", fileSystem: node.fileSystem)
+            while try reader.next() != nil {}
+        } catch {
+            fail("validator \(node.validator)'s blocks do not read clean after the store's recovery: \(error)")
+            return false
+        }
+        let recovery: ChainRecovery.Outcome
+        do {
+            recovery = try ChainRecovery.resume(
+                store: store, snapshots: nil, genesis: genesis, logger: Logger(label: "tally.sim.recovery") { _ in SwiftLogNoOpLogHandler() },
+                precheck: recoveryPrecheck(for: node))
+        } catch {
+            fail("validator \(node.validator)'s stored chain does not replay: \(error)")
+            return false
+        }
+        if node.isHonest, store.tipHeight > 0, committedByHeight[store.tipHeight] != recovery.verifier.lastBlockHash {
+            fail("validator \(node.validator)'s stored tip at height \(store.tipHeight) is not the block it committed there")
+            return false
+        }
+        node.app = makeApplication(
+            ledger: recovery.verifier.ledger, tipHash: recovery.verifier.lastBlockHash,
+            tipTimestampMs: recovery.verifier.lastTimestampMs)
+        return true
+    }
+
+    /// The node's recovery checks with the simulator's signatures: certificates with
+    /// the replicas' verifier (and the quorum they were told to accept), transactions
+    /// with the pool's libsodium verdicts. A Byzantine replica's certificates hold its
+    /// own votes as it signs them (for another chain, say): only an honest one's are checked.
+    func recoveryPrecheck(for node: Node) -> (CertifiedBlock) -> PrecheckedBlock {
+        let verifier = scheme.verifier
+        let validators = genesis.validators
+        let quorum = options.defences.quorumOverride
+        let checksCertificates = node.isHonest
+        let signatures = PresignedSignatures(pool: pool)
+        let genesisHash = genesisHash
+        return { certified in
+            var failure: CommitCertificate.Failure?
+            if checksCertificates {
+                let certificate = certified.certificate
+                do throws(CommitCertificate.Failure) {
+                    try certificate.checkStructure(
+                        height: certified.block.height, blockHash: certified.block.hash, validators: validators, quorum: quorum)
+                    let bytes = certificate.voteTarget.signingBytes(chainID: Simulation.chainID)
+                    if let bad = certificate.signatures.first(where: { !verifier.isValid($0.signature, by: $0.validatorIndex, for: bytes) }) {
+                        failure = .badSignature(validatorIndex: bad.validatorIndex)
+                    }
+                } catch { failure = error }
+            }
+            return BlockPrecheck.committed(
+                certified, genesisHash: genesisHash, certificateFailure: failure,
+                isValidSignature: { signatures.isValid($0, genesisHash: genesisHash) })
+        }
+    }
+
+    /// The hashes of the node's stored chain in height order (reopening its disk when it is down).
+    func storedBlockHashes(_ node: Node) -> [Hash] {
+        do {
+            let store = try node.store ?? openStore(node)
+            var hashes: [Hash] = []
+            try store.forEachBlock { hashes.append($0.block.hash) }
+            return hashes
+        } catch {
+            fail("validator \(node.validator)'s stored chain cannot be read: \(error)")
+            return []
+        }
+    }
+
+    /// The node's committed tip block from its store (nil at genesis, or when it cannot be read: the run fails).
+    func storedTip(_ node: Node) -> CertifiedBlock? {
+        guard let store = node.store, store.tipHeight > 0 else { return nil }
+        do { return try store.block(at: store.tipHeight) } catch {
+            fail("validator \(node.validator)'s tip block cannot be read: \(error)")
+            return nil
+        }
     }
 
     /// Journal sizes small enough that sweeps compact it often.
@@ -727,17 +907,55 @@ public final class Simulation {
         node.durable = state
     }
 
+    /// The driver's commit, in the node's order (`BlockCommitter`): the block appended
+    /// to the real store (fsynced when it returns), then the ledger. A crash planned
+    /// for this step happens here: a torn one at the append's second file operation
+    /// (the record's fsync; on a segment rollover, the new segment's directory fsync),
+    /// the disk keeping half of what was written since the last fsync, so the store's
+    /// recovery must drop the torn record; otherwise after the append returned, before
+    /// the ledger moved, so the restart must execute the block from the disk.
     func commit(_ certified: CertifiedBlock, node: Node) throws -> Hash {
         guard failure == nil else { throw Stopped() }
-        if let crash = node.crashDuringNextStep {
-            self.crash(node, crash)
-            throw Crashed()
-        }
+        // The replica decided to commit it: checked whether or not it reaches the disk.
         if node.isHonest { checkCommit(certified, node: node) }
         guard failure == nil else { throw Stopped() }
-        let root = node.app.commit(certified.block).stateRoot
-        node.chain.append(certified)
-        return root
+        if let crash = node.crashDuringNextStep {
+            if crash.tornWrite {
+                node.fileSystem.crash(afterOperations: 2)
+                do {
+                    try node.store!.append(certified)
+                    node.fileSystem.cancelCrash()
+                    stored(certified, node: node)
+                } catch {
+                    count("block_appends_torn")
+                    node.tornAppend = certified
+                }
+                self.crash(node, crash, outcome: .tearUnsynced)
+            } else {
+                try append(certified, node: node)
+                count("crashes_after_block_append")
+                self.crash(node, crash)
+            }
+            throw Crashed()
+        }
+        try append(certified, node: node)
+        return node.app.commit(certified.block).stateRoot
+    }
+
+    func append(_ certified: CertifiedBlock, node: Node) throws {
+        do { try node.store!.append(certified) } catch {
+            fail("validator \(node.validator)'s block append failed: \(error)")
+            throw Stopped()
+        }
+        stored(certified, node: node)
+    }
+
+    /// A block is on the node's disk: what the run's checks count as its committed chain.
+    func stored(_ certified: CertifiedBlock, node: Node) {
+        node.durableHeight = certified.block.height
+        guard node.isHonest else { return }
+        for transaction in certified.block.transactions { node.transactionHashes.insert(transaction.hash) }
+        transactionLog.committed(certified.block.transactions, honestCount: honestNodes.count, atTick: tick)
     }
 
     func send(_ message: ConsensusMessage, from node: Node, to targets: [ValidatorIndex]) throws {
@@ -819,8 +1037,8 @@ public final class Simulation {
         let block = certified.block
         let height = block.height
         let hash = block.hash
-        guard height == UInt64(node.chain.count) + 1 else {
-            return fail("validator \(node.validator) committed height \(height) after \(node.chain.count)")
+        guard height == node.height + 1 else {
+            return fail("validator \(node.validator) committed height \(height) after \(node.height)")
         }
         if let existing = committedByHeight[height], existing != hash {
             return fail("agreement: validator \(node.validator) committed \(hash.hex.prefix(12)) at height \(height), another honest validator committed \(existing.hex.prefix(12))")
@@ -839,10 +1057,12 @@ public final class Simulation {
         for entry in certified.certificate.signatures where !verifier.isValid(entry.signature, by: entry.validatorIndex, for: bytes) {
             return fail("validator \(node.validator) committed height \(height) with an invalid signature of \(entry.validatorIndex)")
         }
-        for transaction in block.transactions where !node.transactionHashes.insert(transaction.hash).inserted {
+        // Recorded once the block is stored (`stored`): a torn append's block is gone.
+        var inBlock = Set<Hash>()
+        for transaction in block.transactions
+        where node.transactionHashes.contains(transaction.hash) || !inBlock.insert(transaction.hash).inserted {
             return fail("transaction \(transaction.hash.hex.prefix(12)) committed twice by validator \(node.validator)")
         }
-        transactionLog.committed(block.transactions, honestCount: honestNodes.count, atTick: tick)
         for transaction in block.transactions {
             let sender = transaction.senderAddress
             if pool.hostile.unfundedSenders.contains(sender) {

@@ -49,6 +49,11 @@ public final class BlockStore {
     /// Height of the last stored block (0 when empty).
     public var tipHeight: UInt64 { UInt64(locations.count) }
 
+    /// What `open` logs (warning) when it truncates a torn record, and (info) when it
+    /// rewrites the index: the simulator counts its nodes' recoveries by them.
+    public static let tornTailTruncatedMessage = "truncated a torn record left by a crash during append"
+    public static let indexRebuiltMessage = "rebuilding the block index from the segments"
+
     /// Opens (creating if needed) the store under `dataDirectory`, recovering from a
     /// crash as described above.
     public static func open(
@@ -79,7 +84,7 @@ public final class BlockStore {
                 try segmentFile.truncate(to: tornTail.offset)
                 try segmentFile.sync()
                 logger.warning(
-                    "truncated a torn record left by a crash during append",
+                    "\(tornTailTruncatedMessage)",
                     metadata: [
                         "file": "\(tornTail.file)", "offset": "\(tornTail.offset)", "bytes": "\(size - tornTail.offset)",
                         "height": "\(tornTail.height)", "damage": "\(tornTail.reason)",
@@ -237,7 +242,7 @@ final class BlockIndex {
         let existing = try AtomicReplace.read(path, maxBytes: wanted.count, fileSystem: fileSystem)
         if existing != wanted {
             let why = existing == nil ? "missing" : "disagrees with the segments"
-            if existing != nil || !expected.isEmpty { logger.info("rebuilding the block index from the segments", metadata: ["reason": "\(why)", "blocks": "\(expected.count)"]) }
+            if existing != nil || !expected.isEmpty { logger.info("\(BlockStore.indexRebuiltMessage)", metadata: ["reason": "\(why)", "blocks": "\(expected.count)"]) }
             try AtomicReplace.write(wanted, to: path, fileSystem: fileSystem)
         }
         return BlockIndex(file: try fileSystem.open(path, mode: .readWrite), count: expected.count)

@@ -7,6 +7,9 @@ import TallyTypes
 /// What a node runs at start-up: load the newest usable snapshot, check it against
 /// the stored block at its height (hash and state root), and replay only the blocks
 /// above it through the verifier, ending at the store's tip.
+///
+/// The deterministic simulator runs it too, at every restart of a simulated node
+/// (its certificates carry the simulator's stand-in signatures: it passes `precheck`).
 public enum ChainRecovery {
     public enum Failure: Error, CustomStringConvertible {
         case store(StoreError)
@@ -28,13 +31,16 @@ public enum ChainRecovery {
         public let replayedBlocks: UInt64
     }
 
+    /// `snapshots` nil: replay from genesis. `precheck` replaces `BlockPrecheck.run`
+    /// (Ed25519 on all cores) for a caller whose signatures are not Ed25519.
     public static func resume(
-        store: BlockStore, snapshots: SnapshotStore, genesis: Genesis, logger: Logger = Logger(label: "tally.store")
+        store: BlockStore, snapshots: SnapshotStore?, genesis: Genesis, logger: Logger = Logger(label: "tally.store"),
+        precheck: ((CertifiedBlock) -> PrecheckedBlock)? = nil
     ) throws(Failure) -> Outcome {
         var verifier = ChainVerifier(genesis: genesis)
         var snapshotHeight: UInt64 = 0
         do {
-            if let (snapshot, ledger) = try snapshots.loadLatest(genesis: genesis) {
+            if let snapshots, let (snapshot, ledger) = try snapshots.loadLatest(genesis: genesis) {
                 if let timestampMs = try matchingTimestampMs(snapshot, store: store, genesis: genesis) {
                     verifier = ChainVerifier(
                         genesis: genesis, resumingFrom: ledger, lastBlockHash: snapshot.blockHash, lastTimestampMs: timestampMs)
@@ -47,7 +53,8 @@ public enum ChainRecovery {
             }
             var height = snapshotHeight + 1
             while height <= store.tipHeight {
-                try verifier.verifyNext(try store.block(at: height)!)
+                let block = try store.block(at: height)!
+                if let precheck { try verifier.verifyNext(precheck(block)) } else { try verifier.verifyNext(block) }
                 height += 1
             }
         } catch let error as StoreError {

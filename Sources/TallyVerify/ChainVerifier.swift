@@ -149,6 +149,20 @@ public enum BlockPrecheck {
         return (root, (0..<count).first { !valid[$0] })
     }
 
+    /// The precheck of a committed block whose certificate the caller checked itself
+    /// (`certificateFailure`: the simulator, whose signatures are stand-ins for
+    /// Ed25519), with the Merkle root and transaction signatures as `transactions(of:)`
+    /// computes them.
+    public static func committed(
+        _ certified: CertifiedBlock, genesisHash: Hash, certificateFailure: CommitCertificate.Failure?,
+        isValidSignature: @escaping @Sendable (Transaction) -> Bool
+    ) -> PrecheckedBlock {
+        let (root, invalid) = transactions(of: certified.block, genesisHash: genesisHash, isValidSignature: isValidSignature)
+        return PrecheckedBlock(
+            certified: certified, computedTransactionsRoot: root, firstInvalidSignature: invalid,
+            certificateFailure: certificateFailure, signaturesChecked: certified.block.transactions.count)
+    }
+
     /// Transactions per parallel work item: big enough to amortise scheduling (about
     /// 2 ms of signature checks each), small enough that the cores finish a batch
     /// together (at a batch's end a core idles for up to one item).
