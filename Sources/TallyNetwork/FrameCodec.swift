@@ -4,6 +4,12 @@ import NIOCore
 /// the body only. Little-endian like the rest of Tally's canonical encoding.
 enum Frame {
     static let lengthFieldBytes = 4
+    /// What one message costs on the wire beyond its own bytes: the length field, the
+    /// frame-kind byte and the Poly1305 tag (the nonce is a counter, never sent).
+    static let messageOverheadBytes = lengthFieldBytes + NetworkLimits.frameOverheadBytes
+
+    /// Bytes a message of `messageBytes` puts on the wire (before TCP/IP headers).
+    static func wireBytes(messageBytes: Int) -> Int { messageBytes + messageOverheadBytes }
 }
 
 /// Why a connection was closed by this side for what the peer sent.

@@ -454,7 +454,10 @@ final class NetworkCore: Sendable {
     }
 
     func received(_ bytes: [UInt8], from key: PublicKey) {
+        let wireBytes = Frame.wireBytes(messageBytes: bytes.count)
+        metrics.bytesReceived.increment(by: wireBytes)
         let accepted = state.withLockedValue { state -> Bool in
+            state.statistics.bytesReceived += wireBytes
             let usage = state.inboundUsage[key, default: (0, 0)]
             guard usage.messages < limits.maxInboundQueueMessagesPerPeer,
                   usage.bytes + bytes.count <= limits.maxInboundQueueBytesPerPeer
@@ -588,6 +591,7 @@ final class NetworkCore: Sendable {
     func drain(key: PublicKey, connectionID: UInt64) {
         var channel: (any Channel)?
         var written = 0
+        var writtenBytes = 0
         while true {
             let next: [UInt8]? = state.withLockedValue { state in
                 guard let slot = state.peers.index(forKey: key), let connection = state.peers.values[slot].connection,
@@ -596,15 +600,20 @@ final class NetworkCore: Sendable {
                 state.peers.values[slot].connection!.drainScheduled = false
                 channel = connection.channel
                 let message = connection.channel.isWritable ? state.peers.values[slot].queue.pop() : nil
-                if message != nil { state.statistics.messagesSent += 1 }
+                if let message {
+                    state.statistics.messagesSent += 1
+                    state.statistics.bytesSent += Frame.wireBytes(messageBytes: message.count)
+                }
                 return message
             }
             guard let next, let channel else { break }
             channel.write(next, promise: nil)
             written += 1
+            writtenBytes += Frame.wireBytes(messageBytes: next.count)
         }
         if written > 0 {
             metrics.sent.increment(by: written)
+            metrics.bytesSent.increment(by: writtenBytes)
             channel?.flush()
         }
     }

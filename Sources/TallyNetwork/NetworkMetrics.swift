@@ -104,6 +104,8 @@ struct NetworkMetrics: Sendable {
     static let messagesDropped = "tally_network_messages_dropped_total"
     static let messagesSent = "tally_network_messages_sent_total"
     static let messagesReceived = "tally_network_messages_received_total"
+    static let bytesSentLabel = "tally_network_bytes_sent_total"
+    static let bytesReceivedLabel = "tally_network_bytes_received_total"
     static let peersConnected = "tally_network_peers_connected"
     static let acceptErrorsLabel = "tally_network_accept_errors_total"
 
@@ -112,6 +114,12 @@ struct NetworkMetrics: Sendable {
     let established = Counter(label: connectionsEstablished)
     let sent = Counter(label: messagesSent)
     let received = Counter(label: messagesReceived)
+    /// Wire bytes of the message frames counted in `sent` (`Frame.wireBytes`): what the
+    /// transport writes to the socket for them, before TCP/IP headers.
+    let bytesSent = Counter(label: bytesSentLabel)
+    /// Wire bytes of every message frame an authenticated peer delivered, including those
+    /// then dropped for a full inbound queue (they crossed the wire all the same).
+    let bytesReceived = Counter(label: bytesReceivedLabel)
     let connectedPeers = Gauge(label: peersConnected)
     /// Accepts on the peer port that failed (out of descriptors, say).
     let acceptErrors = Counter(label: acceptErrorsLabel)
@@ -136,6 +144,15 @@ public struct NetworkStatistics: Sendable, Equatable {
     public var messagesDropped: [DropReason: Int] = [:]
     public var messagesSent = 0
     public var messagesReceived = 0
+    /// Wire bytes of the messages in `messagesSent`: for each, the 4-byte frame length,
+    /// the frame-kind byte, the message and the 16-byte Poly1305 tag
+    /// (`message + Frame.messageOverheadBytes`). Handshake and keepalive frames and
+    /// TCP/IP headers are not counted.
+    public var bytesSent = 0
+    /// Wire bytes, counted as for `bytesSent`, of every message frame authenticated peers
+    /// delivered, including those then dropped for a full inbound queue (so more
+    /// than `messagesReceived` messages' worth when some were).
+    public var bytesReceived = 0
     /// Accepts on the peer port that failed (out of descriptors, say); the listener
     /// pauses a second and goes on.
     public var acceptErrors = 0

@@ -1,3 +1,5 @@
+import Metrics
+import MetricsTestKit
 import NIOCore
 import NIOPosix
 import TallyCrypto
@@ -27,6 +29,42 @@ final class PeerNetworkTests: XCTestCase {
         XCTAssertEqual(Array(received[1...50]), (0..<50).map { [UInt8($0)] })
         XCTAssertEqual(received.last, big)
         await cluster.shutdown()
+    }
+
+    /// Each message costs its bytes plus 21 on the wire (4-byte frame length, frame-kind
+    /// byte, 16-byte Poly1305 tag): both the sender's and the receiver's statistics and
+    /// `tally_network_bytes_{sent,received}_total` rise by exactly that, and the handshake
+    /// and keepalives before are not counted.
+    func testBytesSentAndReceivedCountEachMessageFrameOnTheWire() async throws {
+        let keys = (0..<2).map(validatorKey)
+        let senderMetrics = TestMetrics()
+        let receiverMetrics = TestMetrics()
+        let receiver = try await withMetricsFactory(receiverMetrics) {
+            try await Cluster.start(index: 0, keys: keys, port: 0, addresses: [:], limits: testLimits(), extra: [])
+        }
+        let inbox = Inbox(receiver)
+        let sender = try await withMetricsFactory(senderMetrics) {
+            try await Cluster.start(
+                index: 1, keys: keys, port: 0, addresses: [0: PeerAddress(host: "127.0.0.1", port: receiver.listenPort)],
+                limits: testLimits(), extra: [])
+        }
+        await eventually("connected") { sender.connectedValidators == [0] && receiver.connectedValidators == [1] }
+        XCTAssertEqual(sender.statistics.bytesSent, 0, "the handshake is not a message")
+        XCTAssertEqual(receiver.statistics.bytesReceived, 0)
+
+        sender.send(to: 0, [1, 2, 3])
+        sender.send(to: 0, [UInt8](repeating: 0x5A, count: 1_000))
+        await eventually("both delivered") { inbox.payloads(from: 1).count == 2 }
+        let expectedBytes = (3 + 21) + (1_000 + 21)
+        XCTAssertEqual(sender.statistics.messagesSent, 2)
+        XCTAssertEqual(sender.statistics.bytesSent, expectedBytes)
+        XCTAssertEqual(receiver.statistics.bytesReceived, expectedBytes)
+        XCTAssertEqual(try senderMetrics.expectCounter("tally_network_bytes_sent_total").totalValue, Int64(expectedBytes))
+        XCTAssertEqual(
+            try receiverMetrics.expectCounter("tally_network_bytes_received_total").totalValue, Int64(expectedBytes))
+        XCTAssertEqual(sender.statistics.bytesReceived, 0, "nothing came back")
+        await sender.shutdown()
+        await receiver.shutdown()
     }
 
     /// Everyone dials everyone: each pair ends with exactly one connection (the one dialed
