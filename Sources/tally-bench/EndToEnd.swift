@@ -107,12 +107,14 @@ struct EndToEnd: AsyncParsableCommand {
 
             benchLog("latency phase: \(latencyCount) transfers at \(latencyRate) tx/s")
             var scraped = await StageBreakdown.scrape(network, client: client)
-            let (latency, latencySeries) = Series.split(try await Workload.offerFixedRate(
+            var (latency, latencySeries) = Series.split(try await Workload.offerFixedRate(
                 Array(signed[0..<latencyCount]), rate: latencyRate, nodes: latencyNodes.isEmpty ? Array(0..<validators) : latencyNodes,
                 network: network, client: client, events: events))
             var stages: [String: Any] = [:]
             let (latencyStages, afterLatency) = await StageBreakdown.since(scraped, phase: "fixed load", network: network, client: client)
             stages["latency"] = latencyStages
+            latency.merge(bytesPerTransaction(
+                "latency", from: scraped, to: afterLatency, committed: latency["latency_committed"] as? Int ?? 0)) { _, new in new }
             scraped = afterLatency
             var plotSeries: [String: Any] = ["latency": latencySeries]
 
@@ -134,10 +136,14 @@ struct EndToEnd: AsyncParsableCommand {
                 return try writeJSON(result, to: json)
             }
             benchLog("saturation phase: \(transactions) transfers, batches of \(batch), \(concurrency) in flight")
-            let (saturation, saturationSeries) = Series.split(try await Workload.saturate(
+            var (saturation, saturationSeries) = Series.split(try await Workload.saturate(
                 Array(signed[latencyCount...]), batch: batch, concurrency: concurrency, network: network, client: client, events: events))
             reader.cancel()
-            stages["saturation"] = await StageBreakdown.since(scraped, phase: "saturation", network: network, client: client).0
+            let (saturationStages, afterSaturation) = await StageBreakdown.since(
+                scraped, phase: "saturation", network: network, client: client)
+            stages["saturation"] = saturationStages
+            saturation.merge(bytesPerTransaction(
+                "saturation", from: scraped, to: afterSaturation, committed: saturation["e2e_committed"] as? Int ?? 0)) { _, new in new }
             plotSeries["saturation"] = saturationSeries
 
             var viewChanges = 0.0
@@ -167,6 +173,25 @@ struct EndToEnd: AsyncParsableCommand {
         network.terminateAll(graceSeconds: 5)
         try await client.shutdown()
         try writeJSON(result, to: json)
+    }
+}
+
+extension EndToEnd {
+    /// `<phase>_bytes_sent_per_tx_per_validator`: the wire bytes all validators sent each
+    /// other during the phase (`tally_network_bytes_sent_total`, summed over the nodes)
+    /// ÷ the transactions committed in it ÷ validators; logged. Empty when a node's
+    /// counter could not be read or nothing committed.
+    func bytesPerTransaction(
+        _ phase: String, from before: StageBreakdown, to after: StageBreakdown, committed: Int
+    ) -> [String: Any] {
+        guard let bytes = StageBreakdown.bytesSentRise(from: before, to: after), committed > 0 else {
+            benchLog("\(phase): bytes sent per committed transaction unknown (a node's counter unread, or nothing committed)")
+            return [:]
+        }
+        let perValidator = bytes / Double(committed) / Double(validators)
+        benchLog(String(format: "%@: %.0f bytes sent per committed transaction per validator (%.1f MB over %d validators, %d transactions)",
+                   phase, perValidator, bytes / 1e6, validators, committed))
+        return ["\(phase)_bytes_sent_total": bytes, "\(phase)_bytes_sent_per_tx_per_validator": perValidator]
     }
 }
 
@@ -254,7 +279,7 @@ enum Workload {
             "latency_offered_tx_per_s": Double(transactions.count) / offeredSeconds, "latency_nodes": nodes,
             "latency_p50_ms": quantile(latencies, 0.5), "latency_p90_ms": quantile(latencies, 0.9),
             "latency_p99_ms": quantile(latencies, 0.99),
-            "latency_max_ms": latencies.last ?? 0, "latency_rejected": submitted.rejectedCount,
+            "latency_max_ms": latencies.last ?? 0, "latency_committed": accepted.count, "latency_rejected": submitted.rejectedCount,
             "latency_rejections": submitted.rejectionCodes, "latency_lost_tx_events": lost,
             Series.prefix + "latency_ms": latencies,
         ]

@@ -6,7 +6,7 @@ import Foundation
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Merge the parts into bench-results.json and print the table.")
 
-    @Option(name: .long, help: "Directory holding calibrate.json, e2e.json, verify-e2e.json, verify.json, growth.json, micro.json (and e2e-window1, e2e-wan, e2e-wan-window1, switch when run).")
+    @Option(name: .long, help: "Directory holding calibrate.json, e2e.json, verify-e2e.json, verify.json, growth.json, micro.json (and e2e-window1, e2e-wan, e2e-wan-window1, switch, e2e-scaling-<V>, e2e-scaling-wan-<V> when run).")
     var parts: String
     @Option(name: .long, help: "The merged result.") var output = "bench-results.json"
     @Flag(name: .long, help: "Mark the result as a --quick run.") var quick = false
@@ -55,10 +55,80 @@ struct Report: ParsableCommand {
             result["e2e_wan_\(name)"] = wan
         }
         if !packetSwitch.isEmpty { result["switch"] = packetSwitch }
+        let scaling = Self.scalingRows(allCores: allCores, loopback: e2e, wan: wanDefault, parts: parts)
+        if !scaling.isEmpty { result["scaling"] = scaling }
         try writeJSON(result, to: output)
         printTable(result, calibrate: calibrate, e2e: e2e, verifyE2E: verifyE2E, verify: verify, growth: growth, window1: window1)
         printNetworkLab(wanDefault: wanDefault, wanWindow1: wanWindow1, packetSwitch: packetSwitch)
+        if !scaling.isEmpty { Self.printScaling(scaling) }
         print("results written to \(output)")
+    }
+
+    /// Parts of `tools/bench --scaling`: `e2e-scaling-<V>.json` (loopback) and
+    /// `e2e-scaling-wan-<V>.json` (WAN profile).
+    static let scalingPrefixes = [("loopback", "e2e-scaling-"), ("wan", "e2e-scaling-wan-")]
+
+    /// `scaling[]`: one row per network size and profile, the default 4-validator runs
+    /// (`e2e`, `e2e-wan`) included, each against its own size's ceiling. Empty unless a
+    /// scaling part exists, so a run without `--scaling` writes what it always did.
+    static func scalingRows(allCores: Double, loopback: [String: Any], wan: [String: Any], parts: String) -> [[String: Any]] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: parts)) ?? []
+        var runs: [(profile: String, e2e: [String: Any])] = []
+        for name in names.sorted() where name.hasSuffix(".json") {
+            let stem = String(name.dropLast(".json".count))
+            // The longest matching prefix decides: "e2e-scaling-wan-7" is WAN, not loopback "wan-7".
+            guard let (profile, prefix) = scalingPrefixes.filter({ stem.hasPrefix($0.1) }).max(by: { $0.1.count < $1.1.count }),
+                Int(stem.dropFirst(prefix.count)) != nil,
+                let data = FileManager.default.contents(atPath: parts + "/" + name),
+                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            else { continue }
+            runs.append((profile, object))
+        }
+        guard !runs.isEmpty else { return [] }
+        if !loopback.isEmpty { runs.append(("loopback", loopback)) }
+        if !wan.isEmpty { runs.append(("wan", wan)) }
+        return runs.map { scalingRow(profile: $0.profile, $0.e2e, allCores: allCores) }
+            .sorted { ($0["profile"] as! String, $0["validators"] as! Int) < ($1["profile"] as! String, $1["validators"] as! Int) }
+    }
+
+    static func scalingRow(profile: String, _ e2e: [String: Any], allCores: Double) -> [String: Any] {
+        func number(_ key: String) -> Double { (e2e[key] as? Double) ?? Double(e2e[key] as? Int ?? 0) }
+        let validators = e2e["validators"] as? Int ?? 4
+        let ceiling = allCores / Double(validators)
+        var row: [String: Any] = [
+            "profile": profile, "validators": validators, "ceiling_tx_per_s": ceiling,
+            "transactions": number("e2e_committed"),
+            "e2e_tx_per_s": number("e2e_tx_per_s"), "e2e_ratio": ceiling > 0 ? number("e2e_tx_per_s") / ceiling : 0,
+            "e2e_overall_tx_per_s": number("e2e_overall_tx_per_s"),
+            "e2e_overall_ratio": ceiling > 0 ? number("e2e_overall_tx_per_s") / ceiling : 0,
+            "latency_offered_tx_per_s": number("latency_offered_tx_per_s"),
+            "latency_p50_ms": number("latency_p50_ms"), "latency_p99_ms": number("latency_p99_ms"),
+            "view_changes": number("view_changes"), "validator_rss_mb_max": number("validator_rss_mb_max"),
+        ]
+        // Absent when a node's counter could not be read: left out rather than shown as 0.
+        for phase in ["saturation", "latency"] {
+            let key = "\(phase)_bytes_sent_per_tx_per_validator"
+            if let bytes = e2e[key] { row[key] = bytes }
+        }
+        if let delay = e2e["wan_delay_ms"] { row["wan_delay_ms"] = delay }
+        return row
+    }
+
+    static func printScaling(_ rows: [[String: Any]]) {
+        func number(_ row: [String: Any], _ key: String) -> Double { (row[key] as? Double) ?? Double(row[key] as? Int ?? 0) }
+        func padded(_ text: String, _ width: Int) -> String { text.count >= width ? text : text.padding(toLength: width, withPad: " ", startingAt: 0) }
+        func rightAligned(_ text: String, _ width: Int) -> String { String(repeating: " ", count: max(0, width - text.count)) + text }
+        func bytes(_ row: [String: Any], _ key: String) -> String { row[key] == nil ? "?" : String(format: "%.0f", number(row, key)) }
+        print("scaling: saturation against each size's ceiling (all-core verify ÷ V); latency at the fixed load; bytes sent per committed tx per validator")
+        print(" V  profile    ceiling   saturation (ratio)   whole run (ratio)   p50 / p99 ms at tx/s       bytes/tx/val sat / fixed  view ch.  tx")
+        for row in rows {
+            print(String(format: "%2d  %@ %7.0f   %7.0f (%4.2f)      %7.0f (%4.2f)     %6.1f / %6.1f at %5.0f     %@ / %@          %3.0f  %6.0f",
+                         row["validators"] as? Int ?? 0, padded(row["profile"] as? String ?? "?", 8), number(row, "ceiling_tx_per_s"),
+                         number(row, "e2e_tx_per_s"), number(row, "e2e_ratio"), number(row, "e2e_overall_tx_per_s"),
+                         number(row, "e2e_overall_ratio"), number(row, "latency_p50_ms"), number(row, "latency_p99_ms"),
+                         number(row, "latency_offered_tx_per_s"), rightAligned(bytes(row, "saturation_bytes_sent_per_tx_per_validator"), 8),
+                         padded(bytes(row, "latency_bytes_sent_per_tx_per_validator"), 8), number(row, "view_changes"), number(row, "transactions")))
+        }
     }
 
     /// The WAN profile (validators in network namespaces, delay on every validator

@@ -17,16 +17,44 @@ struct StageBreakdown {
         var count = 0.0
     }
 
+    static let bytesSentMetric = "tally_network_bytes_sent_total"
+
     /// Per node, per stage.
     var nodes: [[String: Histogram]]
+    /// Per node, `tally_network_bytes_sent_total` (wire bytes of its peer messages), read
+    /// from the same scrape; nil where the node did not answer.
+    var bytesSent: [Double?] = []
 
     static func scrape(_ network: Testbed, client: HTTPClient) async -> StageBreakdown {
         var nodes: [[String: Histogram]] = []
+        var bytesSent: [Double?] = []
         for index in 0..<network.validators {
             let text = (try? await network.get(client, index, "/metrics")).map { String(decoding: $0, as: UTF8.self) } ?? ""
             nodes.append(parse(text))
+            bytesSent.append(counter(text, bytesSentMetric))
         }
-        return StageBreakdown(nodes: nodes)
+        return StageBreakdown(nodes: nodes, bytesSent: bytesSent)
+    }
+
+    /// An undimensioned counter's value in a Prometheus text exposition.
+    static func counter(_ text: String, _ name: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.split(separator: " ").last ?? "")
+        }
+        return nil
+    }
+
+    /// Bytes all validators sent to their peers between two scrapes. A node whose
+    /// counter went down restarted in between: it counts what it sent since; a node
+    /// missing from either scrape makes the sum unknown (nil), not smaller.
+    static func bytesSentRise(from before: StageBreakdown, to after: StageBreakdown) -> Double? {
+        guard before.bytesSent.count == after.bytesSent.count else { return nil }
+        var total = 0.0
+        for (old, new) in zip(before.bytesSent, after.bytesSent) {
+            guard let old, let new else { return nil }
+            total += new >= old ? new - old : new
+        }
+        return total
     }
 
     /// The `tally_stage_seconds` lines of a Prometheus text exposition.
